@@ -82,7 +82,6 @@ class Settings(BaseSettings):
     styles_dir: Path = Path("styles")
     device: Device = "auto"
     dtype: DType = "auto"
-    hf_offline: bool = Field(default=False, description="Never reach the hub; load from local caches only.")
 
     # --- input limits -------------------------------------------------------------------------
     max_upload_bytes: int = 20 * 1024 * 1024

@@ -1,0 +1,213 @@
+"""The engine: prepared faces in, styled portraits out, one batch of one style per call.
+
+Blocking by design (it runs on the GPU worker's thread); the queue owns concurrency. Adapters are
+loaded once at start and a batch only switches between them.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from diffusers import SchedulerMixin, StableDiffusionXLControlNetPipeline
+from PIL import Image
+
+from inference.loader import (
+    load_catalog,
+    load_pipeline,
+    load_style_adapters,
+    make_scheduler,
+    resolve_device,
+    resolve_dtype,
+)
+from inference.preprocess import ImageLimits, PreparedFace, prepare_face
+from inference.preview import latents_to_preview
+from inference.styles import Style, StyleCatalog
+from mmpp.errors import UserFacingError
+from mmpp.logs import log_event
+from mmpp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PREVIEW_SIZE = 256
+
+
+class GenerationCancelled(UserFacingError):
+    code = "cancelled"
+
+
+class MixedStylesError(ValueError):
+    """A batch must hold one style: the LoRA, scheduler and step count are shared by the call."""
+
+
+@dataclass
+class GenerationRequest:
+    face: PreparedFace
+    style: str
+    seed: int
+    steps: int | None = None
+    lora_scale: float | None = None
+    background: str | None = None
+    # Set from any thread to stop this job; the engine looks at it after every denoising step.
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    image: Image.Image | None
+    seed: int
+    style: str
+    cancelled: bool = False
+    seconds: float = 0.0
+
+    def png(self) -> bytes:
+        if self.image is None:
+            raise ValueError("a cancelled job has no image")
+        return to_png(self.image)
+
+
+@dataclass
+class StepProgress:
+    """Handed to `on_step` after each denoising step; previews are made only when asked for."""
+
+    step: int
+    total: int
+    active: tuple[bool, ...]
+    _latents: torch.Tensor
+
+    def preview(self, index: int, size: int = PREVIEW_SIZE) -> Image.Image:
+        return latents_to_preview(self._latents[index : index + 1], size)[0]
+
+    def previews(self, size: int = PREVIEW_SIZE) -> list[Image.Image]:
+        return latents_to_preview(self._latents, size)
+
+
+StepCallback = Callable[[StepProgress], None]
+
+
+def to_png(image: Image.Image) -> bytes:
+    """PNG bytes with no text, EXIF or colour-profile chunks."""
+    clean = Image.frombytes(image.mode, image.size, image.tobytes())
+    buffer = io.BytesIO()
+    clean.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+class Engine:
+    def __init__(
+        self,
+        pipe: StableDiffusionXLControlNetPipeline,
+        catalog: StyleCatalog,
+        *,
+        limits: ImageLimits | None = None,
+        resolution: int | None = None,
+    ) -> None:
+        self.pipe = pipe
+        self.catalog = catalog
+        self.limits = limits or ImageLimits()
+        self.resolution = resolution or pipe.unet.config.sample_size * pipe.vae_scale_factor
+        self.device = pipe.device
+        base = pipe.scheduler
+        self._schedulers: dict[str, SchedulerMixin] = {
+            name: make_scheduler(style.definition.scheduler, base) for name, style in catalog.styles.items()
+        }
+        self._active: tuple[str, float] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Engine:
+        catalog = load_catalog(settings)
+        device = resolve_device(settings.device)
+        pipe = load_pipeline(settings.sources, device, resolve_dtype(settings.dtype, device))
+        load_style_adapters(pipe, list(catalog.styles.values()))
+        limits = ImageLimits(
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_image_pixels,
+            min_side=settings.min_image_side,
+            min_face_px=settings.min_face_px,
+        )
+        return cls(pipe, catalog, limits=limits)
+
+    def prepare(self, data: bytes) -> PreparedFace:
+        """Decode, check and crop a selfie; raises an `ImageRejected` a member can act on."""
+        return prepare_face(data, self.resolution, self.limits)
+
+    def switch_style(self, style: Style, lora_scale: float | None = None) -> None:
+        scale = style.definition.lora.scale if lora_scale is None else lora_scale
+        if self._active != (style.name, scale):
+            self.pipe.set_adapters([style.name], adapter_weights=[scale])
+            self._active = (style.name, scale)
+        self.pipe.scheduler = self._schedulers[style.name]
+        self.pipe.set_ip_adapter_scale(style.definition.ip_adapter_scale)
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], on_step: StepCallback | None = None
+    ) -> list[GenerationResult]:
+        """One diffusers call for the whole batch; results line up with `requests`.
+
+        A cancelled job comes back with `cancelled=True`; if every job is cancelled the call stops
+        within one step and raises `GenerationCancelled`.
+        """
+        if not requests:
+            return []
+        first = requests[0]
+        if any(r.style != first.style or r.steps != first.steps or r.lora_scale != first.lora_scale
+               for r in requests):
+            raise MixedStylesError("a batch must share style, steps and LoRA scale")
+        style = self.catalog.get(first.style)
+        definition = style.definition
+        steps = first.steps or definition.steps
+        self.switch_style(style, first.lora_scale)
+
+        started = time.perf_counter()
+        output = self.pipe(
+            prompt=[definition.render_prompt(r.background) for r in requests],
+            negative_prompt=[definition.negative_prompt] * len(requests),
+            image=[r.face.control for r in requests],
+            ip_adapter_image=[[r.face.face for r in requests]],
+            controlnet_conditioning_scale=definition.controlnet_scale,
+            num_inference_steps=steps,
+            guidance_scale=definition.guidance,
+            height=self.resolution,
+            width=self.resolution,
+            generator=[torch.Generator(device="cpu").manual_seed(r.seed) for r in requests],
+            callback_on_step_end=self._step_callback(requests, steps, on_step),
+            callback_on_step_end_tensor_inputs=["latents"],
+            output_type="pil",
+        )
+        seconds = time.perf_counter() - started
+        results = [
+            GenerationResult(
+                image=None if r.cancel.is_set() else image,
+                seed=r.seed,
+                style=r.style,
+                cancelled=r.cancel.is_set(),
+                seconds=seconds,
+            )
+            for r, image in zip(requests, output.images, strict=True)
+        ]
+        log_event(
+            log, logging.INFO, "batch generated",
+            style=style.name, batch=len(requests), steps=steps, seconds=round(seconds, 3),
+        )
+        return results
+
+    @staticmethod
+    def _step_callback(
+        requests: Sequence[GenerationRequest], total: int, on_step: StepCallback | None
+    ) -> Callable[..., dict[str, Any]]:
+        def callback(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            active = tuple(not r.cancel.is_set() for r in requests)
+            if not any(active):
+                # Raising is the only way out that skips the remaining steps and the VAE decode.
+                raise GenerationCancelled("Cancelled.")
+            if on_step is not None:
+                on_step(StepProgress(step=step + 1, total=total, active=active, _latents=kwargs["latents"]))
+            return kwargs
+
+        return callback

@@ -1,0 +1,150 @@
+"""Load SDXL + ControlNet + IP-Adapter + every style LoRA, through diffusers' own loading paths.
+
+The same calls load the hub models in production and the tiny model in tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    ControlNetModel,
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    SchedulerMixin,
+    StableDiffusionXLControlNetPipeline,
+    UniPCMultistepScheduler,
+)
+from transformers import CLIPVisionModelWithProjection
+
+from inference.styles import Style, StyleCatalog
+from mmpp.errors import UserFacingError
+from mmpp.logs import log_event
+from mmpp.settings import ModelSources, Settings
+
+log = logging.getLogger(__name__)
+
+
+class ModelUnavailable(UserFacingError):
+    code = "model_unavailable"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name != "auto":
+        return getattr(torch, name)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    # Half precision on a CPU is slower than fp32 and some kernels lack it entirely.
+    return torch.float32
+
+
+def make_scheduler(name: str, base: SchedulerMixin) -> SchedulerMixin:
+    config = base.config
+    match name:
+        case "euler":
+            return EulerDiscreteScheduler.from_config(config)
+        case "euler_a":
+            return EulerAncestralDiscreteScheduler.from_config(config)
+        case "dpmpp_2m":
+            return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++")
+        case "dpmpp_2m_karras":
+            return DPMSolverMultistepScheduler.from_config(
+                config, algorithm_type="dpmsolver++", use_karras_sigmas=True
+            )
+        case "ddim":
+            return DDIMScheduler.from_config(config)
+        case "unipc":
+            return UniPCMultistepScheduler.from_config(config)
+    raise ValueError(f"unknown scheduler {name!r}")
+
+
+def _local_or_hub(source: str) -> str:
+    """A local folder must exist; anything else is a hub id (which offline mode may refuse)."""
+    if source.startswith((".", "/", "~")) and not Path(source).expanduser().exists():
+        raise ModelUnavailable(f"Model folder {source} does not exist. Check the path in bot.env.")
+    return str(Path(source).expanduser()) if Path(source).expanduser().exists() else source
+
+
+def load_pipeline(
+    sources: ModelSources, device: torch.device, dtype: torch.dtype
+) -> StableDiffusionXLControlNetPipeline:
+    started = time.perf_counter()
+    try:
+        controlnet = ControlNetModel.from_pretrained(_local_or_hub(sources.controlnet), torch_dtype=dtype)
+        extra = {}
+        if sources.vae:
+            extra["vae"] = AutoencoderKL.from_pretrained(_local_or_hub(sources.vae), torch_dtype=dtype)
+        pipe = StableDiffusionXLControlNetPipeline.from_pretrained(
+            _local_or_hub(sources.base_model),
+            controlnet=controlnet,
+            torch_dtype=dtype,
+            add_watermarker=False,
+            **extra,
+        )
+        # Loaded here rather than by load_ip_adapter so the encoder may live in another repo or folder.
+        encoder_kwargs = {"subfolder": sources.image_encoder_subfolder} if sources.image_encoder_subfolder else {}
+        image_encoder = CLIPVisionModelWithProjection.from_pretrained(
+            _local_or_hub(sources.image_encoder), torch_dtype=dtype, **encoder_kwargs
+        )
+        pipe.register_modules(image_encoder=image_encoder)
+        pipe.load_ip_adapter(
+            _local_or_hub(sources.ip_adapter),
+            subfolder=sources.ip_adapter_subfolder or None,
+            weight_name=sources.ip_adapter_weight_name,
+            image_encoder_folder=None,
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailable(f"Could not load the models: {_first_line(exc)}") from exc
+    pipe.set_progress_bar_config(disable=True)
+    pipe.to(device)
+    log_event(
+        log, logging.INFO, "pipeline loaded",
+        device=str(device), dtype=str(dtype).removeprefix("torch."),
+        seconds=round(time.perf_counter() - started, 2),
+    )
+    return pipe
+
+
+def load_style_adapters(pipe: StableDiffusionXLControlNetPipeline, styles: list[Style]) -> None:
+    """Every style's LoRA, once, as a named adapter; jobs switch between them with set_adapters."""
+    for style in styles:
+        path = Path(style.lora_path)
+        weight_name = style.definition.lora.weight_name
+        source: str = style.lora_path
+        if path.is_file():
+            source, weight_name = str(path.parent), path.name
+        try:
+            pipe.load_lora_weights(source, weight_name=weight_name, adapter_name=style.name)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelUnavailable(f"Style '{style.name}': its LoRA could not be loaded: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def load_catalog(settings: Settings) -> StyleCatalog:
+    catalog = StyleCatalog.load(settings.sources.styles_dir)
+    if not catalog.styles:
+        problems = "; ".join(catalog.errors) or "no style folders with a style.json"
+        raise ModelUnavailable(f"No usable style in {settings.sources.styles_dir}: {problems}")
+    return catalog

@@ -1,0 +1,220 @@
+"""From uploaded bytes to a square face crop: decode safely, find exactly one face, crop around it.
+
+Every rejection is its own `ImageRejected` subclass whose message a Discord member understands.
+The selfie never touches the disk: bytes in, PIL images in memory out, metadata dropped.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mmpp.errors import UserFacingError
+
+ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "MPO", "TIFF"}
+# A second face at least this fraction of the main face's area is "another person", not background.
+SIMILAR_FACE_AREA = 0.4
+# Detection runs on a downscaled copy: Haar cascades gain nothing from more pixels, and it keeps
+# a 40-megapixel photo from costing seconds.
+DETECT_LONG_SIDE = 800
+
+
+class ImageRejected(UserFacingError):
+    """The upload cannot be used; the message says why and what to do."""
+
+
+class NotAnImage(ImageRejected):
+    code = "not_an_image"
+
+
+class ImageDamaged(ImageRejected):
+    code = "image_damaged"
+
+
+class ImageTooLarge(ImageRejected):
+    code = "image_too_large"
+
+
+class ImageTooSmall(ImageRejected):
+    code = "image_too_small"
+
+
+class NoFaceFound(ImageRejected):
+    code = "no_face"
+
+
+class TooManyFaces(ImageRejected):
+    code = "too_many_faces"
+
+
+class FaceTooSmall(ImageRejected):
+    code = "face_too_small"
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    min_side: int = 64
+    min_face_px: int = 48
+
+
+@dataclass(frozen=True)
+class Box:
+    x: int
+    y: int
+    w: int
+    h: int
+
+    @property
+    def area(self) -> int:
+        return self.w * self.h
+
+
+@dataclass(frozen=True)
+class PreparedFace:
+    """What the engine needs from a selfie: the square face crop and its structure (edges)."""
+
+    face: Image.Image
+    control: Image.Image
+    box: Box
+    source_size: tuple[int, int]
+
+
+def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
+    """Bytes to an upright RGB image with no metadata, within explicit limits."""
+    if len(data) > limits.max_bytes:
+        mb = limits.max_bytes // (1024 * 1024)
+        raise ImageTooLarge(f"That file is larger than {mb} MB. Please send a smaller photo.")
+    if not data:
+        raise NotAnImage("That file is empty. Please attach a photo (JPEG, PNG or WebP).")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _too_many_pixels(limits) from None
+    except UnidentifiedImageError:
+        raise NotAnImage(
+            "That file isn't a picture I can read. Please attach a photo (JPEG, PNG or WebP)."
+        ) from None
+    if image.format not in ACCEPTED_FORMATS:
+        raise NotAnImage(
+            f"{image.format or 'That'} files aren't supported. Please attach a JPEG, PNG or WebP photo."
+        )
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise _too_many_pixels(limits, (width, height))
+    if min(width, height) < limits.min_side:
+        raise ImageTooSmall(
+            f"That picture is only {width}x{height} pixels. "
+            f"Please send a photo at least {limits.min_side} pixels on each side."
+        )
+    try:
+        image.seek(0)  # animations: the first frame is the photo
+        image.load()
+        upright = ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, EOFError):
+        raise ImageDamaged(
+            "That picture looks damaged or incomplete. Please save it again and send it once more."
+        ) from None
+    rgb = _to_rgb(upright)
+    rgb.info = {}
+    return rgb
+
+
+def _too_many_pixels(limits: ImageLimits, size: tuple[int, int] | None = None) -> ImageTooLarge:
+    megapixels = limits.max_pixels // 1_000_000
+    what = f"{size[0]}x{size[1]} pixels" if size else "too many pixels"
+    return ImageTooLarge(
+        f"That picture is {what}. Please send one under {megapixels} megapixels, such as a phone photo."
+    )
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any mode to RGB; transparent areas become white rather than black."""
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode == "I;16" or image.mode == "I":
+        array = np.asarray(image, dtype=np.float32)
+        scaled = (255 * (array - array.min()) / max(float(np.ptp(array)), 1.0)).astype(np.uint8)
+        return Image.fromarray(scaled).convert("RGB")
+    return image.convert("RGB")
+
+
+@lru_cache(maxsize=1)
+def _cascade() -> cv2.CascadeClassifier:
+    path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+    cascade = cv2.CascadeClassifier(path)
+    if cascade.empty():
+        raise RuntimeError(f"OpenCV face cascade missing at {path}")
+    return cascade
+
+
+def detect_faces(image: Image.Image) -> list[Box]:
+    """Frontal faces, largest first, in the image's own pixel coordinates."""
+    scale = min(1.0, DETECT_LONG_SIDE / max(image.size))
+    small = image if scale == 1.0 else image.resize(
+        (round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR
+    )
+    gray = cv2.equalizeHist(cv2.cvtColor(np.asarray(small), cv2.COLOR_RGB2GRAY))
+    found = _cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=6, minSize=(20, 20))
+    boxes = [
+        Box(round(x / scale), round(y / scale), round(w / scale), round(h / scale)) for (x, y, w, h) in found
+    ]
+    return sorted(boxes, key=lambda b: b.area, reverse=True)
+
+
+def pick_face(boxes: list[Box], limits: ImageLimits) -> Box:
+    if not boxes:
+        raise NoFaceFound(
+            "I couldn't find a face in that picture. "
+            "Please use a photo where your face is clearly visible and looking at the camera."
+        )
+    main = boxes[0]
+    rivals = [b for b in boxes[1:] if b.area >= SIMILAR_FACE_AREA * main.area]
+    if rivals:
+        raise TooManyFaces(
+            f"I found {len(rivals) + 1} faces in that picture. "
+            "Please send a photo with only you in it, or crop it to your face."
+        )
+    if main.w < limits.min_face_px:
+        raise FaceTooSmall(
+            "Your face is too small in that picture. Please move closer or crop the photo around your face."
+        )
+    return main
+
+
+def square_crop(image: Image.Image, face: Box, size: int, margin: float = 0.7) -> Image.Image:
+    """A square around the face with room for hair and shoulders, shifted inside the image."""
+    side = min(round(face.w * (1 + 2 * margin)), image.width, image.height)
+    cx = face.x + face.w / 2
+    cy = face.y + face.h / 2 - 0.1 * face.h  # a little more room above, for hair
+    left = int(min(max(cx - side / 2, 0), image.width - side))
+    top = int(min(max(cy - side / 2, 0), image.height - side))
+    crop = image.crop((left, top, left + side, top + side))
+    return crop.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def edge_map(face: Image.Image) -> Image.Image:
+    """Canny edges of the crop: the face's structure for ControlNet, and they need no extra weights."""
+    gray = cv2.cvtColor(np.asarray(face), cv2.COLOR_RGB2GRAY)
+    blurred = cv2.GaussianBlur(gray, (3, 3), 0)
+    edges = cv2.Canny(blurred, 80, 180)
+    return Image.fromarray(np.stack([edges] * 3, axis=-1))
+
+
+def prepare_face(data: bytes, size: int, limits: ImageLimits | None = None) -> PreparedFace:
+    limits = limits or ImageLimits()
+    image = decode_image(data, limits)
+    box = pick_face(detect_faces(image), limits)
+    face = square_crop(image, box, size)
+    return PreparedFace(face=face, control=edge_map(face), box=box, source_size=image.size)

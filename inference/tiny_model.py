@@ -1,0 +1,247 @@
+"""A tiny random-weight SDXL, ControlNet, IP-Adapter and style LoRA, written in the standard layouts.
+
+Nothing here reaches the hub: the tokenizers are built from a byte-level vocabulary written in code.
+The result loads through exactly the same `from_pretrained` / `load_ip_adapter` /
+`load_lora_weights` calls as the production models; its images are noise, its code paths are real.
+
+Layout (what `ModelSources.from_model_dir` expects):
+    DIR/sdxl/            StableDiffusionXLPipeline.save_pretrained
+    DIR/controlnet/      ControlNetModel.save_pretrained
+    DIR/ip-adapter/      ip-adapter.safetensors + image_encoder/
+    DIR/styles/tiny-style/style.json + lora.safetensors
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    ControlNetModel,
+    EulerDiscreteScheduler,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
+from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
+from diffusers.models.embeddings import ImageProjection
+from peft import LoraConfig
+from peft.utils import get_peft_model_state_dict
+from safetensors.torch import save_file
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+    CLIPVisionConfig,
+    CLIPVisionModelWithProjection,
+)
+
+from inference.styles import LoraSource, StyleDefinition, write_style
+
+TEXT_DIM = 32
+CROSS_ATTENTION_DIM = 2 * TEXT_DIM  # SDXL concatenates both text encoders' hidden states
+TIME_EMBED_DIM = 8
+IMAGE_EMBED_DIM = 32
+IP_TOKENS = 4
+LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
+
+
+def _byte_vocab() -> dict[str, int]:
+    """CLIP's byte-level alphabet, each symbol alone and as a word end: every string tokenizes."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    symbols = [chr(b) for b in printable]
+    symbols += [chr(256 + n) for n in range(256 - len(printable))]
+    vocab = {"<|startoftext|>": 0}
+    for sym in symbols:
+        vocab[sym] = len(vocab)
+    for sym in symbols:
+        vocab[sym + "</w>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return vocab
+
+
+def tiny_tokenizer() -> CLIPTokenizer:
+    return CLIPTokenizer(vocab=_byte_vocab(), merges=[], model_max_length=77)
+
+
+def _text_config(tokenizer: CLIPTokenizer) -> CLIPTextConfig:
+    return CLIPTextConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        hidden_size=TEXT_DIM,
+        intermediate_size=37,
+        layer_norm_eps=1e-05,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=len(tokenizer),
+        hidden_act="gelu",
+        projection_dim=TEXT_DIM,
+        max_position_embeddings=77,
+    )
+
+
+def tiny_unet() -> UNet2DConditionModel:
+    return UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=TIME_EMBED_DIM,
+        transformer_layers_per_block=(1, 1),
+        projection_class_embeddings_input_dim=6 * TIME_EMBED_DIM + TEXT_DIM,
+        cross_attention_dim=CROSS_ATTENTION_DIM,
+        norm_num_groups=8,
+    )
+
+
+def tiny_vae() -> AutoencoderKL:
+    return AutoencoderKL(
+        block_out_channels=[16, 32],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=64,
+        scaling_factor=0.13025,
+    )
+
+
+def tiny_scheduler() -> EulerDiscreteScheduler:
+    # SDXL base's own scheduler settings.
+    return EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        steps_offset=1,
+        timestep_spacing="leading",
+        prediction_type="epsilon",
+    )
+
+
+def tiny_pipeline() -> StableDiffusionXLPipeline:
+    tokenizer = tiny_tokenizer()
+    config = _text_config(tokenizer)
+    return StableDiffusionXLPipeline(
+        vae=tiny_vae(),
+        text_encoder=CLIPTextModel(config),
+        text_encoder_2=CLIPTextModelWithProjection(config),
+        tokenizer=tokenizer,
+        tokenizer_2=tiny_tokenizer(),
+        unet=tiny_unet(),
+        scheduler=tiny_scheduler(),
+        add_watermarker=False,
+    )
+
+
+def ip_adapter_state_dict(unet: UNet2DConditionModel) -> dict[str, torch.Tensor]:
+    """Random IP-Adapter weights in the flat `image_proj.* / ip_adapter.*` safetensors layout.
+
+    Keys follow diffusers' reading of the original numbering: cross-attention processors, in
+    order, take the odd slots 1, 3, 5, ...
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    block_channels = unet.config.block_out_channels
+    cross_attention = [name for name in unet.attn_processors if not name.endswith("attn1.processor")]
+    for slot, name in zip(range(1, 2 * len(cross_attention), 2), cross_attention, strict=True):
+        if name.startswith("mid_block"):
+            hidden = block_channels[-1]
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(block_channels))[int(name[len("up_blocks.")])]
+        else:
+            hidden = block_channels[int(name[len("down_blocks.")])]
+        proc = IPAdapterAttnProcessor2_0(hidden_size=hidden, cross_attention_dim=CROSS_ATTENTION_DIM).state_dict()
+        tensors[f"ip_adapter.{slot}.to_k_ip.weight"] = proc["to_k_ip.0.weight"]
+        tensors[f"ip_adapter.{slot}.to_v_ip.weight"] = proc["to_v_ip.0.weight"]
+    projection = ImageProjection(
+        cross_attention_dim=CROSS_ATTENTION_DIM, image_embed_dim=IMAGE_EMBED_DIM, num_image_text_embeds=IP_TOKENS
+    ).state_dict()
+    tensors["image_proj.proj.weight"] = projection["image_embeds.weight"]
+    tensors["image_proj.proj.bias"] = projection["image_embeds.bias"]
+    tensors["image_proj.norm.weight"] = projection["norm.weight"]
+    tensors["image_proj.norm.bias"] = projection["norm.bias"]
+    return {k: v.contiguous() for k, v in tensors.items()}
+
+
+def tiny_image_encoder() -> CLIPVisionModelWithProjection:
+    return CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            projection_dim=IMAGE_EMBED_DIM,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=37,
+            image_size=32,
+            patch_size=4,
+        )
+    )
+
+
+def write_random_lora(unet: UNet2DConditionModel, path: Path, *, rank: int = 4, seed: int = 0) -> Path:
+    """Save a random (non-zero) UNet LoRA in the diffusers safetensors layout."""
+    from diffusers.utils import convert_state_dict_to_diffusers
+
+    torch.manual_seed(seed)
+    adapter = f"random_{seed}"
+    unet.add_adapter(
+        LoraConfig(r=rank, lora_alpha=rank, target_modules=LORA_TARGETS, init_lora_weights=False),
+        adapter_name=adapter,
+    )
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet, adapter_name=adapter))
+    unet.delete_adapters(adapter)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    StableDiffusionXLPipeline.save_lora_weights(
+        save_directory=str(path.parent), unet_lora_layers=layers, weight_name=path.name
+    )
+    return path
+
+
+def add_tiny_style(
+    model_dir: Path, name: str, *, seed: int, unet: UNet2DConditionModel | None = None, **overrides: object
+) -> Path:
+    """Write one more style with its own random LoRA into `model_dir/styles/` (tests use several)."""
+    if unet is None:
+        unet = UNet2DConditionModel.from_pretrained(model_dir / "sdxl" / "unet")
+    folder = model_dir / "styles" / name
+    write_random_lora(unet, folder / "lora.safetensors", seed=seed)
+    fields: dict[str, object] = {
+        "name": name,
+        "description": f"Random weights ({name}); for tests and smoke runs.",
+        "trigger_words": [f"{name.replace('-', '')} style"],
+        "lora": LoraSource(source="lora.safetensors", scale=1.0),
+        "steps": 4,
+        "guidance": 5.0,
+    }
+    fields.update(overrides)
+    write_style(folder, StyleDefinition.model_validate(fields))
+    return folder
+
+
+def make_tiny_model(model_dir: Path, *, seed: int = 0) -> Path:
+    """Write the whole tiny model tree into `model_dir` (created if needed); takes seconds on a CPU."""
+    torch.manual_seed(seed)
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    pipe = tiny_pipeline()
+    # The ControlNet copies the UNet's encoder, so it must be made before any LoRA touches the UNet.
+    controlnet = ControlNetModel.from_unet(pipe.unet, conditioning_embedding_out_channels=(16, 32))
+    pipe.save_pretrained(model_dir / "sdxl", safe_serialization=True)
+    controlnet.save_pretrained(model_dir / "controlnet", safe_serialization=True)
+
+    ip_dir = model_dir / "ip-adapter"
+    ip_dir.mkdir(exist_ok=True)
+    save_file(ip_adapter_state_dict(pipe.unet), str(ip_dir / "ip-adapter.safetensors"))
+    tiny_image_encoder().save_pretrained(ip_dir / "image_encoder", safe_serialization=True)
+
+    add_tiny_style(model_dir, "tiny-style", seed=seed + 1, unet=pipe.unet)
+    return model_dir
