@@ -19,6 +19,7 @@ from diffusers import SchedulerMixin, StableDiffusionXLControlNetPipeline
 from PIL import Image
 
 from inference.loader import (
+    image_limits,
     load_catalog,
     load_pipeline,
     load_style_adapters,
@@ -26,7 +27,7 @@ from inference.loader import (
     resolve_device,
     resolve_dtype,
 )
-from inference.preprocess import ImageLimits, PreparedFace, prepare_face
+from inference.preprocess import ImageLimits, LocatedFace, PreparedFace, locate_face
 from inference.preview import latents_to_preview
 from inference.styles import Style, StyleCatalog
 from mmpp.errors import UserFacingError
@@ -125,17 +126,12 @@ class Engine:
         device = resolve_device(settings.device)
         pipe = load_pipeline(settings.sources, device, resolve_dtype(settings.dtype, device))
         load_style_adapters(pipe, list(catalog.styles.values()))
-        limits = ImageLimits(
-            max_bytes=settings.max_upload_bytes,
-            max_pixels=settings.max_image_pixels,
-            min_side=settings.min_image_side,
-            min_face_px=settings.min_face_px,
-        )
-        return cls(pipe, catalog, limits=limits)
+        return cls(pipe, catalog, limits=image_limits(settings))
 
-    def prepare(self, data: bytes) -> PreparedFace:
+    def prepare(self, data: bytes | LocatedFace) -> PreparedFace:
         """Decode, check and crop a selfie; raises an `ImageRejected` a member can act on."""
-        return prepare_face(data, self.resolution, self.limits)
+        located = data if isinstance(data, LocatedFace) else locate_face(data, self.limits)
+        return located.prepare(self.resolution)
 
     def switch_style(self, style: Style, lora_scale: float | None = None) -> None:
         scale = style.definition.lora.scale if lora_scale is None else lora_scale

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -23,6 +24,7 @@ from diffusers import (
 )
 from transformers import CLIPVisionModelWithProjection
 
+from inference.preprocess import ImageLimits
 from inference.styles import Style, StyleCatalog
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event
@@ -83,26 +85,38 @@ def _local_or_hub(source: str) -> str:
     return str(Path(source).expanduser()) if Path(source).expanduser().exists() else source
 
 
+def quiet_libraries() -> None:
+    """Our own progress and log lines replace the libraries' per-shard bars and advice."""
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+
+
 def load_pipeline(
     sources: ModelSources, device: torch.device, dtype: torch.dtype
 ) -> StableDiffusionXLControlNetPipeline:
+    quiet_libraries()
     started = time.perf_counter()
     try:
-        controlnet = ControlNetModel.from_pretrained(_local_or_hub(sources.controlnet), torch_dtype=dtype)
+        controlnet = ControlNetModel.from_pretrained(_local_or_hub(sources.controlnet), dtype=dtype)
         extra = {}
         if sources.vae:
-            extra["vae"] = AutoencoderKL.from_pretrained(_local_or_hub(sources.vae), torch_dtype=dtype)
+            extra["vae"] = AutoencoderKL.from_pretrained(_local_or_hub(sources.vae), dtype=dtype)
         pipe = StableDiffusionXLControlNetPipeline.from_pretrained(
             _local_or_hub(sources.base_model),
             controlnet=controlnet,
-            torch_dtype=dtype,
+            dtype=dtype,
             add_watermarker=False,
             **extra,
         )
         # Loaded here rather than by load_ip_adapter so the encoder may live in another repo or folder.
         encoder_kwargs = {"subfolder": sources.image_encoder_subfolder} if sources.image_encoder_subfolder else {}
         image_encoder = CLIPVisionModelWithProjection.from_pretrained(
-            _local_or_hub(sources.image_encoder), torch_dtype=dtype, **encoder_kwargs
+            _local_or_hub(sources.image_encoder), dtype=dtype, **encoder_kwargs
         )
         pipe.register_modules(image_encoder=image_encoder)
         pipe.load_ip_adapter(
@@ -132,7 +146,10 @@ def load_style_adapters(pipe: StableDiffusionXLControlNetPipeline, styles: list[
         if path.is_file():
             source, weight_name = str(path.parent), path.name
         try:
-            pipe.load_lora_weights(source, weight_name=weight_name, adapter_name=style.name)
+            with warnings.catch_warnings():
+                # peft warns on every adapter after the first; several named adapters is the point here.
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                pipe.load_lora_weights(source, weight_name=weight_name, adapter_name=style.name)
         except (OSError, ValueError, KeyError) as exc:
             raise ModelUnavailable(f"Style '{style.name}': its LoRA could not be loaded: {_first_line(exc)}") from exc
 
@@ -142,7 +159,21 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def image_limits(settings: Settings) -> ImageLimits:
+    return ImageLimits(
+        max_bytes=settings.max_upload_bytes,
+        max_pixels=settings.max_image_pixels,
+        min_side=settings.min_image_side,
+        min_face_px=settings.min_face_px,
+    )
+
+
 def load_catalog(settings: Settings) -> StyleCatalog:
+    if settings.model_dir is not None and not settings.model_dir.is_dir():
+        raise ModelUnavailable(
+            f"Model folder {settings.model_dir} does not exist. "
+            "Make one with `mmpp make-tiny-model DIR`, or fix MODEL_DIR."
+        )
     catalog = StyleCatalog.load(settings.sources.styles_dir)
     if not catalog.styles:
         problems = "; ".join(catalog.errors) or "no style folders with a style.json"

@@ -104,6 +104,8 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
         raise NotAnImage(
             "That file isn't a picture I can read. Please attach a photo (JPEG, PNG or WebP)."
         ) from None
+    except (OSError, SyntaxError, ValueError, EOFError):
+        raise _damaged() from None
     if image.format not in ACCEPTED_FORMATS:
         raise NotAnImage(
             f"{image.format or 'That'} files aren't supported. Please attach a JPEG, PNG or WebP photo."
@@ -121,12 +123,14 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
         image.load()
         upright = ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, ValueError, EOFError):
-        raise ImageDamaged(
-            "That picture looks damaged or incomplete. Please save it again and send it once more."
-        ) from None
+        raise _damaged() from None
     rgb = _to_rgb(upright)
     rgb.info = {}
     return rgb
+
+
+def _damaged() -> ImageDamaged:
+    return ImageDamaged("That picture looks damaged or incomplete. Please save it again and send it once more.")
 
 
 def _too_many_pixels(limits: ImageLimits, size: tuple[int, int] | None = None) -> ImageTooLarge:
@@ -212,9 +216,24 @@ def edge_map(face: Image.Image) -> Image.Image:
     return Image.fromarray(np.stack([edges] * 3, axis=-1))
 
 
-def prepare_face(data: bytes, size: int, limits: ImageLimits | None = None) -> PreparedFace:
+@dataclass(frozen=True)
+class LocatedFace:
+    """A checked selfie and where its one face is; cropping waits until the model's size is known."""
+
+    image: Image.Image
+    box: Box
+
+    def prepare(self, size: int) -> PreparedFace:
+        face = square_crop(self.image, self.box, size)
+        return PreparedFace(face=face, control=edge_map(face), box=self.box, source_size=self.image.size)
+
+
+def locate_face(data: bytes, limits: ImageLimits | None = None) -> LocatedFace:
+    """Everything that can reject an upload, and nothing that needs the model: run it before queueing."""
     limits = limits or ImageLimits()
     image = decode_image(data, limits)
-    box = pick_face(detect_faces(image), limits)
-    face = square_crop(image, box, size)
-    return PreparedFace(face=face, control=edge_map(face), box=box, source_size=image.size)
+    return LocatedFace(image, pick_face(detect_faces(image), limits))
+
+
+def prepare_face(data: bytes, size: int, limits: ImageLimits | None = None) -> PreparedFace:
+    return locate_face(data, limits).prepare(size)

@@ -229,6 +229,9 @@ def add_tiny_style(
 
 def make_tiny_model(model_dir: Path, *, seed: int = 0) -> Path:
     """Write the whole tiny model tree into `model_dir` (created if needed); takes seconds on a CPU."""
+    from inference.loader import quiet_libraries
+
+    quiet_libraries()
     torch.manual_seed(seed)
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)

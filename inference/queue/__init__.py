@@ -1,0 +1,51 @@
+"""The GPU job queue: submit a prepared face, get a stream of events ending in a portrait.
+
+```python
+queue = GenerationQueue(engine, settings)
+queue.start()
+handle = queue.submit(face, "simpsons", user_id=member.id, guild_id=guild.id)
+async for event in handle.events():
+    ...  # Queued, Started, Step, then Done | Failed | Cancelled
+```
+"""
+
+from inference.queue.errors import AlreadyQueued, QueueClosed, QueueFull, describe_wait
+from inference.queue.gpu_queue import GenerationQueue, JobHandle
+from inference.queue.jobs import (
+    Cancelled,
+    Done,
+    DroppedJob,
+    Failed,
+    JobEvent,
+    JobState,
+    Queued,
+    ShutdownReport,
+    Started,
+    Step,
+    TerminalEvent,
+    Timings,
+)
+from inference.queue.metrics import QueueMetrics, expose
+
+__all__ = [
+    "AlreadyQueued",
+    "Cancelled",
+    "Done",
+    "DroppedJob",
+    "Failed",
+    "GenerationQueue",
+    "JobEvent",
+    "JobHandle",
+    "JobState",
+    "QueueClosed",
+    "QueueFull",
+    "QueueMetrics",
+    "Queued",
+    "ShutdownReport",
+    "Started",
+    "Step",
+    "TerminalEvent",
+    "Timings",
+    "describe_wait",
+    "expose",
+]

@@ -1,0 +1,472 @@
+"""The in-process GPU queue: bounded, fair across servers, one job per member, batched by style.
+
+All bookkeeping runs on the event loop thread, so nothing here needs a lock; the GPU thread only
+sees requests and cancel flags (see `worker.py`). `submit` is synchronous and cheap so the bot can
+answer the interaction immediately with the member's place in line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+
+from inference.engine import GenerationRequest
+from inference.preprocess import PreparedFace
+from inference.queue.errors import AlreadyQueued, QueueClosed, QueueFull, describe_wait
+from inference.queue.jobs import (
+    TERMINAL,
+    Cancelled,
+    Done,
+    DroppedJob,
+    Failed,
+    Job,
+    JobEvent,
+    JobState,
+    Queued,
+    ShutdownReport,
+    Started,
+    TerminalEvent,
+)
+from inference.queue.metrics import QueueMetrics
+from inference.queue.scheduler import FairScheduler
+from inference.queue.worker import EngineLike, GpuWorker
+from mmpp.logs import log_event
+from mmpp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Before anything has been measured: SDXL at 1024 px, ~30 steps with ControlNet on a mid-range GPU.
+DEFAULT_JOB_S = 15.0
+# Weight of the newest batch in the moving average: recent enough to follow a style switch or a
+# warmer GPU, smooth enough that one odd batch doesn't swing everybody's estimate.
+EMA_ALPHA = 0.3
+SHUTDOWN = Failed("I'm restarting, so your portrait wasn't made. Please try again in a minute.", "shutdown")
+STOPPED = Failed(
+    "I can't make portraits right now because of an internal error; the bot's admin can see why.", "queue_stopped"
+)
+
+
+class JobHandle:
+    """What `submit` returns: the job's events, its outcome and a way to cancel it."""
+
+    def __init__(self, job: Job, queue: GenerationQueue) -> None:
+        self._job = job
+        self._queue = queue
+
+    @property
+    def id(self) -> str:
+        return self._job.id
+
+    @property
+    def user_id(self) -> int:
+        return self._job.user_id
+
+    @property
+    def guild_id(self) -> int | None:
+        return self._job.guild_id
+
+    @property
+    def style(self) -> str:
+        return self._job.style
+
+    @property
+    def seed(self) -> int:
+        return self._job.request.seed
+
+    @property
+    def state(self) -> JobState:
+        return self._job.state
+
+    @property
+    def done(self) -> bool:
+        return self._job.state is JobState.FINISHED
+
+    async def events(self) -> AsyncIterator[JobEvent]:
+        """Every event for this job, ending with (and including) `Done`, `Failed` or `Cancelled`.
+        Meant for one consumer; pending `Queued` updates collapse to the newest."""
+        while True:
+            event = await self._job.events.get()
+            yield event
+            if isinstance(event, TERMINAL):
+                return
+
+    async def outcome(self) -> TerminalEvent:
+        """Wait for the terminal event without consuming `events()`."""
+        await self._job.finished.wait()
+        assert self._job.terminal is not None
+        return self._job.terminal
+
+    def cancel(self) -> bool:
+        """A waiting job leaves at once; a running one stops within one step. False if already over."""
+        return self._queue.cancel(self._job)
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.id} user={self.user_id} guild={self.guild_id} {self.style} {self.state.value}>"
+
+
+class GenerationQueue:
+    """One queue and one worker for one engine (one GPU).
+
+    Limits come from `settings`: `queue_capacity` (waiting jobs), `queue_job_deadline_s` (longest a
+    job may wait before starting), `queue_batch_wait_s` (how long an idle worker gathers same-style
+    jobs before starting), `max_batch_size`, `preview_every`.
+    """
+
+    def __init__(
+        self,
+        engine: EngineLike,
+        settings: Settings,
+        *,
+        metrics: QueueMetrics | None = None,
+        initial_job_s: float = DEFAULT_JOB_S,
+        stop_timeout_s: float = 10.0,
+        name: str = "gpu0",
+    ) -> None:
+        self.engine = engine
+        self.capacity = settings.queue_capacity
+        self.deadline_s = settings.queue_job_deadline_s
+        self.batch_wait_s = settings.queue_batch_wait_s
+        self.max_batch_size = settings.max_batch_size
+        self.metrics = metrics or QueueMetrics()
+        self.name = name
+        self._job_s = initial_job_s
+        self._measured = False
+        self._stop_timeout_s = stop_timeout_s
+        self._scheduler: FairScheduler[Job] = FairScheduler()
+        self._by_user: dict[int, Job] = {}
+        self._worker = GpuWorker(engine, self, preview_every=settings.preview_every, name=name)
+        self._work = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._refresh_pending = False
+        self._closing = False
+        self._broken = False
+        self._report: ShutdownReport | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker on the running loop. Jobs submitted earlier wait until then."""
+        if self._task is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._worker.serve(), name=f"mmpp-queue-{self.name}")
+        self._task.add_done_callback(self._worker_stopped)
+
+    async def __aenter__(self) -> GenerationQueue:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.shutdown(grace_s=0 if exc is not None else 30.0)
+
+    async def shutdown(self, grace_s: float = 30.0) -> ShutdownReport:
+        """Stop accepting, drop what waits, give the running batch `grace_s` to finish, then stop it."""
+        if self._report is not None:
+            return self._report
+        self._closing = True
+        dropped: list[DroppedJob] = []
+        for job in self._scheduler.drain():
+            dropped.append(_dropped(job, was_running=False))
+            self.finish(job, SHUTDOWN)
+        self.metrics.depth.set(0)
+        running = list(self._worker.running)
+        self._work.set()
+        clean = True
+        if self._task is not None and not self._task.done():
+            done, _ = await asyncio.wait({self._task}, timeout=grace_s)
+            if not done:
+                for job in running:
+                    if job.state is JobState.RUNNING:
+                        job.drop_reason = SHUTDOWN
+                        job.request.cancel.set()
+                # The engine checks the flag after every step; this only runs out on a hung GPU.
+                done, _ = await asyncio.wait({self._task}, timeout=self._stop_timeout_s)
+                if not done:
+                    clean = False
+                    self._task.cancel()
+                    for job in running:
+                        self.finish(job, SHUTDOWN)
+        dropped += [_dropped(j, was_running=True) for j in running if j.terminal is SHUTDOWN]
+        finished = sum(isinstance(j.terminal, Done) for j in running)
+        self._worker.close(wait=False)
+        self._report = ShutdownReport(finished=finished, dropped=tuple(dropped), clean=clean)
+        log_event(
+            log, logging.WARNING if dropped or not clean else logging.INFO, "queue stopped",
+            queue=self.name, summary=self._report.summary(), dropped=",".join(d.job_id for d in dropped),
+        )
+        return self._report
+
+    def _worker_stopped(self, task: asyncio.Task[None]) -> None:
+        error = None if task.cancelled() else task.exception()
+        if self._closing and error is None:
+            return
+        # Never silently: say so, fail everyone still waiting, and refuse new work.
+        self._broken = True
+        log.critical("GPU worker stopped", exc_info=error, extra={"fields": {"queue": self.name}})
+        for job in [*self._scheduler.drain(), *self._worker.running]:
+            self.finish(job, STOPPED)
+
+    # --- submitting ---------------------------------------------------------------------------
+
+    def submit(
+        self,
+        face: PreparedFace,
+        style: str,
+        *,
+        user_id: int,
+        guild_id: int | None,
+        seed: int | None = None,
+        steps: int | None = None,
+        lora_scale: float | None = None,
+        background: str | None = None,
+        previews: bool = True,
+        deadline: float | None = None,
+    ) -> JobHandle:
+        """Queue one portrait, or raise `QueueClosed`, `AlreadyQueued`, `UnknownStyleError` or
+        `QueueFull` at once. `deadline` is a `time.monotonic()` instant; by default
+        `queue_job_deadline_s` from now. Must be called on the queue's event loop."""
+        if self._closing or self._broken:
+            self._reject("closed", user_id, guild_id)
+            raise QueueClosed()
+        existing = self._by_user.get(user_id)
+        if existing is not None:
+            self._flush_positions()
+            waiting = existing.state is JobState.WAITING
+            self._reject("already_queued", user_id, guild_id)
+            raise AlreadyQueued(
+                existing.id,
+                existing.position if waiting else None,
+                self.estimated_wait(existing.position) if waiting else 0.0,
+            )
+        self.engine.catalog.get(style)  # an unknown style fails now, not minutes later
+        if len(self._scheduler) >= self.capacity:
+            self._reject("full", user_id, guild_id)
+            raise QueueFull(len(self._scheduler), self.estimated_wait(len(self._scheduler) + 1))
+
+        loop = self._loop or asyncio.get_running_loop()
+        self._loop = loop
+        now = time.monotonic()
+        request = GenerationRequest(
+            face=face,
+            style=style,
+            seed=secrets.randbelow(2**31) if seed is None else seed,
+            steps=steps,
+            lora_scale=lora_scale,
+            background=background,
+        )
+        job = Job(
+            id=uuid.uuid4().hex[:12],
+            user_id=user_id,
+            guild_id=guild_id,
+            request=request,
+            submitted_at=now,
+            deadline=now + self.deadline_s if deadline is None else deadline,
+            previews=previews,
+        )
+        job.expiry = loop.call_later(max(0.0, job.deadline - now), self._expire, job)
+        self._scheduler.add(job)
+        self._by_user[user_id] = job
+        self.metrics.depth.set(len(self._scheduler))
+        # Positions before waking the worker, so every job hears `Queued` before `Started`.
+        self._schedule_refresh()
+        self._work.set()
+        log_event(
+            log, logging.INFO, "job queued",
+            job=job.id, user=user_id, guild=guild_id, style=style, depth=len(self._scheduler),
+        )
+        return JobHandle(job, self)
+
+    def _reject(self, reason: str, user_id: int, guild_id: int | None) -> None:
+        self.metrics.rejected.labels(reason).inc()
+        log_event(log, logging.INFO, "job refused", reason=reason, user=user_id, guild=guild_id)
+
+    # --- asking and cancelling ----------------------------------------------------------------
+
+    @property
+    def depth(self) -> int:
+        """Jobs waiting (not counting the batch on the GPU)."""
+        return len(self._scheduler)
+
+    @property
+    def running(self) -> int:
+        return sum(j.state is JobState.RUNNING for j in self._worker.running)
+
+    @property
+    def accepting(self) -> bool:
+        return not (self._closing or self._broken)
+
+    @property
+    def seconds_per_job(self) -> float:
+        """The moving average of measured engine seconds per job (batches share the cost)."""
+        return self._job_s
+
+    def position(self, user_id: int) -> int | None:
+        """The member's place in line (1 = next), 0 while their job runs, None if they have none."""
+        job = self._by_user.get(user_id)
+        if job is None:
+            return None
+        if job.state is JobState.RUNNING:
+            return 0
+        self._flush_positions()
+        return job.position
+
+    def job_for(self, user_id: int) -> JobHandle | None:
+        job = self._by_user.get(user_id)
+        return None if job is None else JobHandle(job, self)
+
+    def cancel_user(self, user_id: int) -> bool:
+        job = self._by_user.get(user_id)
+        return False if job is None else self.cancel(job)
+
+    def cancel(self, job: Job) -> bool:
+        if job.state is JobState.WAITING:
+            self.finish(job, Cancelled())
+            return True
+        if job.state is JobState.RUNNING:
+            # The worker reports `Cancelled` when the engine next looks at the flag (within one step).
+            job.request.cancel.set()
+            log_event(log, logging.INFO, "job cancelling", job=job.id, user=job.user_id)
+            return True
+        return False
+
+    def estimated_wait(self, position: int) -> float:
+        """Seconds until the job at `position` starts: what is left of the running batch plus the
+        jobs ahead at the measured seconds per job."""
+        remaining = 0.0
+        since = self._worker.running_since
+        if since is not None and self._worker.running:
+            remaining = max(0.0, len(self._worker.running) * self._job_s - (time.monotonic() - since))
+        return remaining + max(0, position - 1) * self._job_s
+
+    # --- the worker's side (JobSink) ----------------------------------------------------------
+
+    async def next_batch(self) -> list[Job] | None:
+        while not self._closing:
+            if not self._scheduler:
+                self._work.clear()
+                await self._work.wait()
+                if self.batch_wait_s > 0 and not self._closing:
+                    # The GPU was idle: give a burst of same-style submits a moment to arrive together.
+                    await asyncio.sleep(self.batch_wait_s)
+                continue
+            self._flush_positions()
+            now = time.monotonic()
+            batch = []
+            for job in self._scheduler.pick(self.max_batch_size):
+                if job.deadline <= now:
+                    self.finish(job, self._timed_out(job, now))
+                else:
+                    batch.append(job)
+            self.metrics.depth.set(len(self._scheduler))
+            self._schedule_refresh()
+            if not batch:
+                continue
+            for job in batch:
+                job.state = JobState.RUNNING
+                job.started_at = now
+                job.batch_size = len(batch)
+                if job.expiry is not None:
+                    job.expiry.cancel()
+                self.metrics.wait_seconds.observe(now - job.submitted_at)
+                job.events.push(Started(len(batch), now - job.submitted_at))
+            self.metrics.running.inc(len(batch))
+            self.metrics.batch_size.observe(len(batch))
+            return batch
+        return None
+
+    def emit(self, job: Job, event: JobEvent) -> None:
+        if job.state is not JobState.FINISHED:
+            job.events.push(event)
+
+    def finish(self, job: Job, event: TerminalEvent) -> None:
+        if job.state is JobState.FINISHED:
+            return  # e.g. a cancel announced mid-batch, then the batch's own result
+        if isinstance(event, Cancelled) and job.drop_reason is not None:
+            event = job.drop_reason
+        was = job.state
+        if was is JobState.WAITING and self._scheduler.remove(job):
+            self.metrics.depth.set(len(self._scheduler))
+            self._schedule_refresh()
+        job.state = JobState.FINISHED
+        job.terminal = event
+        if job.expiry is not None:
+            job.expiry.cancel()
+            job.expiry = None
+        if self._by_user.get(job.user_id) is job:
+            del self._by_user[job.user_id]
+        job.events.push(event)
+        job.finished.set()
+
+        now = time.monotonic()
+        if was is JobState.RUNNING:
+            self.metrics.running.dec()
+            if job.started_at is not None:
+                self.metrics.run_seconds.observe(now - job.started_at)
+        outcome = _outcome(event)
+        self.metrics.jobs.labels(outcome).inc()
+        fields: dict[str, object] = {
+            "job": job.id, "user": job.user_id, "guild": job.guild_id, "style": job.style,
+            "outcome": outcome, "seconds": round(now - job.submitted_at, 3),
+        }
+        if isinstance(event, Failed):
+            fields["code"] = event.code
+        if isinstance(event, Done):
+            fields["batch"] = event.timings.batch_size
+        log_event(log, logging.WARNING if outcome == "failed" else logging.INFO, "job finished", **fields)
+
+    def batch_measured(self, jobs: Sequence[Job], seconds: float) -> None:
+        per_job = seconds / max(1, len(jobs))
+        # The seed is only a guess: the first measurement replaces it outright.
+        self._job_s = per_job if not self._measured else EMA_ALPHA * per_job + (1 - EMA_ALPHA) * self._job_s
+        self._measured = True
+
+    # --- positions and deadlines --------------------------------------------------------------
+
+    def _schedule_refresh(self) -> None:
+        # Debounced: a burst of submits or cancels costs one O(n) pass, not one per change.
+        if not self._refresh_pending and self._loop is not None:
+            self._refresh_pending = True
+            self._loop.call_soon(self._flush_positions)
+
+    def _flush_positions(self) -> None:
+        if not self._refresh_pending:
+            return
+        self._refresh_pending = False
+        base = self.estimated_wait(1)
+        for position, job in enumerate(self._scheduler.order(), start=1):
+            if job.position != position:
+                job.position = position
+                job.events.push(Queued(position, base + (position - 1) * self._job_s))
+
+    def _expire(self, job: Job) -> None:
+        if job.state is JobState.WAITING:
+            self.finish(job, self._timed_out(job, time.monotonic()))
+
+    def _timed_out(self, job: Job, now: float) -> Failed:
+        return Failed(
+            f"The queue was too busy to start your portrait in time (it waited "
+            f"{describe_wait(now - job.submitted_at)}). Please try again.",
+            "timeout",
+        )
+
+
+def _outcome(event: TerminalEvent) -> str:
+    if isinstance(event, Done):
+        return "done"
+    if isinstance(event, Cancelled):
+        return "cancelled"
+    if event.code in ("timeout", "shutdown"):
+        return event.code
+    return "failed"
+
+
+def _dropped(job: Job, *, was_running: bool) -> DroppedJob:
+    return DroppedJob(job.id, job.user_id, job.guild_id, job.style, was_running)

@@ -1,0 +1,213 @@
+"""The GPU worker: takes batches from the queue and runs them on the engine in its own thread.
+
+`Engine.generate` blocks for seconds, so it runs on a single-thread executor (one per GPU: the
+pipeline is not thread-safe, and one thread keeps CUDA work in order) while the event loop keeps
+serving Discord. Step callbacks fire on that thread and are marshalled back to the loop with
+`call_soon_threadsafe`; job state is only ever touched on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+import torch
+from PIL import Image
+
+from inference.engine import GenerationCancelled, GenerationRequest, GenerationResult, StepProgress
+from inference.queue.jobs import Cancelled, Done, Failed, Job, JobEvent, Step, TerminalEvent, Timings
+from inference.styles import StyleCatalog
+from mmpp.errors import UserFacingError
+from mmpp.logs import log_event
+
+log = logging.getLogger(__name__)
+
+ENGINE_ERROR = "Something went wrong while drawing your portrait. Please try again."
+OUT_OF_MEMORY = "The GPU ran out of memory while drawing your portrait. Please try again in a minute."
+
+
+class EngineLike(Protocol):
+    """What the queue needs from an engine; tests wrap the real `Engine` to inject faults."""
+
+    @property
+    def catalog(self) -> StyleCatalog: ...
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], on_step: Callable[[StepProgress], None] | None = None
+    ) -> list[GenerationResult]: ...
+
+
+class JobSink(Protocol):
+    """The queue side of the worker: where batches come from and where outcomes go."""
+
+    async def next_batch(self) -> list[Job] | None: ...  # None: stop serving
+
+    def emit(self, job: Job, event: JobEvent) -> None: ...
+
+    def finish(self, job: Job, event: TerminalEvent) -> None: ...  # idempotent
+
+    def batch_measured(self, jobs: Sequence[Job], seconds: float) -> None: ...
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    # CUDA raises its own type; MPS and older builds raise a RuntimeError that only says so in words.
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    )
+
+
+def free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class GpuWorker:
+    def __init__(self, engine: EngineLike, sink: JobSink, *, preview_every: int, name: str = "gpu0") -> None:
+        self.engine = engine
+        self.name = name
+        self._sink = sink
+        self._preview_every = preview_every
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mmpp-{name}")
+        self.running: list[Job] = []
+        self.running_since: float | None = None
+
+    async def serve(self) -> None:
+        """Run batches until the queue says stop. One bad batch never ends the loop."""
+        while (batch := await self._sink.next_batch()) is not None:
+            try:
+                await self.run_batch(batch)
+            except Exception:
+                # A bug in our own bookkeeping, not the engine (that is handled in `_attempt`):
+                # fail the batch loudly and keep serving the others.
+                log.exception("worker failed a batch", extra={"fields": {"worker": self.name}})
+                for job in batch:
+                    self._sink.finish(job, Failed(ENGINE_ERROR, "engine_error"))
+            finally:
+                self.running = []
+                self.running_since = None
+
+    async def run_batch(self, jobs: list[Job]) -> None:
+        self.running = jobs
+        self.running_since = time.monotonic()
+        log_event(
+            log, logging.INFO, "batch started",
+            worker=self.name, jobs=",".join(j.id for j in jobs), style=jobs[0].style, batch=len(jobs),
+            users=",".join(str(j.user_id) for j in jobs),
+        )
+        await self._attempt(jobs, retry_oom=True)
+
+    async def _attempt(self, jobs: list[Job], *, retry_oom: bool) -> None:
+        loop = asyncio.get_running_loop()
+        on_step = self._step_callback(jobs, loop)
+        started = time.perf_counter()
+        out_of_memory = False
+        try:
+            results = await loop.run_in_executor(
+                self._executor, self.engine.generate, [j.request for j in jobs], on_step
+            )
+        except GenerationCancelled:
+            for job in jobs:
+                self._sink.finish(job, Cancelled())
+            return
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                self._fail(jobs, exc)
+                return
+            out_of_memory = True
+        if out_of_memory:
+            # Outside the except block so the traceback (which pins the batch's tensors) is gone
+            # before we try to give the memory back.
+            free_memory()
+            log_event(
+                log, logging.WARNING, "out of memory",
+                worker=self.name, jobs=",".join(j.id for j in jobs), batch=len(jobs), retry=retry_oom,
+            )
+            if not retry_oom:
+                for job in jobs:
+                    self._sink.finish(job, Failed(OUT_OF_MEMORY, "out_of_memory"))
+                return
+            for job in jobs:
+                if job.request.cancel.is_set():
+                    self._sink.finish(job, Cancelled())
+                else:
+                    await self._attempt([job], retry_oom=False)
+            return
+
+        seconds = time.perf_counter() - started
+        self._sink.batch_measured(jobs, seconds)
+        now = time.monotonic()
+        for job, result in zip(jobs, results, strict=True):
+            if result.cancelled:
+                self._sink.finish(job, Cancelled())
+                continue
+            started_at = job.started_at if job.started_at is not None else now
+            timings = Timings(
+                waited_s=started_at - job.submitted_at,
+                ran_s=now - started_at,
+                engine_s=result.seconds,
+                batch_size=len(jobs),
+            )
+            self._sink.finish(job, Done(result, timings))
+
+    def _fail(self, jobs: list[Job], exc: Exception) -> None:
+        if isinstance(exc, UserFacingError):
+            failed = Failed(exc.message, exc.code)
+            log_event(log, logging.WARNING, "batch refused", worker=self.name, code=exc.code, batch=len(jobs))
+        else:
+            failed = Failed(ENGINE_ERROR, "engine_error")
+            log.error(
+                "engine error", exc_info=exc,
+                extra={"fields": {"worker": self.name, "jobs": ",".join(j.id for j in jobs)}},
+            )
+        for job in jobs:
+            self._sink.finish(job, failed)
+
+    def _step_callback(
+        self, jobs: list[Job], loop: asyncio.AbstractEventLoop
+    ) -> Callable[[StepProgress], None]:
+        every = self._preview_every
+        announced: set[int] = set()
+
+        def on_step(progress: StepProgress) -> None:  # runs on the GPU thread
+            updates: list[tuple[Job, JobEvent]] = []
+            for index, job in enumerate(jobs):
+                if not progress.active[index]:
+                    # Tell the member now rather than when batch mates finish: "stops within one step".
+                    if index not in announced:
+                        announced.add(index)
+                        updates.append((job, Cancelled()))
+                    continue
+                preview = None
+                if job.previews and progress.step % every == 0:
+                    preview = self._preview(progress, index)
+                updates.append((job, Step(progress.step, progress.total, preview)))
+            try:
+                loop.call_soon_threadsafe(self._deliver, updates)
+            except RuntimeError:
+                pass  # the loop is closed: nobody is left to tell
+
+        return on_step
+
+    def _preview(self, progress: StepProgress, index: int) -> Image.Image | None:
+        try:
+            return progress.preview(index)
+        except Exception:
+            # A preview is a nicety; losing one must not cost the member the portrait.
+            log.warning("preview failed", exc_info=True)
+            return None
+
+    def _deliver(self, updates: list[tuple[Job, JobEvent]]) -> None:
+        for job, event in updates:
+            if isinstance(event, Cancelled):
+                self._sink.finish(job, event)
+            else:
+                self._sink.emit(job, event)
+
+    def close(self, *, wait: bool) -> None:
+        self._executor.shutdown(wait=wait, cancel_futures=True)

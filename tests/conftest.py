@@ -1,0 +1,51 @@
+"""Fixtures shared by every test folder: the tiny model, an engine on it, and real face photos."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+from inference.engine import Engine
+from inference.tiny_model import make_tiny_model
+from mmpp.settings import Settings, load_settings
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight SDXL tree, built once per run (a few seconds)."""
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_settings(tiny_model_dir: Path) -> Settings:
+    return load_settings(None, model_dir=tiny_model_dir, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_settings: Settings) -> Engine:
+    """One engine for the run, loaded through the production loading code."""
+    return Engine.from_settings(tiny_settings)
+
+
+def encode(image: Image.Image | np.ndarray, fmt: str = "JPEG", **params: object) -> bytes:
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> Image.Image:
+    """A real photo with one face (scikit-image ships it)."""
+    return Image.fromarray(skdata.astronaut())
+
+
+@pytest.fixture(scope="session")
+def selfie_bytes(astronaut: Image.Image) -> bytes:
+    return encode(astronaut, "JPEG", quality=92)

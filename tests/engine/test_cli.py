@@ -1,0 +1,82 @@
+"""`mmpp generate` and `mmpp make-tiny-model` as a user runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mmpp.cli import main
+
+
+def run_mmpp(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mmpp.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_generate_writes_a_png(tiny_model_dir: Path, selfie_bytes: bytes, tmp_path: Path) -> None:
+    selfie = tmp_path / "me.jpg"
+    selfie.write_bytes(selfie_bytes)
+    out = tmp_path / "out" / "portrait.png"
+    done = run_mmpp("generate", str(selfie), "--style", "tiny-style", "--output", str(out), "--seed", "4",
+                    "--steps", "3", "--model-dir", str(tiny_model_dir), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {out}" in done.stdout and "seed 4" in done.stdout
+    assert "3/3" in done.stderr  # the progress bar reached the end
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.size == (64, 64)
+
+
+def test_bad_input_is_one_friendly_line_and_no_traceback(tiny_model_dir: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "selfie.jpg"
+    fake.write_text("this is a text file\n")
+    done = run_mmpp("generate", str(fake), "--style", "tiny-style", "--output", str(tmp_path / "o.png"),
+                    "--model-dir", str(tiny_model_dir), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "mmpp: That file isn't a picture I can read. Please attach a photo (JPEG, PNG or WebP)."
+    )
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--style", "nope"], "There is no style called 'nope'. Styles available: tiny-style."),
+        (["--steps", "0"], "--steps must be at least 1."),
+    ],
+)
+def test_wrong_options_are_named(
+    argv: list[str], message: str, tiny_model_dir: Path, selfie_bytes: bytes, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    selfie = tmp_path / "me.jpg"
+    selfie.write_bytes(selfie_bytes)
+    args = ["generate", str(selfie), "--output", str(tmp_path / "o.png"), "--model-dir", str(tiny_model_dir)]
+    if "--style" not in argv:
+        args += ["--style", "tiny-style"]
+    assert main([*args, *argv]) == 1
+    assert capsys.readouterr().err.strip() == f"mmpp: {message}"
+
+
+def test_missing_files_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate", str(tmp_path / "none.jpg"), "--style", "x", "-o", "o.png"]) == 1
+    assert "Cannot read" in capsys.readouterr().err
+    (tmp_path / "me.jpg").write_bytes(b"x")
+    assert main(["generate", str(tmp_path / "me.jpg"), "--style", "x", "-o", "o.png",
+                 "--model-dir", str(tmp_path / "no-model")]) == 1
+    assert "Model folder" in capsys.readouterr().err
+
+
+def test_make_tiny_model_writes_the_standard_layout(tmp_path: Path) -> None:
+    assert main(["make-tiny-model", str(tmp_path / "m")]) == 0
+    for part in ("sdxl/model_index.json", "sdxl/unet/config.json", "sdxl/tokenizer/tokenizer.json",
+                 "controlnet/config.json", "ip-adapter/ip-adapter.safetensors",
+                 "ip-adapter/image_encoder/config.json", "styles/tiny-style/style.json",
+                 "styles/tiny-style/lora.safetensors"):
+        assert (tmp_path / "m" / part).is_file(), part
