@@ -1,0 +1,573 @@
+"""Everything the bot asks of the database. The bot calls these methods and never writes SQL.
+
+Resolution order for a job's look: channel override > server preset > the global default
+(`settings.default_style`). A preset whose style the catalog no longer publishes, or that the
+server has hidden, is skipped rather than failing the member's /profile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, Protocol, get_args
+
+from sqlalchemy import (
+    Delete,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.db.errors import InvalidPresetValue, QuotaExceeded, StyleHidden, UnknownStyle
+from bot.db.models import (
+    REASON_LENGTH,
+    TOUCH_LENGTH,
+    ChannelOverride,
+    GenerationLog,
+    ServerPreset,
+    ServerStyleSetting,
+    Style,
+)
+
+if TYPE_CHECKING:
+    from bot.db.database import Database
+    from mmpp.settings import Settings
+
+SeedPolicy = Literal["random", "fixed", "per_user"]
+Outcome = Literal["done", "failed", "cancelled", "timeout"]
+PresetSource = Literal["channel", "server", "default"]
+
+_UINT64_LIMIT: Final = 1 << 64
+# Colours ("teal", "#1e90ff") and framing words ("head and shoulders") end up in a prompt: keep them short
+# and plain so a preset cannot smuggle a paragraph of prompt text in.
+_TOUCH: Final = re.compile(rf"[a-z0-9#][a-z0-9 #-]{{0,{TOUCH_LENGTH - 1}}}")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class StyleLike(Protocol):
+    """Anything with a name and a description: `StyleInfo`, or the catalog's own style objects."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StyleInfo:
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StyleListing:
+    """A published style as one server sees it; `enabled` is False where its admins hid it."""
+
+    name: str
+    description: str
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedPreset:
+    """The look a /profile job gets, and where it came from (for `/style show`)."""
+
+    style: str
+    background: str | None = None
+    framing: str | None = None
+    seed_policy: SeedPolicy = "random"
+    seed: int | None = None
+    allow_member_choice: bool = False
+    source: PresetSource = "default"
+    set_by: int | None = None
+    set_at: datetime | None = None
+
+    def seed_for(self, user_id: int) -> int | None:
+        """The seed for this member's job; None means draw a fresh random one."""
+        if self.seed_policy == "fixed":
+            return self.seed
+        if self.seed_policy == "per_user" and self.seed is not None:
+            # Stable across restarts and processes (unlike hash()), different for every member.
+            digest = hashlib.blake2b(f"{self.seed}:{user_id}".encode(), digest_size=4).digest()
+            return int.from_bytes(digest, "big")
+        return None
+
+
+class Usage(NamedTuple):
+    """Portraits counted against today's quotas (UTC day): this user's, and this server's."""
+
+    user: int
+    guild: int
+
+
+# --- the one-query resolution --------------------------------------------------------------------
+
+
+def _ranked(model: type[ServerPreset] | type[ChannelOverride], rank: int, where: Any) -> Select[Any]:
+    shown = ServerStyleSetting
+    return (
+        select(
+            literal(rank, Integer).label("rank"),
+            model.style,
+            model.background,
+            model.framing,
+            model.seed_policy,
+            model.seed,
+            model.allow_member_choice,
+            model.set_by,
+            model.set_at,
+        )
+        .join(Style, and_(Style.name == model.style, Style.enabled.is_(True)))
+        .outerjoin(shown, and_(shown.guild_id == model.guild_id, shown.style == model.style))
+        .where(where, or_(shown.enabled.is_(None), shown.enabled.is_(True)))
+    )
+
+
+# Built once: SQLAlchemy caches its compiled form, so a lookup only binds two ids.
+_RESOLVE: Final = (
+    union_all(
+        _ranked(
+            ChannelOverride,
+            1,
+            and_(
+                ChannelOverride.guild_id == bindparam("guild_id"),
+                ChannelOverride.channel_id == bindparam("channel_id"),
+            ),
+        ),
+        _ranked(ServerPreset, 2, ServerPreset.guild_id == bindparam("guild_id")),
+    )
+    .order_by("rank")
+    .limit(1)
+)
+_SOURCES: Final[dict[int, PresetSource]] = {1: "channel", 2: "server"}
+
+
+def _preset_from_row(row: Any, source: PresetSource) -> ResolvedPreset:
+    return ResolvedPreset(
+        style=row.style,
+        background=row.background,
+        framing=row.framing,
+        seed_policy=row.seed_policy,
+        seed=row.seed,
+        allow_member_choice=row.allow_member_choice,
+        source=source,
+        set_by=row.set_by,
+        set_at=row.set_at,
+    )
+
+
+# --- validation ------------------------------------------------------------------------------------
+
+
+def _touch(value: str | None, what: str) -> str | None:
+    if value is None:
+        return None
+    clean = " ".join(value.split()).lower()
+    if not clean:
+        return None
+    if not _TOUCH.fullmatch(clean):
+        raise InvalidPresetValue(
+            f"'{value}' is not a {what} MMPP can use: up to {TOUCH_LENGTH} letters, digits, spaces "
+            "or dashes, or a colour like #1e90ff."
+        )
+    return clean
+
+
+def _seed(policy: str, seed: int | None) -> int | None:
+    if policy not in get_args(SeedPolicy):
+        raise InvalidPresetValue(f"'{policy}' is not a seed policy; pick one of {', '.join(get_args(SeedPolicy))}.")
+    if policy == "random":
+        return None
+    if seed is None:
+        # Drawn once and stored, so every member (or every job of one member) reuses it.
+        return secrets.randbits(32)
+    if not 0 <= seed < _UINT64_LIMIT:
+        raise InvalidPresetValue(f"The seed {seed} is out of range; use a whole number from 0 to 2^64-1.")
+    return seed
+
+
+def _midnight(now: datetime) -> datetime:
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _in_words(delta: timedelta) -> str:
+    minutes = max(1, int(delta.total_seconds() // 60))
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+class Repository:
+    """The async repository the bot calls; one per process, safe to share between tasks."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        default_style: str,
+        user_daily_quota: int = 0,
+        server_daily_quota: int = 0,
+        log_retention_days: int = 90,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        """`*_daily_quota` of 0 means unlimited. `clock` must return aware datetimes."""
+        self._sessions = sessions
+        self.default_style = default_style
+        self.user_daily_quota = user_daily_quota
+        self.server_daily_quota = server_daily_quota
+        self.log_retention_days = log_retention_days
+        self._clock = clock
+
+    @classmethod
+    def from_settings(cls, database: Database, settings: Settings) -> Repository:
+        return cls(
+            database.sessions,
+            default_style=settings.default_style,
+            user_daily_quota=settings.user_daily_quota,
+            server_daily_quota=settings.server_daily_quota,
+            log_retention_days=settings.log_retention_days,
+        )
+
+    # --- styles --------------------------------------------------------------------------------
+
+    async def sync_styles(self, styles: Iterable[StyleLike]) -> None:
+        """Record the catalog's published styles at start. Styles it no longer ships are disabled,
+        not deleted: presets and history still name them."""
+        now = self._clock()
+        rows = {s.name: {"name": s.name, "description": s.description or ""} for s in styles}
+        async with self._sessions.begin() as session:
+            if rows:
+                stmt = self._insert(session, Style).values(
+                    [{**row, "enabled": True, "first_seen_at": now, "updated_at": now} for row in rows.values()]
+                )
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[Style.name],
+                    set_={"description": stmt.excluded.description, "enabled": True, "updated_at": now},
+                    # An unchanged catalog writes nothing at start.
+                    where=or_(Style.description != stmt.excluded.description, Style.enabled.is_(False)),
+                )
+                await session.execute(stmt)
+            await session.execute(
+                update(Style)
+                .where(Style.name.not_in(list(rows)), Style.enabled.is_(True))
+                .values(enabled=False, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+
+    async def list_styles(self, guild_id: int | None = None) -> list[StyleListing]:
+        """Published styles by name; with a server, each says whether that server shows it."""
+        shown = ServerStyleSetting
+        on_guild = and_(shown.style == Style.name, shown.guild_id == guild_id) if guild_id is not None else false()
+        stmt = (
+            select(Style.name, Style.description, func.coalesce(shown.enabled, true()))
+            .outerjoin(shown, on_guild)
+            .where(Style.enabled.is_(True))
+            .order_by(Style.name)
+        )
+        async with self._sessions() as session:
+            result = await session.execute(stmt)
+            return [StyleListing(name, description, bool(enabled)) for name, description, enabled in result]
+
+    async def set_style_enabled(self, guild_id: int, style: str, enabled: bool, set_by: int) -> None:
+        """Show or hide one published style on one server."""
+        values = {"enabled": enabled, "set_by": set_by, "set_at": self._clock()}
+        async with self._sessions.begin() as session:
+            published, _ = await self._style_state(session, guild_id, style)
+            if not published:
+                raise UnknownStyle(style)
+            stmt = self._insert(session, ServerStyleSetting).values(guild_id=guild_id, style=style, **values)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[ServerStyleSetting.guild_id, ServerStyleSetting.style],
+                set_={key: stmt.excluded[key] for key in values},
+            )
+            await session.execute(stmt)
+
+    # --- presets -------------------------------------------------------------------------------
+
+    async def set_server_preset(
+        self,
+        guild_id: int,
+        style: str,
+        *,
+        background: str | None = None,
+        framing: str | None = None,
+        seed_policy: SeedPolicy = "random",
+        seed: int | None = None,
+        allow_member_choice: bool = False,
+        set_by: int,
+    ) -> ResolvedPreset:
+        """Pin the server's look. Two admins at once: the last write wins, whole, never mixed."""
+        preset = self._new_preset(style, background, framing, seed_policy, seed, allow_member_choice, set_by, "server")
+        await self._upsert_preset(ServerPreset, {"guild_id": guild_id}, guild_id, preset)
+        return preset
+
+    async def set_channel_override(
+        self,
+        guild_id: int,
+        channel_id: int,
+        style: str,
+        *,
+        background: str | None = None,
+        framing: str | None = None,
+        seed_policy: SeedPolicy = "random",
+        seed: int | None = None,
+        allow_member_choice: bool = False,
+        set_by: int,
+    ) -> ResolvedPreset:
+        """Give one channel its own complete look; the server preset does not fill its gaps."""
+        preset = self._new_preset(style, background, framing, seed_policy, seed, allow_member_choice, set_by, "channel")
+        keys = {"guild_id": guild_id, "channel_id": channel_id}
+        await self._upsert_preset(ChannelOverride, keys, guild_id, preset)
+        return preset
+
+    async def clear_channel_override(self, guild_id: int, channel_id: int) -> bool:
+        """Back to the server preset in that channel; False if it had no override."""
+        stmt = delete(ChannelOverride).where(
+            ChannelOverride.guild_id == guild_id, ChannelOverride.channel_id == channel_id
+        )
+        return await self._delete(stmt) > 0
+
+    async def reset_server(self, guild_id: int) -> None:
+        """Forget the server's preset, channel overrides and hidden styles (its history stays)."""
+        async with self._sessions.begin() as session:
+            for model in (ChannelOverride, ServerPreset, ServerStyleSetting):
+                await session.execute(
+                    delete(model).where(model.guild_id == guild_id).execution_options(synchronize_session=False)
+                )
+
+    async def get_server_preset(self, guild_id: int) -> ResolvedPreset | None:
+        """The stored server preset as set, even if its style is hidden now (for `/style show`)."""
+        async with self._sessions() as session:
+            row = await session.get(ServerPreset, guild_id)
+            return None if row is None else _preset_from_row(row, "server")
+
+    async def list_channel_overrides(self, guild_id: int) -> dict[int, ResolvedPreset]:
+        stmt = select(ChannelOverride).where(ChannelOverride.guild_id == guild_id)
+        async with self._sessions() as session:
+            rows = (await session.scalars(stmt)).all()
+            return {row.channel_id: _preset_from_row(row, "channel") for row in rows}
+
+    async def resolve(self, guild_id: int | None, channel_id: int | None) -> ResolvedPreset:
+        """The look for a job here, in one query: channel override > server preset > default."""
+        if guild_id is None:
+            # DMs: a member generates for themselves and may pick any published style.
+            return ResolvedPreset(style=self.default_style, allow_member_choice=True)
+        async with self._sessions() as session:
+            result = await session.execute(_RESOLVE, {"guild_id": guild_id, "channel_id": channel_id})
+            row = result.first()
+        if row is None:
+            # No admin has asked for a consistent look here yet, so members may choose.
+            return ResolvedPreset(style=self.default_style, allow_member_choice=True)
+        return _preset_from_row(row, _SOURCES[row.rank])
+
+    # --- generation log ------------------------------------------------------------------------
+
+    async def log_queued(
+        self, user_id: int, guild_id: int | None, channel_id: int | None, style: str, seed: int | None = None
+    ) -> int:
+        """Record a request as it enters the queue; returns the id the later calls take."""
+        stmt = (
+            GenerationLog.__table__.insert()
+            .values(
+                user_id=user_id,
+                guild_id=guild_id,
+                channel_id=channel_id,
+                style=style,
+                seed=seed,
+                queued_at=self._clock(),
+            )
+            .returning(GenerationLog.id)
+        )
+        async with self._sessions.begin() as session:
+            return (await session.execute(stmt)).scalar_one()
+
+    async def log_started(self, log_id: int) -> None:
+        await self._update_log(log_id, GenerationLog.started_at.is_(None), started_at=self._clock())
+
+    async def log_finished(self, log_id: int, outcome: Outcome, reason: str | None = None) -> bool:
+        """Close a log row; the first outcome wins (a late "done" after a "timeout" is ignored)."""
+        if outcome not in get_args(Outcome):
+            raise ValueError(f"outcome must be one of {get_args(Outcome)}, not {outcome!r}")
+        reason = reason[:REASON_LENGTH] if reason else None
+        return await self._update_log(
+            log_id,
+            GenerationLog.finished_at.is_(None),
+            finished_at=self._clock(),
+            outcome=outcome,
+            reason=reason,
+        )
+
+    async def purge_log(self, older_than_days: int | None = None) -> int:
+        """Delete log rows queued more than N days ago (default: the retention setting)."""
+        days = self.log_retention_days if older_than_days is None else older_than_days
+        if days < 1:
+            raise ValueError("keep at least one day of log: today's rows are what quotas count")
+        cutoff = self._clock() - timedelta(days=days)
+        return await self._delete(delete(GenerationLog).where(GenerationLog.queued_at < cutoff))
+
+    # --- quotas --------------------------------------------------------------------------------
+
+    async def usage_today(self, user_id: int, guild_id: int | None) -> Usage:
+        """Portraits since 00:00 UTC that count: finished ones and those still in flight.
+
+        Failed, cancelled and timed-out jobs gave the member nothing, so they do not count.
+        """
+        since = _midnight(self._clock())
+        counted = or_(GenerationLog.outcome.is_(None), GenerationLog.outcome == "done")
+
+        def today(where: Any) -> Any:
+            return (
+                select(func.count())
+                .select_from(GenerationLog)
+                .where(where, GenerationLog.queued_at >= since, counted)
+                .scalar_subquery()
+            )
+
+        user_count = today(GenerationLog.user_id == user_id)
+        guild_count = today(GenerationLog.guild_id == guild_id) if guild_id is not None else literal(0)
+        async with self._sessions() as session:
+            row = (await session.execute(select(user_count, guild_count))).one()
+        return Usage(int(row[0]), int(row[1]))
+
+    async def check_quota(self, user_id: int, guild_id: int | None) -> Usage:
+        """Raise `QuotaExceeded` if this user or this server has used today's portraits."""
+        user_limit = self.user_daily_quota
+        guild_limit = self.server_daily_quota if guild_id is not None else 0
+        if not user_limit and not guild_limit:
+            return Usage(0, 0)
+        usage = await self.usage_today(user_id, guild_id)
+        now = self._clock()
+        resets_at = _midnight(now) + timedelta(days=1)
+        when = f"after 00:00 UTC (in {_in_words(resets_at - now)})"
+        if user_limit and usage.user >= user_limit:
+            raise QuotaExceeded(
+                f"You have made {usage.user} portraits today, the daily limit of {user_limit}. "
+                f"You can make more {when}.",
+                scope="user",
+                limit=user_limit,
+                used=usage.user,
+                resets_at=resets_at,
+            )
+        if guild_limit and usage.guild >= guild_limit:
+            raise QuotaExceeded(
+                f"This server has made its {guild_limit} portraits for today. Members can make more {when}.",
+                scope="server",
+                limit=guild_limit,
+                used=usage.guild,
+                resets_at=resets_at,
+            )
+        return usage
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _new_preset(
+        self,
+        style: str,
+        background: str | None,
+        framing: str | None,
+        seed_policy: str,
+        seed: int | None,
+        allow_member_choice: bool,
+        set_by: int,
+        source: PresetSource,
+    ) -> ResolvedPreset:
+        return ResolvedPreset(
+            style=style,
+            background=_touch(background, "background colour"),
+            framing=_touch(framing, "framing"),
+            seed_policy=seed_policy,  # type: ignore[arg-type]  # checked by _seed
+            seed=_seed(seed_policy, seed),
+            allow_member_choice=allow_member_choice,
+            source=source,
+            set_by=set_by,
+            set_at=self._clock(),
+        )
+
+    async def _upsert_preset(
+        self,
+        model: type[ServerPreset] | type[ChannelOverride],
+        keys: dict[str, int],
+        guild_id: int,
+        preset: ResolvedPreset,
+    ) -> None:
+        values = {
+            "style": preset.style,
+            "background": preset.background,
+            "framing": preset.framing,
+            "seed_policy": preset.seed_policy,
+            "seed": preset.seed,
+            "allow_member_choice": preset.allow_member_choice,
+            "set_by": preset.set_by,
+            "set_at": preset.set_at,
+        }
+        try:
+            async with self._sessions.begin() as session:
+                published, shown = await self._style_state(session, guild_id, preset.style)
+                if not published:
+                    raise UnknownStyle(preset.style)
+                if not shown:
+                    raise StyleHidden(preset.style)
+                # One atomic statement on both backends: concurrent writers never see "no row yet"
+                # twice, and every column comes from the same writer.
+                stmt = self._insert(session, model).values(**keys, **values)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=list(keys), set_={key: stmt.excluded[key] for key in values}
+                )
+                await session.execute(stmt)
+        except IntegrityError as exc:
+            # The foreign key backs up the check above (e.g. a style row removed by hand meanwhile).
+            raise UnknownStyle(preset.style) from exc
+
+    @staticmethod
+    async def _style_state(session: AsyncSession, guild_id: int, style: str) -> tuple[bool, bool]:
+        """(published by the catalog, shown on this server)."""
+        shown = ServerStyleSetting
+        stmt = (
+            select(Style.enabled, func.coalesce(shown.enabled, true()))
+            .outerjoin(shown, and_(shown.style == Style.name, shown.guild_id == guild_id))
+            .where(Style.name == style)
+        )
+        row = (await session.execute(stmt)).first()
+        return (False, False) if row is None else (bool(row[0]), bool(row[1]))
+
+    @staticmethod
+    def _insert(session: AsyncSession, model: type[Any]) -> Any:
+        """INSERT with the dialect's ON CONFLICT support (both spell it the same way)."""
+        dialect = session.get_bind().dialect.name
+        return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+
+    async def _update_log(self, log_id: int, unset: Any, **values: Any) -> bool:
+        stmt = (
+            update(GenerationLog)
+            .where(GenerationLog.id == log_id, unset)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        async with self._sessions.begin() as session:
+            result = await session.execute(stmt)
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def _delete(self, stmt: Delete) -> int:
+        async with self._sessions.begin() as session:
+            result = await session.execute(stmt.execution_options(synchronize_session=False))
+        return int(result.rowcount)  # type: ignore[attr-defined]

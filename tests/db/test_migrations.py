@@ -1,0 +1,101 @@
+"""The schema: created from nothing, removed and recreated, identical to the models."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
+
+from bot.db.database import Database, open_database
+from bot.db.errors import MigrationError
+from bot.db.migrate import head_revision
+from bot.db.models import Base
+from bot.db.repository import Repository
+from tests.db.conftest import STYLES
+
+TABLES = {"styles", "server_style_settings", "server_presets", "channel_overrides", "generation_log"}
+
+
+def _tables(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names()) - {"alembic_version"}
+
+
+async def _table_names(db: Database) -> set[str]:
+    async with db.connect() as connection:
+        return await connection.run_sync(_tables)
+
+
+async def test_upgrade_from_empty_to_head(database_url: str) -> None:
+    async with Database(database_url) as db:
+        assert await db.current_revision() is None
+        assert await _table_names(db) == set()
+
+        before, after = await db.upgrade("head")
+
+        assert (before, after) == (None, head_revision())
+        assert await db.current_revision() == head_revision()
+        assert await _table_names(db) == TABLES
+
+
+async def test_upgrade_twice_is_a_no_op(database: Database) -> None:
+    assert await database.upgrade("head") == (head_revision(), head_revision())
+
+
+async def test_downgrade_to_base_and_up_again(database: Database) -> None:
+    repo = Repository(database.sessions, default_style="simpsons")
+    await repo.sync_styles(STYLES)
+
+    assert await database.downgrade("base") == (head_revision(), None)
+    assert await database.current_revision() is None
+    assert await _table_names(database) == set()
+
+    await database.upgrade_to_head()
+    assert await _table_names(database) == TABLES
+    # A fresh schema: the styles written before the downgrade went with it, and it works again.
+    assert await repo.list_styles() == []
+    await repo.sync_styles(STYLES)
+    assert len(await repo.list_styles()) == len(STYLES)
+
+
+async def test_models_match_migrations(database: Database) -> None:
+    def differences(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return compare_metadata(context, Base.metadata)
+
+    async with database.connect() as connection:
+        diff = await connection.run_sync(differences)
+    assert diff == []
+
+
+async def test_first_start_creates_file_folder_and_schema(tmp_path) -> None:
+    path = tmp_path / "data" / "nested" / "mmpp.sqlite3"
+    db = await open_database(f"sqlite+aiosqlite:///{path}")
+    try:
+        assert path.is_file()
+        assert await db.current_revision() == head_revision()
+    finally:
+        await db.dispose()
+
+
+async def test_two_processes_starting_together_both_end_at_head(database_url: str) -> None:
+    first, second = Database(database_url), Database(database_url)
+    try:
+        results = await asyncio.gather(first.upgrade_to_head(), second.upgrade_to_head())
+        assert results == [head_revision(), head_revision()]
+        assert await _table_names(first) == TABLES
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
+async def test_a_schema_from_a_newer_mmpp_is_refused_clearly(database: Database) -> None:
+    async with database.connect() as connection:
+        await connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        await connection.commit()
+
+    with pytest.raises(MigrationError, match=r"'9999'.*newer MMPP"):
+        await database.upgrade_to_head()
