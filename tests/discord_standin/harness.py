@@ -1,0 +1,84 @@
+"""Run a real discord.py client against a `StandIn` for the length of a block."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import discord
+
+from bot.discord_endpoints import override_endpoints
+
+from .server import StandIn
+
+
+async def wait_until_ready(client: discord.Client, runner: asyncio.Task[None], timeout: float) -> None:
+    """Until `on_ready`, re-raising whatever ended `client.start()` first (a LoginFailure, say).
+
+    Polls instead of `client.wait_until_ready()`, which raises until `login()` has set it up.
+    """
+    async with asyncio.timeout(timeout):
+        while not client.is_ready():
+            if runner.done():
+                runner.result()
+                raise RuntimeError("client.start() returned before the client was ready")
+            await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def running_client(
+    client: discord.Client,
+    standin: StandIn,
+    *,
+    token: str | None = None,
+    ready_timeout: float = 15.0,
+    close_timeout: float = 10.0,
+) -> AsyncIterator[discord.Client]:
+    """Point discord.py at `standin`, start `client` and wait for READY; close it cleanly after.
+
+    discord.py fires `on_ready` `guild_ready_timeout` seconds (2 by default) after the last
+    GUILD_CREATE; build test clients with a small `guild_ready_timeout` to start fast.
+    """
+    with override_endpoints(standin.api_base, standin.gateway_url, cdn_base=standin.cdn_base):
+        runner = asyncio.create_task(client.start(token or standin.token), name="standin-client")
+        try:
+            await wait_until_ready(client, runner, ready_timeout)
+            yield client
+        finally:
+            await client.close()
+            try:
+                await asyncio.wait_for(runner, close_timeout)
+            except asyncio.CancelledError:
+                if not runner.cancelled():
+                    raise
+            except Exception:
+                # start() already reported its failure to wait_until_ready; close must not mask it.
+                pass
+
+
+def pending_tasks(exclude: set[asyncio.Task[object]] | None = None) -> list[asyncio.Task[object]]:
+    """Tasks still pending on this loop, other than the caller's and `exclude`."""
+    current = asyncio.current_task()
+    return [
+        t for t in asyncio.all_tasks() if t is not current and not t.done() and t not in (exclude or set())
+    ]
+
+
+async def assert_no_leaked_tasks(before: set[asyncio.Task[object]], *, grace: float = 2.0) -> None:
+    """Every task started since `before` ends within `grace` seconds, and discord.py's heartbeat
+    thread stops."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while True:
+        leaked = pending_tasks(before)
+        threads = [
+            t for t in threading.enumerate() if t.name.startswith("keep-alive-handler") and t.is_alive()
+        ]
+        if not leaked and not threads:
+            return
+        if loop.time() > deadline:
+            names = [f"{t.get_name()}: {t.get_coro()!r}" for t in leaked]
+            raise AssertionError(f"leaked tasks {names} and threads {threads}")
+        await asyncio.sleep(0.05)
