@@ -104,6 +104,10 @@ class Style:
         return self.definition.name
 
     @property
+    def description(self) -> str:
+        return self.definition.description
+
+    @property
     def lora_path(self) -> str:
         """A local path when the source names a file or folder next to the definition, else the hub id."""
         local = self.folder / self.definition.lora.source

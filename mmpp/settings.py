@@ -64,7 +64,9 @@ class ModelSources:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file="bot.env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file="bot.env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
+        # `KEY=` in bot.env means "use the default", as a newcomer filling in the example expects.
+        env_ignore_empty=True,
     )
 
     # --- models -------------------------------------------------------------------------------
@@ -111,7 +113,15 @@ class Settings(BaseSettings):
         default=None, description="REST base URL, e.g. a rate-limit proxy; default is Discord's own."
     )
     discord_gateway_url: str | None = None
+    discord_cdn_base: str | None = Field(default=None, description="Media proxy for avatars; default Discord's CDN.")
     discord_test_guild_id: int | None = None
+    progress_edit_interval_s: float = Field(
+        default=1.2, ge=0, description="Least time between two progress edits of one reply (rate limits)."
+    )
+    reroll_ttl_s: float = Field(
+        default=15 * 60, ge=0, description="How long a face crop stays in memory for the Reroll button."
+    )
+    metrics_port: int | None = Field(default=None, description="Serve Prometheus metrics on this port.")
 
     # --- logging ------------------------------------------------------------------------------
     log_level: str = "INFO"

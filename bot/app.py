@@ -1,0 +1,79 @@
+"""The discord.py client: cogs, persistent buttons, command sync, and one error handler."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.cogs.profile import ProfileCog
+from bot.cogs.queue_cmds import QueueCog
+from bot.cogs.style_admin import StyleCog
+from bot.portrait import DeleteButton, RerollButton
+from bot.replies import send_error
+from bot.services import Services
+from mmpp.errors import UserFacingError
+from mmpp.logs import log_event
+
+log = logging.getLogger(__name__)
+
+
+class MMPPBot(commands.Bot):
+    def __init__(self, services: Services, **options: Any) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True  # GUILD_CREATE: channel names and permissions; no message content needed
+        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None, **options)
+        self.services = services
+        self.tree.on_error = self.on_app_command_error
+
+    async def setup_hook(self) -> None:
+        for cog in (ProfileCog(self), StyleCog(self), QueueCog(self)):
+            await self.add_cog(cog)
+        # Buttons keep working after a restart: their custom ids carry all they need.
+        self.add_dynamic_items(RerollButton, DeleteButton)
+        self.services.queue.start()
+        await self.sync_commands()
+
+    async def sync_commands(self) -> None:
+        guild_id = self.services.settings.discord_test_guild_id
+        if guild_id:
+            guild = discord.Object(guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+        else:
+            synced = await self.tree.sync()
+        log_event(log, logging.INFO, "commands synced", count=len(synced), guild=guild_id or "global")
+
+    async def on_ready(self) -> None:
+        log_event(log, logging.INFO, "connected", user=str(self.user), guilds=len(self.guilds))
+
+    async def on_app_command_completion(
+        self, interaction: discord.Interaction, command: app_commands.Command | app_commands.ContextMenu
+    ) -> None:
+        log_event(
+            log, logging.INFO, "command", name=command.qualified_name, user=interaction.user.id,
+            guild=interaction.guild_id,
+        )
+
+    async def on_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        original = getattr(error, "original", error)
+        command = interaction.command.qualified_name if interaction.command else "?"
+        if isinstance(original, UserFacingError):
+            message = original.message
+            log_event(log, logging.INFO, "command refused", name=command, code=original.code,
+                      user=interaction.user.id, guild=interaction.guild_id)
+        elif isinstance(error, app_commands.MissingPermissions):
+            message = "You need the Manage Server permission to change this server's portrait style."
+        elif isinstance(error, app_commands.NoPrivateMessage):
+            message = "This command works only in a server."
+        elif isinstance(error, app_commands.CheckFailure):
+            message = "You can't use this command here."
+        else:
+            log.error("command failed: %s", command, exc_info=original)
+            message = "Something went wrong on my side. It has been logged; please try again in a moment."
+        await send_error(interaction, message)

@@ -1,0 +1,30 @@
+"""`mmpp bot`: run the Discord bot."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    bot = subparsers.add_parser(
+        "bot", help="run the Discord bot", description="Run the Discord bot: reads bot.env, migrates the "
+        "database, loads the models and styles, syncs the slash commands, and connects. Ctrl-C stops it gracefully."
+    )
+    bot.add_argument("--model-dir", type=Path, default=None, help="models and styles from a `make-tiny-model` folder")
+    bot.add_argument("--database-url", default=None, help="override DATABASE_URL")
+    bot.add_argument("--device", default=None, help="auto, cpu, cuda, mps")
+    bot.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bot.runtime import run_bot
+    from mmpp.logs import configure_logging
+    from mmpp.settings import load_settings
+
+    settings = load_settings(
+        args.env_file, model_dir=args.model_dir, database_url=args.database_url, device=args.device
+    )
+    configure_logging(args.log_level or settings.log_level, settings.log_format)
+    return asyncio.run(run_bot(settings))

@@ -1,0 +1,113 @@
+"""/profile and the "Make profile photo" user menu: a member's own portrait."""
+
+from __future__ import annotations
+
+import asyncio
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.db import ResolvedPreset, StyleHidden
+from bot.portrait import PortraitOrder, make_portrait
+from bot.replies import defer
+from bot.services import Services, services_of
+from inference.loader import image_limits
+from inference.preprocess import ImageTooLarge, locate_face
+from mmpp.errors import UserFacingError
+
+
+class StyleChoiceNotAllowed(UserFacingError):
+    code = "style_choice_not_allowed"
+
+
+class NotYourAvatar(UserFacingError):
+    code = "not_your_avatar"
+
+
+class AlreadyWorking(UserFacingError):
+    code = "already_queued"
+
+
+async def choose_style(services: Services, guild_id: int | None, preset: ResolvedPreset, requested: str | None) -> str:
+    """The room's style, or the member's pick where the room allows one; hidden styles are refused."""
+    if requested is None or requested == preset.style:
+        style = preset.style
+    elif not preset.allow_member_choice:
+        title = services.engine.catalog.get(preset.style).definition.title
+        raise StyleChoiceNotAllowed(
+            f"This server gives everyone the same style ({title}) so portraits match. "
+            "Leave the style option empty to get it."
+        )
+    else:
+        style = requested
+    services.engine.catalog.get(style)
+    if guild_id is not None:
+        listing = {s.name: s for s in await services.repo.list_styles(guild_id)}
+        if style in listing and not listing[style].enabled:
+            raise StyleHidden(style)
+    return style
+
+
+async def style_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    services = services_of(interaction)
+    listings = await services.repo.list_styles(interaction.guild_id)
+    current = current.lower()
+    choices = []
+    for listing in listings:
+        if not listing.enabled or listing.name not in services.engine.catalog:
+            continue
+        title = services.engine.catalog.get(listing.name).definition.title
+        if current in listing.name or current in title.lower():
+            choices.append(app_commands.Choice(name=title, value=listing.name))
+    return choices[:25]
+
+
+async def start_portrait(
+    interaction: discord.Interaction, source: discord.Attachment | discord.Asset, requested_style: str | None
+) -> None:
+    """Checks that need no download come first, so a refusal is instant and nothing is queued."""
+    services = services_of(interaction)
+    preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+    style = await choose_style(services, interaction.guild_id, preset, requested_style)
+    if isinstance(source, discord.Attachment) and source.size > services.settings.max_upload_bytes:
+        mb = services.settings.max_upload_bytes // (1024 * 1024)
+        raise ImageTooLarge(f"That file is larger than {mb} MB. Please send a smaller photo.")
+    if services.queue.job_for(interaction.user.id) is not None:
+        raise AlreadyWorking(
+            "You already have a portrait on the way. Wait for it to finish, or use /cancel to stop it."
+        )
+    await services.repo.check_quota(interaction.user.id, interaction.guild_id)
+    await defer(interaction)
+    data = await source.read()
+    located = await asyncio.to_thread(locate_face, data, image_limits(services.settings))
+    del data  # the upload itself is not kept, only the decoded face
+    await make_portrait(interaction, services, PortraitOrder(face=located, style=style, preset=preset))
+
+
+class ProfileCog(commands.Cog):
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        self.avatar_menu = app_commands.ContextMenu(name="Make profile photo", callback=self.from_avatar)
+        self.bot.tree.add_command(self.avatar_menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.avatar_menu.name, type=self.avatar_menu.type)
+
+    @app_commands.command(name="profile", description="Turn a selfie into a profile photo in this room's style")
+    @app_commands.describe(
+        selfie="A photo of you with your face clearly visible (JPEG, PNG or WebP)",
+        style="Pick a style (in DMs, or where the server lets members choose)",
+    )
+    @app_commands.autocomplete(style=style_autocomplete)
+    async def profile(
+        self, interaction: discord.Interaction, selfie: discord.Attachment, style: str | None = None
+    ) -> None:
+        await start_portrait(interaction, selfie, style)
+
+    async def from_avatar(self, interaction: discord.Interaction, member: discord.User | discord.Member) -> None:
+        if member.id != interaction.user.id:
+            raise NotYourAvatar("You can only make a profile photo from your own avatar.")
+        if member.avatar is None:
+            raise NotYourAvatar("You don't have an avatar picture yet. Use /profile with a selfie instead.")
+        await start_portrait(interaction, member.display_avatar.replace(size=1024, static_format="png"), None)

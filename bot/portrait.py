@@ -1,0 +1,175 @@
+"""One portrait from a located face to the final edited reply: queue, progress, log, buttons.
+
+Every entry point (/profile, the avatar menu, Reroll, /style preview) ends up here, after it has
+answered the interaction with a deferred "thinking…" reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import secrets
+from dataclasses import dataclass
+
+import discord
+
+from bot.db import ResolvedPreset
+from bot.db.repository import Outcome
+from bot.replies import ProgressMessage, defer, send_error
+from bot.services import Services, services_of
+from inference.preprocess import LocatedFace
+from inference.queue import Cancelled, Done, Failed, Queued, Started, Step, describe_wait
+from mmpp.errors import UserFacingError
+from mmpp.logs import log_event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PortraitOrder:
+    face: LocatedFace
+    style: str
+    preset: ResolvedPreset
+    seed: int | None = None
+    # Buttons are left off previews that are not the member's own portrait (admins' /style preview).
+    buttons: bool = True
+
+
+async def make_portrait(interaction: discord.Interaction, services: Services, order: PortraitOrder) -> None:
+    """Runs one job to its end, editing the interaction's deferred reply; never raises to the caller
+    for things a member caused, so a command handler can simply await it."""
+    user = interaction.user
+    guild_id = interaction.guild_id
+    seed = order.seed if order.seed is not None else order.preset.seed_for(user.id)
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    try:
+        face = await asyncio.to_thread(services.engine.prepare, order.face)
+        handle = services.queue.submit(
+            face, order.style, user_id=user.id, guild_id=guild_id, seed=seed, background=order.preset.background
+        )
+    except UserFacingError as exc:
+        await send_error(interaction, exc.message)
+        return
+    log_id = await services.repo.log_queued(user.id, guild_id, interaction.channel_id, order.style, seed)
+    token = services.faces.put(order.face, user.id) if order.buttons else None
+    title = services.engine.catalog.get(order.style).definition.title
+    progress = ProgressMessage(interaction, services.settings.progress_edit_interval_s)
+    logged = False
+
+    async def log_outcome(outcome: Outcome, reason: str | None) -> None:
+        # Before the member sees the result, so the log is never behind what Discord shows.
+        nonlocal logged
+        logged = True
+        await services.repo.log_finished(log_id, outcome, reason)
+
+    services.inflight.add(handle.id)
+    try:
+        async for event in handle.events():
+            match event:
+                case Queued(position=position, estimated_wait_s=wait):
+                    ahead = "You're next" if position <= 1 else f"You're number {position} in line"
+                    await progress.show(f"⏳ {ahead} for a **{title}** portrait ({describe_wait(wait)}).")
+                case Started():
+                    await services.repo.log_started(log_id)
+                    await progress.show(f"🎨 Drawing your **{title}** portrait…", force=True)
+                case Step(i=i, n=n, preview=preview):
+                    await progress.show(f"🎨 Drawing your **{title}** portrait… step {i}/{n}", preview=preview)
+                case Done(result=result):
+                    await log_outcome("done", None)
+                    view = PortraitView(user.id, order.style, token) if token else None
+                    content = f"{user.mention}, here is your **{title}** portrait (seed `{result.seed}`)."
+                    png = discord.File(io.BytesIO(result.png()), filename=f"portrait-{order.style}.png")
+                    await progress.finish(content, png, view)
+                case Failed(reason=message, code=code):
+                    await log_outcome("timeout" if code == "timeout" else "failed", code)
+                    await send_error(interaction, message)
+                case Cancelled(reason=message):
+                    await log_outcome("cancelled", None)
+                    await progress.show(f"✖️ {message}", force=True)
+    except discord.HTTPException as exc:
+        # The reply is gone (deleted, or its token expired): nobody is waiting for this portrait.
+        handle.cancel()
+        log_event(log, logging.WARNING, "reply lost", job=handle.id, status=exc.status)
+        if not logged:
+            await log_outcome("cancelled", f"reply lost ({exc.status})")
+    finally:
+        if not handle.done:
+            handle.cancel()
+        if not logged:
+            await log_outcome("failed", "ended without a result")
+        services.inflight.discard(handle.id)
+
+
+class PortraitView(discord.ui.View):
+    """Reroll (same face, same style, new seed) and Delete, for the portrait's owner."""
+
+    def __init__(self, owner_id: int, style: str, token: str) -> None:
+        super().__init__(timeout=None)
+        self.add_item(RerollButton(owner_id, style, token))
+        self.add_item(DeleteButton(owner_id, token))
+
+
+REROLL_ID = r"mmpp:reroll:(?P<owner>\d+):(?P<style>[a-z0-9-]+):(?P<token>[\w-]+)"
+DELETE_ID = r"mmpp:delete:(?P<owner>\d+):(?P<token>[\w-]+)"
+
+
+class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=REROLL_ID):
+    def __init__(self, owner_id: int, style: str, token: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Reroll", emoji="🎲", style=discord.ButtonStyle.primary,
+                custom_id=f"mmpp:reroll:{owner_id}:{style}:{token}",
+            )
+        )
+        self.owner_id, self.style, self.token = owner_id, style, token
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: object
+    ) -> RerollButton:
+        groups = match.groupdict()  # type: ignore[attr-defined]
+        return cls(int(groups["owner"]), groups["style"], groups["token"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        services = services_of(interaction)
+        if interaction.user.id != self.owner_id:
+            await send_error(interaction, "Only the member who made this portrait can reroll it.")
+            return
+        face = services.faces.get(self.token, self.owner_id)
+        if face is None:
+            await send_error(
+                interaction,
+                "I no longer have that selfie (I keep it only briefly, in memory). Run /profile again.",
+            )
+            return
+        preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+        await defer(interaction)
+        await make_portrait(interaction, services, PortraitOrder(face=face, style=self.style, preset=preset))
+
+
+class DeleteButton(discord.ui.DynamicItem[discord.ui.Button], template=DELETE_ID):
+    def __init__(self, owner_id: int, token: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Delete", emoji="🗑️", style=discord.ButtonStyle.secondary,
+                custom_id=f"mmpp:delete:{owner_id}:{token}",
+            )
+        )
+        self.owner_id, self.token = owner_id, token
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: object
+    ) -> DeleteButton:
+        groups = match.groupdict()  # type: ignore[attr-defined]
+        return cls(int(groups["owner"]), groups["token"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        if interaction.user.id != self.owner_id:
+            await send_error(interaction, "Only the member who made this portrait can delete it.")
+            return
+        services_of(interaction).faces.forget(self.token)
+        await interaction.response.defer()
+        await interaction.delete_original_response()

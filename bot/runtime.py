@@ -1,0 +1,154 @@
+"""Starting and stopping the whole bot: settings → database → engine → queue → Discord.
+
+A start that cannot work stops with one clear line (`BotStartError` or another `UserFacingError`);
+a stop drains the queue first, so nobody is left with a "thinking…" reply that never ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+import discord
+
+from bot.app import MMPPBot
+from bot.discord_endpoints import apply_endpoints
+from bot.face_cache import FaceCache
+from bot.services import Services
+from mmpp.errors import UserFacingError
+from mmpp.logs import log_event, register_secret
+from mmpp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class BotStartError(UserFacingError):
+    code = "start_failed"
+
+
+class BotRuntime:
+    """One running bot. `start()` returns once the client is connecting; `stop()` is graceful."""
+
+    def __init__(
+        self, settings: Settings, *, shutdown_grace_s: float = 30.0, client_options: dict[str, Any] | None = None
+    ) -> None:
+        self.settings = settings
+        self.shutdown_grace_s = shutdown_grace_s
+        # Passed to discord.py's client, e.g. a short `guild_ready_timeout` in tests.
+        self.client_options = client_options or {}
+        self.bot: MMPPBot | None = None
+        self.services: Services | None = None
+        self._client_task: asyncio.Task[None] | None = None
+
+    @property
+    def token(self) -> str:
+        secret = self.settings.discord_token
+        token = secret.get_secret_value().strip() if secret is not None else ""
+        if not token:
+            raise BotStartError("DISCORD_TOKEN is not set. Put your bot's token in bot.env (see bot.env.example).")
+        return token
+
+    async def start(self) -> None:
+        from bot.db import Repository, open_database
+        from inference.engine import Engine
+        from inference.queue import GenerationQueue, expose
+
+        token = self.token
+        register_secret(token)
+        settings = self.settings
+        apply_endpoints(settings.discord_api_base, settings.discord_gateway_url, cdn_base=settings.discord_cdn_base)
+        database = await open_database(settings.database_url, upgrade=True)
+        try:
+            engine = await asyncio.to_thread(Engine.from_settings, settings)
+            if settings.default_style not in engine.catalog:
+                fallback = engine.catalog.names()[0]
+                log_event(log, logging.WARNING, "default style missing, using another",
+                          wanted=settings.default_style, using=fallback)
+                settings = settings.model_copy(update={"default_style": fallback})
+            repo = Repository.from_settings(database, settings)
+            await repo.sync_styles(engine.catalog.styles.values())
+            purged = await repo.purge_log()
+            queue = GenerationQueue(engine, settings)
+            if settings.metrics_port:
+                expose(settings.metrics_port, queue.metrics.registry)
+        except BaseException:
+            await database.dispose()
+            raise
+        self.services = Services(settings, engine, queue, database, repo, FaceCache(settings.reroll_ttl_s))
+        self.bot = MMPPBot(self.services, **self.client_options)
+        log_event(log, logging.INFO, "starting", database=database.display_url, styles=",".join(engine.catalog.names()),
+                  device=str(engine.device), purged_log_rows=purged)
+        self._client_task = asyncio.create_task(self._run_client(token), name="mmpp-discord")
+
+    async def _run_client(self, token: str) -> None:
+        assert self.bot is not None
+        try:
+            await self.bot.start(token)
+        except discord.LoginFailure:
+            raise BotStartError("Discord refused the token. Copy it again from the Developer Portal into bot.env.")\
+                from None
+        except discord.PrivilegedIntentsRequired:
+            raise BotStartError("Discord refused the connection: the bot asks for an intent it is not allowed.")\
+                from None
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until READY; re-raises why the client stopped if it stopped first."""
+        assert self.bot is not None and self._client_task is not None
+        try:
+            async with asyncio.timeout(timeout):
+                # Polled: `wait_until_ready()` raises until `login()` has run inside the client task.
+                while not self.bot.is_ready():
+                    if self._client_task.done():
+                        self._client_task.result()
+                        raise BotStartError("The Discord connection closed before the bot was ready.")
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            raise BotStartError(f"Not connected to Discord after {timeout:.0f} seconds.") from None
+
+    async def run_until(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set or the client ends; a client that fails re-raises why."""
+        assert self._client_task is not None
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, self._client_task}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if self._client_task.done():
+            self._client_task.result()
+
+    async def stop(self) -> None:
+        if self.services is None:
+            return
+        log_event(log, logging.INFO, "shutting down")
+        report = await self.services.queue.shutdown(self.shutdown_grace_s)
+        log_event(log, logging.INFO, "queue stopped", summary=report.summary())
+        # Let replies of finished jobs reach Discord before the connection goes.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                while self.services.inflight:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+        if self.bot is not None:
+            await self.bot.close()
+        if self._client_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._client_task
+        self.services.faces.clear()
+        await self.services.database.dispose()
+        self.services = None
+
+
+async def run_bot(settings: Settings) -> int:
+    """`mmpp bot`: run until Ctrl-C or SIGTERM, then shut down gracefully."""
+    runtime = BotRuntime(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # Windows
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await runtime.start()
+        await runtime.run_until(stop)
+    finally:
+        await runtime.stop()
+    return 0

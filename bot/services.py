@@ -1,0 +1,33 @@
+"""What the bot's cogs share: settings, engine, queue, repository, and the in-memory face cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.face_cache import FaceCache
+from mmpp.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.db import Database, Repository
+    from inference.engine import Engine
+    from inference.queue import GenerationQueue
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    queue: GenerationQueue
+    database: Database
+    repo: Repository
+    faces: FaceCache
+    # Jobs whose reply is still being written; a graceful stop waits for them before disconnecting.
+    inflight: set[str] = field(default_factory=set)
+
+
+def services_of(interaction: discord.Interaction) -> Services:
+    """The services of the bot that received this interaction (see `bot.app.MMPPBot`)."""
+    return interaction.client.services  # type: ignore[attr-defined,no-any-return]

@@ -1,0 +1,122 @@
+"""The real bot (real discord.py client, tiny model, SQLite file) against the Discord stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from bot.discord_endpoints import reset_endpoints
+from bot.runtime import BotRuntime
+from bot.services import Services
+from inference.tiny_model import add_tiny_style
+from mmpp.settings import Settings, load_settings
+from tests.discord_standin import MANAGE_GUILD, FakeGuild, FakeMember, FakeUser, StandIn
+
+
+@dataclass
+class World:
+    standin: StandIn
+    runtime: BotRuntime
+    guild: FakeGuild
+    admin: FakeMember
+    members: list[FakeMember]
+    dm_user: FakeUser
+    settings: Settings
+
+    @property
+    def services(self) -> Services:
+        assert self.runtime.services is not None
+        return self.runtime.services
+
+
+@pytest.fixture(scope="session")
+def bot_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with a second style, so "which style ran" is a real question."""
+    model_dir = tmp_path_factory.mktemp("bot-model") / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    add_tiny_style(model_dir, "other-style", seed=42, display_name="Other Style")
+    return model_dir
+
+
+def bot_settings(standin: StandIn, model_dir: Path, tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "discord_token": standin.token,
+        "discord_api_base": standin.api_base,
+        "discord_gateway_url": standin.gateway_url,
+        "discord_cdn_base": standin.cdn_base,
+        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'mmpp.sqlite3'}",
+        "model_dir": model_dir,
+        "device": "cpu",
+        "dtype": "float32",
+        "default_style": "tiny-style",
+        "progress_edit_interval_s": 0.0,
+        "preview_every": 2,
+        "queue_batch_wait_s": 0.02,
+    }
+    values.update(overrides)
+    return load_settings(None, **values)
+
+
+@pytest.fixture
+def bot_overrides() -> dict[str, object]:
+    """Override in a test module to change the bot's settings."""
+    return {}
+
+
+class EngineGate:
+    """Holds the real engine's next calls until released, so tests can line jobs up deterministically."""
+
+    def __init__(self, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.release = threading.Event()
+        self.calls: list[list[str]] = []
+        engine = world.services.engine
+        real = engine.generate
+
+        def held(requests, on_step=None):  # type: ignore[no-untyped-def]
+            self.calls.append([r.style for r in requests])
+            self.release.wait(60)
+            return real(requests, on_step)
+
+        monkeypatch.setattr(engine, "generate", held)
+
+    async def wait_for_calls(self, n: int, timeout: float = 30) -> None:
+        async with asyncio.timeout(timeout):
+            # Polled: the calls arrive on the GPU worker thread, where no asyncio primitive may be set.
+            while len(self.calls) < n:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def engine_gate(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[EngineGate]:
+    gate = EngineGate(world, monkeypatch)
+    yield gate
+    gate.release.set()
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def world(bot_model_dir: Path, tmp_path: Path, bot_overrides: dict[str, object]) -> AsyncIterator[World]:
+    async with StandIn() as standin:
+        guild = standin.add_guild("Art Club")
+        admins = standin.add_role(guild, "Admins", permissions=MANAGE_GUILD)
+        admin = standin.add_member(guild, standin.add_user("ada"), roles=[admins])
+        members = [standin.add_member(guild, standin.add_user(f"member{i}")) for i in range(3)]
+        dm_user = standin.add_user("cy")
+        settings = bot_settings(standin, bot_model_dir, tmp_path, **bot_overrides)
+        runtime = BotRuntime(settings, shutdown_grace_s=5.0, client_options={"guild_ready_timeout": 0.05})
+        try:
+            await runtime.start()
+            await runtime.wait_ready(timeout=30)
+            await standin.wait_for_commands("profile", "style", "queue", "cancel")
+            yield World(standin, runtime, guild, admin, members, dm_user, settings)
+        finally:
+            await runtime.stop()
+            reset_endpoints()
+        assert not standin.unknown_routes, standin.unknown_routes
+        assert not standin.server_errors, standin.server_errors

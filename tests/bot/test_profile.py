@@ -1,0 +1,140 @@
+"""Members use /profile through the real discord.py client and the Discord stand-in."""
+
+from __future__ import annotations
+
+import io
+import re
+
+from PIL import Image
+from sqlalchemy import select
+
+from bot.db.models import GenerationLog
+from tests.bot.conftest import EngineGate, World
+from tests.discord_standin import BotAction, InteractionRecord
+
+
+def png_of(action: BotAction) -> Image.Image:
+    [upload] = action.files
+    image = Image.open(io.BytesIO(upload.data))
+    image.load()
+    return image
+
+
+def custom_id(action: BotAction, prefix: str) -> str:
+    return next(cid for cid in action.custom_ids if cid.startswith(prefix))
+
+
+async def profile(world: World, user: object, selfie: bytes, **options: object) -> InteractionRecord:
+    return await world.standin.send_slash_command(
+        "profile", options or None, user=user, attachments={"selfie": ("me.jpg", selfie)}  # type: ignore[arg-type]
+    )
+
+
+async def test_guild_profile_ends_with_one_png_after_progress_edits(world: World, selfie_bytes: bytes) -> None:
+    member = world.members[0]
+    interaction = await profile(world, member, selfie_bytes)
+    final = await interaction.wait_for_final_file(timeout=60)
+
+    assert interaction.callback is not None and interaction.callback.loading  # deferred at once
+    assert not interaction.callback.ephemeral
+    progress = [a.content or "" for a in interaction.actions[1 : interaction.actions.index(final)]]
+    assert any("in line" in text or "You're next" in text for text in progress)
+    assert any(re.search(r"step \d+/4", text) for text in progress)
+    previews = [f for a in interaction.actions if a is not final for f in a.files]
+    assert previews and all(f.filename == "preview.png" for f in previews)
+
+    image = png_of(final)
+    assert image.format == "PNG" and image.size == (64, 64)
+    assert final.files[0].filename == "portrait-tiny-style.png"
+    assert "Tiny Style" in (final.content or "") and f"<@{member.user.id}>" in (final.content or "")
+    assert {cid.split(":")[1] for cid in final.custom_ids} == {"reroll", "delete"}
+
+    async with world.services.database.sessions() as session:
+        [row] = (await session.scalars(select(GenerationLog))).all()
+    assert (row.user_id, row.guild_id, row.style, row.outcome) == (member.user.id, world.guild.id, "tiny-style", "done")
+    assert row.started_at is not None and row.finished_at is not None
+
+
+async def test_dm_profile_lets_the_member_pick_a_style(world: World, selfie_bytes: bytes) -> None:
+    interaction = await profile(world, world.dm_user, selfie_bytes, style="other-style")
+    final = await interaction.wait_for_final_file(timeout=60)
+    assert "Other Style" in (final.content or "")
+    assert final.files[0].filename == "portrait-other-style.png"
+
+
+async def test_style_autocomplete_offers_the_catalog(world: World) -> None:
+    interaction = await world.standin.send_autocomplete(
+        "profile", {"style": "oth"}, focused="style", user=world.members[0]
+    )
+    choices = await interaction.wait_for_choices()
+    assert [(c["name"], c["value"]) for c in choices] == [("Other Style", "other-style")]
+
+
+async def test_reroll_draws_again_with_a_new_seed_and_delete_removes_it(world: World, selfie_bytes: bytes) -> None:
+    member = world.members[1]
+    first = await (await profile(world, member, selfie_bytes)).wait_for_final_file(timeout=60)
+
+    stranger = await world.standin.send_component(first, custom_id(first, "mmpp:reroll"), user=world.members[2])
+    refusal = await stranger.wait_for_message()
+    assert refusal.ephemeral and "Only the member who made this portrait" in (refusal.content or "")
+
+    reroll = await world.standin.send_component(first, custom_id(first, "mmpp:reroll"))
+    second = await reroll.wait_for_final_file(timeout=60)
+    seeds = [re.search(r"seed `(\d+)`", a.content or "").group(1) for a in (first, second)]  # type: ignore[union-attr]
+    assert seeds[0] != seeds[1]
+    assert png_of(first).tobytes() != png_of(second).tobytes()
+
+    delete = await world.standin.send_component(second, custom_id(second, "mmpp:delete"))
+    await delete.wait_for(lambda a: a.kind == "delete_message", timeout=10)
+
+
+async def test_the_avatar_menu_draws_your_own_avatar(world: World, selfie_bytes: bytes) -> None:
+    member = world.members[0]
+    world.standin.set_avatar(member.user, selfie_bytes, "image/jpeg")
+    mine = await world.standin.send_user_command("Make profile photo", member, user=member)
+    await mine.wait_for_final_file(timeout=60)
+
+    theirs = await world.standin.send_user_command("Make profile photo", world.members[1], user=member)
+    refusal = await theirs.wait_for_message()
+    assert refusal.ephemeral and "your own avatar" in (refusal.content or "")
+
+
+async def test_queue_and_cancel(world: World, selfie_bytes: bytes) -> None:
+    member = world.members[2]
+    nothing = await world.standin.send_slash_command("queue", user=member)
+    assert "no portrait on the way" in ((await nothing.wait_for_message()).content or "")
+    cancel = await world.standin.send_slash_command("cancel", user=member)
+    assert "no portrait on the way" in ((await cancel.wait_for_message()).content or "")
+
+
+async def test_a_second_job_while_one_runs_is_refused(
+    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+) -> None:
+    member = world.members[0]
+    first = await profile(world, member, selfie_bytes)
+    await engine_gate.wait_for_calls(1)
+    second = await profile(world, member, selfie_bytes)
+    refusal = await second.wait_for_message()
+    assert refusal.ephemeral and "already have a portrait on the way" in (refusal.content or "")
+
+    status = await world.standin.send_slash_command("queue", user=member)
+    assert "being drawn right now" in ((await status.wait_for_message()).content or "")
+    engine_gate.release.set()
+    await first.wait_for_final_file(timeout=60)
+
+
+async def test_cancel_stops_a_waiting_portrait(world: World, selfie_bytes: bytes, engine_gate: EngineGate) -> None:
+    running = await profile(world, world.members[0], selfie_bytes)
+    await engine_gate.wait_for_calls(1)
+    waiting = await profile(world, world.members[1], selfie_bytes)
+    await waiting.wait_for_content("You're next", timeout=30)
+
+    status = await world.standin.send_slash_command("queue", user=world.members[1])
+    assert "number 1 in line" in ((await status.wait_for_message()).content or "")
+    cancel = await world.standin.send_slash_command("cancel", user=world.members[1])
+    assert "Cancelled" in ((await cancel.wait_for_message()).content or "")
+    await waiting.wait_for_content("cancelled", timeout=10)
+
+    engine_gate.release.set()
+    await running.wait_for_final_file(timeout=60)
+    assert not any(a.has_files and a.components for a in waiting.actions)

@@ -1,0 +1,119 @@
+"""Starting and stopping the bot: one clear line for a start that cannot work, a graceful stop,
+and a token that never reaches a log line."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.discord_endpoints import reset_endpoints
+from bot.runtime import BotRuntime, BotStartError
+from mmpp.logs import _Formatter
+from tests.bot.conftest import EngineGate, World, bot_settings
+from tests.discord_standin import StandIn
+
+
+def run_bot_cli(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_", "MODEL_DIR"))}
+    return subprocess.run(
+        [sys.executable, "-m", "mmpp.cli", "bot", *args], cwd=tmp_path, env={**clean, **env},
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_a_missing_token_stops_the_start_with_one_line(tmp_path: Path) -> None:
+    done = run_bot_cli(tmp_path, {})
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "mmpp: DISCORD_TOKEN is not set. Put your bot's token in bot.env (see bot.env.example)."
+    )
+
+
+def test_an_unreachable_database_stops_the_start_with_one_line(tmp_path: Path, bot_model_dir: Path) -> None:
+    (tmp_path / "bot.env").write_text(
+        "DISCORD_TOKEN=MTIz.NDU2.Nzg5\nDATABASE_URL=postgresql+asyncpg://nobody@127.0.0.1:1/mmpp\n"
+    )
+    done = run_bot_cli(tmp_path, {}, "--model-dir", str(bot_model_dir))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("mmpp: ") and "127.0.0.1:1" in last
+    assert "MTIz.NDU2.Nzg5" not in done.stderr
+
+
+async def test_a_missing_model_stops_the_start(tmp_path: Path, bot_model_dir: Path) -> None:
+    async with StandIn() as standin:
+        settings = bot_settings(standin, tmp_path / "no-such-model", tmp_path)
+        with pytest.raises(Exception, match=r"Model folder .*no-such-model does not exist"):
+            await BotRuntime(settings).start()
+    reset_endpoints()
+
+
+async def test_a_wrong_token_is_named_and_never_logged(tmp_path: Path, bot_model_dir: Path,
+                                                      log_lines: io.StringIO) -> None:
+    wrong = "MTk4NjIyNDgzNDcxOTI1MjQ4.Cl2FMQ.ZnCjm1XVW7vRze4b7Cq4se7kKWs"
+    async with StandIn() as standin:
+        settings = bot_settings(standin, bot_model_dir, tmp_path, discord_token=wrong)
+        runtime = BotRuntime(settings, client_options={"guild_ready_timeout": 0.05})
+        try:
+            await runtime.start()
+            with pytest.raises(BotStartError, match="Discord refused the token"):
+                await runtime.wait_ready(timeout=20)
+        finally:
+            await runtime.stop()
+            reset_endpoints()
+    assert "starting" in log_lines.getvalue()
+    assert wrong not in log_lines.getvalue()
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """Everything logged at DEBUG, through the bot's own formatter, as an operator would see it."""
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(_Formatter(as_json=False))
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield buffer
+    root.removeHandler(handler)
+    root.setLevel(old_level)
+
+
+async def test_the_token_never_appears_in_logs(log_lines: io.StringIO, world: World, selfie_bytes: bytes) -> None:
+    interaction = await world.standin.send_slash_command(
+        "profile", user=world.members[0], attachments={"selfie": ("me.jpg", selfie_bytes)}
+    )
+    await interaction.wait_for_final_file(timeout=60)
+    text = log_lines.getvalue()
+    assert "job queued" in text and "batch generated" in text and "commands synced" in text
+    assert world.standin.token not in text
+
+
+async def test_stopping_drains_the_queue_and_tells_who_waited(
+    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+) -> None:
+    running = await world.standin.send_slash_command(
+        "profile", user=world.members[0], attachments={"selfie": ("me.jpg", selfie_bytes)}
+    )
+    await engine_gate.wait_for_calls(1)
+    waiting = await world.standin.send_slash_command(
+        "profile", user=world.members[1], attachments={"selfie": ("me.jpg", selfie_bytes)}
+    )
+    await waiting.wait_for_content("You're next", timeout=30)
+
+    stopping = asyncio.create_task(world.runtime.stop())
+    told = await waiting.wait_for(lambda a: a.kind == "followup", timeout=30)
+    assert told.ephemeral and "restarting" in (told.content or "")
+    engine_gate.release.set()
+    await running.wait_for_final_file(timeout=60)  # the running job finishes within the grace time
+    await stopping
+    assert world.runtime.services is None
