@@ -8,13 +8,20 @@ measured in this run, interleaved, and reported as a ratio to the bare diffusers
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as `python bench/NAME.py`, this folder would come first on sys.path and its queue.py would
+# shadow the standard library's queue module; the repository root takes its place (some benchmarks
+# use the Discord stand-in under tests/).
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import argparse
 import io
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from PIL import Image

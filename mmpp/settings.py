@@ -98,7 +98,9 @@ class Settings(BaseSettings):
     # --- queue --------------------------------------------------------------------------------
     queue_capacity: int = Field(default=100, ge=1)
     queue_job_deadline_s: float = Field(default=14 * 60, gt=0)
-    queue_batch_wait_s: float = Field(default=0.05, ge=0)
+    # Only when the GPU was idle: under load, jobs gather behind the running batch anyway, so a wait
+    # would only add latency to a lone job.
+    queue_batch_wait_s: float = Field(default=0.0, ge=0)
 
     # --- database -----------------------------------------------------------------------------
     database_url: str = "sqlite+aiosqlite:///mmpp.sqlite3"

@@ -90,6 +90,8 @@ class JobHandle:
         """Every event for this job, ending with (and including) `Done`, `Failed` or `Cancelled`.
         Meant for one consumer; pending `Queued` updates collapse to the newest."""
         while True:
+            if not self._job.events and self._job.terminal is not None:
+                return  # already read to the end (or by another consumer)
             event = await self._job.events.get()
             yield event
             if isinstance(event, TERMINAL):
@@ -144,9 +146,10 @@ class GenerationQueue:
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._refresh_pending = False
+        self._idle = True
         self._closing = False
         self._broken = False
-        self._report: ShutdownReport | None = None
+        self._stopping: asyncio.Future[ShutdownReport] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -168,9 +171,15 @@ class GenerationQueue:
         await self.shutdown(grace_s=0 if exc is not None else 30.0)
 
     async def shutdown(self, grace_s: float = 30.0) -> ShutdownReport:
-        """Stop accepting, drop what waits, give the running batch `grace_s` to finish, then stop it."""
-        if self._report is not None:
-            return self._report
+        """Stop accepting, drop what waits, give the running batch `grace_s` to finish, then stop it.
+
+        Safe to call more than once (a signal handler and an `async with` exit, say): every caller
+        gets the same report."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._shutdown(grace_s))
+        return await asyncio.shield(self._stopping)
+
+    async def _shutdown(self, grace_s: float) -> ShutdownReport:
         self._closing = True
         dropped: list[DroppedJob] = []
         for job in self._scheduler.drain():
@@ -197,12 +206,12 @@ class GenerationQueue:
         dropped += [_dropped(j, was_running=True) for j in running if j.terminal is SHUTDOWN]
         finished = sum(isinstance(j.terminal, Done) for j in running)
         self._worker.close(wait=False)
-        self._report = ShutdownReport(finished=finished, dropped=tuple(dropped), clean=clean)
+        report = ShutdownReport(finished=finished, dropped=tuple(dropped), clean=clean)
         log_event(
             log, logging.WARNING if dropped or not clean else logging.INFO, "queue stopped",
-            queue=self.name, summary=self._report.summary(), dropped=",".join(d.job_id for d in dropped),
+            queue=self.name, summary=report.summary(), dropped=",".join(d.job_id for d in dropped),
         )
-        return self._report
+        return report
 
     def _worker_stopped(self, task: asyncio.Task[None]) -> None:
         error = None if task.cancelled() else task.exception()
@@ -210,7 +219,10 @@ class GenerationQueue:
             return
         # Never silently: say so, fail everyone still waiting, and refuse new work.
         self._broken = True
-        log.critical("GPU worker stopped", exc_info=error, extra={"fields": {"queue": self.name}})
+        if error is None:  # cancelled from outside, e.g. the loop ended without `shutdown()`
+            log_event(log, logging.WARNING, "GPU worker cancelled without shutdown", queue=self.name)
+        else:
+            log.critical("GPU worker stopped", exc_info=error, extra={"fields": {"queue": self.name}})
         for job in [*self._scheduler.drain(), *self._worker.running]:
             self.finish(job, STOPPED)
 
@@ -351,12 +363,17 @@ class GenerationQueue:
     async def next_batch(self) -> list[Job] | None:
         while not self._closing:
             if not self._scheduler:
+                self._idle = True
                 self._work.clear()
                 await self._work.wait()
-                if self.batch_wait_s > 0 and not self._closing:
-                    # The GPU was idle: give a burst of same-style submits a moment to arrive together.
-                    await asyncio.sleep(self.batch_wait_s)
                 continue
+            if self._idle and self.batch_wait_s > 0:
+                # The GPU was idle: give a burst of same-style submits a moment to arrive together.
+                # A busy GPU needs no window; jobs pile up behind the running batch anyway.
+                self._idle = False
+                await asyncio.sleep(self.batch_wait_s)
+                continue
+            self._idle = False
             self._flush_positions()
             now = time.monotonic()
             batch = []

@@ -88,9 +88,10 @@ class GpuWorker:
                 log.exception("worker failed a batch", extra={"fields": {"worker": self.name}})
                 for job in batch:
                     self._sink.finish(job, Failed(ENGINE_ERROR, "engine_error"))
-            finally:
-                self.running = []
-                self.running_since = None
+            # Not in a `finally`: if the task itself is cancelled mid-batch, the queue still needs
+            # to see which jobs were running so it can tell their members.
+            self.running = []
+            self.running_since = None
 
     async def run_batch(self, jobs: list[Job]) -> None:
         self.running = jobs

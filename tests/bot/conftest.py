@@ -58,7 +58,6 @@ def bot_settings(standin: StandIn, model_dir: Path, tmp_path: Path, **overrides:
         "default_style": "tiny-style",
         "progress_edit_interval_s": 0.0,
         "preview_every": 2,
-        "queue_batch_wait_s": 0.02,
     }
     values.update(overrides)
     return load_settings(None, **values)

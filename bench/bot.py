@@ -1,0 +1,127 @@
+"""The bot's own cost per /profile, through the Discord stand-in, against the engine's time.
+
+    python bench/bot.py [--jobs N]
+
+Runs the real bot (discord.py client, SQLite file, tiny model) against the stand-in on 127.0.0.1,
+plays one member at a time sending /profile with a selfie, and times INTERACTION_CREATE to the
+final edit. The engine's time (face location + crop + diffusion) is measured around the same
+calls in the same run; the bot's overhead is the rest: Discord round trips, attachment download,
+database rows, queue hand-offs, progress edits and the PNG upload.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as `python bench/NAME.py`, this folder would come first on sys.path and its queue.py would
+# shadow the standard library's queue module; the repository root takes its place (some benchmarks
+# use the Discord stand-in under tests/).
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+from skimage import data as skdata
+
+import bot.cogs.profile as profile_cog
+from bot.discord_endpoints import reset_endpoints
+from bot.runtime import BotRuntime
+from inference.tiny_model import make_tiny_model
+from tests.bot.conftest import bot_settings
+from tests.conftest import encode
+from tests.discord_standin import StandIn
+
+
+def timed(fn: Callable[..., Any], into: list[float]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            into.append(time.perf_counter() - start)
+
+    return wrapper
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run(jobs: int, interval: float) -> None:
+    selfie = encode(skdata.astronaut())
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = make_tiny_model(Path(tmp) / "tiny")
+        async with StandIn() as standin:
+            guild = standin.add_guild("Bench")
+            member = standin.add_member(guild, standin.add_user("bench"))
+            settings = bot_settings(standin, model_dir, Path(tmp), progress_edit_interval_s=interval)
+            runtime = BotRuntime(settings, client_options={"guild_ready_timeout": 0.05})
+            await runtime.start()
+            try:
+                await runtime.wait_ready()
+                services = runtime.services
+                assert services is not None
+                engine_s: list[float] = []
+                locate_s: list[float] = []
+                services.engine.generate = timed(services.engine.generate, engine_s)  # type: ignore[method-assign]
+                services.engine.prepare = timed(services.engine.prepare, engine_s)  # type: ignore[method-assign]
+                profile_cog.locate_face = timed(profile_cog.locate_face, locate_s)  # type: ignore[assignment]
+                e2e: list[float] = []
+                edits: list[int] = []
+                for i in range(jobs + 2):
+                    engine_before, locate_before = len(engine_s), len(locate_s)
+                    start = time.perf_counter()
+                    interaction = await standin.send_slash_command(
+                        "profile", user=member, attachments={"selfie": ("me.jpg", selfie)}
+                    )
+                    await interaction.wait_for_final_file(timeout=120)
+                    elapsed = time.perf_counter() - start
+                    # Let the handler close its log row before the next job: one job per member.
+                    while services.queue.job_for(member.user.id) is not None or services.inflight:  # noqa: ASYNC110
+                        await asyncio.sleep(0.001)
+                    if i < 2:  # warm-up
+                        del engine_s[engine_before:], locate_s[locate_before:]
+                        continue
+                    e2e.append(elapsed)
+                    edits.append(sum(a.kind == "edit_original" for a in interaction.actions))
+            finally:
+                await runtime.stop()
+                reset_endpoints()
+    # prepare and generate alternate per job; pair them up.
+    engine = [engine_s[i] + engine_s[i + 1] for i in range(0, len(engine_s), 2)]
+    overhead = [total - eng - loc for total, eng, loc in zip(e2e, engine, locate_s, strict=True)]
+    print(f"\nBot end-to-end through the Discord stand-in: tiny model on CPU, {jobs} jobs one after another, "
+          f"progress edits at most every {interval}s ({statistics.median(edits):.0f} edits per job)\n")
+    print("| what | median ms | p90 ms | share of end-to-end |")
+    print("|---|---:|---:|---:|")
+    total = statistics.median(e2e)
+    rows = {
+        "INTERACTION_CREATE to final edit": e2e,
+        "engine: prepare (crop, edges) + generate": engine,
+        "face location (decode, detect)": locate_s,
+        "bot overhead (everything else)": overhead,
+    }
+    for name, values in rows.items():
+        median = statistics.median(values)
+        print(f"| {name} | {median * 1000:.1f} | {pct(values, 0.9) * 1000:.1f} | {median / total:.2f} |")
+    verdict = "PASS" if statistics.median(overhead) < 0.050 else "FAIL"
+    print(f"\nbot overhead median {statistics.median(overhead) * 1000:.1f} ms (target < 50 ms): {verdict}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=20)
+    parser.add_argument("--edit-interval", type=float, default=1.2, help="PROGRESS_EDIT_INTERVAL_S")
+    args = parser.parse_args()
+    asyncio.run(run(args.jobs, args.edit_interval))
+
+
+if __name__ == "__main__":
+    main()
