@@ -7,7 +7,7 @@ from typing import Any
 
 import discord
 from discord import app_commands
-from discord.ext import commands
+from discord.ext import commands, tasks
 
 from bot.cogs.profile import ProfileCog
 from bot.cogs.queue_cmds import QueueCog
@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 class MMPPBot(commands.Bot):
     def __init__(self, services: Services, **options: Any) -> None:
+        # The bot never joins voice; discord.py's warnings about voice libraries would only confuse.
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = True  # GUILD_CREATE: channel names and permissions; no message content needed
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None, **options)
@@ -35,7 +37,22 @@ class MMPPBot(commands.Bot):
         # Buttons keep working after a restart: their custom ids carry all they need.
         self.add_dynamic_items(RerollButton, DeleteButton)
         self.services.queue.start()
+        self.purge_log.start()
         await self.sync_commands()
+
+    async def close(self) -> None:
+        self.purge_log.cancel()
+        await super().close()
+
+    @tasks.loop(hours=24)
+    async def purge_log(self) -> None:
+        """Retention: generation-log rows older than LOG_RETENTION_DAYS go, once a day."""
+        try:
+            removed = await self.services.repo.purge_log()
+        except Exception:
+            log.exception("log purge failed")
+            return
+        log_event(log, logging.INFO, "log purged", rows=removed, keep_days=self.services.repo.log_retention_days)
 
     async def sync_commands(self) -> None:
         guild_id = self.services.settings.discord_test_guild_id

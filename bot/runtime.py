@@ -70,7 +70,6 @@ class BotRuntime:
                 settings = settings.model_copy(update={"default_style": fallback})
             repo = Repository.from_settings(database, settings)
             await repo.sync_styles(engine.catalog.styles.values())
-            purged = await repo.purge_log()
             queue = GenerationQueue(engine, settings)
             if settings.metrics_port:
                 expose(settings.metrics_port, queue.metrics.registry)
@@ -80,7 +79,7 @@ class BotRuntime:
         self.services = Services(settings, engine, queue, database, repo, FaceCache(settings.reroll_ttl_s))
         self.bot = MMPPBot(self.services, **self.client_options)
         log_event(log, logging.INFO, "starting", database=database.display_url, styles=",".join(engine.catalog.names()),
-                  device=str(engine.device), purged_log_rows=purged)
+                  device=str(engine.device))
         self._client_task = asyncio.create_task(self._run_client(token), name="mmpp-discord")
 
     async def _run_client(self, token: str) -> None:
@@ -121,8 +120,7 @@ class BotRuntime:
         if self.services is None:
             return
         log_event(log, logging.INFO, "shutting down")
-        report = await self.services.queue.shutdown(self.shutdown_grace_s)
-        log_event(log, logging.INFO, "queue stopped", summary=report.summary())
+        await self.services.queue.shutdown(self.shutdown_grace_s)  # logs its own report
         # Let replies of finished jobs reach Discord before the connection goes.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(10):

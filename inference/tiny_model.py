@@ -27,6 +27,7 @@ from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
 from diffusers.models.embeddings import ImageProjection
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
+from PIL import Image
 from safetensors.torch import save_file
 from transformers import (
     CLIPTextConfig,
@@ -214,8 +215,12 @@ def add_tiny_style(
         unet = UNet2DConditionModel.from_pretrained(model_dir / "sdxl" / "unet")
     folder = model_dir / "styles" / name
     write_random_lora(unet, folder / "lora.safetensors", seed=seed)
+    # Noise, like everything this model draws, but a real PNG for `/style list` to show.
+    noise = torch.randint(0, 256, (64, 64, 3), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+    Image.fromarray(noise.numpy()).save(folder / "sample.png")
     fields: dict[str, object] = {
         "name": name,
+        "sample_image": "sample.png",
         "description": f"Random weights ({name}); for tests and smoke runs.",
         "trigger_words": [f"{name.replace('-', '')} style"],
         "lora": LoraSource(source="lora.safetensors", scale=1.0),

@@ -83,8 +83,11 @@ async def test_preview_list_and_hiding_a_style(world: World) -> None:
     assert final.ephemeral and final.files[0].filename == "portrait-tiny-style.png"
     assert not final.custom_ids, "a preview has no reroll button"
 
-    listing = await style_command(world, "list", world.admin)
-    assert "Tiny Style" in listing and "Other Style" in listing
+    listing = await world.standin.send_slash_command("style list", user=world.admin, enforce_permissions=False)
+    shown = await listing.wait_for_message()
+    assert [e["title"] for e in shown.embeds] == ["Other Style", "Tiny Style"]
+    assert sorted(f.filename for f in shown.files) == ["sample-other-style.png", "sample-tiny-style.png"]
+    assert shown.embeds[0]["thumbnail"]["url"] == "attachment://sample-other-style.png"
     await style_command(world, "available", world.admin, style="other-style", shown=False)
     assert "hidden on this server" in await style_command(world, "list", world.admin)
     refused = await world.standin.send_slash_command("style set", {"style": "other-style"}, user=world.admin,
