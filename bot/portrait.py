@@ -47,7 +47,8 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
     try:
         face = await asyncio.to_thread(services.engine.prepare, order.face)
         handle = services.queue.submit(
-            face, order.style, user_id=user.id, guild_id=guild_id, seed=seed, background=order.preset.background
+            face, order.style, user_id=user.id, guild_id=guild_id, seed=seed,
+            background=order.preset.background, framing=order.preset.framing,
         )
     except UserFacingError as exc:
         await send_error(interaction, exc.message)

@@ -55,6 +55,7 @@ class GenerationRequest:
     steps: int | None = None
     lora_scale: float | None = None
     background: str | None = None
+    framing: str | None = None
     # Set from any thread to stop this job; the engine looks at it after every denoising step.
     cancel: threading.Event = field(default_factory=threading.Event)
 
@@ -162,7 +163,7 @@ class Engine:
 
         started = time.perf_counter()
         output = self.pipe(
-            prompt=[definition.render_prompt(r.background) for r in requests],
+            prompt=[definition.render_prompt(r.background, r.framing) for r in requests],
             negative_prompt=[definition.negative_prompt] * len(requests),
             image=[r.face.control for r in requests],
             ip_adapter_image=[[r.face.face for r in requests]],

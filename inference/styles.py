@@ -43,8 +43,8 @@ class StyleDefinition(BaseModel):
     description: str = ""
     trigger_words: list[str] = Field(default_factory=list)
     prompt: str = Field(
-        default="portrait of a person, {trigger}, head and shoulders, {background}",
-        description="Template; {trigger} and {background} are filled in per job.",
+        default="portrait of a person, {trigger}, {framing}, {background}",
+        description="Template; {trigger}, {framing} and {background} are filled in per job.",
     )
     negative_prompt: str = "photo, photorealistic, blurry, deformed, text, watermark"
     lora: LoraSource
@@ -65,15 +65,18 @@ class StyleDefinition(BaseModel):
     @field_validator("prompt")
     @classmethod
     def _known_placeholders(cls, value: str) -> str:
-        unknown = set(re.findall(r"{(\w*)}", value)) - {"trigger", "background"}
+        unknown = set(re.findall(r"{(\w*)}", value)) - {"trigger", "background", "framing"}
         if unknown:
-            raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; use {{trigger}} and {{background}}")
+            raise ValueError(
+                f"unknown placeholder(s) {sorted(unknown)}; use {{trigger}}, {{framing}} and {{background}}"
+            )
         return value
 
-    def render_prompt(self, background: str | None = None) -> str:
+    def render_prompt(self, background: str | None = None, framing: str | None = None) -> str:
+        """The prompt for one job; a server preset's touches replace the neutral defaults."""
         trigger = ", ".join(self.trigger_words)
         bg = f"plain {background} background" if background else "simple background"
-        text = self.prompt.format(trigger=trigger, background=bg)
+        text = self.prompt.format(trigger=trigger, background=bg, framing=framing or "head and shoulders")
         # A template without placeholders still needs the trigger word to wake the LoRA up.
         if trigger and trigger not in text:
             text = f"{trigger}, {text}"

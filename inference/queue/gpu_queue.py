@@ -239,6 +239,7 @@ class GenerationQueue:
         steps: int | None = None,
         lora_scale: float | None = None,
         background: str | None = None,
+        framing: str | None = None,
         previews: bool = True,
         deadline: float | None = None,
     ) -> JobHandle:
@@ -273,6 +274,7 @@ class GenerationQueue:
             steps=steps,
             lora_scale=lora_scale,
             background=background,
+            framing=framing,
         )
         job = Job(
             id=uuid.uuid4().hex[:12],

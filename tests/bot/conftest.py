@@ -15,6 +15,7 @@ import pytest_asyncio
 from bot.discord_endpoints import reset_endpoints
 from bot.runtime import BotRuntime
 from bot.services import Services
+from inference.engine import GenerationRequest
 from inference.tiny_model import add_tiny_style
 from mmpp.settings import Settings, load_settings
 from tests.discord_standin import MANAGE_GUILD, FakeGuild, FakeMember, FakeUser, StandIn
@@ -75,11 +76,13 @@ class EngineGate:
     def __init__(self, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
         self.release = threading.Event()
         self.calls: list[list[str]] = []
+        self.requests: list[GenerationRequest] = []
         engine = world.services.engine
         real = engine.generate
 
         def held(requests, on_step=None):  # type: ignore[no-untyped-def]
             self.calls.append([r.style for r in requests])
+            self.requests.extend(requests)
             self.release.wait(60)
             return real(requests, on_step)
 

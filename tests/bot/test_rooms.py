@@ -35,11 +35,17 @@ async def profile_style(world: World, member: FakeMember, selfie: bytes) -> str:
     return final.files[0].filename.removeprefix("portrait-").removesuffix(".png")
 
 
-async def test_an_admin_sets_the_style_and_members_then_get_it(world: World, selfie_bytes: bytes) -> None:
+async def test_an_admin_sets_the_style_and_members_then_get_it(
+    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+) -> None:
+    engine_gate.release.set()  # only watching what reaches the engine
     assert await profile_style(world, world.members[0], selfie_bytes) == "tiny-style"
-    answer = await style_command(world, "set", world.admin, style="other-style", background="teal")
+    answer = await style_command(world, "set", world.admin, style="other-style", background="teal",
+                                 framing="close-up")
     assert "Other Style" in answer and "teal" in answer
     assert [await profile_style(world, m, selfie_bytes) for m in world.members[:2]] == ["other-style"] * 2
+    touches = [(r.style, r.background, r.framing) for r in engine_gate.requests]
+    assert touches == [("tiny-style", None, None)] + [("other-style", "teal", "close-up")] * 2
 
     shown = await style_command(world, "show", world.admin)
     assert "other-style" in shown and "server preset" in shown

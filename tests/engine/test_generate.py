@@ -76,6 +76,12 @@ def test_another_style_gives_another_image_and_switching_back_is_exact(
     assert back.png() == tiny.png()
 
 
+def test_a_server_background_and_framing_change_the_picture(engine: Engine, selfie_bytes: bytes) -> None:
+    plain = engine.generate([request(engine, selfie_bytes, seed=9)])[0]
+    touched = engine.generate([request(engine, selfie_bytes, seed=9, background="teal", framing="close-up")])[0]
+    assert np.abs(pixels(plain.image) - pixels(touched.image)).max() > 3
+
+
 def test_a_batch_of_two_equals_two_single_runs(engine: Engine, selfie_bytes: bytes, astronaut: Image.Image) -> None:
     from tests.conftest import encode
 

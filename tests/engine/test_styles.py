@@ -81,6 +81,9 @@ def test_prompt_carries_trigger_and_background() -> None:
          "prompt": "portrait of a person, {trigger} style, {background}"}
     )
     assert style.render_prompt("teal") == "portrait of a person, yellowtoon style, plain teal background"
+    framed = style.model_copy(update={"prompt": "portrait, {trigger}, {framing}, {background}"})
+    assert framed.render_prompt(None, "close-up") == "portrait, yellowtoon, close-up, simple background"
+    assert "head and shoulders" in framed.render_prompt(None)
     assert style.render_prompt(None).endswith("simple background")
     bare = style.model_copy(update={"prompt": "portrait of a person"})
     assert bare.render_prompt(None).startswith("yellowtoon, ")
