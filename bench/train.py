@@ -1,0 +1,192 @@
+"""Training steps per second and peak memory: latent caching and gradient checkpointing, on and off.
+
+    python bench/train.py [--model-dir DIR] [--steps N] [--batch-size N] [--resolution N] [--reps N]
+                          [--device cpu|cuda]
+
+Without --model-dir it builds the tiny random-weight model in a temporary folder. Each
+configuration trains in its own process (so one run's memory cannot inflate the next), in turn,
+and is reported as a ratio to the baseline (no caching, no checkpointing). Steps/s counts the steps
+after the warm-up ones. Peak memory covers the whole training loop (models and caches already
+loaded): on a GPU torch.cuda.max_memory_allocated, on a CPU the process's peak resident set
+(VmHWM, reset before the loop), which includes the loaded model and libraries; "training's own"
+is that peak less what was in use when the loop started.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as `python bench/NAME.py`, this folder would come first on sys.path; the repository root
+# takes its place so `training` and `inference` import as packages.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+from PIL import Image
+
+CONFIGS: dict[str, dict[str, bool]] = {
+    "baseline (no cache, no checkpointing)": {"cache_latents": False, "gradient_checkpointing": False},
+    "latent + text caching": {"cache_latents": True, "gradient_checkpointing": False},
+    "gradient checkpointing": {"cache_latents": False, "gradient_checkpointing": True},
+    "caching + checkpointing": {"cache_latents": True, "gradient_checkpointing": True},
+}
+WARMUP_STEPS = 3
+
+
+def write_data(folder: Path, count: int, size: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    with (folder / "metadata.jsonl").open("w") as meta:
+        for i in range(count):
+            blocks = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+            Image.fromarray(blocks).resize((size, size), Image.Resampling.NEAREST).save(folder / f"{i}.png")
+            meta.write(json.dumps({"file_name": f"{i}.png", "text": f"a drawing of thing {i}"}) + "\n")
+    return folder
+
+
+def _reset_peak_rss() -> bool:
+    """Linux resets VmHWM to the current RSS when '5' is written to clear_refs."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _status_mib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(args: argparse.Namespace) -> None:
+    """One configuration, one process: prints a JSON line with its numbers."""
+    import torch
+
+    from training.config import make_config
+    from training.trainer import StepInfo, Trainer
+
+    torch.set_num_threads(args.threads)
+    options = CONFIGS[args.child]
+    config = make_config(
+        data=str(args.data), style_name="bench", output=Path(args.work) / "bench", base_model=args.base_model,
+        max_steps=WARMUP_STEPS + args.steps, train_batch_size=args.batch_size, resolution=args.resolution,
+        checkpointing_steps=10**9, seed=0, **options,
+    )
+    cuda = torch.cuda.is_available()
+    marks: dict[str, float] = {}
+
+    def on_step(info: StepInfo) -> None:
+        if cuda:
+            torch.cuda.synchronize()
+        if info.step == WARMUP_STEPS:
+            marks["start"] = time.perf_counter()
+        marks["end"] = time.perf_counter()
+
+    trainer = Trainer(config, on_step=on_step)
+    started = time.perf_counter()
+    trainer.setup()
+    setup_s = time.perf_counter() - started
+    # Memory is measured from here (models loaded, caches built) to the end of training: on a CPU
+    # freed memory often stays resident, so a reset after warm-up would hide the activations.
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated() / 2**20
+    else:
+        _reset_peak_rss()
+        before = _status_mib("VmRSS")
+    trainer.train(0)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else _status_mib("VmHWM")
+    print(json.dumps({
+        "steps_per_s": args.steps / (marks["end"] - marks["start"]),
+        "peak_mib": peak,
+        "training_mib": peak - before,
+        "setup_s": setup_s,
+        "device": str(trainer.accelerator.device),
+        "resolution": trainer.resolution,
+        "threads": torch.get_num_threads(),
+    }))
+
+
+def run_child(name: str, args: argparse.Namespace, base_model: str, data: Path, work: str) -> dict[str, float]:
+    env = dict(os.environ)
+    if args.device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    command = [
+        sys.executable, __file__, "--child", name, "--base-model", base_model, "--data", str(data),
+        "--work", work, "--steps", str(args.steps), "--batch-size", str(args.batch_size),
+        "--threads", str(args.threads),
+    ]
+    if args.resolution:
+        command += ["--resolution", str(args.resolution)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", type=Path)
+    parser.add_argument("--steps", type=int, default=20, help="measured steps per configuration")
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--resolution", type=int, help="default: the model's native resolution")
+    parser.add_argument("--reps", type=int, default=1, help="runs per configuration (median reported)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for torch (default 1: on a shared CPU, more threads spin-wait each other)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--base-model", help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = args.model_dir
+        if model_dir is None:
+            from inference.tiny_model import make_tiny_model
+
+            model_dir = make_tiny_model(Path(tmp) / "model")
+        data = write_data(Path(tmp) / "data", count=8, size=args.resolution or 64)
+        base_model = str(Path(model_dir) / "sdxl")
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in CONFIGS}
+        for _ in range(args.reps):
+            for name in CONFIGS:  # interleaved, so drift in machine load spreads over every row
+                runs[name].append(run_child(name, args, base_model, data, tempfile.mkdtemp(dir=tmp)))
+
+    def median(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[name])
+
+    first = runs[next(iter(CONFIGS))][0]
+    base_speed = median(next(iter(CONFIGS)), "steps_per_s")
+    base_peak = median(next(iter(CONFIGS)), "peak_mib")
+    base_own = max(median(next(iter(CONFIGS)), "training_mib"), 1e-9)
+    memory = "peak CUDA MiB" if str(first["device"]).startswith("cuda") else "peak RSS MiB"
+    threads = f", {first['threads']} CPU thread(s)" if memory == "peak RSS MiB" else ""
+    print(f"\nTraining benchmark: {first['device']}{threads}, {first['resolution']}px, batch {args.batch_size}, "
+          f"{args.steps} measured steps after {WARMUP_STEPS} warm-up, median of {args.reps} run(s)\n")
+    print(f"| configuration | steps/s | × baseline | {memory} | × baseline | training's own MiB | × baseline "
+          "| setup s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name in CONFIGS:
+        speed, peak, own = median(name, "steps_per_s"), median(name, "peak_mib"), median(name, "training_mib")
+        print(f"| {name} | {speed:.2f} | {speed / base_speed:.2f} | {peak:.0f} | {peak / base_peak:.2f} | "
+              f"{own:.0f} | {own / base_own:.2f} | {median(name, 'setup_s'):.1f} |")
+
+
+if __name__ == "__main__":
+    main()

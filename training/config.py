@@ -1,0 +1,145 @@
+"""Every training option in one typed, validated object, built from the CLI (or from code in tests/bench).
+
+Names and defaults follow diffusers' `train_dreambooth_lora_sdxl.py` so its users find what they expect.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from inference.styles import StyleDefinition
+from mmpp.errors import UserFacingError
+
+LrScheduler = Literal[
+    "constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"
+]
+MixedPrecision = Literal["no", "fp16", "bf16"]
+
+DEFAULT_CLASS_PROMPT = "a photo of a person's face"
+DEFAULT_MAX_STEPS = 500
+
+
+class ConfigError(UserFacingError):
+    code = "bad_training_option"
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # --- what to train on, and where it goes -----------------------------------------------------
+    data: str = Field(description="A local image folder with metadata.jsonl, or a Hugging Face dataset name.")
+    style_name: str
+    output: Path = Field(description="STYLES_DIR/NAME; its folder name must be the style name.")
+    base_model: str = Field(description="SDXL pipeline folder or hub id (needs unet, vae, text encoders).")
+    vae: str | None = Field(default=None, description="A VAE that is safe in half precision (fp16-fix).")
+    image_column: str = "image"
+    caption_column: str = "text"
+    dataset_split: str = "train"
+    max_train_samples: int | None = Field(default=None, ge=1)
+    instance_token: str | None = Field(default=None, description="Prepended to captions; the style's trigger.")
+    prior_data: Path | None = None
+    class_prompt: str = DEFAULT_CLASS_PROMPT
+    prior_loss_weight: float = Field(default=1.0, ge=0.0)
+    description: str = ""
+    display_name: str = ""
+
+    # --- images ------------------------------------------------------------------------------------
+    resolution: int | None = Field(default=None, ge=8, description="Default: the model's native resolution.")
+    center_crop: bool = False
+    random_flip: bool = False
+
+    # --- optimisation ------------------------------------------------------------------------------
+    train_batch_size: int = Field(default=1, ge=1)
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    learning_rate: float = Field(default=1e-4, gt=0)
+    text_encoder_lr: float = Field(default=5e-6, gt=0)
+    lr_scheduler: LrScheduler = "constant"
+    lr_warmup_steps: int = Field(default=0, ge=0)
+    lr_num_cycles: int = Field(default=1, ge=1)
+    lr_power: float = 1.0
+    max_steps: int = Field(default=DEFAULT_MAX_STEPS, ge=1)
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_weight_decay: float = 1e-4
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    snr_gamma: float | None = Field(default=None, gt=0)
+    noise_offset: float = Field(default=0.0, ge=0)
+
+    # --- LoRA --------------------------------------------------------------------------------------
+    rank: int = Field(default=4, ge=1)
+    lora_alpha: float | None = Field(default=None, gt=0, description="Default: the rank (scale 1).")
+    lora_dropout: float = Field(default=0.0, ge=0, lt=1)
+    train_text_encoder: bool = False
+
+    # --- machinery ---------------------------------------------------------------------------------
+    mixed_precision: MixedPrecision | None = Field(default=None, description="None: accelerate's setting.")
+    gradient_checkpointing: bool = False
+    cache_latents: bool = Field(
+        default=True, description="Encode every image once (and every caption, while the text encoders are frozen)."
+    )
+    allow_tf32: bool = False
+    dataloader_num_workers: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0)
+    checkpointing_steps: int = Field(default=500, ge=1)
+    checkpoints_total_limit: int | None = Field(default=None, ge=1)
+    resume_from_checkpoint: str | None = Field(default=None, description="'latest' or a checkpoint folder.")
+    validation_prompt: str | None = None
+    num_validation_images: int = Field(default=2, ge=1)
+    validation_steps: int = Field(default=100, ge=1)
+    validation_inference_steps: int = Field(default=25, ge=1)
+    validation_guidance: float = Field(default=5.0, ge=0)
+
+    @field_validator("style_name")
+    @classmethod
+    def _style_slug(cls, value: str) -> str:
+        try:
+            StyleDefinition.model_validate({"name": value, "lora": {"source": "lora.safetensors"}})
+        except ValidationError as exc:
+            raise ValueError(str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from None
+        return value
+
+    @field_validator("output")
+    @classmethod
+    def _named_after_style(cls, value: Path, info: ValidationInfo) -> Path:
+        # The style catalog refuses a folder whose name differs from its definition's name, so a
+        # mismatch would train for an hour and then produce a style the bot skips.
+        name = info.data.get("style_name")
+        if name and value.name != name:
+            raise ValueError(f"must be STYLES_DIR/{name}, a folder named after the style (got {value})")
+        return value
+
+    @property
+    def trigger(self) -> str:
+        return self.instance_token or f"{self.style_name.replace('-', '')} style"
+
+    @property
+    def alpha(self) -> float:
+        return self.lora_alpha if self.lora_alpha is not None else float(self.rank)
+
+    def caption(self, text: str) -> str:
+        """The instance token leads every caption so the LoRA binds the look to it."""
+        return f"{self.trigger}, {text.strip()}"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.output / "checkpoints"
+
+    @property
+    def validation_dir(self) -> Path:
+        return self.output / "validation"
+
+
+def make_config(**fields: object) -> TrainConfig:
+    """Validate options; the first problem becomes one line naming the option."""
+    try:
+        return TrainConfig.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        option = f"--{where.replace('_', '-')}" if where else "options"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{option}: {message}") from exc
