@@ -177,5 +177,8 @@ def load_catalog(settings: Settings) -> StyleCatalog:
     catalog = StyleCatalog.load(settings.sources.styles_dir)
     if not catalog.styles:
         problems = "; ".join(catalog.errors) or "no style folders with a style.json"
-        raise ModelUnavailable(f"No usable style in {settings.sources.styles_dir}: {problems}")
+        raise ModelUnavailable(
+            f"No usable style in {settings.sources.styles_dir} ({problems}). "
+            "Train one with `mmpp train` or bring a LoRA with `mmpp style import`."
+        )
     return catalog

@@ -5,6 +5,7 @@ Every field is documented in `bot.env.example`; the environment variable is the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -16,34 +17,22 @@ Device = Literal["auto", "cpu", "cuda", "mps"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 
 
+@dataclass(frozen=True)
 class ModelSources:
     """Where each model comes from: a hub id or a local folder, plus the file names inside it.
 
     Kept apart from `Settings` so a `--model-dir` can swap every source at once.
     """
 
-    def __init__(
-        self,
-        *,
-        base_model: str,
-        vae: str | None,
-        controlnet: str,
-        ip_adapter: str,
-        ip_adapter_subfolder: str,
-        ip_adapter_weight_name: str,
-        image_encoder: str,
-        image_encoder_subfolder: str,
-        styles_dir: Path,
-    ) -> None:
-        self.base_model = base_model
-        self.vae = vae
-        self.controlnet = controlnet
-        self.ip_adapter = ip_adapter
-        self.ip_adapter_subfolder = ip_adapter_subfolder
-        self.ip_adapter_weight_name = ip_adapter_weight_name
-        self.image_encoder = image_encoder
-        self.image_encoder_subfolder = image_encoder_subfolder
-        self.styles_dir = styles_dir
+    base_model: str
+    vae: str | None
+    controlnet: str
+    ip_adapter: str
+    ip_adapter_subfolder: str
+    ip_adapter_weight_name: str
+    image_encoder: str
+    image_encoder_subfolder: str
+    styles_dir: Path
 
     @classmethod
     def from_model_dir(cls, model_dir: Path) -> ModelSources:
@@ -138,17 +127,7 @@ class Settings(BaseSettings):
     def sources(self) -> ModelSources:
         if self.model_dir is not None:
             return ModelSources.from_model_dir(self.model_dir)
-        return ModelSources(
-            base_model=self.base_model,
-            vae=self.vae,
-            controlnet=self.controlnet,
-            ip_adapter=self.ip_adapter,
-            ip_adapter_subfolder=self.ip_adapter_subfolder,
-            ip_adapter_weight_name=self.ip_adapter_weight_name,
-            image_encoder=self.image_encoder,
-            image_encoder_subfolder=self.image_encoder_subfolder,
-            styles_dir=self.styles_dir,
-        )
+        return ModelSources(**{f.name: getattr(self, f.name) for f in fields(ModelSources)})
 
 
 def load_settings(env_file: Path | str | None = "bot.env", **overrides: object) -> Settings:
