@@ -14,9 +14,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as `python bench/NAME.py`, this folder would come first on sys.path and its queue.py would
-# shadow the standard library's queue module; the repository root takes its place (some benchmarks
-# use the Discord stand-in under tests/).
+# Run as `python bench/NAME.py`, this folder would come first on sys.path, where bot.py and queue.py
+# would shadow the `bot` package and the standard library's `queue`; the repository root takes its
+# place (some benchmarks also use the Discord stand-in under tests/).
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
@@ -61,7 +61,9 @@ async def run(jobs: int, interval: float) -> None:
         async with StandIn() as standin:
             guild = standin.add_guild("Bench")
             member = standin.add_member(guild, standin.add_user("bench"))
-            settings = bot_settings(standin, model_dir, Path(tmp), progress_edit_interval_s=interval)
+            settings = bot_settings(
+                standin, model_dir, Path(tmp), progress_edit_interval_s=interval, user_daily_quota=0
+            )
             runtime = BotRuntime(settings, client_options={"guild_ready_timeout": 0.05})
             await runtime.start()
             try:

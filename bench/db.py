@@ -10,19 +10,25 @@ Exits 1 if the SQLite median lookup is over the 2 ms budget.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as `python bench/NAME.py`, this folder would come first on sys.path, where bot.py and queue.py
+# would shadow the `bot` package and the standard library's `queue`; the repository root takes its
+# place (some benchmarks also use the Discord stand-in under tests/).
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import argparse
 import asyncio
 import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text

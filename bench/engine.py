@@ -11,9 +11,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as `python bench/NAME.py`, this folder would come first on sys.path and its queue.py would
-# shadow the standard library's queue module; the repository root takes its place (some benchmarks
-# use the Discord stand-in under tests/).
+# Run as `python bench/NAME.py`, this folder would come first on sys.path, where bot.py and queue.py
+# would shadow the `bot` package and the standard library's `queue`; the repository root takes its
+# place (some benchmarks also use the Discord stand-in under tests/).
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse

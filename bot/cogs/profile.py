@@ -42,7 +42,8 @@ async def choose_style(services: Services, guild_id: int | None, preset: Resolve
     else:
         style = requested
     services.engine.catalog.get(style)
-    if guild_id is not None:
+    # The room's own style is already checked by `resolve`; only a member's pick needs a look-up.
+    if guild_id is not None and style != preset.style:
         listing = {s.name: s for s in await services.repo.list_styles(guild_id)}
         if style in listing and not listing[style].enabled:
             raise StyleHidden(style)
