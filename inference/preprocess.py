@@ -18,6 +18,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from mmpp.errors import UserFacingError
 
 ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "MPO", "TIFF"}
+# The IP-Adapter's CLIP encoder looks at 224 px; twice that keeps every detail it can use while a
+# queued job holds 0.6 MB for it instead of 3 MB at SDXL's 1024 px.
+IP_ADAPTER_SIDE = 448
 # A second face at least this fraction of the main face's area is "another person", not background.
 SIMILAR_FACE_AREA = 0.4
 # Detection runs on a downscaled copy: Haar cascades gain nothing from more pixels, and it keeps
@@ -79,7 +82,8 @@ class Box:
 
 @dataclass(frozen=True)
 class PreparedFace:
-    """What the engine needs from a selfie: the square face crop and its structure (edges)."""
+    """What the engine needs from a selfie: the face crop for the IP-Adapter (at most 448 px) and
+    its structure (one-channel edges at the model's size) for the ControlNet."""
 
     face: Image.Image
     control: Image.Image
@@ -212,8 +216,9 @@ def edge_map(face: Image.Image) -> Image.Image:
     """Canny edges of the crop: the face's structure for ControlNet, and they need no extra weights."""
     gray = cv2.cvtColor(np.asarray(face), cv2.COLOR_RGB2GRAY)
     blurred = cv2.GaussianBlur(gray, (3, 3), 0)
-    edges = cv2.Canny(blurred, 80, 180)
-    return Image.fromarray(np.stack([edges] * 3, axis=-1))
+    # One channel: the ControlNet's image processor makes it RGB at generation time, so a waiting
+    # job holds a third of the memory.
+    return Image.fromarray(cv2.Canny(blurred, 80, 180))
 
 
 @dataclass(frozen=True)
@@ -224,8 +229,9 @@ class LocatedFace:
     box: Box
 
     def prepare(self, size: int) -> PreparedFace:
-        face = square_crop(self.image, self.box, size)
-        return PreparedFace(face=face, control=edge_map(face), box=self.box, source_size=self.image.size)
+        crop = square_crop(self.image, self.box, size)
+        face = crop if size <= IP_ADAPTER_SIDE else crop.resize((IP_ADAPTER_SIDE,) * 2, Image.Resampling.LANCZOS)
+        return PreparedFace(face=face, control=edge_map(crop), box=self.box, source_size=self.image.size)
 
 
 def locate_face(data: bytes, limits: ImageLimits | None = None) -> LocatedFace:
