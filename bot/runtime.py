@@ -12,7 +12,9 @@ import logging
 import signal
 from typing import Any
 
+import aiohttp
 import discord
+import yarl
 
 from bot.app import MMPPBot
 from bot.discord_endpoints import apply_endpoints
@@ -92,6 +94,14 @@ class BotRuntime:
         except discord.PrivilegedIntentsRequired:
             raise BotStartError("Discord refused the connection: the bot asks for an intent it is not allowed.")\
                 from None
+        except (aiohttp.ClientError, OSError) as exc:
+            # Only the first connection lands here: once connected, discord.py reconnects by itself.
+            where = yarl.URL(discord.http.Route.BASE).host
+            raise BotStartError(
+                f"Cannot reach Discord at {where} ({exc.__class__.__name__}). Check the network or DISCORD_API_BASE."
+            ) from None
+        except discord.HTTPException as exc:
+            raise BotStartError(f"Discord answered {exc.status} while the bot was logging in: {exc.text}") from None
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         """Until READY; re-raises why the client stopped if it stopped first."""

@@ -56,6 +56,19 @@ async def test_a_missing_model_stops_the_start(tmp_path: Path, bot_model_dir: Pa
     reset_endpoints()
 
 
+async def test_an_unreachable_discord_is_named(tmp_path: Path, bot_model_dir: Path) -> None:
+    async with StandIn() as standin:
+        settings = bot_settings(standin, bot_model_dir, tmp_path, discord_api_base="http://127.0.0.1:1")
+        runtime = BotRuntime(settings)
+        try:
+            await runtime.start()
+            with pytest.raises(BotStartError, match=r"Cannot reach Discord at 127\.0\.0\.1"):
+                await runtime.wait_ready(timeout=20)
+        finally:
+            await runtime.stop()
+            reset_endpoints()
+
+
 async def test_a_wrong_token_is_named_and_never_logged(tmp_path: Path, bot_model_dir: Path,
                                                       log_lines: io.StringIO) -> None:
     wrong = "MTk4NjIyNDgzNDcxOTI1MjQ4.Cl2FMQ.ZnCjm1XVW7vRze4b7Cq4se7kKWs"
