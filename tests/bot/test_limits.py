@@ -1,0 +1,52 @@
+"""Limits a member runs into through Discord: a full queue and the daily quota, each ephemeral."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.bot.conftest import EngineGate, World
+
+
+@pytest.fixture
+def bot_overrides() -> dict[str, object]:
+    return {"queue_capacity": 1, "user_daily_quota": 2}
+
+
+async def test_a_full_queue_says_how_long_the_wait_is(
+    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+) -> None:
+    standin = world.standin
+    running = await standin.send_slash_command("profile", user=world.members[0],
+                                               attachments={"selfie": ("me.jpg", selfie_bytes)})
+    await engine_gate.wait_for_calls(1)
+    waiting = await standin.send_slash_command("profile", user=world.members[1],
+                                               attachments={"selfie": ("me.jpg", selfie_bytes)})
+    await waiting.wait_for_content("You're next", timeout=30)
+
+    refused = await standin.send_slash_command("profile", user=world.members[2],
+                                               attachments={"selfie": ("me.jpg", selfie_bytes)})
+    message = await refused.wait_for(lambda a: a.kind == "followup", timeout=30)
+    assert message.ephemeral and "too busy right now" in (message.content or "")
+    assert "1 portraits are already waiting" in (message.content or "")
+    engine_gate.release.set()
+    for interaction in (running, waiting):
+        await interaction.wait_for_final_file(timeout=60)
+
+
+async def test_the_daily_quota_is_counted_from_finished_portraits(world: World, selfie_bytes: bytes) -> None:
+    member = world.members[0]
+    for _ in range(2):
+        interaction = await world.standin.send_slash_command(
+            "profile", user=member, attachments={"selfie": ("me.jpg", selfie_bytes)}
+        )
+        await interaction.wait_for_final_file(timeout=60)
+    third = await world.standin.send_slash_command(
+        "profile", user=member, attachments={"selfie": ("me.jpg", selfie_bytes)}
+    )
+    refusal = await third.wait_for_message()
+    assert refusal.ephemeral and third.callback is not None and not third.callback.loading
+    assert "You have made 2 portraits today, the daily limit of 2." in (refusal.content or "")
+    other = await world.standin.send_slash_command(
+        "profile", user=world.members[1], attachments={"selfie": ("me.jpg", selfie_bytes)}
+    )
+    await other.wait_for_final_file(timeout=60)
