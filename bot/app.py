@@ -13,9 +13,8 @@ from bot.cogs.profile import ProfileCog
 from bot.cogs.queue_cmds import QueueCog
 from bot.cogs.style_admin import StyleCog
 from bot.portrait import DeleteButton, RerollButton
-from bot.replies import send_error
+from bot.replies import answer_error
 from bot.services import Services
-from mmpp.errors import UserFacingError
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -38,11 +37,19 @@ class MMPPBot(commands.Bot):
         self.add_dynamic_items(RerollButton, DeleteButton)
         self.services.queue.start()
         self.purge_log.start()
+        self.forget_old_faces.start()
         await self.sync_commands()
 
     async def close(self) -> None:
         self.purge_log.cancel()
+        self.forget_old_faces.cancel()
+        self.services.faces.clear()
         await super().close()
+
+    @tasks.loop(minutes=1)
+    async def forget_old_faces(self) -> None:
+        """Reroll faces leave memory on time even when nobody touches the cache."""
+        self.services.faces.sweep()
 
     @tasks.loop(hours=24)
     async def purge_log(self) -> None:
@@ -78,19 +85,4 @@ class MMPPBot(commands.Bot):
     async def on_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
-        original = getattr(error, "original", error)
-        command = interaction.command.qualified_name if interaction.command else "?"
-        if isinstance(original, UserFacingError):
-            message = original.message
-            log_event(log, logging.INFO, "command refused", name=command, code=original.code,
-                      user=interaction.user.id, guild=interaction.guild_id)
-        elif isinstance(error, app_commands.MissingPermissions):
-            message = "You need the Manage Server permission to change this server's portrait style."
-        elif isinstance(error, app_commands.NoPrivateMessage):
-            message = "This command works only in a server."
-        elif isinstance(error, app_commands.CheckFailure):
-            message = "You can't use this command here."
-        else:
-            log.error("command failed: %s", command, exc_info=original)
-            message = "Something went wrong on my side. It has been logged; please try again in a moment."
-        await send_error(interaction, message)
+        await answer_error(interaction, error)

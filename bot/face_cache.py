@@ -1,7 +1,8 @@
 """Face crops kept in memory for a while so the Reroll button works without a new upload.
 
-Only the located face (a decoded image, never the uploaded bytes) is kept, never on disk, and
-only until `ttl_s` passes, the member presses Delete, or the bot stops.
+Only a compact face crop (`LocatedFace.compact()`, never the upload or the whole photo) is kept,
+never on disk, and only until `ttl_s` after the upload (rerolls do not extend it), the member
+presses Delete, the portrait fails, or the bot stops.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class FaceCache:
         self._entries: OrderedDict[str, CachedFace] = OrderedDict()
 
     def put(self, face: LocatedFace, owner_id: int) -> str:
-        self._evict()
+        self.sweep()
         token = secrets.token_urlsafe(9)
         self._entries[token] = CachedFace(face, owner_id, time.monotonic() + self.ttl_s)
         while len(self._entries) > self.max_entries:
@@ -37,7 +38,7 @@ class FaceCache:
 
     def get(self, token: str, owner_id: int) -> LocatedFace | None:
         """The face, if it is still kept and belongs to `owner_id` (nobody rerolls another's face)."""
-        self._evict()
+        self.sweep()
         entry = self._entries.get(token)
         return entry.face if entry is not None and entry.owner_id == owner_id else None
 
@@ -48,10 +49,11 @@ class FaceCache:
         self._entries.clear()
 
     def __len__(self) -> int:
-        self._evict()
+        self.sweep()
         return len(self._entries)
 
-    def _evict(self) -> None:
+    def sweep(self) -> None:
+        """Drop every expired face."""
         now = time.monotonic()
         for token in [t for t, e in self._entries.items() if e.expires_at <= now]:
             del self._entries[token]

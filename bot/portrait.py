@@ -9,17 +9,17 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import secrets
 from dataclasses import dataclass
 
 import discord
 
 from bot.db import ResolvedPreset
 from bot.db.repository import Outcome
-from bot.replies import ProgressMessage, defer, send_error
+from bot.replies import ProgressMessage, answer_error, defer, send_error
 from bot.services import Services, services_of
+from inference.engine import random_seed
 from inference.preprocess import LocatedFace
-from inference.queue import Cancelled, Done, Failed, Queued, Started, Step, describe_wait
+from inference.queue import AlreadyQueued, Cancelled, Done, Failed, Queued, Started, Step, describe_wait
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event
 
@@ -34,6 +34,17 @@ class PortraitOrder:
     seed: int | None = None
     # Buttons are left off previews that are not the member's own portrait (admins' /style preview).
     buttons: bool = True
+    # A reroll reuses the face its portrait already keeps; a new upload gets a new token.
+    token: str | None = None
+
+
+async def ensure_can_start(services: Services, interaction: discord.Interaction) -> None:
+    """What refuses a new job without looking at the picture: one job per member, daily quotas."""
+    user_id = interaction.user.id
+    if (waiting := services.queue.job_for(user_id)) is not None:
+        position = services.queue.position(user_id)
+        raise AlreadyQueued(waiting.id, position or None, services.queue.estimated_wait(position or 0))
+    await services.repo.check_quota(user_id, interaction.guild_id)
 
 
 async def make_portrait(interaction: discord.Interaction, services: Services, order: PortraitOrder) -> None:
@@ -43,7 +54,7 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
     guild_id = interaction.guild_id
     seed = order.seed if order.seed is not None else order.preset.seed_for(user.id)
     if seed is None:
-        seed = secrets.randbelow(2**31)
+        seed = random_seed()
     try:
         face = await asyncio.to_thread(services.engine.prepare, order.face)
         handle = services.queue.submit(
@@ -53,8 +64,15 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
     except UserFacingError as exc:
         await send_error(interaction, exc.message)
         return
-    log_id = await services.repo.log_queued(user.id, guild_id, interaction.channel_id, order.style, seed)
-    token = services.faces.put(order.face, user.id) if order.buttons else None
+    try:
+        log_id = await services.repo.log_queued(user.id, guild_id, interaction.channel_id, order.style, seed)
+    except BaseException:
+        handle.cancel()  # a job nobody follows must not hold the GPU or the member's one slot
+        raise
+    token = order.token
+    if token is None and order.buttons:
+        token = services.faces.put(order.face, user.id)
+    new_token = token is not None and token != order.token
     title = services.engine.catalog.get(order.style).definition.title
     progress = ProgressMessage(interaction, services.settings.progress_edit_interval_s)
     logged = False
@@ -64,6 +82,11 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
         nonlocal logged
         logged = True
         await services.repo.log_finished(log_id, outcome, reason)
+
+    def forget_face() -> None:
+        # No portrait, no Reroll button: a face kept for this job alone goes now.
+        if new_token and token is not None:
+            services.faces.forget(token)
 
     services.inflight.add(handle.id)
     try:
@@ -85,10 +108,12 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
                     await progress.finish(content, png, view)
                 case Failed(reason=message, code=code):
                     await log_outcome("timeout" if code == "timeout" else "failed", code)
+                    forget_face()
                     await send_error(interaction, message)
                 case Cancelled(reason=message):
                     await log_outcome("cancelled", None)
-                    await progress.show(f"✖️ {message}", force=True)
+                    forget_face()
+                    await progress.show(f"✖️ {message}", force=True, clear_preview=True)
     except discord.HTTPException as exc:
         # The reply is gone (deleted, or its token expired): nobody is waiting for this portrait.
         handle.cancel()
@@ -110,6 +135,10 @@ class PortraitView(discord.ui.View):
         super().__init__(timeout=None)
         self.add_item(RerollButton(owner_id, style, token))
         self.add_item(DeleteButton(owner_id, token))
+
+
+class NotYours(UserFacingError):
+    code = "not_yours"
 
 
 REROLL_ID = r"mmpp:reroll:(?P<owner>\d+):(?P<style>[a-z0-9-]+):(?P<token>[\w-]+)"
@@ -134,20 +163,25 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=REROLL_ID
         return cls(int(groups["owner"]), groups["style"], groups["token"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
+        # Buttons bypass the command tree's error handler, so they answer their own errors.
+        try:
+            await self.reroll(interaction)
+        except Exception as exc:
+            await answer_error(interaction, exc)
+
+    async def reroll(self, interaction: discord.Interaction) -> None:
         services = services_of(interaction)
         if interaction.user.id != self.owner_id:
-            await send_error(interaction, "Only the member who made this portrait can reroll it.")
-            return
+            raise NotYours("Only the member who made this portrait can reroll it.")
         face = services.faces.get(self.token, self.owner_id)
         if face is None:
-            await send_error(
-                interaction,
-                "I no longer have that selfie (I keep it only briefly, in memory). Run /profile again.",
-            )
-            return
+            raise NotYours("I no longer have that selfie (I keep it only briefly, in memory). Run /profile again.")
+        await ensure_can_start(services, interaction)
         preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
         await defer(interaction)
-        await make_portrait(interaction, services, PortraitOrder(face=face, style=self.style, preset=preset))
+        # A new seed even where the room fixes seeds: a reroll that drew the same picture would be no reroll.
+        order = PortraitOrder(face=face, style=self.style, preset=preset, seed=random_seed(), token=self.token)
+        await make_portrait(interaction, services, order)
 
 
 class DeleteButton(discord.ui.DynamicItem[discord.ui.Button], template=DELETE_ID):
@@ -168,9 +202,11 @@ class DeleteButton(discord.ui.DynamicItem[discord.ui.Button], template=DELETE_ID
         return cls(int(groups["owner"]), groups["token"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        if interaction.user.id != self.owner_id:
-            await send_error(interaction, "Only the member who made this portrait can delete it.")
-            return
-        services_of(interaction).faces.forget(self.token)
-        await interaction.response.defer()
-        await interaction.delete_original_response()
+        try:
+            if interaction.user.id != self.owner_id:
+                raise NotYours("Only the member who made this portrait can delete it.")
+            services_of(interaction).faces.forget(self.token)
+            await interaction.response.defer()
+            await interaction.delete_original_response()
+        except Exception as exc:
+            await answer_error(interaction, exc)

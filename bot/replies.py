@@ -5,10 +5,13 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Callable
 
 import discord
+from discord import app_commands
 from PIL import Image
 
+from mmpp.errors import UserFacingError
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,26 @@ async def send_error(interaction: discord.Interaction, message: str) -> None:
         log_event(log, logging.WARNING, "error reply failed", status=exc.status, message=message)
 
 
+async def answer_error(interaction: discord.Interaction, error: BaseException) -> None:
+    """Whatever went wrong in a command or a button, the member gets one ephemeral sentence; only
+    the unexpected is logged with its traceback."""
+    original = getattr(error, "original", error)
+    if isinstance(original, UserFacingError):
+        message = original.message
+        log_event(log, logging.INFO, "refused", code=original.code, user=interaction.user.id,
+                  guild=interaction.guild_id)
+    elif isinstance(error, app_commands.MissingPermissions):
+        message = "You need the Manage Server permission to change this server's portrait style."
+    elif isinstance(error, app_commands.NoPrivateMessage):
+        message = "This command works only in a server."
+    elif isinstance(error, app_commands.CheckFailure):
+        message = "You can't use this command here."
+    else:
+        log.error("interaction failed", exc_info=original)
+        message = "Something went wrong on my side. It has been logged; please try again in a moment."
+    await send_error(interaction, message)
+
+
 def png_file(image: Image.Image, filename: str) -> discord.File:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -47,24 +70,38 @@ def png_file(image: Image.Image, filename: str) -> discord.File:
 
 class ProgressMessage:
     """Edits one deferred reply as a job moves, at most once per `interval_s` (Discord rate-limits
-    edits), always letting a forced edit (a state change, the result) through."""
+    edits). A throttled update is not lost: the newest preview waits for the next edit, and forced
+    edits (a state change, the result) always go through."""
 
-    def __init__(self, interaction: discord.Interaction, interval_s: float) -> None:
+    def __init__(
+        self, interaction: discord.Interaction, interval_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.interaction = interaction
         self.interval_s = interval_s
+        self.clock = clock
         self._last = float("-inf")
         self._last_content: str | None = None
+        self._preview: Image.Image | None = None
         self.edits = 0
 
-    async def show(self, content: str, *, preview: Image.Image | None = None, force: bool = False) -> None:
-        now = time.monotonic()
+    async def show(
+        self, content: str, *, preview: Image.Image | None = None, force: bool = False, clear_preview: bool = False
+    ) -> None:
+        if preview is not None:
+            self._preview = preview
+        now = self.clock()
         if not force and now - self._last < self.interval_s:
             return
-        if content == self._last_content and preview is None:
+        if content == self._last_content and self._preview is None and not clear_preview:
             return
-        attachments = [png_file(preview, "preview.png")] if preview is not None else []
-        await self.interaction.edit_original_response(content=content, attachments=attachments)
-        self._last, self._last_content = now, content
+        kwargs: dict[str, object] = {}
+        if clear_preview:
+            kwargs["attachments"] = []
+        elif self._preview is not None:
+            kwargs["attachments"] = [png_file(self._preview, "preview.png")]
+        # Without `attachments`, Discord keeps the preview already shown.
+        await self.interaction.edit_original_response(content=content, **kwargs)  # type: ignore[arg-type]
+        self._last, self._last_content, self._preview = now, content, None
         self.edits += 1
 
     async def finish(self, content: str, file: discord.File, view: discord.ui.View | None) -> None:

@@ -61,7 +61,12 @@ class BotRuntime:
         token = self.token
         register_secret(token)
         settings = self.settings
-        apply_endpoints(settings.discord_api_base, settings.discord_gateway_url, cdn_base=settings.discord_cdn_base)
+        try:
+            apply_endpoints(
+                settings.discord_api_base, settings.discord_gateway_url, cdn_base=settings.discord_cdn_base
+            )
+        except ValueError as exc:
+            raise BotStartError(f"{exc}. Fix it in bot.env.") from None
         database = await open_database(settings.database_url, upgrade=True)
         try:
             engine = await asyncio.to_thread(Engine.from_settings, settings)
@@ -74,7 +79,11 @@ class BotRuntime:
             await repo.sync_styles(engine.catalog.styles.values())
             queue = GenerationQueue(engine, settings)
             if settings.metrics_port:
-                expose(settings.metrics_port, queue.metrics.registry)
+                try:
+                    expose(settings.metrics_port, queue.metrics.registry)
+                except OSError as exc:
+                    raise BotStartError(f"Cannot serve metrics on port {settings.metrics_port}: {exc.strerror}.")\
+                        from None
         except BaseException:
             await database.dispose()
             raise

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 import time
 from pathlib import Path
@@ -50,7 +49,7 @@ class SelfieUnreadable(UserFacingError):
 def run_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from inference.engine import Engine, GenerationRequest, StepProgress
+    from inference.engine import Engine, GenerationRequest, StepProgress, random_seed
     from inference.loader import image_limits, load_catalog
     from inference.preprocess import locate_face
     from mmpp.settings import load_settings
@@ -68,7 +67,7 @@ def run_generate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     engine = Engine.from_settings(settings)
     face = engine.prepare(located)
-    seed = args.seed if args.seed is not None else random.randrange(2**32)
+    seed = args.seed if args.seed is not None else random_seed()
     steps = args.steps or style.definition.steps
     with tqdm(total=steps, desc=f"{style.name} seed {seed}", unit="step", file=sys.stderr) as bar:
 

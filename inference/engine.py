@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +38,11 @@ from mmpp.settings import Settings
 log = logging.getLogger(__name__)
 
 PREVIEW_SIZE = 256
+
+
+def random_seed() -> int:
+    """A fresh seed: 31 bits, so it reads the same in every tool that shows or takes one."""
+    return secrets.randbelow(2**31)
 
 
 class GenerationCancelled(UserFacingError):
@@ -126,7 +132,7 @@ class Engine:
         catalog = load_catalog(settings)
         device = resolve_device(settings.device)
         pipe = load_pipeline(settings.sources, device, resolve_dtype(settings.dtype, device))
-        load_style_adapters(pipe, list(catalog.styles.values()))
+        load_style_adapters(pipe, catalog)
         return cls(pipe, catalog, limits=image_limits(settings))
 
     def prepare(self, data: bytes | LocatedFace) -> PreparedFace:

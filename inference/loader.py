@@ -5,6 +5,7 @@ The same calls load the hub models in production and the tiny model in tests.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import warnings
@@ -128,7 +129,10 @@ def load_pipeline(
     except (OSError, ValueError) as exc:
         raise ModelUnavailable(f"Could not load the models: {_first_line(exc)}") from exc
     pipe.set_progress_bar_config(disable=True)
-    pipe.to(device)
+    try:
+        pipe.to(device)
+    except (RuntimeError, AssertionError) as exc:  # torch says "not compiled with CUDA" with an assert
+        raise ModelUnavailable(f"Cannot use DEVICE={device}: {_first_line(exc)}") from exc
     log_event(
         log, logging.INFO, "pipeline loaded",
         device=str(device), dtype=str(dtype).removeprefix("torch."),
@@ -137,21 +141,35 @@ def load_pipeline(
     return pipe
 
 
-def load_style_adapters(pipe: StableDiffusionXLControlNetPipeline, styles: list[Style]) -> None:
-    """Every style's LoRA, once, as a named adapter; jobs switch between them with set_adapters."""
-    for style in styles:
-        path = Path(style.lora_path)
-        weight_name = style.definition.lora.weight_name
-        source: str = style.lora_path
-        if path.is_file():
-            source, weight_name = str(path.parent), path.name
+def load_style_adapters(pipe: StableDiffusionXLControlNetPipeline, catalog: StyleCatalog) -> None:
+    """Every style's LoRA, once, as a named adapter; jobs switch between them with set_adapters.
+
+    A LoRA that does not load takes only its own style out of the catalog (with the reason in
+    `catalog.errors`), like a broken definition does; with no style left the start fails.
+    """
+    for style in list(catalog.styles.values()):
         try:
-            with warnings.catch_warnings():
-                # peft warns on every adapter after the first; several named adapters is the point here.
-                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-                pipe.load_lora_weights(source, weight_name=weight_name, adapter_name=style.name)
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelUnavailable(f"Style '{style.name}': its LoRA could not be loaded: {_first_line(exc)}") from exc
+            _load_adapter(pipe, style)
+        except Exception as exc:  # a corrupt file fails in safetensors, peft or diffusers alike
+            with contextlib.suppress(Exception):
+                pipe.delete_adapters(style.name)
+            reason = f"{style.folder}: its LoRA could not be loaded: {_first_line(exc)}"
+            catalog.reject(style.name, reason)
+            log_event(log, logging.ERROR, "style rejected", reason=reason)
+    if not catalog.styles:
+        raise ModelUnavailable("No style's LoRA could be loaded: " + "; ".join(catalog.errors))
+
+
+def _load_adapter(pipe: StableDiffusionXLControlNetPipeline, style: Style) -> None:
+    path = Path(style.lora_path)
+    weight_name = style.definition.lora.weight_name
+    source: str = style.lora_path
+    if path.is_file():
+        source, weight_name = str(path.parent), path.name
+    with warnings.catch_warnings():
+        # peft warns on every adapter after the first; several named adapters is the point here.
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        pipe.load_lora_weights(source, weight_name=weight_name, adapter_name=style.name)
 
 
 def _first_line(exc: BaseException) -> str:

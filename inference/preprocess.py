@@ -7,9 +7,9 @@ The selfie never touches the disk: bytes in, PIL images in memory out, metadata 
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -21,6 +21,8 @@ ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "MPO", "TIFF"}
 # The IP-Adapter's CLIP encoder looks at 224 px; twice that keeps every detail it can use while a
 # queued job holds 0.6 MB for it instead of 3 MB at SDXL's 1024 px.
 IP_ADAPTER_SIDE = 448
+# Room around the face on each side, as a fraction of its width: hair, ears, a bit of shoulders.
+CROP_MARGIN = 0.7
 # A second face at least this fraction of the main face's area is "another person", not background.
 SIMILAR_FACE_AREA = 0.4
 # Detection runs on a downscaled copy: Haar cascades gain nothing from more pixels, and it keeps
@@ -91,11 +93,15 @@ class PreparedFace:
     source_size: tuple[int, int]
 
 
-def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
-    """Bytes to an upright RGB image with no metadata, within explicit limits."""
-    if len(data) > limits.max_bytes:
+def check_upload_size(size: int, limits: ImageLimits) -> None:
+    if size > limits.max_bytes:
         mb = limits.max_bytes // (1024 * 1024)
         raise ImageTooLarge(f"That file is larger than {mb} MB. Please send a smaller photo.")
+
+
+def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
+    """Bytes to an upright RGB image with no metadata, within explicit limits."""
+    check_upload_size(len(data), limits)
     if not data:
         raise NotAnImage("That file is empty. Please attach a photo (JPEG, PNG or WebP).")
     try:
@@ -158,12 +164,19 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-@lru_cache(maxsize=1)
+_per_thread = threading.local()
+
+
 def _cascade() -> cv2.CascadeClassifier:
-    path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
-    cascade = cv2.CascadeClassifier(path)
-    if cascade.empty():
-        raise RuntimeError(f"OpenCV face cascade missing at {path}")
+    """One classifier per thread: `detectMultiScale` keeps scratch state in the object and releases
+    the GIL, so a shared one crashes or mixes up faces when two uploads arrive together."""
+    cascade = getattr(_per_thread, "cascade", None)
+    if cascade is None:
+        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+        cascade = cv2.CascadeClassifier(path)
+        if cascade.empty():
+            raise RuntimeError(f"OpenCV face cascade missing at {path}")
+        _per_thread.cascade = cascade
     return cascade
 
 
@@ -201,14 +214,20 @@ def pick_face(boxes: list[Box], limits: ImageLimits) -> Box:
     return main
 
 
-def square_crop(image: Image.Image, face: Box, size: int, margin: float = 0.7) -> Image.Image:
-    """A square around the face with room for hair and shoulders, shifted inside the image."""
-    side = min(round(face.w * (1 + 2 * margin)), image.width, image.height)
+def crop_square(image_size: tuple[int, int], face: Box, margin: float = CROP_MARGIN) -> Box:
+    """The square around the face with room for hair and shoulders, shifted inside the image."""
+    width, height = image_size
+    side = min(round(face.w * (1 + 2 * margin)), width, height)
     cx = face.x + face.w / 2
     cy = face.y + face.h / 2 - 0.1 * face.h  # a little more room above, for hair
-    left = int(min(max(cx - side / 2, 0), image.width - side))
-    top = int(min(max(cy - side / 2, 0), image.height - side))
-    crop = image.crop((left, top, left + side, top + side))
+    left = int(min(max(cx - side / 2, 0), width - side))
+    top = int(min(max(cy - side / 2, 0), height - side))
+    return Box(left, top, side, side)
+
+
+def square_crop(image: Image.Image, face: Box, size: int, margin: float = CROP_MARGIN) -> Image.Image:
+    square = crop_square(image.size, face, margin)
+    crop = image.crop((square.x, square.y, square.x + square.w, square.y + square.h))
     return crop.resize((size, size), Image.Resampling.LANCZOS)
 
 
@@ -228,6 +247,21 @@ class LocatedFace:
     image: Image.Image
     box: Box
 
+    def compact(self, max_side: int = 1024) -> LocatedFace:
+        """Only the square the portrait is drawn from, at most `max_side` pixels: what a bot keeps
+        for Reroll is a face crop, not the member's whole photo (a 40-megapixel one is 120 MB)."""
+        square = crop_square(self.image.size, self.box)
+        crop = self.image.crop((square.x, square.y, square.x + square.w, square.y + square.h))
+        scale = min(1.0, max_side / square.w)
+        if scale < 1.0:
+            side = round(square.w * scale)
+            crop = crop.resize((side, side), Image.Resampling.LANCZOS)
+        box = Box(
+            round((self.box.x - square.x) * scale), round((self.box.y - square.y) * scale),
+            round(self.box.w * scale), round(self.box.h * scale),
+        )
+        return LocatedFace(crop, box)
+
     def prepare(self, size: int) -> PreparedFace:
         crop = square_crop(self.image, self.box, size)
         face = crop if size <= IP_ADAPTER_SIDE else crop.resize((IP_ADAPTER_SIDE,) * 2, Image.Resampling.LANCZOS)
@@ -239,6 +273,11 @@ def locate_face(data: bytes, limits: ImageLimits | None = None) -> LocatedFace:
     limits = limits or ImageLimits()
     image = decode_image(data, limits)
     return LocatedFace(image, pick_face(detect_faces(image), limits))
+
+
+def locate_face_crop(data: bytes, limits: ImageLimits | None = None, max_side: int = 1024) -> LocatedFace:
+    """`locate_face`, keeping only the compact crop: what a long-lived holder (the bot) should keep."""
+    return locate_face(data, limits).compact(max_side)
 
 
 def prepare_face(data: bytes, size: int, limits: ImageLimits | None = None) -> PreparedFace:

@@ -181,6 +181,11 @@ class StyleCatalog:
             catalog.styles[style.name] = style
         return catalog
 
+    def reject(self, name: str, reason: str) -> None:
+        """Take a style out after loading, e.g. when its LoRA file turns out to be broken."""
+        self.styles.pop(name, None)
+        self.errors.append(reason)
+
     def get(self, name: str) -> Style:
         try:
             return self.styles[name]

@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, value: object) -> object:
         return None if value in ("", "none", "None") else value
 
+    @field_validator("ip_adapter_subfolder", "image_encoder_subfolder", mode="before")
+    @classmethod
+    def _none_is_top_level(cls, value: object) -> object:
+        # `KEY=` means "the default" in bot.env, so the top of the folder is spelled `none`.
+        return "" if value in ("none", "None", ".") else value
+
     @cached_property
     def sources(self) -> ModelSources:
         if self.model_dir is not None:

@@ -9,11 +9,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.db import ResolvedPreset, StyleHidden
-from bot.portrait import PortraitOrder, make_portrait
+from bot.portrait import PortraitOrder, ensure_can_start, make_portrait
 from bot.replies import defer
 from bot.services import Services, services_of
 from inference.loader import image_limits
-from inference.preprocess import ImageTooLarge, locate_face
+from inference.preprocess import check_upload_size, locate_face_crop
 from mmpp.errors import UserFacingError
 
 
@@ -23,10 +23,6 @@ class StyleChoiceNotAllowed(UserFacingError):
 
 class NotYourAvatar(UserFacingError):
     code = "not_your_avatar"
-
-
-class AlreadyWorking(UserFacingError):
-    code = "already_queued"
 
 
 async def choose_style(services: Services, guild_id: int | None, preset: ResolvedPreset, requested: str | None) -> str:
@@ -71,18 +67,13 @@ async def start_portrait(
     services = services_of(interaction)
     preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
     style = await choose_style(services, interaction.guild_id, preset, requested_style)
-    if isinstance(source, discord.Attachment) and source.size > services.settings.max_upload_bytes:
-        mb = services.settings.max_upload_bytes // (1024 * 1024)
-        raise ImageTooLarge(f"That file is larger than {mb} MB. Please send a smaller photo.")
-    if services.queue.job_for(interaction.user.id) is not None:
-        raise AlreadyWorking(
-            "You already have a portrait on the way. Wait for it to finish, or use /cancel to stop it."
-        )
-    await services.repo.check_quota(interaction.user.id, interaction.guild_id)
+    limits = image_limits(services.settings)
+    if isinstance(source, discord.Attachment):
+        check_upload_size(source.size, limits)  # before downloading it
+    await ensure_can_start(services, interaction)
     await defer(interaction)
-    data = await source.read()
-    located = await asyncio.to_thread(locate_face, data, image_limits(services.settings))
-    del data  # the upload itself is not kept, only the decoded face
+    # Only a compact face crop outlives this line: not the upload, not the whole photo.
+    located = await asyncio.to_thread(locate_face_crop, await source.read(), limits)
     await make_portrait(interaction, services, PortraitOrder(face=located, style=style, preset=preset))
 
 

@@ -29,7 +29,7 @@ class QueueCog(commands.Cog):
     @app_commands.command(name="cancel", description="Stop the portrait you asked for")
     async def cancel(self, interaction: discord.Interaction) -> None:
         if services_of(interaction).queue.cancel_user(interaction.user.id):
-            text = "Cancelled. Your selfie is forgotten; run /profile whenever you like."
+            text = "Cancelled. Run /profile again whenever you like."
         else:
             text = "You have no portrait on the way."
         await interaction.response.send_message(text, ephemeral=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 from importlib import resources
-from typing import Literal
 
 import discord
 from discord import app_commands
@@ -13,18 +12,31 @@ from discord.ext import commands
 
 from bot.cogs.profile import style_autocomplete
 from bot.db import ResolvedPreset
+from bot.db.repository import SeedPolicy
 from bot.portrait import PortraitOrder, make_portrait
 from bot.replies import defer
 from bot.services import Services, services_of
 from inference.loader import image_limits
-from inference.preprocess import locate_face
+from inference.preprocess import locate_face_crop
 
-SeedPolicy = Literal["random", "fixed", "per_user"]
 SEED_POLICY_WORDS = {
     "random": "a new look every time",
     "fixed": "the same seed for everyone",
     "per_user": "each member always gets the same seed",
 }
+
+
+async def any_style_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    """Every published style, hidden ones too: an admin must be able to pick one to show it again."""
+    services = services_of(interaction)
+    current = current.lower()
+    choices = []
+    for listing in await services.repo.list_styles(interaction.guild_id):
+        if listing.name not in services.engine.catalog or current not in listing.name:
+            continue
+        title = services.engine.catalog.get(listing.name).definition.title
+        choices.append(app_commands.Choice(name=title + ("" if listing.enabled else " (hidden)"), value=listing.name))
+    return choices[:25]
 
 
 def sample_face() -> bytes:
@@ -162,12 +174,12 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
         services = services_of(interaction)
         preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
         await defer(interaction, ephemeral=True)
-        located = await asyncio.to_thread(locate_face, sample_face(), image_limits(services.settings))
+        located = await asyncio.to_thread(locate_face_crop, sample_face(), image_limits(services.settings))
         order = PortraitOrder(face=located, style=preset.style, preset=preset, buttons=False)
         await make_portrait(interaction, services, order)
 
     @app_commands.command(name="available", description="Show or hide one style on this server")
-    @app_commands.autocomplete(style=style_autocomplete)
+    @app_commands.autocomplete(style=any_style_autocomplete)
     async def available(self, interaction: discord.Interaction, style: str, shown: bool) -> None:
         services = services_of(interaction)
         await services.repo.set_style_enabled(interaction.guild_id or 0, style, shown, interaction.user.id)

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 
-from inference.engine import GenerationRequest
+from inference.engine import GenerationRequest, random_seed
 from inference.preprocess import PreparedFace
 from inference.queue.errors import AlreadyQueued, QueueClosed, QueueFull, describe_wait
 from inference.queue.jobs import (
@@ -270,7 +269,7 @@ class GenerationQueue:
         request = GenerationRequest(
             face=face,
             style=style,
-            seed=secrets.randbelow(2**31) if seed is None else seed,
+            seed=random_seed() if seed is None else seed,
             steps=steps,
             lora_scale=lora_scale,
             background=background,

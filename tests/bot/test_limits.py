@@ -33,6 +33,18 @@ async def test_a_full_queue_says_how_long_the_wait_is(
         await interaction.wait_for_final_file(timeout=60)
 
 
+async def test_reroll_counts_against_the_quota(world: World, selfie_bytes: bytes) -> None:
+    member = world.members[1]
+    first = await (await world.standin.send_slash_command(
+        "profile", user=member, attachments={"selfie": ("me.jpg", selfie_bytes)}
+    )).wait_for_final_file(timeout=60)
+    reroll_id = next(c for c in first.custom_ids if c.startswith("mmpp:reroll"))
+    await (await world.standin.send_component(first, reroll_id)).wait_for_final_file(timeout=60)
+    third = await world.standin.send_component(first, reroll_id)
+    refusal = await third.wait_for_message()
+    assert refusal.ephemeral and "daily limit of 2" in (refusal.content or "")
+
+
 async def test_the_daily_quota_is_counted_from_finished_portraits(world: World, selfie_bytes: bytes) -> None:
     member = world.members[0]
     for _ in range(2):

@@ -88,6 +88,19 @@ async def test_reroll_draws_again_with_a_new_seed_and_delete_removes_it(world: W
     await delete.wait_for(lambda a: a.kind == "delete_message", timeout=10)
 
 
+async def test_reroll_draws_a_new_seed_even_where_the_room_fixes_seeds(world: World, selfie_bytes: bytes) -> None:
+    await world.services.repo.set_server_preset(
+        world.guild.id, "tiny-style", seed_policy="fixed", seed=1234, set_by=world.admin.user.id
+    )
+    first = await (await profile(world, world.members[0], selfie_bytes)).wait_for_final_file(timeout=60)
+    assert "seed `1234`" in (first.content or "")
+    reroll = await world.standin.send_component(first, custom_id(first, "mmpp:reroll"))
+    second = await reroll.wait_for_final_file(timeout=60)
+    assert "seed `1234`" not in (second.content or "")
+    assert png_of(first).tobytes() != png_of(second).tobytes()
+    assert len(world.services.faces) == 1, "a reroll reuses the kept face, it does not copy it"
+
+
 async def test_the_avatar_menu_draws_your_own_avatar(world: World, selfie_bytes: bytes) -> None:
     member = world.members[0]
     world.standin.set_avatar(member.user, selfie_bytes, "image/jpeg")
@@ -115,7 +128,7 @@ async def test_a_second_job_while_one_runs_is_refused(
     await engine_gate.wait_for_calls(1)
     second = await profile(world, member, selfie_bytes)
     refusal = await second.wait_for_message()
-    assert refusal.ephemeral and "already have a portrait on the way" in (refusal.content or "")
+    assert refusal.ephemeral and "Your previous portrait is being made right now" in (refusal.content or "")
 
     status = await world.standin.send_slash_command("queue", user=member)
     assert "being drawn right now" in ((await status.wait_for_message()).content or "")

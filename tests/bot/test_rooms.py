@@ -96,6 +96,9 @@ async def test_preview_list_and_hiding_a_style(world: World) -> None:
     assert shown.embeds[0]["thumbnail"]["url"] == "attachment://sample-other-style.png"
     await style_command(world, "available", world.admin, style="other-style", shown=False)
     assert "hidden on this server" in await style_command(world, "list", world.admin)
+    typing = await world.standin.send_autocomplete("style available", {"style": "oth"}, focused="style",
+                                                   user=world.admin)
+    assert [c["name"] for c in await typing.wait_for_choices()] == ["Other Style (hidden)"]
     refused = await world.standin.send_slash_command("style set", {"style": "other-style"}, user=world.admin,
                                                      enforce_permissions=False)
     assert "turned off on this server" in ((await refused.wait_for_message()).content or "")

@@ -56,6 +56,14 @@ async def test_a_missing_model_stops_the_start(tmp_path: Path, bot_model_dir: Pa
     reset_endpoints()
 
 
+async def test_a_malformed_api_base_is_named(tmp_path: Path, bot_model_dir: Path) -> None:
+    async with StandIn() as standin:
+        settings = bot_settings(standin, bot_model_dir, tmp_path, discord_api_base="proxy:8080")
+        with pytest.raises(BotStartError, match="discord_api_base must be an http"):
+            await BotRuntime(settings).start()
+    reset_endpoints()
+
+
 async def test_an_unreachable_discord_is_named(tmp_path: Path, bot_model_dir: Path) -> None:
     async with StandIn() as standin:
         settings = bot_settings(standin, bot_model_dir, tmp_path, discord_api_base="http://127.0.0.1:1")

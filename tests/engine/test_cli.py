@@ -64,6 +64,18 @@ def test_wrong_options_are_named(
     assert capsys.readouterr().err.strip() == f"mmpp: {message}"
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_the_machine_lacks_is_named(
+    tiny_model_dir: Path, selfie_bytes: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    selfie = tmp_path / "me.jpg"
+    selfie.write_bytes(selfie_bytes)
+    args = ["generate", str(selfie), "--style", "tiny-style", "-o", str(tmp_path / "o.png"),
+            "--model-dir", str(tiny_model_dir), "--device", "cuda"]
+    assert main(args) == 1
+    assert capsys.readouterr().err.startswith("mmpp: Cannot use DEVICE=cuda")
+
+
 def test_missing_files_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["generate", str(tmp_path / "none.jpg"), "--style", "x", "-o", "o.png"]) == 1
     assert "Cannot read" in capsys.readouterr().err

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.engine import Engine, GenerationCancelled, GenerationRequest, MixedStylesError, StepProgress
+from inference.engine import (
+    Engine,
+    GenerationCancelled,
+    GenerationRequest,
+    MixedStylesError,
+    StepProgress,
+    to_png,
+)
 from inference.styles import UnknownStyleError
 from inference.tiny_model import add_tiny_style
 from mmpp.settings import load_settings
@@ -141,6 +148,17 @@ def test_cancelling_one_job_lets_its_batch_mate_finish(engine: Engine, selfie_by
     assert active[1:] == [(True, False)] * (len(active) - 1)
 
 
+def test_a_style_whose_lora_is_broken_is_left_out(tiny_model_dir: Path, tmp_path: Path) -> None:
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    broken = add_tiny_style(model_dir, "broken-style", seed=5)
+    (broken / "lora.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00not a safetensors file")
+    engine = Engine.from_settings(load_settings(None, model_dir=model_dir, device="cpu", dtype="float32"))
+    assert engine.catalog.names() == ["tiny-style"]
+    [error] = engine.catalog.errors
+    assert error.startswith(f"{broken}: its LoRA could not be loaded")
+
+
 def test_a_batch_never_mixes_styles(two_style_engine: Engine, selfie_bytes: bytes) -> None:
     engine = two_style_engine
     with pytest.raises(MixedStylesError):
@@ -153,9 +171,14 @@ def test_unknown_style_is_a_friendly_error(engine: Engine, selfie_bytes: bytes) 
         engine.generate([request(engine, selfie_bytes, seed=1, style="nope")])
 
 
-def test_png_has_no_metadata(engine: Engine, selfie_bytes: bytes) -> None:
-    png = engine.generate([request(engine, selfie_bytes, seed=1)])[0].png()
+def test_png_has_no_metadata(astronaut: Image.Image) -> None:
+    tagged = astronaut.copy()
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"
+    tagged.info.update(exif=exif.tobytes(), icc_profile=b"\0" * 128, dpi=(300, 300), comment=b"home address")
+    png = to_png(tagged)
     assert png.startswith(b"\x89PNG")
+    assert b"PhoneMaker" not in png and b"home address" not in png
     chunks = _png_chunk_types(png)
     assert chunks[0] == "IHDR" and chunks[-1] == "IEND"
     assert not {"tEXt", "iTXt", "zTXt", "eXIf", "iCCP", "tIME"} & set(chunks)
