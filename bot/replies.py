@@ -82,7 +82,6 @@ class ProgressMessage:
         self._last = float("-inf")
         self._last_content: str | None = None
         self._preview: Image.Image | None = None
-        self.edits = 0
 
     async def show(
         self, content: str, *, preview: Image.Image | None = None, force: bool = False, clear_preview: bool = False
@@ -102,9 +101,7 @@ class ProgressMessage:
         # Without `attachments`, Discord keeps the preview already shown.
         await self.interaction.edit_original_response(content=content, **kwargs)  # type: ignore[arg-type]
         self._last, self._last_content, self._preview = now, content, None
-        self.edits += 1
 
     async def finish(self, content: str, file: discord.File, view: discord.ui.View | None) -> None:
         kwargs = {"view": view} if view is not None else {}
         await self.interaction.edit_original_response(content=content, attachments=[file], **kwargs)
-        self.edits += 1

@@ -92,9 +92,6 @@ class StepProgress:
     def preview(self, index: int, size: int = PREVIEW_SIZE) -> Image.Image:
         return latents_to_preview(self._latents[index : index + 1], size)[0]
 
-    def previews(self, size: int = PREVIEW_SIZE) -> list[Image.Image]:
-        return latents_to_preview(self._latents, size)
-
 
 StepCallback = Callable[[StepProgress], None]
 

@@ -279,6 +279,3 @@ def locate_face_crop(data: bytes, limits: ImageLimits | None = None, max_side: i
     """`locate_face`, keeping only the compact crop: what a long-lived holder (the bot) should keep."""
     return locate_face(data, limits).compact(max_side)
 
-
-def prepare_face(data: bytes, size: int, limits: ImageLimits | None = None) -> PreparedFace:
-    return locate_face(data, limits).prepare(size)

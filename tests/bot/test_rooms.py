@@ -15,7 +15,7 @@ from bot.db.models import GenerationLog
 from tests.bot.conftest import EngineGate, World
 from tests.conftest import encode
 from tests.discord_standin import MANAGE_GUILD, FakeMember
-from tests.engine.test_preprocess import face_crop, huge_png
+from tests.engine.test_preprocess import huge_png, two_faces
 
 
 async def style_command(world: World, sub: str, user: FakeMember, **options: object) -> str:
@@ -27,9 +27,10 @@ async def style_command(world: World, sub: str, user: FakeMember, **options: obj
     return (message.content or "") + " ".join(str(e) for e in message.embeds)
 
 
-async def profile_style(world: World, member: FakeMember, selfie: bytes) -> str:
+async def profile_style(world: World, member: FakeMember, selfie: bytes, **options: object) -> str:
+    """/profile as `member`; the style the portrait was drawn in."""
     interaction = await world.standin.send_slash_command(
-        "profile", user=member, attachments={"selfie": ("me.jpg", selfie)}
+        "profile", options or None, user=member, attachments={"selfie": ("me.jpg", selfie)}
     )
     final = await interaction.wait_for_final_file(timeout=60)
     return final.files[0].filename.removeprefix("portrait-").removesuffix(".png")
@@ -61,14 +62,7 @@ async def test_a_member_cannot_pick_another_style_once_the_room_has_one(world: W
     refusal = await interaction.wait_for_message()
     assert refusal.ephemeral and "same style (Other Style)" in (refusal.content or "")
     await style_command(world, "set", world.admin, style="other-style", allow_member_choice=True)
-    assert "tiny-style" in await _picked(world, world.members[0], selfie_bytes, "tiny-style")
-
-
-async def _picked(world: World, member: FakeMember, selfie: bytes, style: str) -> str:
-    interaction = await world.standin.send_slash_command(
-        "profile", {"style": style}, user=member, attachments={"selfie": ("me.jpg", selfie)}
-    )
-    return (await interaction.wait_for_final_file(timeout=60)).files[0].filename
+    assert await profile_style(world, world.members[0], selfie_bytes, style="tiny-style") == "tiny-style"
 
 
 async def test_a_non_admin_is_refused(world: World) -> None:
@@ -104,15 +98,6 @@ async def test_preview_list_and_hiding_a_style(world: World) -> None:
     assert "turned off on this server" in ((await refused.wait_for_message()).content or "")
 
 
-def two_faces() -> bytes:
-    astronaut = Image.fromarray(skdata.astronaut())
-    face = face_crop(astronaut)
-    canvas = Image.new("RGB", (face.width * 2 + 120, face.height + 80), (200, 200, 200))
-    canvas.paste(face, (40, 40))
-    canvas.paste(face, (face.width + 80, 40))
-    return encode(canvas)
-
-
 def animated_gif_without_a_face() -> bytes:
     frames = [Image.new("RGB", (256, 256), colour) for colour in ((10, 120, 200), (200, 40, 40))]
     return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
@@ -125,7 +110,7 @@ BAD_INPUTS = {
     "animated GIF with no face": (animated_gif_without_a_face, "couldn't find a face"),
     "1x1 image": (lambda: encode(Image.new("RGB", (1, 1)), "PNG"), "only 1x1 pixels"),
     "photo with no face": (lambda: encode(skdata.coffee()), "couldn't find a face"),
-    "two faces": (two_faces, "found 2 faces"),
+    "two faces": (lambda: two_faces(Image.fromarray(skdata.astronaut())), "found 2 faces"),
 }
 
 

@@ -130,13 +130,18 @@ def test_a_photo_without_a_face(name: str) -> None:
         locate_face(encode(getattr(skdata, name)()))
 
 
-def test_two_faces_of_similar_size_are_refused(astronaut: Image.Image) -> None:
+def two_faces(astronaut: Image.Image) -> bytes:
+    """The same face pasted twice side by side: two people of similar size."""
     face = face_crop(astronaut)
     canvas = Image.new("RGB", (face.width * 2 + 120, face.height + 80), (200, 200, 200))
     canvas.paste(face, (40, 40))
     canvas.paste(face, (face.width + 80, 40))
+    return encode(canvas)
+
+
+def test_two_faces_of_similar_size_are_refused(astronaut: Image.Image) -> None:
     with pytest.raises(TooManyFaces, match="found 2 faces"):
-        locate_face(encode(canvas))
+        locate_face(two_faces(astronaut))
 
 
 def test_a_small_face_in_the_background_is_ignored(astronaut: Image.Image) -> None:
