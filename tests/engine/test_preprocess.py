@@ -177,3 +177,15 @@ def test_the_face_crop_is_square_at_model_size_with_an_edge_map(engine: Engine, 
     assert face.control.mode == "L"
     edges = np.asarray(face.control)
     assert set(np.unique(edges)) <= {0, 255} and edges.max() == 255
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "TIFF", "ICO", "PPM"])
+def test_formats_phones_do_not_send_are_refused_without_trying_their_readers(astronaut: Image.Image, fmt: str) -> None:
+    with pytest.raises(NotAnImage, match=r"isn't a picture I can read\. .*\(JPEG, PNG, WebP or GIF\)"):
+        locate_face(encode(astronaut.resize((256, 256)), fmt))
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "PNG", "GIF", "MPO"])
+def test_every_format_the_message_names_is_read(astronaut: Image.Image, fmt: str) -> None:
+    extra = {"save_all": True, "append_images": [astronaut]} if fmt == "MPO" else {}
+    assert locate_face(encode(astronaut, fmt, **extra)).box.w > 80
