@@ -225,3 +225,20 @@ def test_tensorboard_logs_every_step(make_train_config: ConfigFactory) -> None:
     accumulator.Reload()
     assert [e.step for e in accumulator.Scalars("loss")] == [1, 2, 3]
     assert [e.step for e in accumulator.Scalars("lr")] == [1, 2, 3]
+
+
+def test_the_reference_scripts_option_names_work_on_the_cli(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = write_images(tmp_path / "plain", 2, captions=False)
+    output = tmp_path / "styles" / "ref-names"
+    code = main([
+        "train", "--instance-data-dir", str(folder), "--instance-prompt", "a drawing in sks style",
+        "--style-name", "ref-names", "--output", str(output), "--base-model", str(tiny_model_dir / "sdxl"),
+        "--resolution", "32", "--num-train-epochs", "2", "--repeats", "2", "--train-batch-size", "2",
+        "--optimizer", "AdamW", "--output-kohya-format", "--report-to", "none", "--learning-rate", "1e-2",
+    ])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Trained steps 0-4" in out  # 2 epochs of 2 images x 2 repeats in batches of 2
+    assert (output / "ref-names.safetensors").is_file() and (output / PLOT_FILE).is_file()
