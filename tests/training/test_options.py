@@ -242,3 +242,17 @@ def test_the_reference_scripts_option_names_work_on_the_cli(
     assert code == 0
     assert "Trained steps 0-4" in out  # 2 epochs of 2 images x 2 repeats in batches of 2
     assert (output / "ref-names.safetensors").is_file() and (output / PLOT_FILE).is_file()
+
+
+def test_a_dora_run_resumes_exactly(make_train_config: ConfigFactory, tmp_path: Path) -> None:
+    import shutil
+
+    options = {"use_dora": True, "max_steps": 3, "checkpointing_steps": 2, "report_to": "none"}
+    whole = Trainer(make_train_config("dora-whole", **options)).run()
+    resumed_dir = tmp_path / "styles" / "dora-resumed"
+    shutil.copytree(whole.output / "checkpoints" / "checkpoint-2", resumed_dir / "checkpoints" / "checkpoint-2")
+    result = Trainer(make_train_config("dora-resumed", resume_from_checkpoint="latest", **options)).run()
+    assert (result.first_step, result.losses) == (2, whole.losses[2:])
+    ours, theirs = load_file(result.lora_path), load_file(whole.lora_path)
+    assert any("lora_magnitude_vector" in k for k in ours)
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in theirs)
