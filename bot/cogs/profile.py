@@ -13,7 +13,7 @@ from bot.portrait import PortraitOrder, ensure_can_start, make_portrait
 from bot.replies import defer
 from bot.services import Services, services_of
 from inference.loader import image_limits
-from inference.preprocess import check_upload_size, locate_face_crop
+from inference.preprocess import FORMATS_TEXT, check_upload_size, locate_face_crop
 from mmpp.errors import UserFacingError
 
 
@@ -88,7 +88,7 @@ class ProfileCog(commands.Cog):
 
     @app_commands.command(name="profile", description="Turn a selfie into a profile photo in this room's style")
     @app_commands.describe(
-        selfie="A photo of you with your face clearly visible (JPEG, PNG or WebP)",
+        selfie=f"A photo of you with your face clearly visible ({FORMATS_TEXT})",
         style="Pick a style (in DMs, or where the server lets members choose)",
     )
     @app_commands.autocomplete(style=style_autocomplete)
