@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from mmpp.settings import Settings
 
 SeedPolicy = Literal["random", "fixed", "per_user"]
-Outcome = Literal["done", "failed", "cancelled", "timeout"]
+Outcome = Literal["done", "failed", "cancelled", "timeout", "filtered"]
 PresetSource = Literal["channel", "server", "default"]
 
 _UINT64_LIMIT: Final = 1 << 64
@@ -430,10 +430,11 @@ class Repository:
     async def usage_today(self, user_id: int, guild_id: int | None) -> Usage:
         """Portraits since 00:00 UTC that count: finished ones and those still in flight.
 
-        Failed, cancelled and timed-out jobs gave the member nothing, so they do not count.
+        Failed, cancelled and timed-out jobs gave the member nothing, so they do not count; a
+        portrait the safety check filtered used the GPU like a done one, so it does.
         """
         since = _midnight(self._clock())
-        counted = or_(GenerationLog.outcome.is_(None), GenerationLog.outcome == "done")
+        counted = or_(GenerationLog.outcome.is_(None), GenerationLog.outcome.in_(("done", "filtered")))
 
         def today(where: Any) -> Any:
             return (
