@@ -18,6 +18,7 @@ from bot.db.repository import Outcome
 from bot.replies import ProgressMessage, answer_error, defer, send_error
 from bot.safety_policy import safety_level
 from bot.services import Services, services_of
+from bot.style_rules import check_style_allowed
 from inference.engine import random_seed
 from inference.preprocess import LocatedFace
 from inference.queue import AlreadyQueued, Cancelled, Done, Failed, Queued, Started, Step, describe_wait
@@ -186,6 +187,7 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=REROLL_ID
             raise NotYours("I no longer have that selfie (I keep it only briefly, in memory). Run /profile again.")
         await ensure_can_start(services, interaction)
         preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+        await check_style_allowed(services, interaction.guild_id, preset, self.style, reroll=True)
         await defer(interaction)
         # A new seed even where the room fixes seeds: a reroll that drew the same picture would be no reroll.
         order = PortraitOrder(face=face, style=self.style, preset=preset, seed=random_seed(), token=self.token)

@@ -5,13 +5,16 @@ Every field is documented in `bot.env.example`; the environment variable is the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mmpp.logs import hide_url_password
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
@@ -135,6 +138,11 @@ class Settings(BaseSettings):
     def _none_is_top_level(cls, value: object) -> object:
         # `KEY=` means "the default" in bot.env, so the top of the folder is spelled `none`.
         return "" if value in ("none", "None", ".") else value
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # repr() and str() end up in tracebacks and log lines: never with the database password.
+        for name, value in super().__repr_args__():
+            yield name, hide_url_password(value) if name == "database_url" else value
 
     @cached_property
     def sources(self) -> ModelSources:

@@ -29,6 +29,9 @@ SEED_POLICY_WORDS = {
 
 async def any_style_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
     """Every published style, hidden ones too: an admin must be able to pick one to show it again."""
+    if not interaction.permissions.manage_guild:
+        # Autocomplete skips the cog's permission check, and what a server hid is its admins' business.
+        return await style_autocomplete(interaction, current)
     services = services_of(interaction)
     current = current.lower()
     choices = []
