@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     image_encoder_subfolder: str = "models/image_encoder"
     styles_dir: Path = Path("styles")
     device: Device = "auto"
+    devices: str | None = Field(
+        default=None, description="One engine per device behind one queue: `cuda:0,cuda:1`, or `auto` for every GPU."
+    )
     dtype: DType = "auto"
 
     # --- input limits -------------------------------------------------------------------------
