@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     # would only add latency to a lone job.
     queue_batch_wait_s: float = Field(default=0.0, ge=0)
 
+    # --- GPU workers on other machines (issue 12) ----------------------------------------------
+    queue_backend: Literal["local", "redis"] = Field(
+        default="local", description="local: the bot draws itself; redis: `mmpp worker` processes draw."
+    )
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    worker_id: str | None = Field(default=None, description="A worker's name in Redis; default host-pid.")
+
     # --- database -----------------------------------------------------------------------------
     database_url: str = "sqlite+aiosqlite:///mmpp.sqlite3"
     log_retention_days: int = Field(default=90, ge=1)

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Protocol
 
@@ -178,6 +178,7 @@ class GenerationQueue:
         self._closing = False
         self._broken = False
         self._stopping: asyncio.Future[ShutdownReport] | None = None
+        self._closers: list[Callable[[], Awaitable[None]]] = []
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -199,6 +200,10 @@ class GenerationQueue:
         self._workers.append(runner)
         if self._started:
             self._serve(runner)
+
+    def on_shutdown(self, close: Callable[[], Awaitable[None]]) -> None:
+        """Run `close` once the workers have stopped (the Redis connection of remote workers)."""
+        self._closers.append(close)
 
     def _serve(self, runner: Runner) -> None:
         assert self._loop is not None
@@ -259,6 +264,11 @@ class GenerationQueue:
         finished = sum(isinstance(j.terminal, Done) for j in running)
         for runner in self._workers:
             runner.close(wait=False)
+        for close in self._closers:
+            try:
+                await close()
+            except Exception:
+                log.exception("closing a queue backend failed")
         report = ShutdownReport(finished=finished, dropped=tuple(dropped), clean=clean)
         log_event(
             log, logging.WARNING if dropped or not clean else logging.INFO, "queue stopped",
@@ -508,6 +518,24 @@ class GenerationQueue:
         if isinstance(event, Done):
             fields["batch"] = event.timings.batch_size
         log_event(log, logging.WARNING if outcome == "failed" else logging.INFO, "job finished", **fields)
+
+    def hand_back(self, job: Job) -> bool:
+        """A running job whose run was lost (its remote worker died, Redis lost it) goes back to the
+        head of its server's line to run again. False, and nothing changes, if it cannot wait any more."""
+        now = time.monotonic()
+        if job.state is not JobState.RUNNING or self._closing or job.deadline <= now or self._loop is None:
+            return False
+        job.state = JobState.WAITING
+        job.attempt += 1
+        job.position = 0
+        self.metrics.running.dec()
+        self._scheduler.add_front(job)
+        job.expiry = self._loop.call_later(job.deadline - now, self._expire, job)
+        self.metrics.depth.set(len(self._scheduler))
+        self._schedule_refresh()
+        self._work.set()
+        log_event(log, logging.WARNING, "job handed back", job=job.id, user=job.user_id, attempt=job.attempt)
+        return True
 
     def batch_measured(self, jobs: Sequence[Job], seconds: float) -> None:
         per_job = seconds / max(1, len(jobs))
