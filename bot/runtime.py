@@ -55,8 +55,8 @@ class BotRuntime:
 
     async def start(self) -> None:
         from bot.db import Repository, open_database
-        from inference.engine import Engine
-        from inference.queue import GenerationQueue, expose
+        from inference.queue import expose
+        from inference.queue.setup import open_queue
 
         token = self.token
         register_secret(token)
@@ -69,7 +69,7 @@ class BotRuntime:
             raise BotStartError(f"{exc}. Fix it in bot.env.") from None
         database = await open_database(settings.database_url, upgrade=True)
         try:
-            engine = await asyncio.to_thread(Engine.from_settings, settings)
+            engine, queue = await open_queue(settings)
             if settings.default_style not in engine.catalog:
                 fallback = engine.catalog.names()[0]
                 log_event(log, logging.WARNING, "default style missing, using another",
@@ -77,7 +77,6 @@ class BotRuntime:
                 settings = settings.model_copy(update={"default_style": fallback})
             repo = Repository.from_settings(database, settings)
             await repo.sync_styles(engine.catalog.styles.values())
-            queue = GenerationQueue(engine, settings)
             if settings.metrics_port:
                 try:
                     expose(settings.metrics_port, queue.metrics.registry)

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
         description="Image safety classifier every portrait passes before it is posted; `none` turns it off.",
     )
     device: Device = "auto"
+    devices: str | None = Field(
+        default=None, description="One engine per device behind one queue: `cuda:0,cuda:1`, or `auto` for every GPU."
+    )
     dtype: DType = "auto"
 
     # --- input limits -------------------------------------------------------------------------
@@ -100,6 +103,13 @@ class Settings(BaseSettings):
     # Only when the GPU was idle: under load, jobs gather behind the running batch anyway, so a wait
     # would only add latency to a lone job.
     queue_batch_wait_s: float = Field(default=0.0, ge=0)
+
+    # --- GPU workers on other machines (issue 12) ----------------------------------------------
+    queue_backend: Literal["local", "redis"] = Field(
+        default="local", description="local: the bot draws itself; redis: `mmpp worker` processes draw."
+    )
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    worker_id: str | None = Field(default=None, description="A worker's name in Redis; default host-pid.")
 
     # --- database -----------------------------------------------------------------------------
     database_url: str = "sqlite+aiosqlite:///mmpp.sqlite3"
