@@ -16,7 +16,6 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from inference.faces import Box, Face, aligned_square, detect_faces, other_people
-from inference.faces.people import SECOND_PERSON_SIDE
 from mmpp.errors import UserFacingError
 
 # The only readers PIL may try on an upload: each other reader is attack surface for formats no
@@ -205,7 +204,7 @@ class LocatedFace:
 
 def find_face(image: Image.Image, limits: ImageLimits) -> LocatedFace:
     """The one face in a decoded photo, cut out upright; raises what a member should be told."""
-    face = pick_face(detect_faces(image, limits.min_face_px, others_down_to=SECOND_PERSON_SIDE), limits)
+    face = pick_face(detect_faces(image, limits.min_face_px), limits)
     crop, box = aligned_square(image, face, CROP_MAX_SIDE)
     return LocatedFace(crop, box)
 

@@ -108,13 +108,8 @@ def landmark_model_path() -> Path:
     return path
 
 
-def detect_faces(image: Image.Image, min_face_px: int = 48, others_down_to: float = 0.0) -> list[Face]:
-    """Faces, largest first, from the first orientation and scale that finds any; [] if none does.
-
-    Upright, faces down to `others_down_to` times the largest one's width are looked for even
-    where the first pass is too coarse to see them, so a second person is never missed for being
-    a little further from the camera.
-    """
+def detect_faces(image: Image.Image, min_face_px: int = 48) -> list[Face]:
+    """Faces, largest first, from the first orientation and scale that finds any; [] if none does."""
     gray = np.asarray(image.convert("L"))
     height, width = gray.shape
     # Never enlarged: enlarging a soft photo only blurs the detector's view and adds false faces.
@@ -122,14 +117,11 @@ def detect_faces(image: Image.Image, min_face_px: int = 48, others_down_to: floa
     small = _resized(gray, coarse)
     # An over- or under-exposed face shows little contrast: stretched locally, its features come back.
     stretched = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(4, 4)).apply(small)
-    smallest_seen = HOG_MIN_FACE / coarse
     for view, angle in ((small, 0), (stretched, 0), *((small, a) for a in SEARCH_ANGLES)):
         faces = _detect_rotated(view, angle, coarse)
-        if faces and angle == 0 and others_down_to * faces[0].box.w < smallest_seen:
-            smallest_wanted = max(min_face_px, round(others_down_to * faces[0].box.w))
-            faces = _distinct(faces + _small_faces(gray, smallest_wanted, smallest_seen))
         if faces:
             return faces
+    smallest_seen = HOG_MIN_FACE / coarse
     if smallest_seen > min_face_px:
         return _small_faces(gray, min_face_px, smallest_seen)
     return []

@@ -136,13 +136,3 @@ def test_a_close_up_keeps_only_the_face_square_for_reroll(astronaut: Image.Image
     assert 300 <= kept.box.w <= 460
     assert kept.image.width * kept.image.height < 0.8 * 900 * 900
     assert_upright(kept)
-
-
-def test_a_second_person_too_small_for_the_first_pass_still_counts(astronaut: Image.Image) -> None:
-    # In a 4000 px photo the first pass sees faces from ~310 px; the friend's ~290 px face is below.
-    head = astronaut.crop((130, 20, 320, 240))
-    photo = Image.fromarray(skdata.coffee()).resize((4000, 3000))
-    photo.paste(head.resize((round(head.width * 4.6), round(head.height * 4.6))), (300, 600))
-    photo.paste(head.resize((round(head.width * 3.3), round(head.height * 3.3))), (2600, 800))
-    with pytest.raises(TooManyFaces, match="found 2 faces"):
-        locate_face(encode(photo, quality=90))
