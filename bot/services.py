@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ from mmpp.settings import Settings
 
 if TYPE_CHECKING:
     from bot.db import Database, Repository
+    from bot.download import Downloader
     from inference.engine import Engine
     from inference.queue import GenerationQueue
 
@@ -24,8 +26,13 @@ class Services:
     database: Database
     repo: Repository
     faces: FaceCache
-    # Jobs whose reply is still being written; a graceful stop waits for them before disconnecting.
-    inflight: set[str] = field(default_factory=set)
+    downloader: Downloader
+    # Bot-wide bound on pictures being decoded at once (memory and CPU), whoever sent them.
+    decodes: asyncio.Semaphore
+    # Members whose request is acknowledged but not yet queued (quota, download, face): one each.
+    preparing: set[int] = field(default_factory=set)
+    # Log rows of jobs whose reply is still being written; a graceful stop waits for them.
+    inflight: set[int] = field(default_factory=set)
 
 
 def services_of(interaction: discord.Interaction) -> Services:

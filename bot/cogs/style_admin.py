@@ -13,11 +13,11 @@ from discord.ext import commands
 from bot.cogs.profile import style_autocomplete
 from bot.db import ResolvedPreset
 from bot.db.repository import SeedPolicy
-from bot.portrait import PortraitOrder, make_portrait
+from bot.portrait import PortraitOrder, make_portrait, refuse_at_once
 from bot.replies import defer
 from bot.services import Services, services_of
 from inference.loader import image_limits
-from inference.preprocess import locate_face_crop
+from inference.preprocess import LocatedFace, locate_face_crop
 
 SEED_POLICY_WORDS = {
     "random": "a new look every time",
@@ -172,10 +172,16 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
     @app_commands.command(name="preview", description="Draw a sample face in this channel's style")
     async def preview(self, interaction: discord.Interaction) -> None:
         services = services_of(interaction)
-        preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+        refuse_at_once(services, interaction.user.id)
         await defer(interaction, ephemeral=True)
-        located = await asyncio.to_thread(locate_face_crop, sample_face(), image_limits(services.settings))
-        order = PortraitOrder(face=located, style=preset.style, preset=preset, buttons=False)
+        preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+
+        async def face() -> LocatedFace:
+            async with services.decodes:
+                return await asyncio.to_thread(locate_face_crop, sample_face(), image_limits(services.settings))
+
+        # A preview uses the GPU like a portrait, so it counts against the same daily quotas.
+        order = PortraitOrder(face=face, style=preset.style, preset=preset, buttons=False, kind="preview")
         await make_portrait(interaction, services, order)
 
     @app_commands.command(name="available", description="Show or hide one style on this server")
