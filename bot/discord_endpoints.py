@@ -174,8 +174,13 @@ def proxy_rate_limit_trace(api_base: str) -> aiohttp.TraceConfig:
         ):
             headers = CIMultiDict(response.headers)
             headers["Via"] = "1.1 mmpp (a REST proxy dropped it)"
-            # aiohttp keeps headers read-only; discord.py reads them only after this hook runs.
-            response._headers = CIMultiDictProxy(headers)
+            marked = CIMultiDictProxy(headers)
+            # aiohttp keeps headers read-only (and `headers` is cached once read); discord.py reads
+            # them only after this hook runs. `test_faults` guards this against aiohttp changes.
+            response._headers = marked
+            cache = getattr(response, "_cache", None)
+            if isinstance(cache, dict):
+                cache["headers"] = marked
 
     trace = aiohttp.TraceConfig()
     trace.on_request_end.append(on_request_end)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import discord
@@ -73,10 +74,15 @@ class StillPreparing(UserFacingError):
         )
 
 
-def refuse_at_once(services: Services, user_id: int) -> None:
-    """What refuses a job from memory alone, so the answer is instant and comes before any
-    download: a closing queue, one request per member (being prepared, waiting or running), and
-    a full line. The queue itself checks again at submit."""
+@contextmanager
+def admission(services: Services, user_id: int) -> Iterator[None]:
+    """Admit a member's request, or refuse it from memory alone, so the answer is instant and
+    comes before any download: a closing queue, one request per member (being prepared, waiting or
+    running), and a full line, counting requests still being prepared as places taken.
+
+    Used around the whole request (`with admission(...)`); the place it holds is given back when
+    the job is queued (`make_portrait` does that) or when the request ends. Nothing awaits between
+    the check and taking the place, so a burst cannot pass it together."""
     queue = services.queue
     if not queue.accepting:
         raise QueueClosed()
@@ -85,8 +91,14 @@ def refuse_at_once(services: Services, user_id: int) -> None:
     if (waiting := queue.job_for(user_id)) is not None:
         position = queue.position(user_id)
         raise AlreadyQueued(waiting.id, position or None, queue.estimated_wait(position or 0))
-    if queue.depth >= queue.capacity:
-        raise QueueFull(queue.depth, queue.estimated_wait(queue.depth + 1))
+    taken = queue.depth + len(services.preparing)
+    if taken >= queue.capacity:
+        raise QueueFull(taken, queue.estimated_wait(taken + 1))
+    services.preparing.add(user_id)
+    try:
+        yield
+    finally:
+        services.preparing.discard(user_id)
 
 
 def interaction_ref(interaction: discord.Interaction) -> InteractionRef:
@@ -109,19 +121,12 @@ async def tell(interaction: discord.Interaction, message: str) -> None:
 
 
 async def make_portrait(interaction: discord.Interaction, services: Services, order: PortraitOrder) -> None:
-    """Runs one job to its end on an acknowledged interaction; never raises to the caller for
-    things a member caused, so a command handler can simply await it."""
+    """Runs one admitted job (see `admission`) to its end on an acknowledged interaction; never
+    raises to the caller for things a member caused, so a command handler can simply await it."""
     user = interaction.user
     seed = order.seed if order.seed is not None else order.preset.seed_for(user.id)
     if seed is None:
         seed = random_seed()
-    try:
-        # Again after the acknowledgement: another request may have come in meanwhile.
-        refuse_at_once(services, user.id)
-    except UserFacingError as exc:
-        await tell(interaction, exc.message)
-        return
-    services.preparing.add(user.id)  # no await since the check: nobody slips in between
     log_id: int | None = None
     try:
         log_id = await services.repo.reserve(
@@ -145,7 +150,7 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
             await services.repo.release(log_id, "error before the queue")
         raise
     finally:
-        services.preparing.discard(user.id)
+        services.preparing.discard(user.id)  # queued (its place now counts in the queue) or over
     await follow(interaction, services, order, handle, log_id, located)
 
 
@@ -265,12 +270,14 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=REROLL_ID
         face = services.faces.get(self.token, self.owner_id)
         if face is None:
             raise NotYours("I no longer have that selfie (I keep it only briefly, in memory). Run /profile again.")
-        refuse_at_once(services, interaction.user.id)
-        await defer(interaction)
-        preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
-        # A new seed even where the room fixes seeds: a reroll that drew the same picture would be no reroll.
-        order = PortraitOrder(face=kept(face), style=self.style, preset=preset, seed=random_seed(), token=self.token)
-        await make_portrait(interaction, services, order)
+        with admission(services, interaction.user.id):
+            await defer(interaction)
+            preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+            # A new seed even where the room fixes seeds: a reroll that drew the same picture would be no reroll.
+            order = PortraitOrder(
+                face=kept(face), style=self.style, preset=preset, seed=random_seed(), token=self.token
+            )
+            await make_portrait(interaction, services, order)
 
 
 class DeleteButton(discord.ui.DynamicItem[discord.ui.Button], template=DELETE_ID):

@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.db import ResolvedPreset, StyleHidden
-from bot.portrait import PortraitOrder, make_portrait, refuse_at_once
+from bot.portrait import PortraitOrder, admission, make_portrait
 from bot.replies import defer
 from bot.services import Services, services_of
 from inference.loader import image_limits
@@ -82,12 +82,12 @@ async def start_portrait(
     if isinstance(source, discord.Attachment):
         check_upload_size(source.size, image_limits(services.settings))  # what it claims; the download checks again
     services.downloader.check(source.url)
-    refuse_at_once(services, interaction.user.id)
-    await defer(interaction)
-    preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
-    style = await choose_style(services, interaction.guild_id, preset, requested_style)
-    order = PortraitOrder(face=read_selfie(services, source.url), style=style, preset=preset)
-    await make_portrait(interaction, services, order)
+    with admission(services, interaction.user.id):
+        await defer(interaction)
+        preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+        style = await choose_style(services, interaction.guild_id, preset, requested_style)
+        order = PortraitOrder(face=read_selfie(services, source.url), style=style, preset=preset)
+        await make_portrait(interaction, services, order)
 
 
 class ProfileCog(commands.Cog):

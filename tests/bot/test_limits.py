@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bot.conftest import EngineGate, World
+from tests.bot.conftest import EngineGate, World, closed_log_rows
 
 
 @pytest.fixture
@@ -68,3 +68,17 @@ async def test_the_daily_quota_is_counted_from_finished_portraits(world: World, 
         "profile", user=world.members[1], attachments={"selfie": ("me.jpg", selfie_bytes)}
     )
     await other.wait_for_final_file(timeout=60)
+
+
+async def test_style_previews_count_against_the_daily_quota(world: World) -> None:
+    admin = world.admin
+    for _ in range(2):
+        preview = await world.standin.send_slash_command("style preview", user=admin)
+        await preview.wait_for_final_file(timeout=60, final=lambda a: "here is your" in (a.content or ""))
+        await closed_log_rows(world, len(world.standin.interactions))
+    third = await world.standin.send_slash_command("style preview", user=admin)
+    refusal = await third.wait_for_message(lambda a: "daily limit" in (a.content or ""), timeout=30)
+    assert refusal.ephemeral and "daily limit of 2" in (refusal.content or "")
+    assert not third.files
+    rows = await closed_log_rows(world, 2)
+    assert [(r.kind, r.outcome) for r in rows] == [("preview", "delivered")] * 2
