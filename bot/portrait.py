@@ -20,7 +20,9 @@ from bot.db import ResolvedPreset
 from bot.db.repository import InteractionRef, JobKind, Outcome
 from bot.delivery import TOKEN_LIFETIME, Recipient, deliver_portrait, send_elsewhere
 from bot.replies import ProgressMessage, ReplyDeleted, answer_error, defer, send_error
+from bot.safety_policy import safety_level
 from bot.services import Services, services_of
+from bot.style_rules import check_style_allowed
 from inference.engine import random_seed
 from inference.preprocess import LocatedFace
 from inference.queue import (
@@ -36,6 +38,7 @@ from inference.queue import (
     Step,
     describe_wait,
 )
+from inference.safety import FILTERED_MESSAGE
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event
 
@@ -134,11 +137,11 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
             kind=order.kind, seed=seed, interaction=interaction_ref(interaction),
         )
         located = await order.face()
-        async with services.decodes:
-            face = await asyncio.to_thread(services.engine.prepare, located)
+        face = await asyncio.to_thread(services.engine.prepare, located)
         handle = services.queue.submit(
             face, order.style, user_id=user.id, guild_id=interaction.guild_id, seed=seed,
             background=order.preset.background, framing=order.preset.framing,
+            safety=await safety_level(services, interaction),
         )
     except UserFacingError as exc:
         if log_id is not None:
@@ -190,6 +193,11 @@ async def follow(
                     await progress.show(f"🎨 Drawing your **{title}** portrait…", force=True)
                 case Step(i=i, n=n, preview=preview):
                     await progress.show(f"🎨 Drawing your **{title}** portrait… step {i}/{n}", preview=preview)
+                case Done(result=result) if result.flagged:
+                    # Never posted: the member hears why, the log says so, the quota counts it.
+                    outcome, reason = "filtered", None
+                    forget_face()
+                    await tell(interaction, FILTERED_MESSAGE)
                 case Done(result=result):
                     view = PortraitView(user.id, order.style, token) if token else None
                     content = f"{user.mention}, here is your **{title}** portrait (seed `{result.seed}`)."
@@ -273,6 +281,7 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=REROLL_ID
         with admission(services, interaction.user.id):
             await defer(interaction)
             preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+            await check_style_allowed(services, interaction.guild_id, preset, self.style, reroll=True)
             # A new seed even where the room fixes seeds: a reroll that drew the same picture would be no reroll.
             order = PortraitOrder(
                 face=kept(face), style=self.style, preset=preset, seed=random_seed(), token=self.token

@@ -17,6 +17,7 @@ import discord
 import yarl
 
 from bot.app import MMPPBot
+from bot.decoding import Decoder
 from bot.discord_endpoints import apply_endpoints
 from bot.download import Downloader
 from bot.face_cache import FaceCache
@@ -61,8 +62,9 @@ class BotRuntime:
 
     async def start(self) -> None:
         from bot.db import Repository, open_database
-        from inference.engine import Engine
-        from inference.queue import GenerationQueue, expose
+        from inference.loader import image_limits
+        from inference.queue import expose
+        from inference.queue.setup import open_queue
 
         token = self.token
         register_secret(token)
@@ -75,7 +77,7 @@ class BotRuntime:
             raise BotStartError(f"{exc}. Fix it in bot.env.") from None
         database = await open_database(settings.database_url, upgrade=True)
         try:
-            engine = await asyncio.to_thread(Engine.from_settings, settings)
+            engine, queue = await open_queue(settings)
             if settings.default_style not in engine.catalog:
                 fallback = engine.catalog.names()[0]
                 log_event(log, logging.WARNING, "default style missing, using another",
@@ -83,7 +85,6 @@ class BotRuntime:
                 settings = settings.model_copy(update={"default_style": fallback})
             repo = Repository.from_settings(database, settings)
             await repo.sync_styles(engine.catalog.styles.values())
-            queue = GenerationQueue(engine, settings)
             if settings.metrics_port:
                 try:
                     expose(settings.metrics_port, queue.metrics.registry)
@@ -95,8 +96,9 @@ class BotRuntime:
             raise
         self.services = Services(
             settings, engine, queue, database, repo, FaceCache(settings.reroll_ttl_s), Downloader(settings),
-            asyncio.Semaphore(settings.max_concurrent_decodes),
+            Decoder(image_limits(settings), settings.max_concurrent_decodes),
         )
+        await self.services.decoder.start()
         self.bot = MMPPBot(self.services, **self.client_options)
         log_event(log, logging.INFO, "starting", database=database.display_url, styles=",".join(engine.catalog.names()),
                   device=str(engine.device))
@@ -164,6 +166,7 @@ class BotRuntime:
             if left_open:
                 await close_open_jobs(self.bot, services.repo, left_open, why="I had to stop", timeout_s=REPLY_DRAIN_S)
         await services.downloader.close()
+        services.decoder.close()
         if self.bot is not None:
             await self.bot.close()
         if self._client_task is not None:

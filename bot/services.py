@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -13,6 +12,7 @@ from mmpp.settings import Settings
 
 if TYPE_CHECKING:
     from bot.db import Database, Repository
+    from bot.decoding import Decoder
     from bot.download import Downloader
     from inference.engine import Engine
     from inference.queue import GenerationQueue
@@ -27,8 +27,8 @@ class Services:
     repo: Repository
     faces: FaceCache
     downloader: Downloader
-    # Bot-wide bound on pictures being decoded at once (memory and CPU), whoever sent them.
-    decodes: asyncio.Semaphore
+    # Decodes and face searches, in worker processes, a bounded number at once bot-wide.
+    decoder: Decoder
     # Members whose request is acknowledged but not yet queued (quota, download, face): one each.
     preparing: set[int] = field(default_factory=set)
     # Log rows of jobs whose reply is still being written; a graceful stop waits for them.

@@ -39,6 +39,7 @@ from transformers import (
 )
 
 from inference.styles import LoraSource, StyleDefinition, write_style
+from inference.tiny_safety import write_tiny_safety_checker
 
 TEXT_DIM = 32
 CROSS_ATTENTION_DIM = 2 * TEXT_DIM  # SDXL concatenates both text encoders' hidden states
@@ -252,4 +253,5 @@ def make_tiny_model(model_dir: Path, *, seed: int = 0) -> Path:
     tiny_image_encoder().save_pretrained(ip_dir / "image_encoder", safe_serialization=True)
 
     add_tiny_style(model_dir, "tiny-style", seed=seed + 1, unet=pipe.unet)
+    write_tiny_safety_checker(model_dir / "safety-checker", seed=seed)
     return model_dir

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "inference.cli",
     "training.cli",
     "bot.db.cli",
+    "inference.queue.remote.cli",
 )
 
 

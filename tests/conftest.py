@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -49,3 +51,18 @@ def astronaut() -> Image.Image:
 @pytest.fixture(scope="session")
 def selfie_bytes(astronaut: Image.Image) -> bytes:
     return encode(astronaut, "JPEG", quality=92)
+
+
+# Redis for the queue's remote backend (issue 12): fixtures live beside their helpers.
+from tests.redis_server import private_redis, redis_url  # noqa: E402, F401
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A test that runs the CLI in-process installs a handler on pytest's captured stderr; once that
+    stream is closed, every later log line would print a "Logging error" traceback (slowly)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

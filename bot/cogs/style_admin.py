@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 from importlib import resources
 
@@ -13,11 +12,11 @@ from discord.ext import commands
 from bot.cogs.profile import style_autocomplete
 from bot.db import ResolvedPreset
 from bot.db.repository import SeedPolicy
+from bot.db.safety import ServerSafetyStore
 from bot.portrait import PortraitOrder, admission, make_portrait
 from bot.replies import defer
 from bot.services import Services, services_of
-from inference.loader import image_limits
-from inference.preprocess import LocatedFace, locate_face_crop
+from inference.preprocess import LocatedFace
 
 SEED_POLICY_WORDS = {
     "random": "a new look every time",
@@ -28,6 +27,9 @@ SEED_POLICY_WORDS = {
 
 async def any_style_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
     """Every published style, hidden ones too: an admin must be able to pick one to show it again."""
+    if not interaction.permissions.manage_guild:
+        # Autocomplete skips the cog's permission check, and what a server hid is its admins' business.
+        return await style_autocomplete(interaction, current)
     services = services_of(interaction)
     current = current.lower()
     choices = []
@@ -37,6 +39,14 @@ async def any_style_autocomplete(interaction: discord.Interaction, current: str)
         title = services.engine.catalog.get(listing.name).definition.title
         choices.append(app_commands.Choice(name=title + ("" if listing.enabled else " (hidden)"), value=listing.name))
     return choices[:25]
+
+SAFETY_WORDS = {
+    False: "strict everywhere",
+    True: (
+        "relaxed in channels Discord marks age-restricted (NSFW): nudity may pass there, a picture that may "
+        "show a child never does; strict in every other channel and in DMs"
+    ),
+}
 
 
 def sample_face() -> bytes:
@@ -136,6 +146,9 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
         preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
         overrides = await services.repo.list_channel_overrides(interaction.guild_id or 0)
         embed = describe_preset(services, preset, "This channel")
+        safety = ServerSafetyStore(services.database.sessions)
+        embed.add_field(name="Safety check", value=SAFETY_WORDS[await safety.relaxed_in_nsfw_channels(
+            interaction.guild_id or 0)])
         if overrides:
             embed.add_field(
                 name="Channels with their own style",
@@ -174,8 +187,7 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
         services = services_of(interaction)
 
         async def face() -> LocatedFace:
-            async with services.decodes:
-                return await asyncio.to_thread(locate_face_crop, sample_face(), image_limits(services.settings))
+            return await services.decoder.locate(sample_face())
 
         with admission(services, interaction.user.id):
             await defer(interaction, ephemeral=True)
@@ -196,6 +208,17 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
     async def reset(self, interaction: discord.Interaction) -> None:
         services = services_of(interaction)
         await services.repo.reset_server(interaction.guild_id or 0)
+        await ServerSafetyStore(services.database.sessions).forget(interaction.guild_id or 0)
         await interaction.response.send_message(
-            f"Reset. Portraits here use the default style (`{services.repo.default_style}`) again.", ephemeral=True
+            f"Reset. Portraits here use the default style (`{services.repo.default_style}`) and the strict "
+            "safety check again.",
+            ephemeral=True,
         )
+
+    @app_commands.command(name="nsfw", description="Relax the image safety check in channels Discord marks NSFW")
+    @app_commands.describe(relax="On: nudity may pass in age-restricted channels. Off: strict everywhere (default)")
+    async def nsfw(self, interaction: discord.Interaction, relax: bool) -> None:
+        services = services_of(interaction)
+        store = ServerSafetyStore(services.database.sessions)
+        await store.set_relaxed_in_nsfw_channels(interaction.guild_id or 0, relax, set_by=interaction.user.id)
+        await interaction.response.send_message(f"Done. The safety check is now {SAFETY_WORDS[relax]}.", ephemeral=True)

@@ -8,7 +8,8 @@ their portrait was not made (never the selfie). Every row is closed exactly once
 outcome wins.
 
 What counts against a quota: open rows (reserved, waiting, running), portraits that were made
-(delivered or not: the GPU did the work), and jobs cancelled after the GPU started on them.
+(delivered or not, or filtered by the safety check: the GPU did the work), and jobs cancelled
+after the GPU started on them.
 Reservations given back before the GPU was used ("refused"), failures on the bot's side and jobs
 a restart interrupted do not count.
 """
@@ -27,13 +28,14 @@ from bot.db.errors import QuotaExceeded
 from bot.db.models import REASON_LENGTH, GenerationLog
 
 Outcome = Literal[
-    "done", "failed", "cancelled", "timeout",
+    "done", "failed", "cancelled", "timeout", "filtered",
     "delivered", "delivered_fallback", "undelivered", "refused", "interrupted",
 ]
 JobKind = Literal["portrait", "preview"]
 
-# The GPU made these portraits, whether or not Discord let the member have them.
-_MADE = ("done", "delivered", "delivered_fallback", "undelivered")
+# The GPU made these portraits, whether or not Discord let the member have them (or the safety
+# check let them be posted: "filtered").
+_MADE = ("done", "filtered", "delivered", "delivered_fallback", "undelivered")
 
 
 class Usage(NamedTuple):

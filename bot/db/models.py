@@ -40,9 +40,11 @@ SEED_POLICIES: Final = ("random", "fixed", "per_user")
 # "done" is what rows written before delivery was tracked say; new rows say how the portrait reached
 # the member: "delivered" (the reply), "delivered_fallback" (a channel message or DM), "undelivered".
 # "refused": a reservation given back before the GPU was used; "interrupted": a restart or stop.
+# "filtered": drawn, but the image safety check refused it, so it was never posted.
 OUTCOMES: Final = (
     "done", "failed", "cancelled", "timeout",
     "delivered", "delivered_fallback", "undelivered", "refused", "interrupted",
+    "filtered",
 )
 JOB_KINDS: Final = ("portrait", "preview")
 
@@ -156,3 +158,15 @@ class GenerationLog(Base):
     application_id: Mapped[int | None] = mapped_column(Snowflake)
     interaction_token: Mapped[str | None] = mapped_column(Text)
     token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ServerSafety(Base):
+    """A server admin's choice about the image safety check. No row: the strict default everywhere."""
+
+    __tablename__ = "server_safety"
+
+    guild_id: Mapped[int] = mapped_column(Snowflake, primary_key=True, autoincrement=False)
+    # In channels Discord marks NSFW, let nudity through (the check still refuses the rest).
+    relax_in_nsfw_channels: Mapped[bool] = mapped_column(Boolean)
+    set_by: Mapped[int] = mapped_column(Snowflake)
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime)
