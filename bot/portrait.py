@@ -68,6 +68,13 @@ class PortraitOrder:
     kind: JobKind = "portrait"
 
 
+class CancelledWhilePreparing(UserFacingError):
+    code = "cancelled"
+
+    def __init__(self) -> None:
+        super().__init__("Cancelled. Run /profile again whenever you like.")
+
+
 class StillPreparing(UserFacingError):
     code = "still_preparing"
 
@@ -102,6 +109,7 @@ def admission(services: Services, user_id: int) -> Iterator[None]:
         yield
     finally:
         services.preparing.discard(user_id)
+        services.cancel_requests.discard(user_id)
 
 
 def interaction_ref(interaction: discord.Interaction) -> InteractionRef:
@@ -138,6 +146,8 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
         )
         located = await order.face()
         face = await asyncio.to_thread(services.engine.prepare, located)
+        if user.id in services.cancel_requests:
+            raise CancelledWhilePreparing()
         handle = services.queue.submit(
             face, order.style, user_id=user.id, guild_id=interaction.guild_id, seed=seed,
             background=order.preset.background, framing=order.preset.framing,
@@ -153,7 +163,9 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
             await services.repo.release(log_id, "error before the queue")
         raise
     finally:
-        services.preparing.discard(user.id)  # queued (its place now counts in the queue) or over
+        # Queued (its place now counts in the queue) or over.
+        services.preparing.discard(user.id)
+        services.cancel_requests.discard(user.id)
     await follow(interaction, services, order, handle, log_id, located)
 
 

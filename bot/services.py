@@ -31,6 +31,8 @@ class Services:
     decoder: Decoder
     # Members whose request is acknowledged but not yet queued (quota, download, face): one each.
     preparing: set[int] = field(default_factory=set)
+    # Of those, members who ran /cancel meanwhile: their request stops before it is queued.
+    cancel_requests: set[int] = field(default_factory=set)
     # Log rows of jobs whose reply is still being written; a graceful stop waits for them.
     inflight: set[int] = field(default_factory=set)
 

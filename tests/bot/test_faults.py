@@ -155,3 +155,20 @@ async def test_a_job_cancelled_after_the_gpu_started_counts(
     [row] = await closed_log_rows(world, 1)
     assert row.outcome == "cancelled" and row.started_at is not None
     assert await world.services.repo.usage_today(member.user.id, world.guild.id) == (1, 1)
+
+
+async def test_cancel_while_the_selfie_is_still_downloading_stops_it_before_the_queue(
+    world: World, selfie_bytes: bytes
+) -> None:
+    member = world.members[0]
+    slow = StreamedAsset(selfie_bytes, len(selfie_bytes), chunk=4096, delay_s=0.04, declare_length=True)
+    attachment = world.standin.register_streamed_attachment("me.jpg", slow)
+    interaction = await world.standin.send_slash_command("profile", {"selfie": attachment}, user=member)
+    await interaction.wait_for_callback()
+    cancel = await world.standin.send_slash_command("cancel", user=member)
+    assert "Cancelled" in ((await cancel.wait_for_message()).content or "")
+    answer = await interaction.wait_for_message(timeout=30)
+    assert answer.ephemeral and "Cancelled" in (answer.content or "") and not interaction.files
+    [row] = await closed_log_rows(world, 1)
+    assert row.outcome == "refused" and row.started_at is None
+    assert await world.services.repo.usage_today(member.user.id, world.guild.id) == (0, 0)
