@@ -59,8 +59,8 @@ class BotRuntime:
 
     async def start(self) -> None:
         from bot.db import Repository, open_database
-        from inference.engine import Engine
-        from inference.queue import GenerationQueue, expose
+        from inference.queue import expose
+        from inference.queue.setup import open_queue
 
         token = self.token
         register_secret(token)
@@ -79,7 +79,7 @@ class BotRuntime:
             except TokenRejected as exc:
                 raise BotStartError(exc.message) from None
             log_event(log, logging.INFO, "token accepted", user=identity.user, invite=identity.invite_url)
-            engine = await asyncio.to_thread(Engine.from_settings, settings)
+            engine, queue = await open_queue(settings)
             if settings.default_style not in engine.catalog:
                 fallback = engine.catalog.names()[0]
                 log_event(log, logging.WARNING, "default style missing, using another",
@@ -87,7 +87,6 @@ class BotRuntime:
                 settings = settings.model_copy(update={"default_style": fallback})
             repo = Repository.from_settings(database, settings)
             await repo.sync_styles(engine.catalog.styles.values())
-            queue = GenerationQueue(engine, settings)
             if settings.metrics_port:
                 try:
                     expose(settings.metrics_port, queue.metrics.registry)

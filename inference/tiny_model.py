@@ -46,6 +46,7 @@ from transformers import (
 )
 
 from inference.styles import LoraSource, StyleDefinition, write_style
+from inference.tiny_safety import write_tiny_safety_checker
 
 # --- the configs: production numbers in the comments ----------------------------------------------
 TEXT_DIM = 32  # SDXL: 768 (CLIP ViT-L) and 1280 (OpenCLIP ViT-bigG)
@@ -351,4 +352,5 @@ def make_tiny_model(model_dir: Path, *, seed: int = 0, ip_adapter: IpAdapterKind
     save_file(weights, str(ip_dir / "sdxl_models" / IP_ADAPTER_WEIGHT_NAMES[ip_adapter]))
 
     add_tiny_style(model_dir, "tiny-style", seed=seed + 1, unet=pipe.unet)
+    write_tiny_safety_checker(model_dir / "safety-checker", seed=seed)
     return model_dir

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "inference.download",
     "training.cli",
     "bot.db.cli",
+    "inference.queue.remote.cli",
 )
 
 

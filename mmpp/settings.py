@@ -5,15 +5,17 @@ Every field is documented in `bot.env.example`; the environment variable is the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Iterator
+from dataclasses import dataclass, fields, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mmpp.errors import UserFacingError
+from mmpp.logs import hide_url_password
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
@@ -35,6 +37,8 @@ class ModelSources:
     image_encoder: str
     image_encoder_subfolder: str
     styles_dir: Path
+    # None: no image safety check (SAFETY_CHECKER=none).
+    safety_checker: str | None
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, *, vae: bool = True) -> ModelSources:
@@ -58,6 +62,7 @@ class ModelSources:
             image_encoder=str(ip_adapter),
             image_encoder_subfolder="models/image_encoder",
             styles_dir=model_dir / "styles",
+            safety_checker=str(model_dir / "safety-checker"),
         )
 
 
@@ -81,9 +86,16 @@ class Settings(BaseSettings):
     image_encoder: str = "h94/IP-Adapter"
     image_encoder_subfolder: str = "models/image_encoder"
     styles_dir: Path = Path("styles")
+    safety_checker: str | None = Field(
+        default="CompVis/stable-diffusion-safety-checker",
+        description="Image safety classifier every portrait passes before it is posted; `none` turns it off.",
+    )
     # The prompt styles that ship with the bot; a STYLES_DIR folder of the same name replaces one.
     builtin_styles: bool = True
     device: Device = "auto"
+    devices: str | None = Field(
+        default=None, description="One engine per device behind one queue: `cuda:0,cuda:1`, or `auto` for every GPU."
+    )
     dtype: DType = "auto"
 
     # --- input limits -------------------------------------------------------------------------
@@ -102,6 +114,13 @@ class Settings(BaseSettings):
     # Only when the GPU was idle: under load, jobs gather behind the running batch anyway, so a wait
     # would only add latency to a lone job.
     queue_batch_wait_s: float = Field(default=0.0, ge=0)
+
+    # --- GPU workers on other machines (issue 12) ----------------------------------------------
+    queue_backend: Literal["local", "redis"] = Field(
+        default="local", description="local: the bot draws itself; redis: `mmpp worker` processes draw."
+    )
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    worker_id: str | None = Field(default=None, description="A worker's name in Redis; default host-pid.")
 
     # --- database -----------------------------------------------------------------------------
     database_url: str = "sqlite+aiosqlite:///mmpp.sqlite3"
@@ -130,7 +149,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
-    @field_validator("vae", mode="before")
+    @field_validator("vae", "safety_checker", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value in ("", "none", "None") else value
@@ -141,10 +160,17 @@ class Settings(BaseSettings):
         # `KEY=` means "the default" in bot.env, so the top of the folder is spelled `none`.
         return "" if value in ("none", "None", ".") else value
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # repr() and str() end up in tracebacks and log lines: never with the database password.
+        for name, value in super().__repr_args__():
+            yield name, hide_url_password(value) if name == "database_url" else value
+
     @cached_property
     def sources(self) -> ModelSources:
         if self.model_dir is not None:
-            return ModelSources.from_model_dir(self.model_dir, vae=self.vae is not None)
+            sources = ModelSources.from_model_dir(self.model_dir, vae=self.vae is not None)
+            # `SAFETY_CHECKER=none` still turns the check off with a model folder.
+            return sources if self.safety_checker is not None else replace(sources, safety_checker=None)
         return ModelSources(**{f.name: getattr(self, f.name) for f in fields(ModelSources)})
 
 

@@ -54,3 +54,7 @@ def astronaut() -> Image.Image:
 @pytest.fixture(scope="session")
 def selfie_bytes(astronaut: Image.Image) -> bytes:
     return encode(astronaut, "JPEG", quality=92)
+
+
+# Redis for the queue's remote backend (issue 12): fixtures live beside their helpers.
+from tests.redis_server import private_redis, redis_url  # noqa: E402, F401

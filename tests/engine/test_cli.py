@@ -39,7 +39,7 @@ def test_bad_input_is_one_friendly_line_and_no_traceback(tiny_model_dir: Path, t
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
-        "mmpp: That file isn't a picture I can read. Please attach a photo (JPEG, PNG or WebP)."
+        "mmpp: That file isn't a picture I can read. Please attach a photo (JPEG, PNG, WebP or GIF)."
     )
     assert not (tmp_path / "o.png").exists()
 
