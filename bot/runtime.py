@@ -19,6 +19,7 @@ import yarl
 from bot.app import MMPPBot
 from bot.discord_endpoints import apply_endpoints
 from bot.face_cache import FaceCache
+from bot.invite import TokenRejected, check_token
 from bot.services import Services
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event, register_secret
@@ -50,7 +51,10 @@ class BotRuntime:
         secret = self.settings.discord_token
         token = secret.get_secret_value().strip() if secret is not None else ""
         if not token:
-            raise BotStartError("DISCORD_TOKEN is not set. Put your bot's token in bot.env (see bot.env.example).")
+            raise BotStartError(
+                "DISCORD_TOKEN is not set. Get your bot's token at https://discord.com/developers/applications "
+                "(your app > Bot > Reset Token) and put it in bot.env or the environment."
+            )
         return token
 
     async def start(self) -> None:
@@ -69,6 +73,12 @@ class BotRuntime:
             raise BotStartError(f"{exc}. Fix it in bot.env.") from None
         database = await open_database(settings.database_url, upgrade=True)
         try:
+            # Before the models: a wrong token must not wait for a 15 GB download and a model load.
+            try:
+                identity = await check_token(token)
+            except TokenRejected as exc:
+                raise BotStartError(exc.message) from None
+            log_event(log, logging.INFO, "token accepted", user=identity.user, invite=identity.invite_url)
             engine, queue = await open_queue(settings)
             if settings.default_style not in engine.catalog:
                 fallback = engine.catalog.names()[0]

@@ -168,15 +168,16 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
             if listing.name not in services.engine.catalog:
                 continue
             style = services.engine.catalog.get(listing.name)
-            state = "" if listing.enabled else " (hidden on this server)"
+            state = ("" if listing.enabled else " (hidden on this server)") + (" (built in)" if style.builtin else "")
             embed = discord.Embed(
                 title=f"{style.definition.title}{state}", description=style.description or None,
                 colour=discord.Colour.green() if listing.enabled else discord.Colour.dark_grey(),
             )
             embed.add_field(name="Name", value=f"`{style.name}`")
-            if style.sample_path is not None:
+            sample = await asyncio.to_thread(style.sample_png)  # decoded and re-encoded: only pixels leave
+            if sample is not None:
                 filename = f"sample-{style.name}.png"
-                files.append(discord.File(io.BytesIO(style.sample_path.read_bytes()), filename=filename))
+                files.append(discord.File(io.BytesIO(sample), filename=filename))
                 embed.set_thumbnail(url=f"attachment://{filename}")
             embeds.append(embed)
         if not embeds:
