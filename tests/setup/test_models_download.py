@@ -20,7 +20,7 @@ COMMIT = "0" * 40
 def mmpp(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items()
              if not k.startswith(("DISCORD_", "MODEL_DIR", "BASE_MODEL", "VAE", "CONTROLNET", "IP_ADAPTER",
-                                  "IMAGE_ENCODER", "STYLES_DIR", "HF_"))}
+                                  "IMAGE_ENCODER", "STYLES_DIR", "SAFETY_CHECKER", "HF_"))}
     return subprocess.run([sys.executable, "-m", "mmpp.cli", *args], cwd=cwd, env={**clean, **env},
                           capture_output=True, text=True, timeout=300)
 
@@ -34,7 +34,8 @@ def test_offline_with_nothing_downloaded_names_every_missing_model_in_one_line(t
                   "unet/diffusion_pytorch_model.safetensors", "VAE=madebyollin/sdxl-vae-fp16-fix",
                   "CONTROLNET=diffusers/controlnet-canny-sdxl-1.0",
                   "IP_ADAPTER, IMAGE_ENCODER=h94/IP-Adapter (sdxl_models/ip-adapter-plus-face_sdxl_vit-h.safetensors",
-                  "models/image_encoder/model.safetensors"):
+                  "models/image_encoder/model.safetensors",
+                  "SAFETY_CHECKER=CompVis/stable-diffusion-safety-checker (config.json, model.safetensors"):
         assert named in line
     assert line.endswith("Run `mmpp models download` where the hub is reachable, or unset HF_HUB_OFFLINE.")
     # The base model's own VAE is not fetched while VAE= names another one.
@@ -90,6 +91,7 @@ def test_hub_sources_load_from_the_hub_cache_offline_and_a_missing_file_is_named
     (tmp_path / "bot.env").write_text(
         f"BASE_MODEL={tiny_model_dir / 'sdxl'}\nVAE={tiny_model_dir / 'vae'}\n"
         f"CONTROLNET={tiny_model_dir / 'controlnet'}\nSTYLES_DIR={tiny_model_dir / 'styles'}\nDEVICE=cpu\n"
+        f"SAFETY_CHECKER={tiny_model_dir / 'safety-checker'}\n"
     )
     env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     ready = mmpp("models", "download", cwd=tmp_path, env=env)
