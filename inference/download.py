@@ -1,5 +1,8 @@
 """`mmpp models download`: fetch every hub model the settings name, before the first start or by it.
 
+SDXL, the VAE, the ControlNet, the IP-Adapter and its image encoder, the safety checker, and the hub
+LoRAs that style folders name.
+
 Only the files the loader reads come down (safetensors weights, configs, tokenizers), not the other
 formats the hub repos also hold; the total size is shown first, then a progress bar. With
 `HF_HUB_OFFLINE=1` nothing is fetched and a missing file is named in one line. Local folders (a
@@ -73,6 +76,9 @@ def hub_needs(sources: ModelSources) -> list[HubNeed]:
     if is_hub_id(sources.image_encoder):
         files = tuple(_sub(sources.image_encoder_subfolder, f) for f in ("config.json", "model.safetensors"))
         needs.append(HubNeed("IMAGE_ENCODER", sources.image_encoder, files, files))
+    if sources.safety_checker and is_hub_id(sources.safety_checker):
+        files = ("config.json", "preprocessor_config.json", "model.safetensors")
+        needs.append(HubNeed("SAFETY_CHECKER", sources.safety_checker, files, files))
     return _merge(needs)
 
 

@@ -21,7 +21,7 @@ from diffusers.models.embeddings import ImageProjection, IPAdapterPlusImageProje
 from safetensors import safe_open
 
 from inference.engine import Engine, GenerationRequest
-from inference.tiny_model import make_tiny_model
+from mmpp.cli import main
 from mmpp.settings import load_settings
 
 # --- production patterns ---------------------------------------------------------------------------
@@ -81,7 +81,11 @@ def full(pattern: str, key: str) -> re.Match[str] | None:
 
 @pytest.fixture(scope="module")
 def plain_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_model(tmp_path_factory.mktemp("tiny-plain"), ip_adapter="plain")
+    """Made the way a user asks for it: `mmpp make-tiny-model DIR --ip-adapter plain`."""
+    model_dir = tmp_path_factory.mktemp("tiny-plain")
+    assert main(["make-tiny-model", str(model_dir), "--ip-adapter", "plain"]) == 0
+    assert not list((model_dir / "ip-adapter" / "sdxl_models").glob("ip-adapter-plus*"))
+    return model_dir
 
 
 def _ip_weights(model_dir: Path, name: str) -> dict[str, tuple[int, ...]]:

@@ -34,7 +34,8 @@ def test_offline_with_nothing_downloaded_names_every_missing_model_in_one_line(t
                   "unet/diffusion_pytorch_model.safetensors", "VAE=madebyollin/sdxl-vae-fp16-fix",
                   "CONTROLNET=diffusers/controlnet-canny-sdxl-1.0",
                   "IP_ADAPTER, IMAGE_ENCODER=h94/IP-Adapter (sdxl_models/ip-adapter-plus-face_sdxl_vit-h.safetensors",
-                  "models/image_encoder/model.safetensors"):
+                  "models/image_encoder/model.safetensors",
+                  "SAFETY_CHECKER=CompVis/stable-diffusion-safety-checker (config.json"):
         assert named in line
     assert line.endswith("Run `mmpp models download` where the hub is reachable, or unset HF_HUB_OFFLINE.")
     # The base model's own VAE is not fetched while VAE= names another one.
@@ -47,7 +48,8 @@ def test_an_unreachable_hub_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 1 and "Traceback" not in done.stderr
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("mmpp: Could not download BASE_MODEL=stabilityai/stable-diffusion-xl-base-1.0, VAE=")
-    assert "IP_ADAPTER, IMAGE_ENCODER=h94/IP-Adapter from the Hugging Face hub: " in line
+    assert ("IP_ADAPTER, IMAGE_ENCODER=h94/IP-Adapter, SAFETY_CHECKER=CompVis/stable-diffusion-safety-checker "
+            "from the Hugging Face hub: ") in line
 
 
 def test_a_local_model_folder_needs_no_download(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -90,6 +92,7 @@ def test_hub_sources_load_from_the_hub_cache_offline_and_a_missing_file_is_named
     (tmp_path / "bot.env").write_text(
         f"BASE_MODEL={tiny_model_dir / 'sdxl'}\nVAE={tiny_model_dir / 'vae'}\n"
         f"CONTROLNET={tiny_model_dir / 'controlnet'}\nSTYLES_DIR={tiny_model_dir / 'styles'}\nDEVICE=cpu\n"
+        f"SAFETY_CHECKER={tiny_model_dir / 'safety-checker'}\n"
     )
     env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     ready = mmpp("models", "download", cwd=tmp_path, env=env)
