@@ -77,7 +77,7 @@ def hub_needs(sources: ModelSources) -> list[HubNeed]:
         files = tuple(_sub(sources.image_encoder_subfolder, f) for f in ("config.json", "model.safetensors"))
         needs.append(HubNeed("IMAGE_ENCODER", sources.image_encoder, files, files))
     if sources.safety_checker and is_hub_id(sources.safety_checker):
-        files = ("config.json", "preprocessor_config.json", "model.safetensors")
+        files = ("config.json", "model.safetensors", "preprocessor_config.json")
         needs.append(HubNeed("SAFETY_CHECKER", sources.safety_checker, files, files))
     return _merge(needs)
 
