@@ -21,6 +21,7 @@ from bot.decoding import Decoder
 from bot.discord_endpoints import apply_endpoints
 from bot.download import Downloader
 from bot.face_cache import FaceCache
+from bot.invite import TokenRejected, check_token
 from bot.recovery import close_open_jobs
 from bot.services import Services
 from mmpp.errors import UserFacingError
@@ -57,7 +58,10 @@ class BotRuntime:
         secret = self.settings.discord_token
         token = secret.get_secret_value().strip() if secret is not None else ""
         if not token:
-            raise BotStartError("DISCORD_TOKEN is not set. Put your bot's token in bot.env (see bot.env.example).")
+            raise BotStartError(
+                "DISCORD_TOKEN is not set. Get your bot's token at https://discord.com/developers/applications "
+                "(your app > Bot > Reset Token) and put it in bot.env or the environment."
+            )
         return token
 
     async def start(self) -> None:
@@ -77,6 +81,12 @@ class BotRuntime:
             raise BotStartError(f"{exc}. Fix it in bot.env.") from None
         database = await open_database(settings.database_url, upgrade=True)
         try:
+            # Before the models: a wrong token must not wait for a 15 GB download and a model load.
+            try:
+                identity = await check_token(token)
+            except TokenRejected as exc:
+                raise BotStartError(exc.message) from None
+            log_event(log, logging.INFO, "token accepted", user=identity.user, invite=identity.invite_url)
             engine, queue = await open_queue(settings)
             if settings.default_style not in engine.catalog:
                 fallback = engine.catalog.names()[0]

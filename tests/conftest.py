@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,10 @@ from skimage import data as skdata
 from inference.engine import Engine
 from inference.tiny_model import make_tiny_model
 from mmpp.settings import Settings, load_settings
+
+# Tests see the built-in prompt styles only where they ask for them (`builtin_styles=True`), so every
+# other catalog stays exactly the styles a test wrote. Subprocesses inherit this too.
+os.environ["BUILTIN_STYLES"] = "false"
 
 
 @pytest.fixture(scope="session")

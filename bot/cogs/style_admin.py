@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from importlib import resources
 
@@ -166,15 +167,16 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
             if listing.name not in services.engine.catalog:
                 continue
             style = services.engine.catalog.get(listing.name)
-            state = "" if listing.enabled else " (hidden on this server)"
+            state = ("" if listing.enabled else " (hidden on this server)") + (" (built in)" if style.builtin else "")
             embed = discord.Embed(
                 title=f"{style.definition.title}{state}", description=style.description or None,
                 colour=discord.Colour.green() if listing.enabled else discord.Colour.dark_grey(),
             )
             embed.add_field(name="Name", value=f"`{style.name}`")
-            if style.sample_path is not None:
+            sample = await asyncio.to_thread(style.sample_png)  # decoded and re-encoded: only pixels leave
+            if sample is not None:
                 filename = f"sample-{style.name}.png"
-                files.append(discord.File(io.BytesIO(style.sample_path.read_bytes()), filename=filename))
+                files.append(discord.File(io.BytesIO(sample), filename=filename))
                 embed.set_thumbnail(url=f"attachment://{filename}")
             embeds.append(embed)
         if not embeds:
@@ -221,4 +223,7 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
         services = services_of(interaction)
         store = ServerSafetyStore(services.database.sessions)
         await store.set_relaxed_in_nsfw_channels(interaction.guild_id or 0, relax, set_by=interaction.user.id)
-        await interaction.response.send_message(f"Done. The safety check is now {SAFETY_WORDS[relax]}.", ephemeral=True)
+        note = "" if services.engine.safety is not None else " (This bot's operator has turned the check off entirely.)"
+        await interaction.response.send_message(
+            f"Done. The safety check is now {SAFETY_WORDS[relax]}.{note}", ephemeral=True
+        )

@@ -22,7 +22,8 @@ from PIL import Image
 
 # The first pass looks at a copy this long: plenty for a face that fills a selfie, and ~50 ms.
 DETECT_LONG_SIDE = 1024
-# The HOG window is 80 px: a face is found only when it spans at least that in the searched copy.
+# The HOG window is 80 px; faces a little smaller are found too, but not reliably. Below this in
+# the first pass's copy, the small-face pass looks again.
 HOG_MIN_FACE = 80
 # Orientations tried after an upright miss: sideways phones first, then upside down, then the
 # diagonals, which with the detector's own ±40 degrees leave no roll uncovered.
