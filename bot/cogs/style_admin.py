@@ -223,7 +223,8 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
         services = services_of(interaction)
         store = ServerSafetyStore(services.database.sessions)
         await store.set_relaxed_in_nsfw_channels(interaction.guild_id or 0, relax, set_by=interaction.user.id)
-        note = "" if services.engine.safety is not None else " (This bot's operator has turned the check off entirely.)"
+        off = services.settings.sources.safety_checker is None
+        note = " (This bot's operator has turned the check off entirely.)" if off else ""
         await interaction.response.send_message(
             f"Done. The safety check is now {SAFETY_WORDS[relax]}.{note}", ephemeral=True
         )
