@@ -32,6 +32,9 @@ class MMPPBot(commands.Bot):
         if services.settings.discord_api_base:
             # A REST proxy's 429 is a rate limit to wait out, not a Cloudflare ban (see the function).
             options.setdefault("http_trace", proxy_rate_limit_trace(services.settings.discord_api_base))
+        # No message cache: the bot never reads messages back (buttons carry what they need), and the
+        # cache would hold up to 1,000 of its own portrait messages for nothing.
+        options.setdefault("max_messages", None)
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None, **options)
         self.services = services
         self.tree.on_error = self.on_app_command_error
