@@ -7,6 +7,7 @@ found, and the crop the portrait is drawn from must come out upright, eyes level
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -136,3 +137,13 @@ def test_a_close_up_keeps_only_the_face_square_for_reroll(astronaut: Image.Image
     assert 300 <= kept.box.w <= 460
     assert kept.image.width * kept.image.height < 0.8 * 900 * 900
     assert_upright(kept)
+
+
+def test_uploads_checked_at_once_on_several_threads_each_get_their_own_face(astronaut: Image.Image) -> None:
+    """The bot checks uploads on a thread pool; dlib's detector keeps scratch state, so each thread
+    must have its own or two photos could swap faces."""
+    photos = [encode(tilted(astronaut, degrees)) for degrees in (0, 30, 90, -45)] * 2
+    alone = [locate_face(p).box for p in photos]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda p: locate_face(p).box, photos))
+    assert together == alone
