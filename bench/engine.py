@@ -61,7 +61,8 @@ def main() -> None:
         if model_dir is None:
             model_dir = make_tiny_model(Path(tmp) / "tiny")
             add_tiny_style(model_dir, "second-style", seed=2)
-        settings = load_settings(None, model_dir=model_dir, device=args.device)
+        # The tiny model's own LoRA styles; the built-in prompt styles would sort first.
+        settings = load_settings(None, model_dir=model_dir, device=args.device, builtin_styles=False)
         engine = Engine.from_settings(settings)
         run(engine, args.steps, args.reps)
 

@@ -4,6 +4,7 @@ hub cache through the production loading calls."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -41,11 +42,31 @@ def test_offline_with_nothing_downloaded_names_every_missing_model_in_one_line(t
     assert "vae/diffusion_pytorch_model.safetensors" not in line
 
 
+def test_an_unreachable_hub_is_one_line(tmp_path: Path) -> None:
+    done = mmpp("models", "download", cwd=tmp_path,
+                env={"HF_ENDPOINT": "http://127.0.0.1:1", "HF_HOME": str(tmp_path / "hf")})
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("mmpp: Could not download BASE_MODEL=stabilityai/stable-diffusion-xl-base-1.0, VAE=")
+    assert "IP_ADAPTER, IMAGE_ENCODER=h94/IP-Adapter from the Hugging Face hub: " in line
+
+
 def test_a_local_model_folder_needs_no_download(tmp_path: Path, tiny_model_dir: Path) -> None:
     done = mmpp("models", "download", "--model-dir", str(tiny_model_dir), cwd=tmp_path,
                 env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "mmpp: every model source is a local folder; nothing to download."
+
+
+def test_a_styles_hub_lora_is_fetched_too(tmp_path: Path) -> None:
+    style = tmp_path / "model" / "styles" / "hub-style"
+    style.mkdir(parents=True)
+    (style / "style.json").write_text(json.dumps(
+        {"name": "hub-style", "lora": {"source": "someone/sdxl-ink-lora", "weight_name": "ink.safetensors"}}))
+    done = mmpp("models", "download", "--model-dir", str(tmp_path / "model"), cwd=tmp_path,
+                env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert done.returncode == 1
+    assert "not downloaded: style hub-style=someone/sdxl-ink-lora (ink.safetensors)." in done.stderr
 
 
 @pytest.fixture
