@@ -587,7 +587,7 @@ class GenerationQueue:
 
 def _outcome(event: TerminalEvent) -> str:
     if isinstance(event, Done):
-        return "done"
+        return "filtered" if event.result.flagged else "done"
     if isinstance(event, Cancelled):
         return "cancelled"
     if event.code in ("timeout", "shutdown"):
