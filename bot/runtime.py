@@ -20,6 +20,7 @@ from bot.app import MMPPBot
 from bot.discord_endpoints import apply_endpoints
 from bot.face_cache import FaceCache
 from bot.services import Services
+from bot.sharding import shard_options
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event, register_secret
 from mmpp.settings import Settings
@@ -67,6 +68,7 @@ class BotRuntime:
             )
         except ValueError as exc:
             raise BotStartError(f"{exc}. Fix it in bot.env.") from None
+        shard_options(settings)  # a wrong SHARD_IDS stops the start before anything loads
         database = await open_database(settings.database_url, upgrade=True)
         try:
             engine, queue = await open_queue(settings)
@@ -87,7 +89,7 @@ class BotRuntime:
             await database.dispose()
             raise
         self.services = Services(settings, engine, queue, database, repo, FaceCache(settings.reroll_ttl_s))
-        self.bot = MMPPBot(self.services, **self.client_options)
+        self.bot = MMPPBot(self.services, **shard_options(settings), **self.client_options)
         log_event(log, logging.INFO, "starting", database=database.display_url, styles=",".join(engine.catalog.names()),
                   device=str(engine.device))
         self._client_task = asyncio.create_task(self._run_client(token), name="mmpp-discord")
