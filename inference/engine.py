@@ -30,6 +30,7 @@ from inference.loader import (
 )
 from inference.preprocess import ImageLimits, LocatedFace, PreparedFace, locate_face
 from inference.preview import latents_to_preview
+from inference.safety import ImageFiltered, SafetyChecker, SafetyLevel, load_safety_checker
 from inference.styles import Style, StyleCatalog
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event
@@ -38,6 +39,7 @@ from mmpp.settings import Settings
 log = logging.getLogger(__name__)
 
 PREVIEW_SIZE = 256
+NO_LORA = ("", 0.0)  # the active-adapter mark of a prompt style
 
 
 def random_seed() -> int:
@@ -62,6 +64,8 @@ class GenerationRequest:
     lora_scale: float | None = None
     background: str | None = None
     framing: str | None = None
+    # How strictly the finished image is checked before anyone sees it (see `inference.safety`).
+    safety: SafetyLevel = "strict"
     # Set from any thread to stop this job; the engine looks at it after every denoising step.
     cancel: threading.Event = field(default_factory=threading.Event)
 
@@ -73,8 +77,12 @@ class GenerationResult:
     style: str
     cancelled: bool = False
     seconds: float = 0.0
+    # The safety check refused the image: `image` is None, so nothing can post it by mistake.
+    flagged: bool = False
 
     def png(self) -> bytes:
+        if self.flagged:
+            raise ImageFiltered()
         if self.image is None:
             raise ValueError("a cancelled job has no image")
         return to_png(self.image)
@@ -88,9 +96,16 @@ class StepProgress:
     total: int
     active: tuple[bool, ...]
     _latents: torch.Tensor
+    # A preview is posted like the portrait, so it passes the same check (None: the check is off).
+    _safety: SafetyChecker | None = None
+    _levels: tuple[SafetyLevel, ...] = ()
 
-    def preview(self, index: int, size: int = PREVIEW_SIZE) -> Image.Image:
-        return latents_to_preview(self._latents[index : index + 1], size)[0]
+    def preview(self, index: int, size: int = PREVIEW_SIZE) -> Image.Image | None:
+        """The job's picture so far, or None when the safety check refuses it."""
+        image = latents_to_preview(self._latents[index : index + 1], size)[0]
+        if self._safety is not None and self._safety.check([image], [self._levels[index]])[0].flagged:
+            return None
+        return image
 
 
 StepCallback = Callable[[StepProgress], None]
@@ -112,9 +127,12 @@ class Engine:
         *,
         limits: ImageLimits | None = None,
         resolution: int | None = None,
+        safety: SafetyChecker | None = None,
     ) -> None:
         self.pipe = pipe
         self.catalog = catalog
+        # None only when the operator turned the check off (SAFETY_CHECKER=none).
+        self.safety = safety
         self.limits = limits or ImageLimits()
         self.resolution = resolution or pipe.unet.config.sample_size * pipe.vae_scale_factor
         self.device = pipe.device
@@ -128,9 +146,11 @@ class Engine:
     def from_settings(cls, settings: Settings) -> Engine:
         catalog = load_catalog(settings)
         device = resolve_device(settings.device)
-        pipe = load_pipeline(settings.sources, device, resolve_dtype(settings.dtype, device))
+        dtype = resolve_dtype(settings.dtype, device)
+        pipe = load_pipeline(settings.sources, device, dtype)
         load_style_adapters(pipe, catalog)
-        return cls(pipe, catalog, limits=image_limits(settings))
+        safety = load_safety_checker(settings.sources.safety_checker, device, dtype)
+        return cls(pipe, catalog, limits=image_limits(settings), safety=safety)
 
     def prepare(self, data: bytes | LocatedFace) -> PreparedFace:
         """Decode, check and crop a selfie; raises an `ImageRejected` a member can act on."""
@@ -138,10 +158,16 @@ class Engine:
         return located.prepare(self.resolution)
 
     def switch_style(self, style: Style, lora_scale: float | None = None) -> None:
-        scale = style.definition.lora.scale if lora_scale is None else lora_scale
-        if self._active != (style.name, scale):
-            self.pipe.set_adapters([style.name], adapter_weights=[scale])
-            self._active = (style.name, scale)
+        lora = style.definition.lora
+        # A prompt style runs with every LoRA off, whichever style ran before it.
+        wanted = NO_LORA if lora is None else (style.name, lora.scale if lora_scale is None else lora_scale)
+        if self._active != wanted:
+            if wanted == NO_LORA:
+                self.pipe.disable_lora()
+            else:
+                self.pipe.enable_lora()
+                self.pipe.set_adapters([style.name], adapter_weights=[wanted[1]])
+            self._active = wanted
         self.pipe.scheduler = self._schedulers[style.name]
         self.pipe.set_ip_adapter_scale(style.definition.ip_adapter_scale)
 
@@ -176,38 +202,60 @@ class Engine:
             height=self.resolution,
             width=self.resolution,
             generator=[torch.Generator(device="cpu").manual_seed(r.seed) for r in requests],
-            callback_on_step_end=self._step_callback(requests, steps, on_step),
+            callback_on_step_end=self._step_callback(requests, steps, on_step, self.safety),
             callback_on_step_end_tensor_inputs=["latents"],
             output_type="pil",
         )
+        flagged = self._check_safety(requests, output.images)
         seconds = time.perf_counter() - started
         results = [
             GenerationResult(
-                image=None if r.cancel.is_set() else image,
+                image=None if r.cancel.is_set() or bad else image,
                 seed=r.seed,
                 style=r.style,
                 cancelled=r.cancel.is_set(),
                 seconds=seconds,
+                flagged=bad,
             )
-            for r, image in zip(requests, output.images, strict=True)
+            for r, image, bad in zip(requests, output.images, flagged, strict=True)
         ]
         log_event(
             log, logging.INFO, "batch generated",
             style=style.name, batch=len(requests), steps=steps, seconds=round(seconds, 3),
+            filtered=sum(flagged),
         )
         return results
 
+    def _check_safety(self, requests: Sequence[GenerationRequest], images: Sequence[Image.Image]) -> list[bool]:
+        """Which images the safety check refuses; cancelled jobs' images are never shown, so skipped."""
+        if self.safety is None:
+            return [False] * len(requests)
+        wanted = [i for i, r in enumerate(requests) if not r.cancel.is_set()]
+        verdicts = self.safety.check([images[i] for i in wanted], [requests[i].safety for i in wanted])
+        flagged = [False] * len(requests)
+        for index, verdict in zip(wanted, verdicts, strict=True):
+            flagged[index] = verdict.flagged
+            if verdict.flagged:
+                r = requests[index]
+                log_event(
+                    log, logging.WARNING, "image filtered", style=r.style, seed=r.seed, check=r.safety,
+                    nsfw=verdict.nsfw, special_care=verdict.special_care, margin=verdict.margin,
+                )
+        return flagged
+
     @staticmethod
     def _step_callback(
-        requests: Sequence[GenerationRequest], total: int, on_step: StepCallback | None
+        requests: Sequence[GenerationRequest], total: int, on_step: StepCallback | None, safety: SafetyChecker | None
     ) -> Callable[..., dict[str, Any]]:
+        levels = tuple(r.safety for r in requests)
+
         def callback(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             active = tuple(not r.cancel.is_set() for r in requests)
             if not any(active):
                 # Raising is the only way out that skips the remaining steps and the VAE decode.
                 raise GenerationCancelled("Cancelled.")
             if on_step is not None:
-                on_step(StepProgress(step=step + 1, total=total, active=active, _latents=kwargs["latents"]))
+                on_step(StepProgress(step + 1, total, active, kwargs["latents"], safety, levels))
             return kwargs
 
         return callback

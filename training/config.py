@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from inference.styles import StyleDefinition
 from mmpp.errors import UserFacingError
@@ -135,6 +135,15 @@ class TrainConfig(BaseModel):
             raise ValueError(f"must be STYLES_DIR/{name}, a folder named after the style (got {value})")
         return value
 
+    @model_validator(mode="after")
+    def _kohya_without_dora(self) -> TrainConfig:
+        # diffusers reads a kohya file's DoRA scales back into a different model than was trained
+        # (measured on the tiny model), so such a copy would draw something else.
+        if self.output_kohya_format and self.use_dora:
+            raise ValueError("--output-kohya-format: not with --use-dora (diffusers reads kohya DoRA files back "
+                             "differently); the diffusers-layout lora.safetensors is written as always")
+        return self
+
     @property
     def trigger(self) -> str:
         return self.instance_token or self.instance_prompt or f"{self.style_name.replace('-', '')} style"
@@ -178,4 +187,6 @@ def make_config(**fields: object) -> TrainConfig:
         where = ".".join(str(p) for p in first["loc"])
         option = f"--{where.replace('_', '-')}" if where else "options"
         message = str(first["msg"]).removeprefix("Value error, ")
+        if not where and message.startswith("--"):  # a check across options names its own
+            raise ConfigError(message) from exc
         raise ConfigError(f"{option}: {message}") from exc

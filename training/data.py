@@ -182,7 +182,8 @@ def load_folder(folder: Path, caption_column: str = "text", instance_prompt: str
 
 
 def load_hub_dataset(
-    name: str, *, split: str = "train", image_column: str = "image", caption_column: str = "text"
+    name: str, *, split: str = "train", image_column: str = "image", caption_column: str = "text",
+    instance_prompt: str | None = None,
 ) -> list[Example]:
     import datasets
 
@@ -194,20 +195,29 @@ def load_hub_dataset(
             f"Could not load the dataset '{name}' (split '{split}'): {first}. "
             "DATA is a local folder or a Hugging Face dataset name."
         ) from exc
-    return examples_from_dataset(dataset, name=name, image_column=image_column, caption_column=caption_column)
+    return examples_from_dataset(dataset, name=name, image_column=image_column, caption_column=caption_column,
+                                 instance_prompt=instance_prompt)
 
 
 def examples_from_dataset(
-    dataset: Any, *, name: str, image_column: str = "image", caption_column: str = "text"
+    dataset: Any, *, name: str, image_column: str = "image", caption_column: str = "text",
+    instance_prompt: str | None = None,
 ) -> list[Example]:
+    """Rows as examples; without a caption column, `instance_prompt` captions every row (as in the reference)."""
     columns = list(dataset.column_names)
-    for column, option in ((image_column, "--image-column"), (caption_column, "--caption-column")):
+    wanted = [(image_column, "--image-column")]
+    if caption_column in columns or not instance_prompt:
+        wanted.append((caption_column, "--caption-column (or give every image one caption with --instance-prompt)"))
+    for column, option in wanted:
         if column not in columns:
             raise DataError(
                 f"Dataset '{name}' has no column '{column}' (columns: {', '.join(columns)}); choose one with {option}"
             )
     if len(dataset) == 0:
         raise DataError(f"Dataset '{name}' is empty")
+    if caption_column not in columns and instance_prompt:
+        return [Example(instance_prompt, f"{name} row {i}", _DatasetImage(dataset, i, image_column))
+                for i in range(len(dataset))]
     captions = dataset[caption_column]
     missing = [str(i) for i, c in enumerate(captions) if not isinstance(c, str) or not c.strip()]
     if missing:
@@ -237,7 +247,8 @@ def load_examples(
     elif data.startswith((".", "/", "~")) or data.count("/") > 1 or "\\" in data:
         raise DataError(f"{data} does not exist")
     else:
-        examples = load_hub_dataset(data, split=split, image_column=image_column, caption_column=caption_column)
+        examples = load_hub_dataset(data, split=split, image_column=image_column, caption_column=caption_column,
+                                    instance_prompt=instance_prompt)
     return examples[:limit] if limit else examples
 
 

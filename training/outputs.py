@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers.utils import convert_all_state_dict_to_peft, convert_state_dict_to_kohya
+from diffusers.utils import (
+    convert_state_dict_to_diffusers,
+    convert_state_dict_to_kohya,
+    convert_state_dict_to_peft,
+    convert_unet_state_dict_to_peft,
+)
 from safetensors.torch import load_file, save_file
 
 from mmpp.logs import log_event
@@ -41,15 +46,26 @@ def kohya_file(config: TrainConfig) -> Path:
 
 def save_kohya(lora: Path, target: Path, alpha: float) -> Path:
     """The diffusers-layout LoRA in kohya's layout (`lora_unet_…`, `lora_te1_…`, `lora_te2_…`), for A1111 and
-    ComfyUI. diffusers' converter writes alpha = rank; the real alpha is written instead, so a LoRA
-    trained with --lora-alpha other than the rank keeps its strength."""
-    kohya = convert_state_dict_to_kohya(convert_all_state_dict_to_peft(load_file(str(lora))))
-    renamed: dict[str, torch.Tensor] = {}
-    for key, value in kohya.items():
-        # diffusers renames DoRA magnitudes only for text encoders; kohya calls them all dora_scale.
-        key = key.replace("lora_magnitude_vector", "dora_scale")
-        renamed[key] = torch.tensor(float(alpha)) if key.endswith(".alpha") else value.contiguous()
-    save_file(renamed, str(target))
+    ComfyUI.
+
+    What diffusers' converter (as the advanced reference script calls it) gets wrong here: it leaves
+    the diffusers `lora.down` names unconverted, kohya's text-encoder names need the `text_model`
+    level that transformers 5's first text encoder no longer has, and it writes alpha = rank, so a
+    LoRA trained with another --lora-alpha would lose its strength. DoRA is refused (see config.py).
+    """
+    state = load_file(str(lora))
+    peft: dict[str, torch.Tensor] = {}
+    unet = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
+    peft.update({f"unet.{k}": v for k, v in convert_unet_state_dict_to_peft(unet).items()})
+    for prefix in ("text_encoder.", "text_encoder_2."):
+        part = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+        if not part:
+            continue
+        for key, value in convert_state_dict_to_peft(convert_state_dict_to_diffusers(part)).items():
+            peft[prefix + (key if key.startswith("text_model.") else f"text_model.{key}")] = value
+    kohya = convert_state_dict_to_kohya(peft)
+    fixed = {k: torch.tensor(float(alpha)) if k.endswith(".alpha") else v.contiguous() for k, v in kohya.items()}
+    save_file(fixed, str(target))
     return target
 
 

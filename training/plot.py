@@ -5,7 +5,6 @@ Drawn with matplotlib where it is installed, else with Pillow, so a bare install
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,9 +28,9 @@ def write_plot(path: Path, steps: Sequence[int], losses: Sequence[float], lrs: S
     if not steps:
         raise ValueError("nothing to plot: no steps were trained")
     window = max(1, len(losses) // 20)
-    if importlib.util.find_spec("matplotlib") is not None:
+    try:
         _matplotlib(path, steps, losses, smoothed(losses, window), lrs, title)
-    else:
+    except ImportError:
         _pillow(path, steps, losses, smoothed(losses, window), lrs, title)
     return path
 

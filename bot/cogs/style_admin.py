@@ -13,11 +13,11 @@ from discord.ext import commands
 from bot.cogs.profile import style_autocomplete
 from bot.db import ResolvedPreset
 from bot.db.repository import SeedPolicy
-from bot.portrait import PortraitOrder, make_portrait
+from bot.db.safety import ServerSafetyStore
+from bot.portrait import PortraitOrder, admission, make_portrait
 from bot.replies import defer
 from bot.services import Services, services_of
-from inference.loader import image_limits
-from inference.preprocess import locate_face_crop
+from inference.preprocess import LocatedFace
 
 SEED_POLICY_WORDS = {
     "random": "a new look every time",
@@ -28,6 +28,9 @@ SEED_POLICY_WORDS = {
 
 async def any_style_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
     """Every published style, hidden ones too: an admin must be able to pick one to show it again."""
+    if not interaction.permissions.manage_guild:
+        # Autocomplete skips the cog's permission check, and what a server hid is its admins' business.
+        return await style_autocomplete(interaction, current)
     services = services_of(interaction)
     current = current.lower()
     choices = []
@@ -37,6 +40,14 @@ async def any_style_autocomplete(interaction: discord.Interaction, current: str)
         title = services.engine.catalog.get(listing.name).definition.title
         choices.append(app_commands.Choice(name=title + ("" if listing.enabled else " (hidden)"), value=listing.name))
     return choices[:25]
+
+SAFETY_WORDS = {
+    False: "strict everywhere",
+    True: (
+        "relaxed in channels Discord marks age-restricted (NSFW): nudity may pass there, a picture that may "
+        "show a child never does; strict in every other channel and in DMs"
+    ),
+}
 
 
 def sample_face() -> bytes:
@@ -136,6 +147,9 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
         preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
         overrides = await services.repo.list_channel_overrides(interaction.guild_id or 0)
         embed = describe_preset(services, preset, "This channel")
+        safety = ServerSafetyStore(services.database.sessions)
+        embed.add_field(name="Safety check", value=SAFETY_WORDS[await safety.relaxed_in_nsfw_channels(
+            interaction.guild_id or 0)])
         if overrides:
             embed.add_field(
                 name="Channels with their own style",
@@ -153,15 +167,16 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
             if listing.name not in services.engine.catalog:
                 continue
             style = services.engine.catalog.get(listing.name)
-            state = "" if listing.enabled else " (hidden on this server)"
+            state = ("" if listing.enabled else " (hidden on this server)") + (" (built in)" if style.builtin else "")
             embed = discord.Embed(
                 title=f"{style.definition.title}{state}", description=style.description or None,
                 colour=discord.Colour.green() if listing.enabled else discord.Colour.dark_grey(),
             )
             embed.add_field(name="Name", value=f"`{style.name}`")
-            if style.sample_path is not None:
+            sample = await asyncio.to_thread(style.sample_png)  # decoded and re-encoded: only pixels leave
+            if sample is not None:
                 filename = f"sample-{style.name}.png"
-                files.append(discord.File(io.BytesIO(style.sample_path.read_bytes()), filename=filename))
+                files.append(discord.File(io.BytesIO(sample), filename=filename))
                 embed.set_thumbnail(url=f"attachment://{filename}")
             embeds.append(embed)
         if not embeds:
@@ -172,11 +187,16 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
     @app_commands.command(name="preview", description="Draw a sample face in this channel's style")
     async def preview(self, interaction: discord.Interaction) -> None:
         services = services_of(interaction)
-        preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
-        await defer(interaction, ephemeral=True)
-        located = await asyncio.to_thread(locate_face_crop, sample_face(), image_limits(services.settings))
-        order = PortraitOrder(face=located, style=preset.style, preset=preset, buttons=False)
-        await make_portrait(interaction, services, order)
+
+        async def face() -> LocatedFace:
+            return await services.decoder.locate(sample_face())
+
+        with admission(services, interaction.user.id):
+            await defer(interaction, ephemeral=True)
+            preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+            # A preview uses the GPU like a portrait, so it counts against the same daily quotas.
+            order = PortraitOrder(face=face, style=preset.style, preset=preset, buttons=False, kind="preview")
+            await make_portrait(interaction, services, order)
 
     @app_commands.command(name="available", description="Show or hide one style on this server")
     @app_commands.autocomplete(style=any_style_autocomplete)
@@ -190,6 +210,21 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
     async def reset(self, interaction: discord.Interaction) -> None:
         services = services_of(interaction)
         await services.repo.reset_server(interaction.guild_id or 0)
+        await ServerSafetyStore(services.database.sessions).forget(interaction.guild_id or 0)
         await interaction.response.send_message(
-            f"Reset. Portraits here use the default style (`{services.repo.default_style}`) again.", ephemeral=True
+            f"Reset. Portraits here use the default style (`{services.repo.default_style}`) and the strict "
+            "safety check again.",
+            ephemeral=True,
+        )
+
+    @app_commands.command(name="nsfw", description="Relax the image safety check in channels Discord marks NSFW")
+    @app_commands.describe(relax="On: nudity may pass in age-restricted channels. Off: strict everywhere (default)")
+    async def nsfw(self, interaction: discord.Interaction, relax: bool) -> None:
+        services = services_of(interaction)
+        store = ServerSafetyStore(services.database.sessions)
+        await store.set_relaxed_in_nsfw_channels(interaction.guild_id or 0, relax, set_by=interaction.user.id)
+        off = services.settings.sources.safety_checker is None
+        note = " (This bot's operator has turned the check off entirely.)" if off else ""
+        await interaction.response.send_message(
+            f"Done. The safety check is now {SAFETY_WORDS[relax]}.{note}", ephemeral=True
         )

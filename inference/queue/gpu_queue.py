@@ -35,6 +35,7 @@ from inference.queue.jobs import (
 from inference.queue.metrics import QueueMetrics
 from inference.queue.scheduler import FairScheduler
 from inference.queue.worker import EngineLike, GpuWorker
+from inference.safety import SafetyLevel
 from inference.styles import StyleCatalog
 from mmpp.logs import log_event
 from mmpp.settings import Settings
@@ -318,6 +319,7 @@ class GenerationQueue:
         framing: str | None = None,
         previews: bool = True,
         deadline: float | None = None,
+        safety: SafetyLevel = "strict",
     ) -> JobHandle:
         """Queue one portrait, or raise `QueueClosed`, `AlreadyQueued`, `UnknownStyleError` or
         `QueueFull` at once. `deadline` is a `time.monotonic()` instant; by default
@@ -354,6 +356,7 @@ class GenerationQueue:
             lora_scale=lora_scale,
             background=background,
             framing=framing,
+            safety=safety,
         )
         job = Job(
             id=uuid.uuid4().hex[:12],

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from sqlalchemy import select
 
+from bot.db.models import GenerationLog
 from bot.discord_endpoints import reset_endpoints
 from bot.runtime import BotRuntime
 from bot.services import Services
@@ -37,6 +39,18 @@ class World:
     def services(self) -> Services:
         assert self.runtime.services is not None
         return self.runtime.services
+
+
+async def closed_log_rows(world: World, n: int, timeout: float = 20.0) -> list[GenerationLog]:
+    """The log rows once `n` of them are closed. The bot closes a row after Discord answered its
+    last request, which can be a moment after the stand-in recorded that request."""
+    async with asyncio.timeout(timeout):
+        while True:
+            async with world.services.database.sessions() as session:
+                rows = list((await session.scalars(select(GenerationLog).order_by(GenerationLog.id))).all())
+            if sum(r.outcome is not None for r in rows) >= n:
+                return rows
+            await asyncio.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

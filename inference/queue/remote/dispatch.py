@@ -299,17 +299,21 @@ class RemoteSlot:
             preview = _image(fields[b"p"]) if b"p" in fields else None
             queue.emit(job, Step(int(fields[b"i"]), int(fields[b"n"]), preview))
             return None
-        if kind == "done":
-            png = await self.pool.getdel(p.result_key(job.id, job.attempt))
-            if png is None:
-                return Failed(ENGINE_ERROR, "result_lost")
-            self.backend.bytes_received += len(png)
+        if kind in ("done", "filtered"):
+            image = None  # "filtered": the worker's safety check refused the portrait and sent no pixels
+            if kind == "done":
+                png = await self.pool.getdel(p.result_key(job.id, job.attempt))
+                if png is None:
+                    return Failed(ENGINE_ERROR, "result_lost")
+                self.backend.bytes_received += len(png)
+                image = await asyncio.to_thread(_image, png)
             seconds = float(fields.get(b"s", b"0"))
-            image = await asyncio.to_thread(_image, png)
             now = time.monotonic()
             started_at = job.started_at if job.started_at is not None else started
             queue.batch_measured([job], seconds / max(1, job.batch_size))
-            result = GenerationResult(image=image, seed=int(fields[b"seed"]), style=job.style, seconds=seconds)
+            result = GenerationResult(
+                image=image, seed=int(fields[b"seed"]), style=job.style, seconds=seconds, flagged=image is None
+            )
             timings = Timings(
                 waited_s=started_at - job.submitted_at, ran_s=now - started_at, engine_s=seconds,
                 batch_size=job.batch_size,
