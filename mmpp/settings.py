@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     )
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     worker_id: str | None = Field(default=None, description="A worker's name in Redis; default host-pid.")
+    # --- gateway shards (issue 12) -------------------------------------------------------------
+    shard_count: int | None = Field(default=None, ge=1, description="Total shards; default: Discord's advice.")
+    shard_ids: str | None = Field(default=None, description="This process's shards: `0-3` or `0,1,2,3`.")
 
     # --- database -----------------------------------------------------------------------------
     database_url: str = "sqlite+aiosqlite:///mmpp.sqlite3"

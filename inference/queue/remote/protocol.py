@@ -44,6 +44,12 @@ def worker_key(worker_id: str) -> str:
     return WORKER_PREFIX + worker_id
 
 
+def claim_key(worker_id: str) -> str:
+    """Held by the one bot process whose batch the worker is drawing (several bot processes, one
+    per shard range, share the workers; a worker takes one batch at a time)."""
+    return f"mmpp:claim:{worker_id}"
+
+
 def worker_queue(worker_id: str) -> str:
     """Each worker has its own arq queue: the bot hands a batch to one worker that said it has room."""
     return f"mmpp:arq:{worker_id}"
