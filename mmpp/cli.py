@@ -20,6 +20,7 @@ from mmpp.logs import configure_logging
 COMMAND_MODULES = (
     "bot.cli",
     "inference.cli",
+    "inference.random_cli",
     "training.cli",
     "bot.db.cli",
 )
