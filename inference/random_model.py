@@ -434,7 +434,7 @@ def random_lora_state_dict(
         if not any(name.endswith(f".{target}") for target in LORA_TARGETS):
             continue
         down = torch.randn(rank, module.in_features, generator=generator) / module.in_features**0.5
-        up = torch.randn(module.out_features, rank, generator=generator) * (0.02 / rank**0.5)
+        up = torch.randn(module.out_features, rank, generator=generator) * (0.2 / rank**0.5)
         tensors[f"unet.{name}.lora_A.weight"] = down.to(unet.dtype)
         tensors[f"unet.{name}.lora_B.weight"] = up.to(unet.dtype)
     return tensors
@@ -496,6 +496,14 @@ def build_random_pipeline(
     return pipe
 
 
+def write_lora_file(path: Path, unet: UNet2DConditionModel, *, rank: int = LORA_RANK, seed: int = 0) -> Path:
+    """A random LoRA as a safetensors file (a style's, or a stand-in for a few-step LCM/Lightning one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    layers = random_lora_state_dict(unet, rank=rank, seed=seed)
+    save_file({k: v.contiguous().cpu() for k, v in layers.items()}, str(path))
+    return path
+
+
 def write_lora_style(
     model_dir: Path, name: str, unet: UNet2DConditionModel, *, rank: int = LORA_RANK, seed: int = 1,
     **overrides: Any,
@@ -504,9 +512,7 @@ def write_lora_style(
     from inference.styles import LoraSource, StyleDefinition, write_style
 
     folder = Path(model_dir) / "styles" / name
-    folder.mkdir(parents=True, exist_ok=True)
-    layers = random_lora_state_dict(unet, rank=rank, seed=seed)
-    save_file({k: v.contiguous().cpu() for k, v in layers.items()}, str(folder / "lora.safetensors"))
+    write_lora_file(folder / "lora.safetensors", unet, rank=rank, seed=seed)
     fields: dict[str, Any] = {
         "name": name,
         "description": f"Random weights, rank-{rank} LoRA ({name}); for benchmarks.",

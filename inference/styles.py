@@ -33,6 +33,18 @@ class LoraSource(BaseModel):
     scale: float = Field(default=1.0, ge=0.0, le=2.0)
 
 
+class FastPreset(BaseModel):
+    """A few-step LoRA (LCM, Lightning, Hyper-SD, TCD) stacked on the style's own LoRA, with the
+    scheduler, step count and guidance it was distilled for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lora: LoraSource
+    scheduler: Literal["lcm", "tcd", "euler_trailing"] = "lcm"
+    steps: int = Field(default=4, ge=1, le=16)
+    guidance: float = Field(default=1.0, ge=0.0, le=30.0, description="1 or less turns CFG off (half the work).")
+
+
 class StyleDefinition(BaseModel):
     """Everything that makes one look; a server preset adds its own touches on top."""
 
@@ -54,6 +66,7 @@ class StyleDefinition(BaseModel):
     guidance: float = Field(default=6.0, ge=0.0, le=30.0)
     scheduler: SchedulerName = "euler"
     sample_image: str | None = None
+    fast: FastPreset | None = Field(default=None, description="The fast preset (FAST_PRESET=on); see speed.py.")
 
     @field_validator("name")
     @classmethod
@@ -146,6 +159,9 @@ def load_style(folder: Path) -> Style:
     looks_local = "/" not in definition.lora.source or definition.lora.source.startswith((".", "/"))
     if looks_local and not lora.exists():
         raise StyleError(f"{path}: field 'lora.source': {lora} does not exist")
+    if definition.fast is not None and not (folder / definition.fast.lora.source).exists():
+        if "/" not in definition.fast.lora.source or definition.fast.lora.source.startswith((".", "/")):
+            raise StyleError(f"{path}: field 'fast.lora.source': {folder / definition.fast.lora.source} does not exist")
     return style
 
 

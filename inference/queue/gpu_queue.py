@@ -132,7 +132,7 @@ class GenerationQueue:
         self.capacity = settings.queue_capacity
         self.deadline_s = settings.queue_job_deadline_s
         self.batch_wait_s = settings.queue_batch_wait_s
-        self.max_batch_size = settings.max_batch_size
+        self.max_batch_size = min(settings.max_batch_size, getattr(engine, "preferred_batch_size", None) or 10**6)
         self.metrics = metrics or QueueMetrics()
         self.name = name
         self._job_s = initial_job_s
