@@ -16,10 +16,13 @@ import discord
 from bot.db import ResolvedPreset
 from bot.db.repository import Outcome
 from bot.replies import ProgressMessage, answer_error, defer, send_error
+from bot.safety_policy import safety_level
 from bot.services import Services, services_of
+from bot.style_rules import check_style_allowed
 from inference.engine import random_seed
 from inference.preprocess import LocatedFace
 from inference.queue import AlreadyQueued, Cancelled, Done, Failed, Queued, Started, Step, describe_wait
+from inference.safety import FILTERED_MESSAGE
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event
 
@@ -60,6 +63,7 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
         handle = services.queue.submit(
             face, order.style, user_id=user.id, guild_id=guild_id, seed=seed,
             background=order.preset.background, framing=order.preset.framing,
+            safety=await safety_level(services, interaction),
         )
     except UserFacingError as exc:
         await send_error(interaction, exc.message)
@@ -100,6 +104,11 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
                     await progress.show(f"🎨 Drawing your **{title}** portrait…", force=True)
                 case Step(i=i, n=n, preview=preview):
                     await progress.show(f"🎨 Drawing your **{title}** portrait… step {i}/{n}", preview=preview)
+                case Done(result=result) if result.flagged:
+                    # Never posted: the member hears why, the log says so, the quota counts it.
+                    await log_outcome("filtered", None)
+                    forget_face()
+                    await send_error(interaction, FILTERED_MESSAGE)
                 case Done(result=result):
                     await log_outcome("done", None)
                     view = PortraitView(user.id, order.style, token) if token else None
@@ -178,6 +187,7 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=REROLL_ID
             raise NotYours("I no longer have that selfie (I keep it only briefly, in memory). Run /profile again.")
         await ensure_can_start(services, interaction)
         preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+        await check_style_allowed(services, interaction.guild_id, preset, self.style, reroll=True)
         await defer(interaction)
         # A new seed even where the room fixes seeds: a reroll that drew the same picture would be no reroll.
         order = PortraitOrder(face=face, style=self.style, preset=preset, seed=random_seed(), token=self.token)

@@ -19,6 +19,7 @@ import yarl
 from bot.app import MMPPBot
 from bot.discord_endpoints import apply_endpoints
 from bot.face_cache import FaceCache
+from bot.invite import TokenRejected, check_token
 from bot.services import Services
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event, register_secret
@@ -50,13 +51,16 @@ class BotRuntime:
         secret = self.settings.discord_token
         token = secret.get_secret_value().strip() if secret is not None else ""
         if not token:
-            raise BotStartError("DISCORD_TOKEN is not set. Put your bot's token in bot.env (see bot.env.example).")
+            raise BotStartError(
+                "DISCORD_TOKEN is not set. Get your bot's token at https://discord.com/developers/applications "
+                "(your app > Bot > Reset Token) and put it in bot.env or the environment."
+            )
         return token
 
     async def start(self) -> None:
         from bot.db import Repository, open_database
-        from inference.engine import Engine
-        from inference.queue import GenerationQueue, expose
+        from inference.queue import expose
+        from inference.queue.setup import open_queue
 
         token = self.token
         register_secret(token)
@@ -69,7 +73,13 @@ class BotRuntime:
             raise BotStartError(f"{exc}. Fix it in bot.env.") from None
         database = await open_database(settings.database_url, upgrade=True)
         try:
-            engine = await asyncio.to_thread(Engine.from_settings, settings)
+            # Before the models: a wrong token must not wait for a 15 GB download and a model load.
+            try:
+                identity = await check_token(token)
+            except TokenRejected as exc:
+                raise BotStartError(exc.message) from None
+            log_event(log, logging.INFO, "token accepted", user=identity.user, invite=identity.invite_url)
+            engine, queue = await open_queue(settings)
             if settings.default_style not in engine.catalog:
                 fallback = engine.catalog.names()[0]
                 log_event(log, logging.WARNING, "default style missing, using another",
@@ -77,7 +87,6 @@ class BotRuntime:
                 settings = settings.model_copy(update={"default_style": fallback})
             repo = Repository.from_settings(database, settings)
             await repo.sync_styles(engine.catalog.styles.values())
-            queue = GenerationQueue(engine, settings)
             if settings.metrics_port:
                 try:
                     expose(settings.metrics_port, queue.metrics.registry)

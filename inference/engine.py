@@ -30,6 +30,7 @@ from inference.loader import (
 )
 from inference.preprocess import ImageLimits, LocatedFace, PreparedFace, locate_face
 from inference.preview import latents_to_preview
+from inference.safety import ImageFiltered, SafetyChecker, SafetyLevel, load_safety_checker
 from inference.speed import SpeedOptions, fast_adapter_name, speed_up, warm_up
 from inference.styles import Style, StyleCatalog
 from mmpp.errors import UserFacingError
@@ -65,6 +66,8 @@ class GenerationRequest:
     framing: str | None = None
     # The style's fast preset (few-step LoRA, its scheduler/steps/guidance); None: the FAST_PRESET setting.
     fast: bool | None = None
+    # How strictly the finished image is checked before anyone sees it (see `inference.safety`).
+    safety: SafetyLevel = "strict"
     # Set from any thread to stop this job; the engine looks at it after every denoising step.
     cancel: threading.Event = field(default_factory=threading.Event)
 
@@ -76,8 +79,12 @@ class GenerationResult:
     style: str
     cancelled: bool = False
     seconds: float = 0.0
+    # The safety check refused the image: `image` is None, so nothing can post it by mistake.
+    flagged: bool = False
 
     def png(self) -> bytes:
+        if self.flagged:
+            raise ImageFiltered()
         if self.image is None:
             raise ValueError("a cancelled job has no image")
         return to_png(self.image)
@@ -91,9 +98,16 @@ class StepProgress:
     total: int
     active: tuple[bool, ...]
     _latents: torch.Tensor
+    # A preview is posted like the portrait, so it passes the same check (None: the check is off).
+    _safety: SafetyChecker | None = None
+    _levels: tuple[SafetyLevel, ...] = ()
 
-    def preview(self, index: int, size: int = PREVIEW_SIZE) -> Image.Image:
-        return latents_to_preview(self._latents[index : index + 1], size)[0]
+    def preview(self, index: int, size: int = PREVIEW_SIZE) -> Image.Image | None:
+        """The job's picture so far, or None when the safety check refuses it."""
+        image = latents_to_preview(self._latents[index : index + 1], size)[0]
+        if self._safety is not None and self._safety.check([image], [self._levels[index]])[0].flagged:
+            return None
+        return image
 
 
 StepCallback = Callable[[StepProgress], None]
@@ -117,6 +131,7 @@ class Engine:
         resolution: int | None = None,
         slot: StyleSlot | None = None,
         preferred_batch_size: int | None = None,
+        safety: SafetyChecker | None = None,
     ) -> None:
         self.pipe = pipe
         # With COMPILE on, styles live in one hotswapped LoRA slot instead of named adapters.
@@ -124,6 +139,8 @@ class Engine:
         # The largest batch the queue should hand this engine: measured at warm-up; None = no preference.
         self.preferred_batch_size = preferred_batch_size
         self.catalog = catalog
+        # None only when the operator turned the check off (SAFETY_CHECKER=none).
+        self.safety = safety
         self.limits = limits or ImageLimits()
         self.resolution = resolution or pipe.unet.config.sample_size * pipe.vae_scale_factor
         self.device = pipe.device
@@ -135,7 +152,7 @@ class Engine:
             name: make_scheduler(style.definition.fast.scheduler, base)
             for name, style in catalog.styles.items() if style.definition.fast is not None
         }
-        self._active: tuple[str, float, bool] | None = None
+        self._active: tuple[tuple[str, float], ...] | None = None
         # FAST_PRESET: requests that do not say draw with their style's fast preset, where it has one.
         self.fast_preset = False
 
@@ -143,17 +160,21 @@ class Engine:
     def from_settings(cls, settings: Settings) -> Engine:
         catalog = load_catalog(settings)
         device = resolve_device(settings.device)
-        pipe = load_pipeline(settings.sources, device, resolve_dtype(settings.dtype, device))
-        return cls.assemble(pipe, catalog, SpeedOptions.from_settings(settings), limits=image_limits(settings))
+        dtype = resolve_dtype(settings.dtype, device)
+        pipe = load_pipeline(settings.sources, device, dtype)
+        safety = load_safety_checker(settings.sources.safety_checker, device, dtype)
+        options = SpeedOptions.from_settings(settings)
+        return cls.assemble(pipe, catalog, options, limits=image_limits(settings), safety=safety)
 
     @classmethod
     def assemble(
         cls, pipe: StableDiffusionXLControlNetPipeline, catalog: StyleCatalog, options: SpeedOptions,
-        *, limits: ImageLimits | None = None,
+        *, limits: ImageLimits | None = None, safety: SafetyChecker | None = None,
     ) -> Engine:
         """A loaded pipeline made fast (inference/speed.py), with its styles, warmed up if asked."""
         slot = speed_up(pipe, catalog, options)
-        engine = cls(pipe, catalog, limits=limits, slot=slot, preferred_batch_size=options.max_batch_size)
+        engine = cls(pipe, catalog, limits=limits, safety=safety, slot=slot,
+                     preferred_batch_size=options.max_batch_size)
         engine.fast_preset = options.fast_preset
         if options.warmup:
             engine.preferred_batch_size = warm_up(engine, options)
@@ -166,18 +187,24 @@ class Engine:
 
     def switch_style(self, style: Style, lora_scale: float | None = None, *, fast: bool = False) -> None:
         """Adapters, scales and scheduler for `style`; `fast` stacks its fast preset's LoRA (if any)."""
-        scale = style.definition.lora.scale if lora_scale is None else lora_scale
+        lora = style.definition.lora
+        scale = 0.0 if lora is None else (lora.scale if lora_scale is None else lora_scale)
         preset = style.definition.fast if fast else None
         self.pipe.scheduler = (self._fast_schedulers if preset else self._schedulers)[style.name]
         if self.slot is not None:
             self.slot.activate(style, scale, fast=preset is not None)
             return
-        if self._active != (style.name, scale, preset is not None):
-            names, weights = [style.name], [scale]
-            if preset is not None:
-                names, weights = [*names, fast_adapter_name(style)], [*weights, preset.lora.scale]
-            self.pipe.set_adapters(names, adapter_weights=weights)
-            self._active = (style.name, scale, preset is not None)
+        adapters = ([(style.name, scale)] if lora is not None else []) + (
+            [(fast_adapter_name(style), preset.lora.scale)] if preset is not None else []
+        )
+        # A prompt style (without a fast preset) runs with every LoRA off, whichever style ran before it.
+        if self._active != tuple(adapters):
+            if not adapters:
+                self.pipe.disable_lora()
+            else:
+                self.pipe.enable_lora()
+                self.pipe.set_adapters([a for a, _ in adapters], adapter_weights=[w for _, w in adapters])
+            self._active = tuple(adapters)
         self.pipe.set_ip_adapter_scale(style.definition.ip_adapter_scale)
 
     def generate(
@@ -213,38 +240,60 @@ class Engine:
             height=self.resolution,
             width=self.resolution,
             generator=[torch.Generator(device="cpu").manual_seed(r.seed) for r in requests],
-            callback_on_step_end=self._step_callback(requests, steps, on_step),
+            callback_on_step_end=self._step_callback(requests, steps, on_step, self.safety),
             callback_on_step_end_tensor_inputs=["latents"],
             output_type="pil",
         )
+        flagged = self._check_safety(requests, output.images)
         seconds = time.perf_counter() - started
         results = [
             GenerationResult(
-                image=None if r.cancel.is_set() else image,
+                image=None if r.cancel.is_set() or bad else image,
                 seed=r.seed,
                 style=r.style,
                 cancelled=r.cancel.is_set(),
                 seconds=seconds,
+                flagged=bad,
             )
-            for r, image in zip(requests, output.images, strict=True)
+            for r, image, bad in zip(requests, output.images, flagged, strict=True)
         ]
         log_event(
             log, logging.INFO, "batch generated",
             style=style.name, batch=len(requests), steps=steps, fast=preset is not None, seconds=round(seconds, 3),
+            filtered=sum(flagged),
         )
         return results
 
+    def _check_safety(self, requests: Sequence[GenerationRequest], images: Sequence[Image.Image]) -> list[bool]:
+        """Which images the safety check refuses; cancelled jobs' images are never shown, so skipped."""
+        if self.safety is None:
+            return [False] * len(requests)
+        wanted = [i for i, r in enumerate(requests) if not r.cancel.is_set()]
+        verdicts = self.safety.check([images[i] for i in wanted], [requests[i].safety for i in wanted])
+        flagged = [False] * len(requests)
+        for index, verdict in zip(wanted, verdicts, strict=True):
+            flagged[index] = verdict.flagged
+            if verdict.flagged:
+                r = requests[index]
+                log_event(
+                    log, logging.WARNING, "image filtered", style=r.style, seed=r.seed, check=r.safety,
+                    nsfw=verdict.nsfw, special_care=verdict.special_care, margin=verdict.margin,
+                )
+        return flagged
+
     @staticmethod
     def _step_callback(
-        requests: Sequence[GenerationRequest], total: int, on_step: StepCallback | None
+        requests: Sequence[GenerationRequest], total: int, on_step: StepCallback | None, safety: SafetyChecker | None
     ) -> Callable[..., dict[str, Any]]:
+        levels = tuple(r.safety for r in requests)
+
         def callback(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
             active = tuple(not r.cancel.is_set() for r in requests)
             if not any(active):
                 # Raising is the only way out that skips the remaining steps and the VAE decode.
                 raise GenerationCancelled("Cancelled.")
             if on_step is not None:
-                on_step(StepProgress(step=step + 1, total=total, active=active, _latents=kwargs["latents"]))
+                on_step(StepProgress(step + 1, total, active, kwargs["latents"], safety, levels))
             return kwargs
 
         return callback

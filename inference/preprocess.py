@@ -1,13 +1,13 @@
-"""From uploaded bytes to a square face crop: decode safely, find exactly one face, crop around it.
+"""From uploaded bytes to an upright square face crop: decode safely, find exactly one person, crop.
 
 Every rejection is its own `ImageRejected` subclass whose message a Discord member understands.
-The selfie never touches the disk: bytes in, PIL images in memory out, metadata dropped.
+The selfie never touches the disk: bytes in, PIL images in memory out, metadata dropped. Finding
+and aligning the face lives in `inference.faces`; this module decides what a member is told.
 """
 
 from __future__ import annotations
 
 import io
-import threading
 import warnings
 from dataclasses import dataclass
 
@@ -15,19 +15,18 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from inference.faces import Box, Face, aligned_square, detect_faces, other_people
 from mmpp.errors import UserFacingError
 
-ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "MPO", "TIFF"}
+# The only readers PIL may try on an upload: each other reader is attack surface for formats no
+# phone sends. JPEG covers MPO (phones' multi-picture JPEGs); a GIF gives its first frame.
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
+FORMATS_TEXT = "JPEG, PNG, WebP or GIF"
 # The IP-Adapter's CLIP encoder looks at 224 px; twice that keeps every detail it can use while a
 # queued job holds 0.6 MB for it instead of 3 MB at SDXL's 1024 px.
 IP_ADAPTER_SIDE = 448
-# Room around the face on each side, as a fraction of its width: hair, ears, a bit of shoulders.
-CROP_MARGIN = 0.7
-# A second face at least this fraction of the main face's area is "another person", not background.
-SIMILAR_FACE_AREA = 0.4
-# Detection runs on a downscaled copy: Haar cascades gain nothing from more pixels, and it keeps
-# a 40-megapixel photo from costing seconds.
-DETECT_LONG_SIDE = 800
+# The face square is kept at most this large: SDXL's size, so nothing is upscaled that was sharper.
+CROP_MAX_SIDE = 1024
 
 
 class ImageRejected(UserFacingError):
@@ -71,21 +70,10 @@ class ImageLimits:
 
 
 @dataclass(frozen=True)
-class Box:
-    x: int
-    y: int
-    w: int
-    h: int
-
-    @property
-    def area(self) -> int:
-        return self.w * self.h
-
-
-@dataclass(frozen=True)
 class PreparedFace:
     """What the engine needs from a selfie: the face crop for the IP-Adapter (at most 448 px) and
-    its structure (one-channel edges at the model's size) for the ControlNet."""
+    its structure (one-channel edges at the model's size) for the ControlNet. `box` is the face
+    within the upright square it was cut from, `source_size` that square's size."""
 
     face: Image.Image
     control: Image.Image
@@ -103,23 +91,17 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
     """Bytes to an upright RGB image with no metadata, within explicit limits."""
     check_upload_size(len(data), limits)
     if not data:
-        raise NotAnImage("That file is empty. Please attach a photo (JPEG, PNG or WebP).")
+        raise NotAnImage(f"That file is empty. Please attach a photo ({FORMATS_TEXT}).")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _too_many_pixels(limits) from None
     except UnidentifiedImageError:
-        raise NotAnImage(
-            "That file isn't a picture I can read. Please attach a photo (JPEG, PNG or WebP)."
-        ) from None
+        raise NotAnImage(f"That file isn't a picture I can read. Please attach a photo ({FORMATS_TEXT}).") from None
     except (OSError, SyntaxError, ValueError, EOFError):
         raise _damaged() from None
-    if image.format not in ACCEPTED_FORMATS:
-        raise NotAnImage(
-            f"{image.format or 'That'} files aren't supported. Please attach a JPEG, PNG or WebP photo."
-        )
     width, height = image.size
     if width * height > limits.max_pixels:
         raise _too_many_pixels(limits, (width, height))
@@ -164,71 +146,25 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-_per_thread = threading.local()
-
-
-def _cascade() -> cv2.CascadeClassifier:
-    """One classifier per thread: `detectMultiScale` keeps scratch state in the object and releases
-    the GIL, so a shared one crashes or mixes up faces when two uploads arrive together."""
-    cascade = getattr(_per_thread, "cascade", None)
-    if cascade is None:
-        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
-        cascade = cv2.CascadeClassifier(path)
-        if cascade.empty():
-            raise RuntimeError(f"OpenCV face cascade missing at {path}")
-        _per_thread.cascade = cascade
-    return cascade
-
-
-def detect_faces(image: Image.Image) -> list[Box]:
-    """Frontal faces, largest first, in the image's own pixel coordinates."""
-    scale = min(1.0, DETECT_LONG_SIDE / max(image.size))
-    small = image if scale == 1.0 else image.resize(
-        (round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR
-    )
-    gray = cv2.equalizeHist(cv2.cvtColor(np.asarray(small), cv2.COLOR_RGB2GRAY))
-    found = _cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=6, minSize=(20, 20))
-    boxes = [
-        Box(round(x / scale), round(y / scale), round(w / scale), round(h / scale)) for (x, y, w, h) in found
-    ]
-    return sorted(boxes, key=lambda b: b.area, reverse=True)
-
-
-def pick_face(boxes: list[Box], limits: ImageLimits) -> Box:
-    if not boxes:
+def pick_face(faces: list[Face], limits: ImageLimits) -> Face:
+    """The member's face, or the reason there isn't exactly one usable (see `inference.faces.people`)."""
+    if not faces:
         raise NoFaceFound(
             "I couldn't find a face in that picture. "
             "Please use a photo where your face is clearly visible and looking at the camera."
         )
-    main = boxes[0]
-    rivals = [b for b in boxes[1:] if b.area >= SIMILAR_FACE_AREA * main.area]
-    if rivals:
+    others = other_people(faces)
+    if others:
         raise TooManyFaces(
-            f"I found {len(rivals) + 1} faces in that picture. "
+            f"I found {len(others) + 1} faces in that picture. "
             "Please send a photo with only you in it, or crop it to your face."
         )
-    if main.w < limits.min_face_px:
+    main = max(faces, key=lambda f: f.box.w)
+    if main.box.w < limits.min_face_px:
         raise FaceTooSmall(
             "Your face is too small in that picture. Please move closer or crop the photo around your face."
         )
     return main
-
-
-def crop_square(image_size: tuple[int, int], face: Box, margin: float = CROP_MARGIN) -> Box:
-    """The square around the face with room for hair and shoulders, shifted inside the image."""
-    width, height = image_size
-    side = min(round(face.w * (1 + 2 * margin)), width, height)
-    cx = face.x + face.w / 2
-    cy = face.y + face.h / 2 - 0.1 * face.h  # a little more room above, for hair
-    left = int(min(max(cx - side / 2, 0), width - side))
-    top = int(min(max(cy - side / 2, 0), height - side))
-    return Box(left, top, side, side)
-
-
-def square_crop(image: Image.Image, face: Box, size: int, margin: float = CROP_MARGIN) -> Image.Image:
-    square = crop_square(image.size, face, margin)
-    crop = image.crop((square.x, square.y, square.x + square.w, square.y + square.h))
-    return crop.resize((size, size), Image.Resampling.LANCZOS)
 
 
 def edge_map(face: Image.Image) -> Image.Image:
@@ -242,40 +178,45 @@ def edge_map(face: Image.Image) -> Image.Image:
 
 @dataclass(frozen=True)
 class LocatedFace:
-    """A checked selfie and where its one face is; cropping waits until the model's size is known."""
+    """A checked selfie reduced to the square the portrait is drawn from, eyes level, with where
+    the face is in it. The rest of the photo is gone: this is all a holder (the bot's Reroll
+    cache, the queue) ever keeps of a member's upload."""
 
     image: Image.Image
     box: Box
 
-    def compact(self, max_side: int = 1024) -> LocatedFace:
-        """Only the square the portrait is drawn from, at most `max_side` pixels: what a bot keeps
-        for Reroll is a face crop, not the member's whole photo (a 40-megapixel one is 120 MB)."""
-        square = crop_square(self.image.size, self.box)
-        crop = self.image.crop((square.x, square.y, square.x + square.w, square.y + square.h))
-        scale = min(1.0, max_side / square.w)
-        if scale < 1.0:
-            side = round(square.w * scale)
-            crop = crop.resize((side, side), Image.Resampling.LANCZOS)
-        box = Box(
-            round((self.box.x - square.x) * scale), round((self.box.y - square.y) * scale),
-            round(self.box.w * scale), round(self.box.h * scale),
-        )
-        return LocatedFace(crop, box)
+    def compact(self, max_side: int = CROP_MAX_SIDE) -> LocatedFace:
+        """The same square at most `max_side` pixels."""
+        scale = max_side / self.image.width
+        if scale >= 1.0:
+            return self
+        side = max(1, round(self.image.width * scale))
+        box = Box(round(self.box.x * scale), round(self.box.y * scale), round(self.box.w * scale),
+                  round(self.box.h * scale))
+        return LocatedFace(self.image.resize((side, side), Image.Resampling.LANCZOS), box)
+
+    def square(self, size: int) -> Image.Image:
+        return self.image.resize((size, size), Image.Resampling.LANCZOS)
 
     def prepare(self, size: int) -> PreparedFace:
-        crop = square_crop(self.image, self.box, size)
+        crop = self.square(size)
         face = crop if size <= IP_ADAPTER_SIDE else crop.resize((IP_ADAPTER_SIDE,) * 2, Image.Resampling.LANCZOS)
         return PreparedFace(face=face, control=edge_map(crop), box=self.box, source_size=self.image.size)
+
+
+def find_face(image: Image.Image, limits: ImageLimits) -> LocatedFace:
+    """The one face in a decoded photo, cut out upright; raises what a member should be told."""
+    face = pick_face(detect_faces(image, limits.min_face_px), limits)
+    crop, box = aligned_square(image, face, CROP_MAX_SIDE)
+    return LocatedFace(crop, box)
 
 
 def locate_face(data: bytes, limits: ImageLimits | None = None) -> LocatedFace:
     """Everything that can reject an upload, and nothing that needs the model: run it before queueing."""
     limits = limits or ImageLimits()
-    image = decode_image(data, limits)
-    return LocatedFace(image, pick_face(detect_faces(image), limits))
+    return find_face(decode_image(data, limits), limits)
 
 
-def locate_face_crop(data: bytes, limits: ImageLimits | None = None, max_side: int = 1024) -> LocatedFace:
-    """`locate_face`, keeping only the compact crop: what a long-lived holder (the bot) should keep."""
+def locate_face_crop(data: bytes, limits: ImageLimits | None = None, max_side: int = CROP_MAX_SIDE) -> LocatedFace:
+    """`locate_face`, at most `max_side` pixels: what a long-lived holder (the bot) should keep."""
     return locate_face(data, limits).compact(max_side)
-

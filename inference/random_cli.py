@@ -21,8 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write SDXL + ControlNet + IP-Adapter + a LoRA style with random weights",
         description="Write the models the bot serves (SDXL base, the canny ControlNet, the ViT-H image "
         "encoder, the Plus-face IP-Adapter, a rank-64 LoRA style 'random-style') with their exact "
-        "production configs and random weights, in the layout `--model-dir` reads. --size full is about "
-        "12 GB of bf16 safetensors and needs as much free memory to build; --size tiny is `make-tiny-model`.",
+        "production configs and random weights, in the layout `--model-dir` reads (plus a full-size image "
+        "safety checker that never flags). --size full is about 13 GB of bf16 safetensors and needs as much "
+        "free memory to build; --size tiny is `make-tiny-model`.",
     )
     cmd.add_argument("directory", type=Path)
     cmd.add_argument("--size", choices=("full", "tiny"), default="full")
@@ -54,7 +55,7 @@ def run_make_random_model(args: argparse.Namespace) -> int:
                 f"{args.directory} has {free / 1024**3:.1f} GB free; the full-size model needs "
                 f"{need / 1024**3:.1f} GB. Pick another folder or use --size tiny."
             )
-        parts = ("sdxl", "controlnet", "ip-adapter", "styles")
+        parts = ("sdxl", "controlnet", "ip-adapter", "safety-checker", "styles")
         with tqdm(total=len(parts), desc="random model", unit="part", file=sys.stderr) as bar:
 
             def on_part(name: str) -> None:

@@ -8,7 +8,7 @@ parameter counts on the meta device so they cannot drift) and the weights are dr
 
 Two ways out:
 - `make_random_model(DIR)` writes bf16 safetensors in the same layout as `make_tiny_model`, so the
-  production loader (`--model-dir DIR`) loads it;
+  production loader (`--model-dir DIR`) loads it (with a full-size safety checker, which never flags);
 - `build_random_pipeline(device)` builds everything directly on a device in memory (no 10 GB of
   files), for `bench/gpu.py`.
 """
@@ -19,7 +19,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from diffusers import (
@@ -31,8 +31,11 @@ from diffusers import (
     UNet2DConditionModel,
 )
 from diffusers.models.embeddings import IPAdapterPlusImageProjection
+from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
 from safetensors.torch import save_file
 from transformers import (
+    CLIPConfig,
+    CLIPImageProcessor,
     CLIPTextConfig,
     CLIPTextModel,
     CLIPTextModelWithProjection,
@@ -40,6 +43,9 @@ from transformers import (
     CLIPVisionConfig,
     CLIPVisionModelWithProjection,
 )
+
+if TYPE_CHECKING:
+    from inference.safety import SafetyChecker
 
 # --- stabilityai/stable-diffusion-xl-base-1.0 -------------------------------------------------------
 SDXL_UNET: dict[str, Any] = {
@@ -219,6 +225,18 @@ PLUS_FACE_RESAMPLER: dict[str, int] = {
     "ffn_ratio": 4,
 }
 
+# --- CompVis/stable-diffusion-safety-checker: CLIP ViT-L/14's vision tower + concept embeddings -----
+SAFETY_CHECKER_VISION: dict[str, Any] = {
+    "hidden_size": 1024,
+    "image_size": 224,
+    "intermediate_size": 4096,
+    "num_attention_heads": 16,
+    "num_hidden_layers": 24,
+    "patch_size": 14,
+}
+SAFETY_CHECKER_PROJECTION_DIM = 768
+
+PLUS_FACE_WEIGHT_NAME = "ip-adapter-plus-face_sdxl_vit-h.safetensors"
 LORA_RANK = 64
 LORA_TARGETS = ["to_k", "to_q", "to_v", "to_out.0"]
 
@@ -234,6 +252,7 @@ PARAMETER_COUNTS: dict[str, int] = {
     # The Plus-face IP-Adapter: its Resampler and the image key/value projections it adds to the UNet.
     "image_projection": 82_961_664,
     "ip_adapter_layers": 340_787_200,
+    "safety_checker": 303_981_588,
 }
 
 
@@ -248,6 +267,8 @@ class RandomModelSpec:
     text_encoder_2: dict[str, Any] = field(default_factory=lambda: dict(SDXL_TEXT_ENCODER_2))
     image_encoder: dict[str, Any] = field(default_factory=lambda: dict(IMAGE_ENCODER_VIT_H))
     resampler: dict[str, int] = field(default_factory=lambda: dict(PLUS_FACE_RESAMPLER))
+    safety_checker: dict[str, Any] = field(default_factory=lambda: dict(SAFETY_CHECKER_VISION))
+    safety_projection_dim: int = SAFETY_CHECKER_PROJECTION_DIM
     lora_rank: int = LORA_RANK
 
     def with_changes(self, **changes: Any) -> RandomModelSpec:
@@ -317,6 +338,23 @@ def _resampler(spec: RandomModelSpec) -> IPAdapterPlusImageProjection:
     return IPAdapterPlusImageProjection(**spec.resampler)
 
 
+def _safety_checker(spec: RandomModelSpec) -> StableDiffusionSafetyChecker:
+    # The text tower is never built by the checker, but CLIPConfig always describes one.
+    text = {"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 2}
+    config = CLIPConfig(text_config=text, vision_config=spec.safety_checker, projection_dim=spec.safety_projection_dim)
+    model = StableDiffusionSafetyChecker(config)
+    with torch.no_grad():
+        # Thresholds no cosine similarity reaches: random concepts must not filter the benchmark's images.
+        model.concept_embeds_weights.fill_(1.0)
+        model.special_care_embeds_weights.fill_(1.0)
+    return model
+
+
+def safety_image_processor(spec: RandomModelSpec = FULL) -> CLIPImageProcessor:
+    side = spec.safety_checker["image_size"]
+    return CLIPImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
+
+
 def component_builders(spec: RandomModelSpec = FULL) -> dict[str, Any]:
     """Name -> zero-argument builder, for counting parameters on the meta device."""
     encoders = lambda: _text_encoders(spec)  # noqa: E731
@@ -328,6 +366,7 @@ def component_builders(spec: RandomModelSpec = FULL) -> dict[str, Any]:
         "text_encoder_2": lambda: encoders()[1],
         "image_encoder": lambda: _image_encoder(spec),
         "image_projection": lambda: _resampler(spec),
+        "safety_checker": lambda: _safety_checker(spec),
     }
 
 
@@ -496,6 +535,17 @@ def build_random_pipeline(
     return pipe
 
 
+def build_random_safety_checker(
+    spec: RandomModelSpec = FULL, *, device: torch.device | str = "cuda", dtype: torch.dtype = torch.bfloat16,
+) -> SafetyChecker:
+    """The image safety check at production size, in memory (it never flags: see `_safety_checker`)."""
+    from inference.safety import SafetyChecker
+
+    with torch.device(device), _default_dtype(dtype):
+        model = _safety_checker(spec)
+    return SafetyChecker(model, safety_image_processor(spec), source="random")
+
+
 def write_lora_file(path: Path, unet: UNet2DConditionModel, *, rank: int = LORA_RANK, seed: int = 0) -> Path:
     """A random LoRA as a safetensors file (a style's, or a stand-in for a few-step LCM/Lightning one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -531,7 +581,8 @@ def make_random_model(
     model_dir: Path, spec: RandomModelSpec = FULL, *, dtype: torch.dtype = torch.bfloat16, seed: int = 0,
     on_part: Any = None,
 ) -> Path:
-    """Write the random model in `make_tiny_model`'s layout (bf16 safetensors; about 10.5 GB at full size).
+    """Write the random model in `make_tiny_model`'s layout (bf16 safetensors; about 12.5 GB at full size):
+    sdxl/, vae/, controlnet/, ip-adapter/{sdxl_models,models/image_encoder}/, safety-checker/, styles/.
 
     `on_part(name)` is called as each part is written, for a progress bar.
     """
@@ -546,14 +597,20 @@ def make_random_model(
     controlnet = components.pop("controlnet")
     sdxl = StableDiffusionXLPipeline(**components, add_watermarker=False)
     sdxl.save_pretrained(model_dir / "sdxl", safe_serialization=True)
+    # VAE= (madebyollin/sdxl-vae-fp16-fix in production) has the base VAE's architecture.
+    components["vae"].save_pretrained(model_dir / "vae", safe_serialization=True)
     report("sdxl")
     controlnet.save_pretrained(model_dir / "controlnet", safe_serialization=True)
     report("controlnet")
     ip_dir = model_dir / "ip-adapter"
-    ip_dir.mkdir(exist_ok=True)
-    save_file(plus_ip_adapter_state_dict(sdxl.unet, spec), str(ip_dir / "ip-adapter.safetensors"))
-    image_encoder.save_pretrained(ip_dir / "image_encoder", safe_serialization=True)
+    image_encoder.save_pretrained(ip_dir / "models" / "image_encoder", safe_serialization=True)
+    (ip_dir / "sdxl_models").mkdir(parents=True, exist_ok=True)
+    save_file(plus_ip_adapter_state_dict(sdxl.unet, spec), str(ip_dir / "sdxl_models" / PLUS_FACE_WEIGHT_NAME))
     report("ip-adapter")
+    with _default_dtype(dtype):
+        _safety_checker(spec).save_pretrained(model_dir / "safety-checker", safe_serialization=True)
+    safety_image_processor(spec).save_pretrained(model_dir / "safety-checker")
+    report("safety-checker")
     write_lora_style(model_dir, "random-style", sdxl.unet, rank=spec.lora_rank, seed=seed + 1)
     report("styles")
     return model_dir

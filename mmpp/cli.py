@@ -21,8 +21,10 @@ COMMAND_MODULES = (
     "bot.cli",
     "inference.cli",
     "inference.random_cli",
+    "inference.download",
     "training.cli",
     "bot.db.cli",
+    "inference.queue.remote.cli",
 )
 
 

@@ -15,6 +15,14 @@ from typing import Any
 _SECRETS: set[str] = set()
 # Discord bot tokens have three base64url parts; scrub anything of that shape even if unregistered.
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,40}")
+# Interaction and webhook tokens ride in REST paths (`/interactions/{id}/{token}/callback`,
+# `/webhooks/{app_id}/{token}/messages/@original`) that discord.py logs at DEBUG; one is enough to
+# edit or delete the bot's replies for 15 minutes.
+_PATH_TOKEN = re.compile(r"(/(?:webhooks|interactions)/\d+/)[^/\s?#'\"]+")
+# ...and in payloads, as `"token": "..."`.
+_FIELD_TOKEN = re.compile(r"""(["']token["']\s*:\s*["'])[^"']+""")
+# A password in any URL (`scheme://user:password@host`).
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s/@]+@", re.IGNORECASE)
 
 
 def register_secret(value: str | None) -> None:
@@ -26,7 +34,22 @@ def register_secret(value: str | None) -> None:
 def scrub(text: str) -> str:
     for secret in _SECRETS:
         text = text.replace(secret, "***")
+    text = _PATH_TOKEN.sub(r"\1***", text)
+    text = _FIELD_TOKEN.sub(r"\1***", text)
+    text = _URL_PASSWORD.sub(r"\1***@", text)
     return _TOKEN_SHAPE.sub("***", text)
+
+
+def hide_url_password(url: str) -> str:
+    """`url` with its password replaced by `***`, even when the URL is malformed (a typo in
+    DATABASE_URL must not print the password in the error that reports the typo)."""
+    at = url.rfind("@")
+    if at < 0:
+        return url
+    start = url.find("//")
+    start = start + 2 if 0 <= start < at else 0
+    user, colon, _ = url[start:at].partition(":")
+    return f"{url[:start]}{user}:***{url[at:]}" if colon else url
 
 
 class _Formatter(logging.Formatter):
@@ -53,6 +76,18 @@ class _Formatter(logging.Formatter):
         return scrub(" ".join(parts))
 
 
+class _ScrubRecord(logging.Filter):
+    """Scrubs the record itself before the handler sees it: a handler that fails to write prints
+    the raw message and arguments (`Handler.handleError`), and those must be clean too."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
 def _plain(value: Any) -> str:
     text = str(value)
     return json.dumps(text) if (" " in text or "\n" in text or not text) else text
@@ -67,6 +102,7 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
     fmt = fmt or os.environ.get("LOG_FORMAT") or "text"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter(as_json=fmt == "json"))
+    handler.addFilter(_ScrubRecord())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

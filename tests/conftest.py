@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,10 @@ from skimage import data as skdata
 from inference.engine import Engine
 from inference.tiny_model import make_tiny_model
 from mmpp.settings import Settings, load_settings
+
+# Tests see the built-in prompt styles only where they ask for them (`builtin_styles=True`), so every
+# other catalog stays exactly the styles a test wrote. Subprocesses inherit this too.
+os.environ["BUILTIN_STYLES"] = "false"
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +54,7 @@ def astronaut() -> Image.Image:
 @pytest.fixture(scope="session")
 def selfie_bytes(astronaut: Image.Image) -> bytes:
     return encode(astronaut, "JPEG", quality=92)
+
+
+# Redis for the queue's remote backend (issue 12): fixtures live beside their helpers.
+from tests.redis_server import private_redis, redis_url  # noqa: E402, F401

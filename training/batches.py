@@ -12,44 +12,57 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from training.data import ImageDataset
+from training.data import ImageDataset, Size
 from training.models import tokenize
 
 Sample = dict[str, Any]
 
 
 class TrainDataset(Dataset):
+    """`repeats` passes over the instance images per epoch. Class images follow each instance image's
+    size (its aspect-ratio bucket), so instance and class samples stack into one batch."""
+
     def __init__(
         self,
         instance: ImageDataset,
         prior: ImageDataset | None = None,
         *,
         tokenizers: tuple,
+        repeats: int = 1,
         latents: Sequence[dict[str, torch.Tensor]] | None = None,
-        prior_latents: Sequence[dict[str, torch.Tensor]] | None = None,
+        prior_latents: dict[Size, list[dict[str, torch.Tensor]]] | None = None,
         text: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> None:
         self.instance = instance
         self.prior = prior
         self.tokenizers = tokenizers
+        self.repeats = repeats
         self.latents = latents
         self.prior_latents = prior_latents
         self.text = text
         self.epoch = 0
+        self._prior_views: dict[Size, ImageDataset] = {}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.instance)
+        return len(self.instance) * self.repeats
+
+    def image_index(self, index: int) -> int:
+        return index % len(self.instance)
 
     def __getitem__(self, index: int) -> dict[str, Sample]:
-        item = {"instance": self._sample(self.instance, self.latents, index)}
+        image = self.image_index(index)
+        item = {"instance": self._sample(self.instance, self.latents, image)}
         if self.prior is not None:
             # Walk through the class images across epochs rather than pairing each instance image
             # with the same few faces forever.
-            prior_index = (index + self.epoch * len(self.instance)) % len(self.prior)
-            item["prior"] = self._sample(self.prior, self.prior_latents, prior_index)
+            prior_index = (index + self.epoch * len(self)) % len(self.prior)
+            size = self.instance.sizes[image]
+            view = self._prior_views.setdefault(size, self.prior.resized(size))
+            latents = self.prior_latents[size] if self.prior_latents is not None else None
+            item["prior"] = self._sample(view, latents, prior_index)
         return item
 
     def _sample(

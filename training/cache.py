@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import torch
 from diffusers import AutoencoderKL
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from training.data import ImageDataset
 from training.models import encode_prompt, tokenize
@@ -22,13 +22,22 @@ from training.models import encode_prompt, tokenize
 def cache_latents(
     vae: AutoencoderKL, images: ImageDataset, *, batch_size: int, device: torch.device, num_workers: int = 0
 ) -> list[dict[str, torch.Tensor]]:
-    """Per image: its latent distribution and the time ids of the crop it was encoded from."""
-    loader = DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    cached: list[dict[str, torch.Tensor]] = []
-    for batch in loader:
-        pixels = batch["pixel_values"].to(device, dtype=vae.dtype)
-        params = vae.encode(pixels).latent_dist.parameters.float().cpu()
-        cached.extend({"latent_params": p, "time_ids": t} for p, t in zip(params, batch["time_ids"], strict=True))
+    """Per image: its latent distribution and the time ids of the crop it was encoded from.
+
+    Images are encoded a size (bucket) at a time, since a batch must be of one size.
+    """
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for index, size in enumerate(images.sizes):
+        by_size.setdefault(size, []).append(index)
+    cached: list[dict[str, torch.Tensor]] = [{} for _ in range(len(images))]
+    for indices in by_size.values():
+        loader = DataLoader(Subset(images, indices), batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        positions = iter(indices)
+        for batch in loader:
+            pixels = batch["pixel_values"].to(device, dtype=vae.dtype)
+            params = vae.encode(pixels).latent_dist.parameters.float().cpu()
+            for p, t in zip(params, batch["time_ids"], strict=True):
+                cached[next(positions)] = {"latent_params": p, "time_ids": t}
     return cached
 
 

@@ -31,7 +31,8 @@ def _register_train(subparsers: Any) -> None:
         description="Train an SDXL LoRA on a folder of captioned images (metadata.jsonl) or a Hugging Face "
         "dataset and write STYLES_DIR/NAME (lora.safetensors + style.json). Runs under `accelerate launch`.",
     )
-    p.add_argument("--data", required=True, help="image folder with metadata.jsonl, or a hub dataset name")
+    p.add_argument("--data", "--instance-data-dir", required=True,
+                   help="image folder (with metadata.jsonl, or with --instance-prompt), or a hub dataset name")
     p.add_argument("--style-name", required=True, help="style name: lowercase letters, digits, dashes")
     p.add_argument("--output", required=True, type=Path, help="STYLES_DIR/NAME")
     models = p.add_argument_group("model")
@@ -43,13 +44,24 @@ def _register_train(subparsers: Any) -> None:
     data.add_argument("--caption-column", default="text", help="caption field/column (default: text)")
     data.add_argument("--dataset-split", default="train")
     data.add_argument("--max-train-samples", type=int)
-    data.add_argument("--instance-token", help="prepended to captions; the style's trigger (default: '<name> style')")
-    data.add_argument("--prior-data", type=Path, help="class images (e.g. SFHQ faces): enables prior preservation")
+    data.add_argument("--instance-token", help="prepended to captions; the style's trigger (default: the instance "
+                      "prompt, else '<name> style')")
+    data.add_argument("--instance-prompt", help="the caption of every image of a folder without metadata.jsonl")
+    data.add_argument("--prior-data", "--class-data-dir", type=Path,
+                      help="class images (e.g. SFHQ faces): enables prior preservation")
+    data.add_argument("--num-class-images", type=int,
+                      help="train on this many class images; the base model draws the missing ones into --prior-data "
+                      "(default folder: OUTPUT/class-images)")
     data.add_argument("--class-prompt", default=DEFAULT_CLASS_PROMPT)
+    data.add_argument("--sample-batch-size", type=int, default=4, help="batch size for drawing class images")
+    data.add_argument("--class-inference-steps", type=int, default=50, help="steps per drawn class image")
     data.add_argument("--prior-loss-weight", type=float, default=1.0)
     data.add_argument("--resolution", type=int, help="default: the model's native resolution")
+    data.add_argument("--aspect-buckets", action=_BOOL, default=False,
+                      help="train each image at the ~resolution² size nearest its aspect ratio, not a square crop")
     data.add_argument("--center-crop", action=_BOOL, default=False)
     data.add_argument("--random-flip", action=_BOOL, default=False)
+    data.add_argument("--repeats", type=int, default=1, help="how many times each image appears per epoch")
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--train-batch-size", type=int, default=1)
     opt.add_argument("--gradient-accumulation-steps", type=int, default=1)
@@ -61,7 +73,20 @@ def _register_train(subparsers: Any) -> None:
     opt.add_argument("--lr-warmup-steps", type=int, default=0)
     opt.add_argument("--lr-num-cycles", type=int, default=1)
     opt.add_argument("--lr-power", type=float, default=1.0)
-    opt.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS)
+    opt.add_argument("--max-steps", "--max-train-steps", type=int,
+                     help=f"default: from --num-train-epochs, else {DEFAULT_MAX_STEPS}")
+    opt.add_argument("--num-train-epochs", type=int, help="passes over the data (--max-steps wins when both are given)")
+    opt.add_argument("--optimizer", type=str.lower, choices=["adamw", "adamw8bit", "prodigy"], default="adamw",
+                     help="adamw8bit needs bitsandbytes, prodigy needs prodigyopt (pip install 'mmpp[train]')")
+    opt.add_argument("--use-8bit-adam", dest="optimizer", action="store_const", const="adamw8bit",
+                     help="the same as --optimizer adamw8bit")
+    opt.add_argument("--adam-beta1", type=float, default=0.9)
+    opt.add_argument("--adam-beta2", type=float, default=0.999)
+    opt.add_argument("--adam-epsilon", type=float, default=1e-8)
+    opt.add_argument("--prodigy-beta3", type=float, help="default: the square root of --adam-beta2")
+    opt.add_argument("--prodigy-decouple", action=_BOOL, default=True)
+    opt.add_argument("--prodigy-use-bias-correction", action=_BOOL, default=True)
+    opt.add_argument("--prodigy-safeguard-warmup", action=_BOOL, default=True)
     opt.add_argument("--adam-weight-decay", type=float, default=1e-4)
     opt.add_argument("--max-grad-norm", type=float, default=1.0)
     opt.add_argument("--snr-gamma", type=float, help="Min-SNR loss weighting (5.0 is usual)")
@@ -71,6 +96,9 @@ def _register_train(subparsers: Any) -> None:
     lora.add_argument("--lora-alpha", type=float, help="default: the rank")
     lora.add_argument("--lora-dropout", type=float, default=0.0)
     lora.add_argument("--train-text-encoder", action=_BOOL, default=False)
+    lora.add_argument("--use-dora", action=_BOOL, default=False, help="weight-decomposed LoRA (DoRA)")
+    lora.add_argument("--output-kohya-format", action=_BOOL, default=False,
+                      help="also write OUTPUT/NAME.safetensors in kohya's layout (A1111, ComfyUI)")
     run = p.add_argument_group("run")
     run.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], help="default: accelerate's setting")
     run.add_argument("--gradient-checkpointing", action=_BOOL, default=False)
@@ -82,6 +110,8 @@ def _register_train(subparsers: Any) -> None:
     run.add_argument("--checkpointing-steps", type=int, default=500)
     run.add_argument("--checkpoints-total-limit", type=int)
     run.add_argument("--resume-from-checkpoint", help="'latest' or a checkpoint folder")
+    run.add_argument("--report-to", choices=["tensorboard", "none"],
+                     help="TensorBoard logs in OUTPUT/logs (default: where tensorboard is installed)")
     val = p.add_argument_group("validation")
     val.add_argument("--validation-prompt")
     val.add_argument("--num-validation-images", type=int, default=2)
@@ -95,12 +125,16 @@ def _register_train(subparsers: Any) -> None:
 
 _TRAIN_FIELDS = (
     "data", "style_name", "output", "vae", "image_column", "caption_column", "dataset_split",
-    "max_train_samples", "instance_token", "prior_data", "class_prompt", "prior_loss_weight", "resolution",
-    "center_crop", "random_flip", "train_batch_size", "gradient_accumulation_steps", "learning_rate",
+    "max_train_samples", "instance_token", "instance_prompt", "prior_data", "num_class_images", "class_prompt",
+    "sample_batch_size", "class_inference_steps", "prior_loss_weight", "resolution", "aspect_buckets",
+    "center_crop", "random_flip", "repeats", "train_batch_size", "gradient_accumulation_steps", "learning_rate",
     "text_encoder_lr", "lr_scheduler", "lr_warmup_steps", "lr_num_cycles", "lr_power", "max_steps",
+    "num_train_epochs", "optimizer", "adam_beta1", "adam_beta2", "adam_epsilon", "prodigy_beta3",
+    "prodigy_decouple", "prodigy_use_bias_correction", "prodigy_safeguard_warmup",
     "adam_weight_decay", "max_grad_norm", "snr_gamma", "noise_offset", "rank", "lora_alpha", "lora_dropout",
-    "train_text_encoder", "mixed_precision", "gradient_checkpointing", "cache_latents", "allow_tf32",
-    "dataloader_num_workers", "seed", "checkpointing_steps", "checkpoints_total_limit", "resume_from_checkpoint",
+    "train_text_encoder", "use_dora", "output_kohya_format", "mixed_precision", "gradient_checkpointing",
+    "cache_latents", "allow_tf32", "dataloader_num_workers", "seed", "checkpointing_steps",
+    "checkpoints_total_limit", "resume_from_checkpoint", "report_to",
     "validation_prompt", "num_validation_images", "validation_steps", "validation_inference_steps",
     "description", "display_name",
 )
@@ -136,6 +170,8 @@ def _train(args: argparse.Namespace) -> int:
     print(f"Style '{config.style_name}' written to {config.output} (trigger: {config.trigger}).")
     if result.validation_images:
         print(f"Validation images: {config.validation_dir}")
+    if config.output_kohya_format:
+        print(f"Kohya copy (A1111, ComfyUI): {config.output / (config.style_name + '.safetensors')}")
     return 0
 
 

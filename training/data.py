@@ -26,6 +26,8 @@ METADATA_FILE = "metadata.jsonl"
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 _SHOW = 5  # how many offending files a message lists before "and N more"
 
+Size = tuple[int, int]  # (height, width)
+
 
 class DataError(UserFacingError):
     code = "bad_training_data"
@@ -147,18 +149,24 @@ def _check_decodes(paths: Sequence[Path]) -> None:
         )
 
 
-def load_folder(folder: Path, caption_column: str = "text") -> list[Example]:
+def load_folder(folder: Path, caption_column: str = "text", instance_prompt: str | None = None) -> list[Example]:
+    """Captions from `metadata.jsonl`; without one, `instance_prompt` captions every image (the
+    reference scripts' --instance_data_dir + --instance_prompt)."""
     if not folder.is_dir():
         raise DataError(f"{folder} is not a folder")
     images = image_files(folder)
     has_metadata = (folder / METADATA_FILE).is_file()
     if not images:
         raise DataError(f"{folder} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    if not has_metadata and instance_prompt:
+        _check_decodes(images)
+        return [Example(instance_prompt, str(path), _FileImage(path)) for path in images]
     if not has_metadata:
         hint = " (metadata.csv is not read; convert it to JSON lines)" if (folder / "metadata.csv").exists() else ""
         raise DataError(
             f"{folder} has {len(images)} images but no {METADATA_FILE} with their captions{hint}. "
-            f'Each line should look like {{"file_name": "0001.png", "{caption_column}": "a caption"}}.'
+            f'Each line should look like {{"file_name": "0001.png", "{caption_column}": "a caption"}}, '
+            "or give every image one caption with --instance-prompt."
         )
     captions = read_metadata(folder, caption_column)
     uncaptioned = [p.relative_to(folder).as_posix() for p in images if p.relative_to(folder).as_posix()
@@ -174,7 +182,8 @@ def load_folder(folder: Path, caption_column: str = "text") -> list[Example]:
 
 
 def load_hub_dataset(
-    name: str, *, split: str = "train", image_column: str = "image", caption_column: str = "text"
+    name: str, *, split: str = "train", image_column: str = "image", caption_column: str = "text",
+    instance_prompt: str | None = None,
 ) -> list[Example]:
     import datasets
 
@@ -186,20 +195,29 @@ def load_hub_dataset(
             f"Could not load the dataset '{name}' (split '{split}'): {first}. "
             "DATA is a local folder or a Hugging Face dataset name."
         ) from exc
-    return examples_from_dataset(dataset, name=name, image_column=image_column, caption_column=caption_column)
+    return examples_from_dataset(dataset, name=name, image_column=image_column, caption_column=caption_column,
+                                 instance_prompt=instance_prompt)
 
 
 def examples_from_dataset(
-    dataset: Any, *, name: str, image_column: str = "image", caption_column: str = "text"
+    dataset: Any, *, name: str, image_column: str = "image", caption_column: str = "text",
+    instance_prompt: str | None = None,
 ) -> list[Example]:
+    """Rows as examples; without a caption column, `instance_prompt` captions every row (as in the reference)."""
     columns = list(dataset.column_names)
-    for column, option in ((image_column, "--image-column"), (caption_column, "--caption-column")):
+    wanted = [(image_column, "--image-column")]
+    if caption_column in columns or not instance_prompt:
+        wanted.append((caption_column, "--caption-column (or give every image one caption with --instance-prompt)"))
+    for column, option in wanted:
         if column not in columns:
             raise DataError(
                 f"Dataset '{name}' has no column '{column}' (columns: {', '.join(columns)}); choose one with {option}"
             )
     if len(dataset) == 0:
         raise DataError(f"Dataset '{name}' is empty")
+    if caption_column not in columns and instance_prompt:
+        return [Example(instance_prompt, f"{name} row {i}", _DatasetImage(dataset, i, image_column))
+                for i in range(len(dataset))]
     captions = dataset[caption_column]
     missing = [str(i) for i, c in enumerate(captions) if not isinstance(c, str) or not c.strip()]
     if missing:
@@ -218,25 +236,27 @@ def load_examples(
     caption_column: str = "text",
     split: str = "train",
     limit: int | None = None,
+    instance_prompt: str | None = None,
 ) -> list[Example]:
     """A local folder if DATA names one, else a hub dataset name (owner/name)."""
     path = Path(data).expanduser()
     if path.exists():
         if not path.is_dir():
             raise DataError(f"{data} is a file; DATA must be a folder of images or a dataset name")
-        examples = load_folder(path, caption_column)
+        examples = load_folder(path, caption_column, instance_prompt)
     elif data.startswith((".", "/", "~")) or data.count("/") > 1 or "\\" in data:
         raise DataError(f"{data} does not exist")
     else:
-        examples = load_hub_dataset(data, split=split, image_column=image_column, caption_column=caption_column)
+        examples = load_hub_dataset(data, split=split, image_column=image_column, caption_column=caption_column,
+                                    instance_prompt=instance_prompt)
     return examples[:limit] if limit else examples
 
 
-def load_prior_folder(folder: Path, class_prompt: str) -> list[Example]:
+def load_prior_folder(folder: Path, class_prompt: str, limit: int | None = None) -> list[Example]:
     """Class images (faces, e.g. SFHQ) for prior preservation; they all share the class prompt."""
     if not folder.is_dir():
         raise DataError(f"--prior-data: {folder} is not a folder")
-    images = image_files(folder)
+    images = image_files(folder)[:limit]
     if not images:
         raise DataError(f"--prior-data: {folder} has no images")
     _check_decodes(images)
@@ -248,9 +268,10 @@ def load_prior_folder(folder: Path, class_prompt: str) -> list[Example]:
 
 @dataclass(frozen=True)
 class Transform:
-    """Resize the short side, crop a square, maybe mirror: decided once per image by its seed.
+    """Scale to cover the target size, crop it, maybe mirror: decided once per image by its seed.
 
-    Fixing the crop and flip per image keeps cached latents and time ids true to the pixels.
+    Fixing the crop and flip per image keeps cached latents and time ids true to the pixels. The
+    target is a square of `resolution` unless a size (an aspect-ratio bucket) is given.
     """
 
     resolution: int
@@ -258,75 +279,111 @@ class Transform:
     random_flip: bool = False
     seed: int = 0
 
-    def __call__(self, image: Image.Image, index: int) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
+    def __call__(
+        self, image: Image.Image, index: int, size: Size | None = None
+    ) -> tuple[torch.Tensor, Size, Size]:
         rng = random.Random(self.seed * 1_000_003 + index)
+        height, width = size or (self.resolution, self.resolution)
         original = (image.height, image.width)
-        scale = self.resolution / min(image.size)
-        size = (max(self.resolution, round(image.width * scale)), max(self.resolution, round(image.height * scale)))
-        image = image.resize(size, Image.Resampling.LANCZOS)
+        scale = max(width / image.width, height / image.height)
+        scaled = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
+        image = image.resize(scaled, Image.Resampling.LANCZOS)
         if self.random_flip and rng.random() < 0.5:
             image = ImageOps.mirror(image)
         if self.center_crop:
-            top = round((image.height - self.resolution) / 2)
-            left = round((image.width - self.resolution) / 2)
+            top = round((image.height - height) / 2)
+            left = round((image.width - width) / 2)
         else:
-            top = rng.randint(0, image.height - self.resolution)
-            left = rng.randint(0, image.width - self.resolution)
-        image = image.crop((left, top, left + self.resolution, top + self.resolution))
+            top = rng.randint(0, image.height - height)
+            left = rng.randint(0, image.width - width)
+        image = image.crop((left, top, left + width, top + height))
         pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
         return pixels.contiguous(), original, (top, left)
 
 
-def time_ids(original: tuple[int, int], crop_top_left: tuple[int, int], resolution: int) -> torch.Tensor:
-    """SDXL's micro-conditioning: original size, crop corner, target size."""
-    return torch.tensor([*original, *crop_top_left, resolution, resolution], dtype=torch.float32)
+def time_ids(original: Size, crop_top_left: Size, target: Size) -> torch.Tensor:
+    """SDXL's micro-conditioning: original size, crop corner, target size, each (height, width)."""
+    return torch.tensor([*original, *crop_top_left, *target], dtype=torch.float32)
 
 
 class ImageDataset(Dataset):
-    """Examples as pixels + time ids, for encoding once (cache) or every step."""
+    """Examples as pixels + time ids, for encoding once (cache) or every step.
 
-    def __init__(self, examples: Sequence[Example], transform: Transform) -> None:
+    `sizes` gives each image its own target size (aspect-ratio buckets); by default all are square.
+    """
+
+    def __init__(self, examples: Sequence[Example], transform: Transform, sizes: Sequence[Size] | None = None) -> None:
         self.examples = list(examples)
         self.transform = transform
+        square = (transform.resolution, transform.resolution)
+        self.sizes = list(sizes) if sizes is not None else [square] * len(self.examples)
 
     def __len__(self) -> int:
         return len(self.examples)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def image(self, index: int) -> Image.Image:
         example = self.examples[index]
         try:
-            image = example.load()
+            return example.load()
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
             raise DataError(f"{example.label}: could not read the image ({exc})") from exc
-        pixels, original, crop = self.transform(image, index)
-        return {
-            "pixel_values": pixels,
-            "time_ids": time_ids(original, crop, self.transform.resolution),
-            "caption": example.caption,
-        }
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.item(index, self.sizes[index])
+
+    def item(self, index: int, size: Size) -> dict[str, Any]:
+        pixels, original, crop = self.transform(self.image(index), index, size)
+        caption = self.examples[index].caption
+        return {"pixel_values": pixels, "time_ids": time_ids(original, crop, size), "caption": caption}
+
+    def resized(self, size: Size) -> ImageDataset:
+        """The same images, all at one size: class images following an instance batch's bucket."""
+        return ImageDataset(self.examples, self.transform, [size] * len(self.examples))
 
 
 class EpochSampler(Sampler[int]):
     """A shuffle fixed by (seed, epoch), so a resumed run sees the same order as an uninterrupted one.
 
-    `skip` drops the first samples of the next pass only: resuming mid-epoch without reading images
-    that were already trained on.
+    With `buckets` (one bucket id per index) every run of `batch_size` indices comes from one
+    bucket: each bucket is shuffled and cut into batches, a short last batch is filled up with
+    images of its own bucket, and the batches are shuffled. `skip` drops the first samples of the
+    next pass only: resuming mid-epoch without reading images that were already trained on.
     """
 
-    def __init__(self, size: int, seed: int) -> None:
+    def __init__(self, size: int, seed: int, *, buckets: Sequence[int] | None = None, batch_size: int = 1) -> None:
         self.size = size
         self.seed = seed
+        self.buckets = list(buckets) if buckets is not None else None
+        self.batch_size = batch_size
         self.epoch = 0
         self.skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _members(self) -> list[list[int]]:
+        assert self.buckets is not None
+        groups: dict[int, list[int]] = {}
+        for index, bucket in enumerate(self.buckets):
+            groups.setdefault(bucket, []).append(index)
+        return [groups[b] for b in sorted(groups)]
+
     def __len__(self) -> int:
-        return self.size
+        if self.buckets is None:
+            return self.size
+        return sum(-(-len(m) // self.batch_size) * self.batch_size for m in self._members())
+
+    def order(self) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
+        if self.buckets is None:
+            return torch.randperm(self.size, generator=generator).tolist()
+        batches: list[list[int]] = []
+        for members in self._members():
+            shuffled = [members[i] for i in torch.randperm(len(members), generator=generator).tolist()]
+            shuffled += [shuffled[i % len(shuffled)] for i in range(-len(shuffled) % self.batch_size)]
+            batches += [shuffled[i : i + self.batch_size] for i in range(0, len(shuffled), self.batch_size)]
+        return [i for b in torch.randperm(len(batches), generator=generator).tolist() for i in batches[b]]
 
     def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
-        order = torch.randperm(self.size, generator=generator).tolist()
         skip, self.skip = self.skip, 0
-        return iter(order[skip:])
+        return iter(self.order()[skip:])

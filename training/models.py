@@ -62,17 +62,17 @@ def load_components(base_model: str, vae: str | None = None) -> Components:
     return Components(tokenizers, text_encoders, vae_model, unet, scheduler, vae_half_safe=vae is not None)
 
 
-def unet_lora_config(rank: int, alpha: float, dropout: float) -> LoraConfig:
+def unet_lora_config(rank: int, alpha: float, dropout: float, use_dora: bool = False) -> LoraConfig:
     return LoraConfig(
         r=rank, lora_alpha=alpha, lora_dropout=dropout, init_lora_weights="gaussian",
-        target_modules=UNET_LORA_TARGETS,
+        target_modules=UNET_LORA_TARGETS, use_dora=use_dora,
     )
 
 
-def text_lora_config(rank: int, alpha: float, dropout: float) -> LoraConfig:
+def text_lora_config(rank: int, alpha: float, dropout: float, use_dora: bool = False) -> LoraConfig:
     return LoraConfig(
         r=rank, lora_alpha=alpha, lora_dropout=dropout, init_lora_weights="gaussian",
-        target_modules=TEXT_LORA_TARGETS,
+        target_modules=TEXT_LORA_TARGETS, use_dora=use_dora,
     )
 
 

@@ -23,9 +23,7 @@ from inference.preprocess import (
     NoFaceFound,
     TooManyFaces,
     decode_image,
-    detect_faces,
-    pick_face,
-    square_crop,
+    find_face,
 )
 from training.config import DEFAULT_CLASS_PROMPT
 from training.data import METADATA_FILE, DataError
@@ -158,11 +156,11 @@ def prepare_data(
             continue
         if kind == "face":
             try:
-                box = pick_face(detect_faces(image), limits)
+                located = find_face(image, limits)
             except (NoFaceFound, TooManyFaces, FaceTooSmall) as exc:
                 report.dropped.append(Dropped(name, _FACE_REASONS[type(exc)]))
                 continue
-            prepared = square_crop(image, box, resolution)
+            prepared = located.square(resolution)
         else:
             prepared = center_square(image, resolution)
         out_name = _unique(path.stem, used)

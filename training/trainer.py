@@ -8,38 +8,36 @@ retraces an uninterrupted one, and the result is a style folder the bot loads as
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, set_seed
-from diffusers.optimization import get_scheduler
-from diffusers.training_utils import cast_training_params, compute_snr
-from peft import inject_adapter_in_model
-from torch.utils.data import DataLoader
+from diffusers.training_utils import compute_snr
 from tqdm.auto import tqdm
 
 from mmpp.logs import log_event
-from training.batches import TrainDataset, collate
-from training.cache import cache_latents, cache_text, sample_latents, scale_latents
-from training.checkpoints import checkpoint_step, find_resume_point, prune, register_lora_hooks
-from training.config import ConfigError, TrainConfig
-from training.data import EpochSampler, Example, ImageDataset, Transform, load_examples, load_prior_folder
-from training.export import LORA_FILE, save_lora, write_trained_style
-from training.models import encode_prompt, load_components, text_lora_config, unet_lora_config
+from training.cache import sample_latents, scale_latents
+from training.checkpoints import checkpoint_step, prune
+from training.config import TrainConfig
+from training.export import LORA_FILE
+from training.loss import min_snr_weights, target_for, weighted_mse
+from training.models import encode_prompt
+from training.outputs import History, write_outputs
+from training.preflight import write_settings
+from training.setup import TrainingSetup
 from training.validation import render_validation, validation_prompt
 
 log = logging.getLogger(__name__)
 
-_HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
+HISTORY_FILE = "history.json"  # in each checkpoint: the steps so far, for the plot of a resumed run
 
 
 @dataclass(frozen=True)
@@ -60,6 +58,7 @@ class TrainResult:
     resolution: int
     losses: list[float] = field(default_factory=list)
     prior_losses: list[float] = field(default_factory=list)
+    lrs: list[float] = field(default_factory=list)
     checkpoints: list[Path] = field(default_factory=list)
     validation_images: list[Path] = field(default_factory=list)
     seconds: float = 0.0
@@ -69,161 +68,14 @@ def step_seed(seed: int, process: int, epoch: int, batch: int) -> int:
     return int(np.random.SeedSequence([seed, process, epoch, batch]).generate_state(1)[0])
 
 
-class Trainer:
+class Trainer(TrainingSetup):
     """`run()` does everything; `setup()` and `resume()` are separate so tests can look in between."""
 
     def __init__(self, config: TrainConfig, *, on_step: Callable[[StepInfo], None] | None = None) -> None:
-        self.config = config
+        super().__init__(config)
         self.on_step = on_step
+        self.history = History([], [], [])  # steps trained before a resume, for the plot
         self.result: TrainResult | None = None
-
-    # --- setup ----------------------------------------------------------------------------------
-
-    def setup(self) -> None:
-        c = self.config
-        # Data problems surface before minutes of model loading.
-        examples = load_examples(
-            c.data, image_column=c.image_column, caption_column=c.caption_column, split=c.dataset_split,
-            limit=c.max_train_samples,
-        )
-        priors = load_prior_folder(c.prior_data, c.class_prompt) if c.prior_data else None
-
-        # SDXL reads the first text encoder's penultimate layer, so its last layer's LoRA gets no
-        # gradient, which multi-GPU (DDP) refuses unless told to look for unused parameters.
-        handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if c.train_text_encoder else []
-        try:
-            self.accelerator = acc = Accelerator(
-                gradient_accumulation_steps=c.gradient_accumulation_steps, mixed_precision=c.mixed_precision,
-                kwargs_handlers=handlers,
-            )
-        except ValueError as exc:  # e.g. bf16 on a GPU without it
-            raise ConfigError(f"--mixed-precision: {exc}") from exc
-        if acc.mixed_precision == "fp16" and acc.device.type == "cpu":
-            # No fp16 autocast on a CPU: half weights would meet the fp32 VAE unconverted.
-            raise ConfigError("--mixed-precision fp16 needs a GPU; on a CPU use bf16 or no")
-        if c.allow_tf32 and torch.cuda.is_available():
-            torch.backends.cuda.matmul.allow_tf32 = True
-        self.parts = parts = load_components(c.base_model, c.vae)
-        self.resolution = c.resolution or parts.native_resolution
-        if self.resolution % parts.resolution_multiple:
-            raise ConfigError(f"--resolution must be a multiple of {parts.resolution_multiple} for this model")
-        self.weight_dtype = _HALF.get(acc.mixed_precision, torch.float32)
-        self._place_models()
-        self._add_adapters()
-        register_lora_hooks(acc, parts.unet, parts.text_encoders if c.train_text_encoder else None)
-        self.dataset = self._build_dataset(examples, priors)
-        self._build_optimisation()
-
-    def _place_models(self) -> None:
-        c, parts, device = self.config, self.parts, self.accelerator.device
-        vae_dtype = self.weight_dtype if parts.vae_half_safe else torch.float32
-        for module, dtype in ((parts.unet, self.weight_dtype), (parts.vae, vae_dtype),
-                              *((encoder, self.weight_dtype) for encoder in parts.text_encoders)):
-            # Casting only when needed: diffusers warns on any dtype cast of the VAE, even a no-op.
-            if module.dtype == dtype:
-                module.to(device)
-            else:
-                module.to(device, dtype=dtype)
-        if c.gradient_checkpointing:
-            parts.unet.enable_gradient_checkpointing()
-            if c.train_text_encoder:
-                for encoder in parts.text_encoders:
-                    encoder.gradient_checkpointing_enable()
-
-    def _add_adapters(self) -> None:
-        c, parts = self.config, self.parts
-        set_seed(c.seed)  # the LoRA's random init
-        parts.unet.add_adapter(unet_lora_config(c.rank, c.alpha, c.lora_dropout))
-        trained: list[torch.nn.Module] = [parts.unet]
-        if c.train_text_encoder:
-            for encoder in parts.text_encoders:
-                # PEFT's own injection, as transformers' `add_adapter` does internally: transformers 5's
-                # wrapper refuses PEFT < 0.22 (none is published yet), though loading needs no such check.
-                inject_adapter_in_model(text_lora_config(c.rank, c.alpha, c.lora_dropout), encoder, "default")
-                encoder.train()
-            trained += list(parts.text_encoders)
-        parts.unet.train()
-        if self.weight_dtype != torch.float32:
-            # Half-precision base weights, fp32 LoRA weights: optimiser updates are too small for fp16.
-            cast_training_params(trained, dtype=torch.float32)
-
-    def _build_dataset(self, examples: list[Example], priors: list[Example] | None) -> TrainDataset:
-        c, parts, acc = self.config, self.parts, self.accelerator
-        transform = Transform(self.resolution, c.center_crop, c.random_flip, c.seed)
-        instance = ImageDataset([replace(e, caption=c.caption(e.caption)) for e in examples], transform)
-        prior = ImageDataset(priors, transform) if priors else None
-        latents = prior_latents = text = None
-        self.offloaded: list[torch.nn.Module] = []
-        if c.cache_latents:
-            started = time.perf_counter()
-            latents = cache_latents(parts.vae, instance, batch_size=c.train_batch_size, device=acc.device,
-                                    num_workers=c.dataloader_num_workers)
-            if prior is not None:
-                prior_latents = cache_latents(parts.vae, prior, batch_size=c.train_batch_size, device=acc.device,
-                                              num_workers=c.dataloader_num_workers)
-            self.offloaded.append(parts.vae)
-            if not c.train_text_encoder:
-                captions = [e.caption for e in instance.examples] + ([c.class_prompt] if prior else [])
-                text = cache_text(captions, parts.tokenizers, parts.text_encoders)
-                self.offloaded += list(parts.text_encoders)
-            self._offload(True)
-            log_event(log, logging.INFO, "cached", latents=len(latents) + len(prior_latents or []),
-                      captions=len(text or {}), seconds=round(time.perf_counter() - started, 2))
-        log_event(
-            log, logging.INFO, "training data", images=len(instance), prior_images=len(prior or []),
-            resolution=self.resolution, trigger=c.trigger,
-        )
-        return TrainDataset(instance, prior, tokenizers=parts.tokenizers, latents=latents,
-                            prior_latents=prior_latents, text=text)
-
-    def _offload(self, away: bool) -> None:
-        """Encoders that caching made idle leave the GPU, and come back only to draw validation images."""
-        if self.accelerator.device.type == "cpu":
-            return
-        for module in self.offloaded:
-            module.to("cpu" if away else self.accelerator.device)
-
-    def _build_optimisation(self) -> None:
-        c, parts, acc = self.config, self.parts, self.accelerator
-        groups: list[dict[str, Any]] = [
-            {"params": [p for p in parts.unet.parameters() if p.requires_grad], "lr": c.learning_rate}
-        ]
-        if c.train_text_encoder:
-            for encoder in parts.text_encoders:
-                groups.append({"params": [p for p in encoder.parameters() if p.requires_grad], "lr": c.text_encoder_lr})
-        self.params = [p for g in groups for p in g["params"]]
-        optimizer = torch.optim.AdamW(
-            groups, betas=(c.adam_beta1, c.adam_beta2), weight_decay=c.adam_weight_decay, eps=c.adam_epsilon
-        )
-        self.sampler = EpochSampler(len(self.dataset), c.seed)
-        loader = DataLoader(
-            self.dataset, batch_size=c.train_batch_size, sampler=self.sampler, collate_fn=collate,
-            num_workers=c.dataloader_num_workers,
-        )
-        # A prepared scheduler steps once per process per update, hence the scaling (as in diffusers).
-        scheduler = get_scheduler(
-            c.lr_scheduler, optimizer=optimizer,
-            num_warmup_steps=c.lr_warmup_steps * acc.num_processes,
-            num_training_steps=c.max_steps * acc.num_processes,
-            num_cycles=c.lr_num_cycles, power=c.lr_power,
-        )
-        if c.train_text_encoder:
-            unet, te1, te2, self.optimizer, self.dataloader, self.lr_scheduler = acc.prepare(
-                parts.unet, *parts.text_encoders, optimizer, loader, scheduler
-            )
-            self.text_encoders: tuple[torch.nn.Module, torch.nn.Module] = (te1, te2)
-            self.trained: list[torch.nn.Module] = [unet, te1, te2]
-        else:
-            unet, self.optimizer, self.dataloader, self.lr_scheduler = acc.prepare(
-                parts.unet, optimizer, loader, scheduler
-            )
-            self.text_encoders = parts.text_encoders
-            self.trained = [unet]
-        self.unet = unet
-        # Skipping works on the sampler the prepared loader really iterates.
-        prepared = self.dataloader.get_sampler()
-        if isinstance(prepared, EpochSampler):
-            self.sampler = prepared
 
     # --- resume ---------------------------------------------------------------------------------
 
@@ -232,13 +84,16 @@ class Trainer:
         c = self.config
         if not c.resume_from_checkpoint:
             return 0
-        path = find_resume_point(c.checkpoints_dir, c.resume_from_checkpoint)
+        path = self.resume_path  # found, and checked against this run's settings, before models loaded
         if path is None:
             log_event(log, logging.INFO, "no checkpoint to resume from; starting at step 0",
                       folder=str(c.checkpoints_dir))
             return 0
         self.accelerator.load_state(str(path))
         step = checkpoint_step(path)
+        if (path / HISTORY_FILE).is_file():
+            saved = json.loads((path / HISTORY_FILE).read_text(encoding="utf-8"))
+            self.history = History(saved["steps"], saved["losses"], saved["lrs"])
         log_event(log, logging.INFO, "resumed", checkpoint=str(path), step=step)
         return step
 
@@ -257,12 +112,12 @@ class Trainer:
         )
         self.result = result
         progress = tqdm(
-            total=c.max_steps, initial=start, desc=f"training {c.style_name}", unit="step",
+            total=self.max_steps, initial=start, desc=f"training {c.style_name}", unit="step",
             disable=not acc.is_local_main_process, dynamic_ncols=True,
         )
         step = start
         self._micro: list[tuple[float, float | None]] = []
-        batches = self._batches(start) if start < c.max_steps else iter(())
+        batches = self._batches(start) if start < self.max_steps else iter(())
         for batch, epoch, index in batches:
             with acc.accumulate(*self.trained):
                 loss, instance_loss, prior_loss = self._loss(batch, epoch, index)
@@ -284,7 +139,7 @@ class Trainer:
             progress.set_postfix(shown)
             if self.on_step is not None:
                 self.on_step(info)
-            if step >= c.max_steps:
+            if step >= self.max_steps:
                 break
         progress.close()
         result.final_step = step
@@ -348,36 +203,19 @@ class Trainer:
             return_dict=False,
         )[0]
 
-        prediction_type = scheduler.config.prediction_type
-        if prediction_type == "epsilon":
-            target = noise
-        elif prediction_type == "v_prediction":
-            target = scheduler.get_velocity(latents, noise, timesteps)
-        else:
-            raise ConfigError(
-                f"the base model's scheduler predicts '{prediction_type}'; training supports epsilon and v_prediction"
-            )
+        target = target_for(scheduler, latents, noise, timesteps)
 
         n = batch["num_instance"]
         prior_loss = None
         if prediction.shape[0] > n:
             prior_loss = F.mse_loss(prediction[n:].float(), target[n:].float())
-        loss = self._instance_loss(prediction[:n].float(), target[:n].float(), timesteps[:n], prediction_type)
+        weights = None
+        if c.snr_gamma is not None:  # Min-SNR-γ weighting: see training/loss.py for the formula's derivation
+            snr = compute_snr(scheduler, timesteps[:n])
+            weights = min_snr_weights(snr, c.snr_gamma, scheduler.config.prediction_type)
+        loss = weighted_mse(prediction[:n].float(), target[:n].float(), weights)
         total = loss if prior_loss is None else loss + c.prior_loss_weight * prior_loss
         return total, loss.detach(), None if prior_loss is None else prior_loss.detach()
-
-    def _instance_loss(
-        self, prediction: torch.Tensor, target: torch.Tensor, timesteps: torch.Tensor, prediction_type: str
-    ) -> torch.Tensor:
-        gamma = self.config.snr_gamma
-        if gamma is None:
-            return F.mse_loss(prediction, target)
-        # Min-SNR weighting (Hang et al. 2023), as in diffusers' scripts.
-        snr = compute_snr(self.parts.noise_scheduler, timesteps)
-        weights = torch.clamp(snr, max=gamma)
-        weights = weights / (snr + 1) if prediction_type == "v_prediction" else weights / snr
-        per_sample = F.mse_loss(prediction, target, reduction="none").mean(dim=list(range(1, prediction.ndim)))
-        return (per_sample * weights).mean()
 
     def _finish_step(self, step: int) -> StepInfo:
         c, acc, result = self.config, self.accelerator, self.result
@@ -392,6 +230,12 @@ class Trainer:
             lr=float(self.lr_scheduler.get_last_lr()[0]),
         )
         result.losses.append(info.loss)
+        result.lrs.append(info.lr)
+        if self.tensorboard:
+            logged = {"loss": info.loss, "lr": info.lr}
+            if info.prior_loss is not None:
+                logged["prior_loss"] = info.prior_loss
+            acc.log(logged, step=step)
         if info.prior_loss is not None:
             result.prior_losses.append(info.prior_loss)
         if step % c.checkpointing_steps == 0 and acc.is_main_process:
@@ -405,8 +249,12 @@ class Trainer:
         prune(c.checkpoints_dir, c.checkpoints_total_limit)
         path = c.checkpoints_dir / f"checkpoint-{step}"
         self.accelerator.save_state(str(path))
+        write_settings(path, c)
         if self.result is not None:
             self.result.checkpoints.append(path)
+            history = self._history()
+            (path / HISTORY_FILE).write_text(json.dumps({"steps": list(history.steps), "losses": list(history.losses),
+                                                         "lrs": list(history.lrs)}), encoding="utf-8")
         log_event(log, logging.INFO, "checkpoint saved", path=str(path), step=step)
         return path
 
@@ -436,22 +284,29 @@ class Trainer:
         log_event(log, logging.INFO, "validation images", step=step, folder=str(c.validation_dir))
         return paths
 
+    def _history(self) -> History:
+        """Earlier runs' steps (after a resume) and this run's."""
+        result = self.result
+        assert result is not None
+        done = range(result.first_step + 1, result.first_step + len(result.losses) + 1)
+        return History([*self.history.steps, *done], [*self.history.losses, *result.losses],
+                       [*self.history.lrs, *result.lrs])
+
     def _finish(self, step: int) -> None:
         c, acc, result = self.config, self.accelerator, self.result
         assert result is not None
         acc.wait_for_everyone()
-        if acc.is_main_process:
-            if c.validation_prompt and step % c.validation_steps:
-                self.validate(step)
-            save_lora(c.output, self.parts.unet, self.parts.text_encoders if c.train_text_encoder else None)
-            # The final step's validation image shows the finished style best.
-            sample = next((p for p in result.validation_images if p.name.startswith(f"step-{step:06d}-")), None)
-            write_trained_style(
-                c.output, name=c.style_name, trigger=c.trigger, description=c.description,
-                display_name=c.display_name, sample=sample,
-            )
-            log_event(log, logging.INFO, "style written", folder=str(c.output), step=step)
-        acc.end_training()
+        try:
+            if acc.is_main_process:
+                if c.validation_prompt and step % c.validation_steps:
+                    self.validate(step)
+                # The final step's validation image shows the finished style best.
+                sample = next((p for p in result.validation_images if p.name.startswith(f"step-{step:06d}-")), None)
+                write_outputs(c, self.parts.unet, self.parts.text_encoders if c.train_text_encoder else None,
+                              history=self._history(), sample=sample)
+                log_event(log, logging.INFO, "style written", folder=str(c.output), step=step)
+        finally:
+            acc.end_training()
 
 
 def train(config: TrainConfig, *, on_step: Callable[[StepInfo], None] | None = None) -> TrainResult:

@@ -8,12 +8,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.db import ResolvedPreset, StyleHidden
+from bot.db import ResolvedPreset
 from bot.portrait import PortraitOrder, ensure_can_start, make_portrait
 from bot.replies import defer
 from bot.services import Services, services_of
+from bot.style_rules import check_style_allowed
 from inference.loader import image_limits
-from inference.preprocess import check_upload_size, locate_face_crop
+from inference.preprocess import FORMATS_TEXT, check_upload_size, locate_face_crop
 from mmpp.errors import UserFacingError
 
 
@@ -37,12 +38,7 @@ async def choose_style(services: Services, guild_id: int | None, preset: Resolve
         )
     else:
         style = requested
-    services.engine.catalog.get(style)
-    # The room's own style is already checked by `resolve`; only a member's pick needs a look-up.
-    if guild_id is not None and style != preset.style:
-        listing = {s.name: s for s in await services.repo.list_styles(guild_id)}
-        if style in listing and not listing[style].enabled:
-            raise StyleHidden(style)
+    await check_style_allowed(services, guild_id, preset, style)
     return style
 
 
@@ -88,7 +84,7 @@ class ProfileCog(commands.Cog):
 
     @app_commands.command(name="profile", description="Turn a selfie into a profile photo in this room's style")
     @app_commands.describe(
-        selfie="A photo of you with your face clearly visible (JPEG, PNG or WebP)",
+        selfie=f"A photo of you with your face clearly visible ({FORMATS_TEXT})",
         style="Pick a style (in DMs, or where the server lets members choose)",
     )
     @app_commands.autocomplete(style=style_autocomplete)

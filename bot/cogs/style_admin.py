@@ -13,6 +13,7 @@ from discord.ext import commands
 from bot.cogs.profile import style_autocomplete
 from bot.db import ResolvedPreset
 from bot.db.repository import SeedPolicy
+from bot.db.safety import ServerSafetyStore
 from bot.portrait import PortraitOrder, make_portrait
 from bot.replies import defer
 from bot.services import Services, services_of
@@ -28,6 +29,9 @@ SEED_POLICY_WORDS = {
 
 async def any_style_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
     """Every published style, hidden ones too: an admin must be able to pick one to show it again."""
+    if not interaction.permissions.manage_guild:
+        # Autocomplete skips the cog's permission check, and what a server hid is its admins' business.
+        return await style_autocomplete(interaction, current)
     services = services_of(interaction)
     current = current.lower()
     choices = []
@@ -37,6 +41,14 @@ async def any_style_autocomplete(interaction: discord.Interaction, current: str)
         title = services.engine.catalog.get(listing.name).definition.title
         choices.append(app_commands.Choice(name=title + ("" if listing.enabled else " (hidden)"), value=listing.name))
     return choices[:25]
+
+SAFETY_WORDS = {
+    False: "strict everywhere",
+    True: (
+        "relaxed in channels Discord marks age-restricted (NSFW): nudity may pass there, a picture that may "
+        "show a child never does; strict in every other channel and in DMs"
+    ),
+}
 
 
 def sample_face() -> bytes:
@@ -136,6 +148,9 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
         preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
         overrides = await services.repo.list_channel_overrides(interaction.guild_id or 0)
         embed = describe_preset(services, preset, "This channel")
+        safety = ServerSafetyStore(services.database.sessions)
+        embed.add_field(name="Safety check", value=SAFETY_WORDS[await safety.relaxed_in_nsfw_channels(
+            interaction.guild_id or 0)])
         if overrides:
             embed.add_field(
                 name="Channels with their own style",
@@ -153,15 +168,16 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
             if listing.name not in services.engine.catalog:
                 continue
             style = services.engine.catalog.get(listing.name)
-            state = "" if listing.enabled else " (hidden on this server)"
+            state = ("" if listing.enabled else " (hidden on this server)") + (" (built in)" if style.builtin else "")
             embed = discord.Embed(
                 title=f"{style.definition.title}{state}", description=style.description or None,
                 colour=discord.Colour.green() if listing.enabled else discord.Colour.dark_grey(),
             )
             embed.add_field(name="Name", value=f"`{style.name}`")
-            if style.sample_path is not None:
+            sample = await asyncio.to_thread(style.sample_png)  # decoded and re-encoded: only pixels leave
+            if sample is not None:
                 filename = f"sample-{style.name}.png"
-                files.append(discord.File(io.BytesIO(style.sample_path.read_bytes()), filename=filename))
+                files.append(discord.File(io.BytesIO(sample), filename=filename))
                 embed.set_thumbnail(url=f"attachment://{filename}")
             embeds.append(embed)
         if not embeds:
@@ -190,6 +206,20 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
     async def reset(self, interaction: discord.Interaction) -> None:
         services = services_of(interaction)
         await services.repo.reset_server(interaction.guild_id or 0)
+        await ServerSafetyStore(services.database.sessions).forget(interaction.guild_id or 0)
         await interaction.response.send_message(
-            f"Reset. Portraits here use the default style (`{services.repo.default_style}`) again.", ephemeral=True
+            f"Reset. Portraits here use the default style (`{services.repo.default_style}`) and the strict "
+            "safety check again.",
+            ephemeral=True,
+        )
+
+    @app_commands.command(name="nsfw", description="Relax the image safety check in channels Discord marks NSFW")
+    @app_commands.describe(relax="On: nudity may pass in age-restricted channels. Off: strict everywhere (default)")
+    async def nsfw(self, interaction: discord.Interaction, relax: bool) -> None:
+        services = services_of(interaction)
+        store = ServerSafetyStore(services.database.sessions)
+        await store.set_relaxed_in_nsfw_channels(interaction.guild_id or 0, relax, set_by=interaction.user.id)
+        note = "" if services.engine.safety is not None else " (This bot's operator has turned the check off entirely.)"
+        await interaction.response.send_message(
+            f"Done. The safety check is now {SAFETY_WORDS[relax]}.{note}", ephemeral=True
         )

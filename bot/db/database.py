@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from bot.db import migrate
 from bot.db.errors import BadDatabaseUrl, DatabaseUnavailable
-from mmpp.logs import log_event
+from mmpp.logs import hide_url_password, log_event, register_secret
 
 if TYPE_CHECKING:
     from mmpp.settings import Settings
@@ -37,11 +37,14 @@ def normalize_url(url: str | URL) -> URL:
     """Parse a DATABASE_URL and pick the async driver, so `postgres://...` from a host panel works."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
+        shown = hide_url_password(url if isinstance(url, str) else url.render_as_string(hide_password=True))
         raise BadDatabaseUrl(
-            f"'{url}' is not a database URL; expected e.g. sqlite+aiosqlite:///mmpp.sqlite3 "
+            f"'{shown}' is not a database URL; expected e.g. sqlite+aiosqlite:///mmpp.sqlite3 "
             "or postgresql+asyncpg://user:password@host/mmpp"
         ) from None
+    # Whatever a driver or a traceback prints later, the password stays out of the logs.
+    register_secret(parsed.password)
     backend = parsed.get_backend_name()
     if backend in ("postgres", "postgresql"):
         parsed = parsed.set(drivername=POSTGRES_DRIVER)

@@ -37,6 +37,16 @@ class StyleHidden(UserFacingError):
         self.style = style
 
 
+class NoStyleShown(UserFacingError):
+    code = "no_style_shown"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This server has turned every style off, so I can't draw portraits here. "
+            "An admin can turn one back on with /style available."
+        )
+
+
 class InvalidPresetValue(UserFacingError):
     code = "invalid_preset"
 

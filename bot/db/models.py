@@ -37,7 +37,8 @@ STYLE_NAME_LENGTH: Final = 64
 TOUCH_LENGTH: Final = 32
 REASON_LENGTH: Final = 200
 SEED_POLICIES: Final = ("random", "fixed", "per_user")
-OUTCOMES: Final = ("done", "failed", "cancelled", "timeout")
+# "filtered": drawn, but the image safety check refused it, so it was never posted.
+OUTCOMES: Final = ("done", "failed", "cancelled", "timeout", "filtered")
 
 # SQLite only auto-numbers an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 LogId = BigInteger().with_variant(Integer(), "sqlite")
@@ -138,3 +139,15 @@ class GenerationLog(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     outcome: Mapped[str | None] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(REASON_LENGTH))
+
+
+class ServerSafety(Base):
+    """A server admin's choice about the image safety check. No row: the strict default everywhere."""
+
+    __tablename__ = "server_safety"
+
+    guild_id: Mapped[int] = mapped_column(Snowflake, primary_key=True, autoincrement=False)
+    # In channels Discord marks NSFW, let nudity through (the check still refuses the rest).
+    relax_in_nsfw_channels: Mapped[bool] = mapped_column(Boolean)
+    set_by: Mapped[int] = mapped_column(Snowflake)
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime)

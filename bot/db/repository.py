@@ -16,15 +16,20 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, Protocol, get_args
 
 from sqlalchemy import (
+    BigInteger,
+    DateTime,
     Delete,
     Integer,
     Select,
+    String,
     and_,
     bindparam,
+    cast,
     delete,
     false,
     func,
     literal,
+    null,
     or_,
     select,
     true,
@@ -35,7 +40,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.db.errors import InvalidPresetValue, QuotaExceeded, StyleHidden, UnknownStyle
+from bot.db.errors import InvalidPresetValue, NoStyleShown, QuotaExceeded, StyleHidden, UnknownStyle
 from bot.db.models import (
     REASON_LENGTH,
     TOUCH_LENGTH,
@@ -51,7 +56,7 @@ if TYPE_CHECKING:
     from mmpp.settings import Settings
 
 SeedPolicy = Literal["random", "fixed", "per_user"]
-Outcome = Literal["done", "failed", "cancelled", "timeout"]
+Outcome = Literal["done", "failed", "cancelled", "timeout", "filtered"]
 PresetSource = Literal["channel", "server", "default"]
 
 _UINT64_LIMIT: Final = 1 << 64
@@ -144,7 +149,32 @@ def _ranked(model: type[ServerPreset] | type[ChannelOverride], rank: int, where:
     )
 
 
-# Built once: SQLAlchemy caches its compiled form, so a lookup only binds two ids.
+def _default_ranked() -> Select[Any]:
+    """The default style as a last-ranked row, present only while this server shows it: hiding the
+    default must take it away like hiding any other style."""
+    shown = ServerStyleSetting
+    return (
+        select(
+            literal(3, Integer).label("rank"),
+            Style.name.label("style"),
+            cast(null(), String).label("background"),
+            cast(null(), String).label("framing"),
+            cast(literal("random"), String).label("seed_policy"),
+            cast(null(), BigInteger).label("seed"),
+            true().label("allow_member_choice"),  # no admin has asked for one look here yet
+            cast(null(), BigInteger).label("set_by"),
+            cast(null(), DateTime(timezone=True)).label("set_at"),
+        )
+        .outerjoin(shown, and_(shown.guild_id == bindparam("guild_id"), shown.style == Style.name))
+        .where(
+            Style.name == bindparam("default_style"),
+            Style.enabled.is_(True),
+            or_(shown.enabled.is_(None), shown.enabled.is_(True)),
+        )
+    )
+
+
+# Built once: SQLAlchemy caches its compiled form, so a lookup only binds three values.
 _RESOLVE: Final = (
     union_all(
         _ranked(
@@ -156,11 +186,12 @@ _RESOLVE: Final = (
             ),
         ),
         _ranked(ServerPreset, 2, ServerPreset.guild_id == bindparam("guild_id")),
+        _default_ranked(),
     )
     .order_by("rank")
     .limit(1)
 )
-_SOURCES: Final[dict[int, PresetSource]] = {1: "channel", 2: "server"}
+_SOURCES: Final[dict[int, PresetSource]] = {1: "channel", 2: "server", 3: "default"}
 
 
 def _preset_from_row(row: Any, source: PresetSource) -> ResolvedPreset:
@@ -373,12 +404,24 @@ class Repository:
             # DMs: a member generates for themselves and may pick any published style.
             return ResolvedPreset(style=self.default_style, allow_member_choice=True)
         async with self._sessions() as session:
-            result = await session.execute(_RESOLVE, {"guild_id": guild_id, "channel_id": channel_id})
-            row = result.first()
+            values = {"guild_id": guild_id, "channel_id": channel_id, "default_style": self.default_style}
+            row = (await session.execute(_RESOLVE, values)).first()
         if row is None:
-            # No admin has asked for a consistent look here yet, so members may choose.
-            return ResolvedPreset(style=self.default_style, allow_member_choice=True)
+            return await self._instead_of_default(guild_id)
         return _preset_from_row(row, _SOURCES[row.rank])
+
+    async def _instead_of_default(self, guild_id: int) -> ResolvedPreset:
+        """No preset applies and the default style is not shown here. Hidden by this server: the
+        first style it still shows. Not published at all: the default as configured (the bot
+        publishes it at start; a bare repository may not have)."""
+        async with self._sessions() as session:
+            published, _ = await self._style_state(session, guild_id, self.default_style)
+        if published:
+            shown = [listing.name for listing in await self.list_styles(guild_id) if listing.enabled]
+            if not shown:
+                raise NoStyleShown()
+            return ResolvedPreset(style=shown[0], allow_member_choice=True)
+        return ResolvedPreset(style=self.default_style, allow_member_choice=True)
 
     # --- generation log ------------------------------------------------------------------------
 
@@ -430,10 +473,11 @@ class Repository:
     async def usage_today(self, user_id: int, guild_id: int | None) -> Usage:
         """Portraits since 00:00 UTC that count: finished ones and those still in flight.
 
-        Failed, cancelled and timed-out jobs gave the member nothing, so they do not count.
+        Failed, cancelled and timed-out jobs gave the member nothing, so they do not count; a
+        portrait the safety check filtered used the GPU like a done one, so it does.
         """
         since = _midnight(self._clock())
-        counted = or_(GenerationLog.outcome.is_(None), GenerationLog.outcome == "done")
+        counted = or_(GenerationLog.outcome.is_(None), GenerationLog.outcome.in_(("done", "filtered")))
 
         def today(where: Any) -> Any:
             return (

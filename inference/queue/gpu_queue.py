@@ -11,8 +11,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
+from typing import Protocol
 
 from inference.engine import GenerationRequest, random_seed
 from inference.preprocess import PreparedFace
@@ -34,6 +35,8 @@ from inference.queue.jobs import (
 from inference.queue.metrics import QueueMetrics
 from inference.queue.scheduler import FairScheduler
 from inference.queue.worker import EngineLike, GpuWorker
+from inference.safety import SafetyLevel
+from inference.styles import StyleCatalog
 from mmpp.logs import log_event
 from mmpp.settings import Settings
 
@@ -48,6 +51,20 @@ SHUTDOWN = Failed("I'm restarting, so your portrait wasn't made. Please try agai
 STOPPED = Failed(
     "I can't make portraits right now because of an internal error; the bot's admin can see why.", "queue_stopped"
 )
+
+
+class Runner(Protocol):
+    """One thing that takes batches from the queue: a local GPU (`GpuWorker`) or a remote worker's
+    slot (`inference.queue.remote`). It asks `next_batch` only when it has room for a batch, so the
+    fair order is decided at the last moment."""
+
+    name: str
+    running: list[Job]
+    running_since: float | None
+
+    async def serve(self) -> None: ...
+
+    def close(self, *, wait: bool) -> None: ...
 
 
 class JobHandle:
@@ -111,7 +128,7 @@ class JobHandle:
 
 
 class GenerationQueue:
-    """One queue and one worker for one engine (one GPU).
+    """One fair queue feeding one worker per engine (one per GPU), or remote workers attached later.
 
     Limits come from `settings`: `queue_capacity` (waiting jobs), `queue_job_deadline_s` (longest a
     job may wait before starting), `queue_batch_wait_s` (how long an idle worker gathers same-style
@@ -120,19 +137,31 @@ class GenerationQueue:
 
     def __init__(
         self,
-        engine: EngineLike,
+        engine: EngineLike | Sequence[EngineLike] | None,
         settings: Settings,
         *,
+        catalog: StyleCatalog | None = None,
         metrics: QueueMetrics | None = None,
         initial_job_s: float = DEFAULT_JOB_S,
         stop_timeout_s: float = 10.0,
-        name: str = "gpu0",
+        name: str = "gpu",
     ) -> None:
-        self.engine = engine
+        """`engine`: one engine, one per device, or None when every worker is attached later with
+        `attach` (remote workers); then `catalog` says which styles may be submitted."""
+        engines: list[EngineLike] = [] if engine is None else list(engine) if isinstance(engine, Sequence) \
+            else [engine]
+        if catalog is None:
+            if not engines:
+                raise ValueError("a queue without engines needs a catalog")
+            catalog = engines[0].catalog
+        self.catalog = catalog
+        self.engines = engines
         self.capacity = settings.queue_capacity
         self.deadline_s = settings.queue_job_deadline_s
         self.batch_wait_s = settings.queue_batch_wait_s
-        self.max_batch_size = min(settings.max_batch_size, getattr(engine, "preferred_batch_size", None) or 10**6)
+        # Capped by what each engine's warm-up measured as its best batch size (Engine.preferred_batch_size).
+        preferred = [getattr(e, "preferred_batch_size", None) or settings.max_batch_size for e in engines]
+        self.max_batch_size = min([settings.max_batch_size, *preferred])
         self.metrics = metrics or QueueMetrics()
         self.name = name
         self._job_s = initial_job_s
@@ -140,25 +169,55 @@ class GenerationQueue:
         self._stop_timeout_s = stop_timeout_s
         self._scheduler: FairScheduler[Job] = FairScheduler()
         self._by_user: dict[int, Job] = {}
-        self._worker = GpuWorker(engine, self, preview_every=settings.preview_every, name=name)
+        self._workers: list[Runner] = [
+            GpuWorker(e, self, preview_every=settings.preview_every, name=f"{name}{i}") for i, e in enumerate(engines)
+        ]
+        self._tasks: dict[Runner, asyncio.Task[None]] = {}
+        self._started = False
         self._work = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._refresh_pending = False
         self._idle = True
         self._closing = False
         self._broken = False
         self._stopping: asyncio.Future[ShutdownReport] | None = None
+        self._closers: list[Callable[[], Awaitable[None]]] = []
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the worker on the running loop. Jobs submitted earlier wait until then."""
-        if self._task is not None:
+        """Start the workers on the running loop. Jobs submitted earlier wait until then."""
+        if self._started:
             return
+        self._started = True
         self._loop = asyncio.get_running_loop()
-        self._task = self._loop.create_task(self._worker.serve(), name=f"mmpp-queue-{self.name}")
-        self._task.add_done_callback(self._worker_stopped)
+        for runner in self._workers:
+            self._serve(runner)
+
+    def attach(self, runner: Runner) -> None:
+        """Add a worker while running (a remote worker that registered). When its `serve` returns
+        without error it is detached again; its jobs are its own business to finish or hand back."""
+        if self._closing:
+            runner.close(wait=False)
+            return
+        self._workers.append(runner)
+        if self._started:
+            self._serve(runner)
+
+    def on_shutdown(self, close: Callable[[], Awaitable[None]]) -> None:
+        """Run `close` once the workers have stopped (the Redis connection of remote workers)."""
+        self._closers.append(close)
+
+    def _serve(self, runner: Runner) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(runner.serve(), name=f"mmpp-queue-{runner.name}")
+        self._tasks[runner] = task
+        task.add_done_callback(lambda t: self._worker_stopped(runner, t))
+
+    @property
+    def workers(self) -> int:
+        """How many workers serve the queue now (estimates divide the work among them)."""
+        return len(self._workers)
 
     async def __aenter__(self) -> GenerationQueue:
         self.start()
@@ -185,26 +244,34 @@ class GenerationQueue:
             dropped.append(_dropped(job, was_running=False))
             self.finish(job, SHUTDOWN)
         self.metrics.depth.set(0)
-        running = list(self._worker.running)
+        running = [job for runner in self._workers for job in runner.running]
         self._work.set()
         clean = True
-        if self._task is not None and not self._task.done():
-            done, _ = await asyncio.wait({self._task}, timeout=grace_s)
-            if not done:
+        tasks = {t for t in self._tasks.values() if not t.done()}
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace_s)
+            if pending:
                 for job in running:
                     if job.state is JobState.RUNNING:
                         job.drop_reason = SHUTDOWN
                         job.request.cancel.set()
                 # The engine checks the flag after every step; this only runs out on a hung GPU.
-                done, _ = await asyncio.wait({self._task}, timeout=self._stop_timeout_s)
-                if not done:
+                _, pending = await asyncio.wait(pending, timeout=self._stop_timeout_s)
+                if pending:
                     clean = False
-                    self._task.cancel()
+                    for task in pending:
+                        task.cancel()
                     for job in running:
                         self.finish(job, SHUTDOWN)
         dropped += [_dropped(j, was_running=True) for j in running if j.terminal is SHUTDOWN]
         finished = sum(isinstance(j.terminal, Done) for j in running)
-        self._worker.close(wait=False)
+        for runner in self._workers:
+            runner.close(wait=False)
+        for close in self._closers:
+            try:
+                await close()
+            except Exception:
+                log.exception("closing a queue backend failed")
         report = ShutdownReport(finished=finished, dropped=tuple(dropped), clean=clean)
         log_event(
             log, logging.WARNING if dropped or not clean else logging.INFO, "queue stopped",
@@ -212,17 +279,25 @@ class GenerationQueue:
         )
         return report
 
-    def _worker_stopped(self, task: asyncio.Task[None]) -> None:
+    def _worker_stopped(self, runner: Runner, task: asyncio.Task[None]) -> None:
         error = None if task.cancelled() else task.exception()
         if self._closing and error is None:
+            return
+        if error is None and not task.cancelled() and not isinstance(runner, GpuWorker):
+            # A remote worker went away; it has handed its jobs back already.
+            self._tasks.pop(runner, None)
+            if runner in self._workers:
+                self._workers.remove(runner)
             return
         # Never silently: say so, fail everyone still waiting, and refuse new work.
         self._broken = True
         if error is None:  # cancelled from outside, e.g. the loop ended without `shutdown()`
-            log_event(log, logging.WARNING, "GPU worker cancelled without shutdown", queue=self.name)
+            log_event(log, logging.WARNING, "GPU worker cancelled without shutdown", queue=self.name,
+                      worker=runner.name)
         else:
-            log.critical("GPU worker stopped", exc_info=error, extra={"fields": {"queue": self.name}})
-        for job in [*self._scheduler.drain(), *self._worker.running]:
+            log.critical("GPU worker stopped", exc_info=error, extra={"fields": {"queue": self.name,
+                                                                                 "worker": runner.name}})
+        for job in [*self._scheduler.drain(), *(j for r in self._workers for j in r.running)]:
             self.finish(job, STOPPED)
 
     # --- submitting ---------------------------------------------------------------------------
@@ -241,6 +316,7 @@ class GenerationQueue:
         framing: str | None = None,
         previews: bool = True,
         deadline: float | None = None,
+        safety: SafetyLevel = "strict",
     ) -> JobHandle:
         """Queue one portrait, or raise `QueueClosed`, `AlreadyQueued`, `UnknownStyleError` or
         `QueueFull` at once. `deadline` is a `time.monotonic()` instant; by default
@@ -258,7 +334,7 @@ class GenerationQueue:
                 existing.position if waiting else None,
                 self.estimated_wait(existing.position) if waiting else 0.0,
             )
-        self.engine.catalog.get(style)  # an unknown style fails now, not minutes later
+        self.catalog.get(style)  # an unknown style fails now, not minutes later
         if len(self._scheduler) >= self.capacity:
             self._reject("full", user_id, guild_id)
             raise QueueFull(len(self._scheduler), self.estimated_wait(len(self._scheduler) + 1))
@@ -274,6 +350,7 @@ class GenerationQueue:
             lora_scale=lora_scale,
             background=background,
             framing=framing,
+            safety=safety,
         )
         job = Job(
             id=uuid.uuid4().hex[:12],
@@ -310,7 +387,7 @@ class GenerationQueue:
 
     @property
     def running(self) -> int:
-        return sum(j.state is JobState.RUNNING for j in self._worker.running)
+        return sum(j.state is JobState.RUNNING for r in self._workers for j in r.running)
 
     @property
     def accepting(self) -> bool:
@@ -351,13 +428,20 @@ class GenerationQueue:
         return False
 
     def estimated_wait(self, position: int) -> float:
-        """Seconds until the job at `position` starts: what is left of the running batch plus the
-        jobs ahead at the measured seconds per job."""
-        remaining = 0.0
-        since = self._worker.running_since
-        if since is not None and self._worker.running:
-            remaining = max(0.0, len(self._worker.running) * self._job_s - (time.monotonic() - since))
-        return remaining + max(0, position - 1) * self._job_s
+        """Seconds until the job at `position` starts: until the first worker frees up, plus the jobs
+        ahead at the measured seconds per job, shared among the workers."""
+        return self._first_free() + max(0, position - 1) * self._job_s / max(1, len(self._workers))
+
+    def _first_free(self) -> float:
+        now = time.monotonic()
+        soonest: float | None = None
+        for runner in self._workers:
+            since = runner.running_since
+            left = 0.0
+            if since is not None and runner.running:
+                left = max(0.0, len(runner.running) * self._job_s - (now - since))
+            soonest = left if soonest is None else min(soonest, left)
+        return soonest or 0.0
 
     # --- the worker's side (JobSink) ----------------------------------------------------------
 
@@ -440,6 +524,24 @@ class GenerationQueue:
             fields["batch"] = event.timings.batch_size
         log_event(log, logging.WARNING if outcome == "failed" else logging.INFO, "job finished", **fields)
 
+    def hand_back(self, job: Job) -> bool:
+        """A running job whose run was lost (its remote worker died, Redis lost it) goes back to the
+        head of its server's line to run again. False, and nothing changes, if it cannot wait any more."""
+        now = time.monotonic()
+        if job.state is not JobState.RUNNING or self._closing or job.deadline <= now or self._loop is None:
+            return False
+        job.state = JobState.WAITING
+        job.attempt += 1
+        job.position = 0
+        self.metrics.running.dec()
+        self._scheduler.add_front(job)
+        job.expiry = self._loop.call_later(job.deadline - now, self._expire, job)
+        self.metrics.depth.set(len(self._scheduler))
+        self._schedule_refresh()
+        self._work.set()
+        log_event(log, logging.WARNING, "job handed back", job=job.id, user=job.user_id, attempt=job.attempt)
+        return True
+
     def batch_measured(self, jobs: Sequence[Job], seconds: float) -> None:
         per_job = seconds / max(1, len(jobs))
         # The seed is only a guess: the first measurement replaces it outright.
@@ -459,10 +561,11 @@ class GenerationQueue:
             return
         self._refresh_pending = False
         base = self.estimated_wait(1)
+        per_place = self._job_s / max(1, len(self._workers))
         for position, job in enumerate(self._scheduler.order(), start=1):
             if job.position != position:
                 job.position = position
-                job.events.push(Queued(position, base + (position - 1) * self._job_s))
+                job.events.push(Queued(position, base + (position - 1) * per_place))
 
     def _expire(self, job: Job) -> None:
         if job.state is JobState.WAITING:

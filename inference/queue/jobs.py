@@ -120,6 +120,8 @@ class Job:
     events: EventBuffer = field(default_factory=EventBuffer)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     expiry: asyncio.TimerHandle | None = None
+    # Runs on a remote worker that were lost (worker killed, Redis restarted) and given back to the line.
+    attempt: int = 0
 
     @property
     def bucket(self) -> Hashable:

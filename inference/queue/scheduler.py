@@ -38,6 +38,11 @@ class FairScheduler(Generic[J]):
         self._buckets.setdefault(job.bucket, deque()).append(job)
         self._count += 1
 
+    def add_front(self, job: J) -> None:
+        """Put a job back at the head of its server's line (its run was lost, not its turn)."""
+        self._buckets.setdefault(job.bucket, deque()).appendleft(job)
+        self._count += 1
+
     def remove(self, job: J) -> bool:
         """Take a waiting job out (cancel, deadline); False if it was not waiting."""
         bucket = self._buckets.get(job.bucket)

@@ -17,7 +17,9 @@ from bot.db.models import Base
 from bot.db.repository import Repository
 from tests.db.conftest import STYLES
 
-TABLES = {"styles", "server_style_settings", "server_presets", "channel_overrides", "generation_log"}
+TABLES = {
+    "styles", "server_style_settings", "server_presets", "channel_overrides", "generation_log", "server_safety",
+}
 
 
 def _tables(connection: Connection) -> set[str]:

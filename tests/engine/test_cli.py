@@ -39,7 +39,7 @@ def test_bad_input_is_one_friendly_line_and_no_traceback(tiny_model_dir: Path, t
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
-        "mmpp: That file isn't a picture I can read. Please attach a photo (JPEG, PNG or WebP)."
+        "mmpp: That file isn't a picture I can read. Please attach a photo (JPEG, PNG, WebP or GIF)."
     )
     assert not (tmp_path / "o.png").exists()
 
@@ -88,7 +88,8 @@ def test_missing_files_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_make_tiny_model_writes_the_standard_layout(tmp_path: Path) -> None:
     assert main(["make-tiny-model", str(tmp_path / "m")]) == 0
     for part in ("sdxl/model_index.json", "sdxl/unet/config.json", "sdxl/tokenizer/tokenizer.json",
-                 "controlnet/config.json", "ip-adapter/ip-adapter.safetensors",
-                 "ip-adapter/image_encoder/config.json", "styles/tiny-style/style.json",
+                 "vae/config.json", "controlnet/config.json",
+                 "ip-adapter/sdxl_models/ip-adapter-plus-face_sdxl_vit-tiny.safetensors",
+                 "ip-adapter/models/image_encoder/config.json", "styles/tiny-style/style.json",
                  "styles/tiny-style/lora.safetensors"):
         assert (tmp_path / "m" / part).is_file(), part

@@ -88,3 +88,27 @@ def test_a_missing_fast_lora_is_named(tiny_model_dir: Path, tmp_path: Path) -> N
     write_style(folder, definition)
     with pytest.raises(StyleError, match=r"field 'fast\.lora\.source'"):
         load_style(folder)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("../tiny-style-other/lora.safetensors", "must be a file inside the style folder"),
+        ("fast.bin", "is not a .safetensors file"),
+    ],
+)
+def test_a_fast_lora_from_a_stranger_stays_inside_its_folder_and_is_safetensors(
+    source: str, message: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A style folder from a stranger: its fast preset must not reach other files or load pickles.
+    folder = tmp_path / "styles" / "tiny-style"
+    shutil.copytree(tiny_model_dir / "styles" / "tiny-style", folder)
+    (tmp_path / "styles" / "tiny-style-other").mkdir()
+    (tmp_path / "styles" / "tiny-style-other" / "lora.safetensors").write_bytes(b"x")
+    (folder / "fast.bin").write_bytes(b"x")
+    definition = load_style(folder).definition.model_copy(
+        update={"fast": FastPreset(lora=LoraSource(source=source))}
+    )
+    write_style(folder, definition)
+    with pytest.raises(StyleError, match=message):
+        load_style(folder)

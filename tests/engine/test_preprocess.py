@@ -44,7 +44,7 @@ def huge_png(width: int, height: int) -> bytes:
 
 
 def face_crop(astronaut: Image.Image) -> Image.Image:
-    box = detect_faces(astronaut)[0]
+    box = detect_faces(astronaut)[0].box
     return astronaut.crop((box.x - 40, box.y - 50, box.x + box.w + 40, box.y + box.h + 60))
 
 
@@ -88,8 +88,7 @@ def test_an_animated_gif_uses_its_first_frame(astronaut: Image.Image) -> None:
     noise = [Image.fromarray(rng.integers(0, 255, (512, 512, 3), dtype=np.uint8)) for _ in range(2)]
     gif = encode(astronaut, "GIF", save_all=True, append_images=noise, duration=100, loop=0)
     assert Image.open(io.BytesIO(gif)).n_frames == 3
-    located = locate_face(gif)
-    assert located.image.size == (512, 512)
+    assert locate_face(gif).box == locate_face(encode(astronaut, "PNG")).box
 
 
 def test_an_animated_gif_without_a_face_first_is_no_face(astronaut: Image.Image) -> None:
@@ -107,14 +106,16 @@ def test_a_cmyk_jpeg_with_exif_rotation_is_turned_upright(astronaut: Image.Image
     exif[0x010F] = "PhoneMaker"  # metadata that must not survive
     jpeg = encode(stored, "JPEG", exif=exif.tobytes(), quality=95)
     assert Image.open(io.BytesIO(jpeg)).mode == "CMYK"
-    # Read sideways, the face is not found: the EXIF rotation is what makes this photo usable.
-    with pytest.raises(NoFaceFound):
-        locate_face(encode(stored, "JPEG", quality=95))
+    image = decode_image(jpeg, LIMITS)
+    assert image.mode == "RGB"
+    # The same picture the same way up as the original (give or take JPEG and CMYK round-trips).
+    original = np.asarray(astronaut, dtype=np.float32)
+    assert np.abs(np.asarray(image, dtype=np.float32) - original).mean() < 12
+    assert np.abs(np.asarray(stored.convert("RGB"), dtype=np.float32) - original).mean() > 40
+    assert not image.info
+    assert not image.getexif()
     located = locate_face(jpeg)
-    assert located.image.mode == "RGB"
-    assert located.image.size == astronaut.size
-    assert not located.image.info
-    assert not located.image.getexif()
+    assert not located.image.info and located.image.mode == "RGB"
 
 
 def test_a_transparent_png_gets_a_white_background(astronaut: Image.Image) -> None:
@@ -144,20 +145,10 @@ def test_two_faces_of_similar_size_are_refused(astronaut: Image.Image) -> None:
         locate_face(two_faces(astronaut))
 
 
-def test_a_small_face_in_the_background_is_ignored(astronaut: Image.Image) -> None:
-    face = face_crop(astronaut)
-    canvas = Image.new("RGB", (900, 600), (200, 200, 200))
-    canvas.paste(face.resize((face.width * 2, face.height * 2)), (40, 40))
-    canvas.paste(face.resize((face.width // 2 + 10, face.height // 2 + 10)), (700, 60))
-    located = locate_face(encode(canvas))
-    assert located.box.x < 450
-
-
 def test_a_face_too_small_to_draw_from(astronaut: Image.Image) -> None:
-    small = astronaut.resize((256, 256))
-    assert detect_faces(small), "the face is still found at this size"
+    assert detect_faces(astronaut, min_face_px=100), "the face is found at this size"
     with pytest.raises(FaceTooSmall, match="too small"):
-        locate_face(encode(small), ImageLimits(min_face_px=80))
+        locate_face(encode(astronaut), ImageLimits(min_face_px=100))
 
 
 def test_every_rejection_has_a_one_sentence_message_and_a_code() -> None:
@@ -186,3 +177,15 @@ def test_the_face_crop_is_square_at_model_size_with_an_edge_map(engine: Engine, 
     assert face.control.mode == "L"
     edges = np.asarray(face.control)
     assert set(np.unique(edges)) <= {0, 255} and edges.max() == 255
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "TIFF", "ICO", "PPM"])
+def test_formats_phones_do_not_send_are_refused_without_trying_their_readers(astronaut: Image.Image, fmt: str) -> None:
+    with pytest.raises(NotAnImage, match=r"isn't a picture I can read\. .*\(JPEG, PNG, WebP or GIF\)"):
+        locate_face(encode(astronaut.resize((256, 256)), fmt))
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "PNG", "GIF", "MPO"])
+def test_every_format_the_message_names_is_read(astronaut: Image.Image, fmt: str) -> None:
+    extra = {"save_all": True, "append_images": [astronaut]} if fmt == "MPO" else {}
+    assert locate_face(encode(astronaut, fmt, **extra)).box.w > 80

@@ -22,6 +22,7 @@ from inference.random_model import (
     PARAMETER_COUNTS,
     RandomModelSpec,
     build_random_pipeline,
+    build_random_safety_checker,
     clip_tokenizer,
     count_parameters,
     make_random_model,
@@ -56,6 +57,9 @@ def shrunk_spec() -> RandomModelSpec:
         image_encoder=dict(FULL.image_encoder, hidden_size=32, intermediate_size=37, num_attention_heads=4,
                            num_hidden_layers=2, image_size=32, patch_size=4, projection_dim=16),
         resampler=dict(FULL.resampler, embed_dims=32, output_dims=64, hidden_dims=64, heads=1, num_queries=4),
+        safety_checker=dict(FULL.safety_checker, hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                            num_hidden_layers=2, image_size=32, patch_size=4),
+        safety_projection_dim=16,
         lora_rank=8,
     )
 
@@ -75,6 +79,7 @@ def test_full_configs_have_the_published_models_parameter_counts() -> None:
     assert round(counts["text_encoder_2"] / 1e6) == 695
     assert round(counts["vae"] / 1e6, 1) == 83.7
     assert round(counts["image_encoder"] / 1e6) == 632
+    assert round(counts["safety_checker"] / 1e6) == 304  # CompVis' checker: CLIP ViT-L/14 vision + projection
     # The Plus-face file is 848 MB in fp16: Resampler plus the per-layer image key/value projections.
     assert round((counts["image_projection"] + counts["ip_adapter_layers"]) * 2 / 1e6) == 847
 
@@ -125,7 +130,7 @@ def test_in_memory_build_runs_the_engine_without_model_files(tmp_path: Path, sel
     write_lora_style(tmp_path, "bench-style", pipe.unet, rank=spec.lora_rank, steps=2)
     catalog = load_catalog(load_settings(None, styles_dir=tmp_path / "styles"))
     load_style_adapters(pipe, catalog)
-    engine = Engine(pipe, catalog)
+    engine = Engine(pipe, catalog, safety=build_random_safety_checker(spec, device="cpu", dtype=torch.float32))
     result = engine.generate([GenerationRequest(face=engine.prepare(selfie_bytes), style="bench-style", seed=1)])[0]
     assert result.image is not None and result.image.size == (128, 128)
 

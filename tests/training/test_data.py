@@ -93,6 +93,10 @@ def test_hub_dataset_without_the_named_columns(monkeypatch: pytest.MonkeyPatch) 
         load_examples("Norod78/simpsons-blip-captions")
     with pytest.raises(DataError, match=r"no column 'text' .*--caption-column"):
         load_examples("Norod78/simpsons-blip-captions", image_column="img")
+    # Without a caption column, --instance-prompt captions every row (the reference scripts' habit).
+    examples = load_examples("Norod78/simpsons-blip-captions", image_column="img", caption_column="caption",
+                             instance_prompt="a simpsons frame")
+    assert [e.caption for e in examples] == ["a simpsons frame"]
 
 
 def test_hub_dataset_rows_become_examples(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -65,8 +65,8 @@ def test_face_data_is_cropped_around_the_face(tmp_path: Path, astronaut: Image.I
     crop = example.load()
     assert crop.size == (128, 128)
     # In the 512 px photo the face is a fifth of the width; in the crop it fills much more.
-    (box,) = detect_faces(crop)
-    assert box.w > 128 * 0.4
+    (face,) = detect_faces(crop)
+    assert face.box.w > 128 * 0.4
 
 
 def test_nothing_usable_is_an_error(tmp_path: Path) -> None:

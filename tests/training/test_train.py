@@ -115,6 +115,10 @@ def test_resumed_run_continues_at_the_saved_step_with_the_same_optimizer_state(
 
     assert (result.first_step, result.final_step) == (3, 5)
     assert result.losses == whole.losses[3:]
+    # The loss plot of the resumed run covers the steps trained before the interruption too.
+    history = trainer._history()
+    assert list(history.steps) == [1, 2, 3, 4, 5] and list(history.losses) == whole.losses
+    assert (result.output / "training.png").is_file()
     ours, theirs = load_file(result.lora_path), load_file(whole.lora_path)
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
 

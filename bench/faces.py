@@ -1,0 +1,187 @@
+"""Face finder benchmark: each candidate detector, and the one the bot uses, on the same photos.
+
+    python bench/faces.py [--n 100] [--cnn-n 20] [--timing-rounds 5] [--skip-cnn]
+
+Photos: the 100 faces of scikit-image's `lfw_subset()` (25 px crops, enlarged to 200 px on a
+400 px canvas), the same turned by +30, -30, 90 and 180 degrees, and its 100 non-faces enlarged
+the same way. "found" counts photos with at least one detection; for non-faces every detection is
+a false face. Time is the median per 1024 px photo on one core: the astronaut (upright face) and
+the coffee cup (no face, so every fallback runs). The ratio column is against OpenCV's Haar
+cascade, the detector the bot used before, measured in the same run. dlib's CNN takes about a
+second a photo on one core, so it sees only the first `--cnn-n` photos of each set. `--n 10
+--cnn-n 5 --timing-rounds 3` is the quick mode.
+
+Candidates that could not be compared because their weights are not inside a PyPI package, or the
+package cannot install beside numpy 2 and torch 2.13, are listed at the end with the reason.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as `python bench/faces.py`, this folder would come first on sys.path, where queue.py shadows
+# the standard library's; the repository root takes its place.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import dlib
+import numpy as np
+from PIL import Image
+from skimage import data as skdata
+from tqdm import tqdm
+
+from inference.faces import detect_faces
+from inference.faces.detect import SEARCH_ANGLES, landmark_model_path
+
+Detector = Callable[[np.ndarray], int]  # an RGB photo in, the number of faces found out
+
+ROTATIONS = (0, 30, -30, 90, 180)
+NOT_COMPARED = {
+    "YuNet (cv2.FaceDetectorYN)": "its ONNX file is in opencv_zoo, which is not on PyPI; no package ships it",
+    "MTCNN (facenet-pytorch 2.6)": "weights ship in the wheel, but it pins torch<2.3, numpy<2 and Pillow<10.3",
+    "mediapipe 0.10": "pins numpy<2; newer releases ship no face model",
+    "RetinaFace / insightface / uniface": "download their weights at run time; none ship in a wheel",
+}
+
+
+def rotated(image: np.ndarray, degrees: float) -> np.ndarray:
+    """Turned counter-clockwise with the canvas grown to fit, the corners filled with the edge."""
+    if degrees == 0:
+        return image
+    height, width = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
+    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+    new_w, new_h = round(width * cos + height * sin), round(width * sin + height * cos)
+    matrix[0, 2] += new_w / 2 - width / 2
+    matrix[1, 2] += new_h / 2 - height / 2
+    return cv2.warpAffine(image, matrix, (new_w, new_h), borderMode=cv2.BORDER_REPLICATE)
+
+
+def enlarged(crop: np.ndarray, side: int = 200) -> np.ndarray:
+    gray = cv2.resize((crop * 255).astype(np.uint8), (side, side), interpolation=cv2.INTER_CUBIC)
+    canvas = np.full((side * 2, side * 2), 128, np.uint8)
+    canvas[side // 2: side // 2 + side, side // 2: side // 2 + side] = gray
+    return cv2.cvtColor(canvas, cv2.COLOR_GRAY2RGB)
+
+
+def haar(image: np.ndarray) -> int:
+    """What the bot did before: OpenCV's frontal Haar cascade on an 800 px copy, upright only."""
+    scale = min(1.0, 800 / max(image.shape[:2]))
+    gray = cv2.cvtColor(cv2.resize(image, None, fx=scale, fy=scale) if scale < 1 else image, cv2.COLOR_RGB2GRAY)
+    return len(_haar_cascade.detectMultiScale(cv2.equalizeHist(gray), 1.1, 6, minSize=(20, 20)))
+
+
+def haar_rotation_search(image: np.ndarray) -> int:
+    """The floor: the Haar cascade (about ±15 degrees) tried every 30 degrees until one finds a face."""
+    for degrees in range(0, 360, 30):
+        found = haar(rotated(image, degrees))
+        if found:
+            return found
+    return 0
+
+
+def dlib_hog(image: np.ndarray) -> int:
+    """dlib's HOG detector alone: one upright pass (its filters cover about ±40 degrees)."""
+    scale = min(1.0, 1024 / max(image.shape[:2]))
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return len(_hog(cv2.resize(gray, None, fx=scale, fy=scale) if scale < 1 else gray, 0))
+
+
+def dlib_cnn(image: np.ndarray) -> int:
+    """dlib's MMOD CNN detector (weights in face_recognition_models), one upright pass."""
+    scale = min(1.0, 1024 / max(image.shape[:2]))
+    small = cv2.resize(image, None, fx=scale, fy=scale) if scale < 1 else image
+    return len(_cnn(small, 0))
+
+
+def chosen(image: np.ndarray) -> int:
+    """What the bot uses now (`inference.faces.detect_faces`)."""
+    return len(detect_faces(Image.fromarray(image)))
+
+
+@dataclass
+class Row:
+    name: str
+    found: dict[int, float]
+    false_faces: float
+    upright_s: float
+    miss_s: float
+
+
+def rate(detector: Detector, photos: list[np.ndarray]) -> float:
+    return sum(1 for p in photos if detector(p) > 0) / len(photos)
+
+
+def median_time(detector: Detector, photo: np.ndarray, rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        detector(photo)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=100, help="faces and non-faces from lfw_subset (max 100)")
+    parser.add_argument("--cnn-n", type=int, default=20, help="photos per set for dlib's CNN")
+    parser.add_argument("--timing-rounds", type=int, default=5)
+    parser.add_argument("--skip-cnn", action="store_true", help="skip dlib's CNN (about a second a photo)")
+    args = parser.parse_args()
+    cv2.setNumThreads(1)  # one core, as one upload check gets on the bot
+
+    lfw = skdata.lfw_subset()
+    faces = [enlarged(c) for c in lfw[: min(args.n, 100)]]
+    non_faces = [enlarged(c) for c in lfw[100: 100 + min(args.n, 100)]]
+    turned = {d: [rotated(f, d) for f in faces] for d in ROTATIONS}
+    upright = cv2.resize(skdata.astronaut(), (1024, 1024), interpolation=cv2.INTER_CUBIC)
+    no_face = cv2.resize(skdata.coffee(), (1024, 683), interpolation=cv2.INTER_CUBIC)
+
+    candidates: list[tuple[str, Detector]] = [
+        ("Haar (before)", haar),
+        ("Haar + rotation search", haar_rotation_search),
+        ("dlib HOG, one pass", dlib_hog),
+    ]
+    if not args.skip_cnn:
+        candidates.append(("dlib CNN (MMOD), one pass", dlib_cnn))
+    candidates.append(("chosen: HOG+search+landmarks", chosen))
+    chosen(upright)  # load the models once, outside the timings
+
+    rows = []
+    for name, detector in tqdm(candidates, desc="candidates"):
+        n = args.cnn_n if detector is dlib_cnn else len(faces)
+        found = {d: rate(detector, photos[:n]) for d, photos in turned.items()}
+        rows.append(Row(name, found, rate(detector, non_faces[:n]), median_time(detector, upright, args.timing_rounds),
+                        median_time(detector, no_face, args.timing_rounds)))
+
+    base = rows[0]
+    heads = [f"{d:+d}°" if d else "upright" for d in ROTATIONS]
+    print(f"\n{len(faces)} LFW faces per column ({args.cnn_n} for the CNN), {len(non_faces)} non-faces;"
+          " times on one core, 1024 px photos")
+    print(f"{'detector':30s} " + " ".join(f"{h:>8s}" for h in heads)
+          + f" {'false':>6s} {'face s':>8s} {'ratio':>6s} {'no-face s':>9s} {'ratio':>6s}")
+    for row in rows:
+        print(f"{row.name:30s} " + " ".join(f"{row.found[d]:8.0%}" for d in ROTATIONS)
+              + f" {row.false_faces:6.0%} {row.upright_s:8.3f} {row.upright_s / base.upright_s:6.2f}"
+              + f" {row.miss_s:9.3f} {row.miss_s / base.miss_s:6.2f}")
+    print(f"\nchosen: search order after an upright miss: contrast-stretched, then {SEARCH_ANGLES} degrees")
+    print("weights: dlib HOG is compiled into dlib-bin (Boost licence); the 5-point landmark and MMOD models in")
+    print("face_recognition_models are dlib's, CC0; OpenCV's Haar cascades are BSD-3 (Intel licence)")
+    print("\nnot compared:")
+    for name, why in NOT_COMPARED.items():
+        print(f"  {name}: {why}")
+
+
+_haar_cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+_hog = dlib.get_frontal_face_detector()
+_cnn = dlib.cnn_face_detection_model_v1(str(landmark_model_path().with_name("mmod_human_face_detector.dat")))
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Find faces the way people shoot selfies: tilted, sideways, upside down, small in a big photo.
+
+dlib's HOG face detector (compiled into the `dlib-bin` wheel, no weights file) finds faces tilted
+up to about ±40 degrees in one pass; its 5-point landmark model (shipped in the
+`face_recognition_models` package, CC0) places the eyes, which give the face's roll. The common
+upright selfie costs one pass on a 1024 px copy; the rotation search and the fine pass for small
+faces run only when that finds nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import dlib
+import numpy as np
+from PIL import Image
+
+# The first pass looks at a copy this long: plenty for a face that fills a selfie, and ~50 ms.
+DETECT_LONG_SIDE = 1024
+# The HOG window is 80 px; faces a little smaller are found too, but not reliably. Below this in
+# the first pass's copy, the small-face pass looks again.
+HOG_MIN_FACE = 80
+# Orientations tried after an upright miss: sideways phones first, then upside down, then the
+# diagonals, which with the detector's own ±40 degrees leave no roll uncovered.
+SEARCH_ANGLES = (90, 270, 180, 45, -45, 135, -135)
+# Faces too small for the first pass are proposed by OpenCV's Haar cascade (24 px window), which
+# scans this many pixels at most (a 4000x3000 photo halved: faces from 48 px), then each proposal
+# is checked by the HOG detector on an enlarged cut-out; only confirmed faces count.
+SMALL_PASS_PIXELS = 4_000_000
+HAAR_MIN_FACE = 24
+MAX_PROPOSALS = 24
+# Detections scoring below this are mostly textures and shadows; real faces here score 0.3 to 2.5.
+MIN_SCORE = 0.2
+
+
+@dataclass(frozen=True)
+class Box:
+    x: int
+    y: int
+    w: int
+    h: int
+
+    @property
+    def area(self) -> int:
+        return self.w * self.h
+
+
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face in the image's own pixel coordinates."""
+
+    box: Box  # an upright square of the face's size around its centre
+    score: float  # the detector's confidence; higher is surer
+    left_eye: Point  # the eye on the image's left when the face is upright
+    right_eye: Point
+
+    @property
+    def center(self) -> Point:
+        return (self.box.x + self.box.w / 2, self.box.y + self.box.h / 2)
+
+    @property
+    def roll(self) -> float:
+        """Degrees the face is turned from upright, counter-clockwise as seen; 0 when the eyes are level."""
+        dx = self.right_eye[0] - self.left_eye[0]
+        dy = self.right_eye[1] - self.left_eye[1]
+        return -math.degrees(math.atan2(dy, dx))
+
+
+_per_thread = threading.local()
+
+
+def _models() -> tuple[dlib.fhog_object_detector, dlib.shape_predictor]:
+    """One of each model per thread: dlib and OpenCV keep scratch buffers inside them (and release
+    the GIL), so two uploads checked at once on shared ones could mix up their results."""
+    models = getattr(_per_thread, "models", None)
+    if models is None:
+        models = (dlib.get_frontal_face_detector(), dlib.shape_predictor(str(landmark_model_path())))
+        _per_thread.models = models
+    return models
+
+
+def _cascade() -> cv2.CascadeClassifier:
+    cascade = getattr(_per_thread, "cascade", None)
+    if cascade is None:
+        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+        cascade = cv2.CascadeClassifier(path)
+        if cascade.empty():
+            raise RuntimeError(f"OpenCV face cascade missing at {path}")
+        _per_thread.cascade = cascade
+    return cascade
+
+
+def landmark_model_path() -> Path:
+    # Located without importing the package: its __init__ needs pkg_resources, gone from new setuptools.
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("The face_recognition_models package is missing; reinstall MMPP's dependencies.")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / "shape_predictor_5_face_landmarks.dat"
+    if not path.is_file():
+        raise RuntimeError(f"Face landmark model missing at {path}")
+    return path
+
+
+def detect_faces(image: Image.Image, min_face_px: int = 48) -> list[Face]:
+    """Faces, largest first, from the first orientation and scale that finds any; [] if none does."""
+    gray = np.asarray(image.convert("L"))
+    height, width = gray.shape
+    # Never enlarged: enlarging a soft photo only blurs the detector's view and adds false faces.
+    coarse = min(1.0, DETECT_LONG_SIDE / max(width, height))
+    small = _resized(gray, coarse)
+    # An over- or under-exposed face shows little contrast: stretched locally, its features come back.
+    stretched = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(4, 4)).apply(small)
+    for view, angle in ((small, 0), (stretched, 0), *((small, a) for a in SEARCH_ANGLES)):
+        faces = _detect_rotated(view, angle, coarse)
+        if faces:
+            return faces
+    smallest_seen = HOG_MIN_FACE / coarse
+    if smallest_seen > min_face_px:
+        return _small_faces(gray, min_face_px, smallest_seen)
+    return []
+
+
+def _small_faces(gray: np.ndarray, min_face_px: int, max_face_px: float) -> list[Face]:
+    """Upright faces from `min_face_px` to `max_face_px` wide: cheap Haar proposals, each confirmed
+    (and given landmarks) by the HOG detector on a cut-out enlarged to its window size."""
+    height, width = gray.shape
+    scale = min(1.0, HAAR_MIN_FACE / min_face_px, math.sqrt(SMALL_PASS_PIXELS / (width * height)))
+    small = cv2.equalizeHist(_resized(gray, scale))
+    largest = math.ceil(max_face_px * scale * 1.3)
+    found = _cascade().detectMultiScale(small, scaleFactor=1.2, minNeighbors=2, minSize=(HAAR_MIN_FACE,) * 2,
+                                        maxSize=(largest, largest))
+    proposals = sorted(found, key=lambda b: -b[2])[:MAX_PROPOSALS]
+    faces: list[Face] = []
+    for x, y, w, h in proposals:
+        cx, cy, side = (x + w / 2) / scale, (y + h / 2) / scale, w / scale
+        x0, y0 = max(0, round(cx - side)), max(0, round(cy - side))
+        x1, y1 = min(width, round(cx + side)), min(height, round(cy + side))
+        zoom = 1.5 * HOG_MIN_FACE / side  # the face about 1.5 windows wide
+        for face in _detect_rotated(_resized(gray[y0:y1, x0:x1], zoom), 0, zoom):
+            faces.append(_shifted(face, x0, y0))
+    return _distinct(faces)
+
+
+def _shifted(face: Face, dx: int, dy: int) -> Face:
+    box = Box(face.box.x + dx, face.box.y + dy, face.box.w, face.box.h)
+    left = (face.left_eye[0] + dx, face.left_eye[1] + dy)
+    right = (face.right_eye[0] + dx, face.right_eye[1] + dy)
+    return Face(box, face.score, left, right)
+
+
+def _distinct(faces: list[Face]) -> list[Face]:
+    """Largest first, dropping a face whose centre lies inside a larger one (overlapping cut-outs)."""
+    kept: list[Face] = []
+    for face in sorted(faces, key=lambda f: f.box.area, reverse=True):
+        cx, cy = face.center
+        if not any(k.box.x <= cx <= k.box.x + k.box.w and k.box.y <= cy <= k.box.y + k.box.h for k in kept):
+            kept.append(face)
+    return kept
+
+
+def _resized(gray: np.ndarray, scale: float) -> np.ndarray:
+    if abs(scale - 1.0) < 1e-3:
+        return gray
+    height, width = gray.shape
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(gray, size, interpolation=interpolation)
+
+
+def _detect_rotated(gray: np.ndarray, angle: float, scale: float) -> list[Face]:
+    """Detect on `gray` turned `angle` degrees counter-clockwise; map results back to the original
+    image (which `gray` shows at `scale`)."""
+    height, width = gray.shape
+    if angle == 0:
+        turned, to_search = gray, np.array([[1.0, 0, 0], [0, 1.0, 0]])
+    else:
+        # Rotate with the canvas grown to fit, so no part of the photo is cut off.
+        matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+        cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+        new_w, new_h = round(width * cos + height * sin), round(width * sin + height * cos)
+        matrix[0, 2] += new_w / 2 - width / 2
+        matrix[1, 2] += new_h / 2 - height / 2
+        turned = cv2.warpAffine(gray, matrix, (new_w, new_h), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REPLICATE)
+        to_search = matrix
+    back = cv2.invertAffineTransform(to_search) / scale
+    detector, landmarks = _models()
+    rects, scores, _ = detector.run(turned, 0, MIN_SCORE)
+    faces = []
+    for rect, score in zip(rects, scores, strict=True):
+        points = landmarks(turned, rect).parts()
+        left = _mean_point(points[2], points[3], back)
+        right = _mean_point(points[0], points[1], back)
+        cx, cy = _apply(back, (rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2)
+        side = rect.width() / scale
+        box = Box(round(cx - side / 2), round(cy - side / 2), round(side), round(side))
+        faces.append(Face(box, float(score), left, right))
+    return sorted(faces, key=lambda f: f.box.area, reverse=True)
+
+
+def _apply(matrix: np.ndarray, x: float, y: float) -> Point:
+    return (float(matrix[0, 0] * x + matrix[0, 1] * y + matrix[0, 2]),
+            float(matrix[1, 0] * x + matrix[1, 1] * y + matrix[1, 2]))
+
+
+def _mean_point(a: dlib.point, b: dlib.point, matrix: np.ndarray) -> Point:
+    return _apply(matrix, (a.x + b.x) / 2, (a.y + b.y) / 2)

@@ -1,0 +1,339 @@
+"""The bot's side of remote workers: find them in Redis, and give each one a slot in the fair queue.
+
+A slot asks the queue for its next batch only when its worker has nothing to do, so the fair order
+is decided at the last moment and Redis never holds a backlog. It hands the batch to its worker's
+own arq queue, then reads each job's Redis Stream until the job ends.
+
+When the worker's heartbeat lapses (kill -9, a lost machine) or Redis comes back without the batch
+(a restart), the slot's unfinished jobs go back to the head of their server's line to run on
+another worker, or, with no worker left or no time left, their members are told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from arq.connections import ArqRedis, create_pool
+from PIL import Image
+
+from inference.engine import GenerationResult
+from inference.queue.errors import describe_wait
+from inference.queue.gpu_queue import GenerationQueue
+from inference.queue.jobs import Cancelled, Done, Failed, Job, JobState, Step, TerminalEvent, Timings
+from inference.queue.remote import protocol as p
+from inference.queue.worker import ENGINE_ERROR, OUT_OF_MEMORY
+from mmpp.errors import UserFacingError
+from mmpp.logs import log_event
+
+log = logging.getLogger(__name__)
+
+WATCH_EVERY_S = 0.5
+# How long one stream read blocks; also how soon a /cancel on the bot reaches Redis.
+READ_BLOCK_MS = 20
+# A job whose run was lost this many times is not tried again (something about it kills workers).
+MAX_ATTEMPTS = 2
+LOST = "The GPU worker drawing your portrait stopped, so it wasn't made. Please try again."
+REDIS_LOST = "I lost contact with my GPU workers while drawing your portrait. Please try again."
+# Worker failure codes the bot knows how to word; a worker never chooses the words a member reads.
+WORDING = {"out_of_memory": OUT_OF_MEMORY}
+
+
+class RedisUnavailable(UserFacingError):
+    code = "redis_unavailable"
+
+
+class RemoteBackend:
+    """Publishes the bot's catalog, watches worker heartbeats, attaches one slot per live worker."""
+
+    def __init__(self, queue: GenerationQueue, url: str, fingerprint: dict[str, Any]) -> None:
+        self.queue = queue
+        self.url = url
+        self.fingerprint = fingerprint
+        self.redis_settings = p.redis_settings(url)
+        self.pool: ArqRedis | None = None
+        self.alive: dict[str, dict[str, Any]] = {}
+        self.slots: dict[str, RemoteSlot] = {}
+        self._refused: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._unreachable = False
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    async def start(self) -> None:
+        try:
+            self.pool = await create_pool(
+                self.redis_settings, job_serializer=p.serialize, job_deserializer=p.deserialize
+            )
+            await self._scan()
+        except p.REDIS_ERRORS as exc:
+            if self.pool is not None:
+                await self.pool.aclose()
+            raise RedisUnavailable(
+                f"Cannot reach Redis at {p.display_url(self.url)} ({exc.__class__.__name__}). "
+                "Start it, or fix REDIS_URL."
+            ) from None
+        self._task = asyncio.create_task(self._watch(), name="mmpp-remote-watch")
+        log_event(log, logging.INFO, "remote workers", redis=p.display_url(self.url), workers=len(self.alive))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self.pool is not None:
+            await self.pool.aclose()
+
+    def is_alive(self, worker_id: str) -> bool:
+        return worker_id in self.alive
+
+    def others_alive(self, worker_id: str) -> bool:
+        return any(w != worker_id for w in self.alive)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_EVERY_S)
+            try:
+                await self._scan()
+                if self._unreachable:
+                    log_event(log, logging.INFO, "redis reachable again")
+                self._unreachable = False
+            except p.REDIS_ERRORS:
+                if not self._unreachable:
+                    log_event(log, logging.WARNING, "redis unreachable, retrying")
+                self._unreachable = True
+
+    async def _scan(self) -> None:
+        assert self.pool is not None
+        # Published again and again: a Redis that restarted empty gets it back within a scan.
+        await self.pool.set(p.CATALOG_KEY, json.dumps(self.fingerprint))
+        keys = [key async for key in self.pool.scan_iter(match=p.WORKER_PREFIX + "*", count=100)]
+        values = await self.pool.mget(keys) if keys else []
+        alive: dict[str, dict[str, Any]] = {}
+        for raw in values:
+            if raw is None:
+                continue
+            try:
+                beat = json.loads(raw)
+                worker_id = str(beat["id"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            difference = p.describe_difference(self.fingerprint, beat.get("fingerprint") or {})
+            if difference is not None:
+                if worker_id not in self._refused:
+                    self._refused.add(worker_id)
+                    log_event(log, logging.WARNING, "worker ignored, its models differ", worker=worker_id,
+                              difference=difference)
+                continue
+            alive[worker_id] = beat
+        for worker_id in set(self.alive) - set(alive):
+            log_event(log, logging.WARNING, "worker gone", worker=worker_id)
+        self.alive = alive
+        for worker_id in alive:
+            if worker_id not in self.slots:
+                log_event(log, logging.INFO, "worker joined", worker=worker_id, device=alive[worker_id].get("device"))
+                slot = RemoteSlot(self, worker_id)
+                self.slots[worker_id] = slot
+                self.queue.attach(slot)
+
+
+class RemoteSlot:
+    """One remote worker's place in the queue: the `Runner` the queue sees for it."""
+
+    def __init__(self, backend: RemoteBackend, worker_id: str) -> None:
+        self.backend = backend
+        self.worker_id = worker_id
+        self.name = f"remote:{worker_id}"
+        self.running: list[Job] = []
+        self.running_since: float | None = None
+
+    def close(self, *, wait: bool) -> None:
+        pass  # nothing of its own to release; its worker keeps running for other bots
+
+    async def serve(self) -> None:
+        queue = self.backend.queue
+        try:
+            while self.backend.is_alive(self.worker_id):
+                batch = await queue.next_batch()
+                if batch is None:
+                    return
+                self.running = batch
+                self.running_since = time.monotonic()
+                try:
+                    await self._run(batch)
+                except Exception:
+                    # A bug on our side of the wire: fail the batch loudly, keep serving.
+                    log.exception("remote slot failed a batch", extra={"fields": {"worker": self.worker_id}})
+                    for job in batch:
+                        queue.finish(job, Failed(ENGINE_ERROR, "engine_error"))
+                finally:
+                    self.running = []
+                    self.running_since = None
+        finally:
+            self.backend.slots.pop(self.worker_id, None)
+
+    @property
+    def pool(self) -> ArqRedis:
+        assert self.backend.pool is not None
+        return self.backend.pool
+
+    async def _run(self, batch: list[Job]) -> None:
+        if not self.backend.is_alive(self.worker_id):
+            await self._lost(batch, LOST)
+            return
+        batch_id = uuid.uuid4().hex
+        # Wall clock, not monotonic: the worker is another machine. It must not start past this.
+        not_after = time.time() + min(j.deadline for j in batch) - time.monotonic()
+        payload = await asyncio.to_thread(
+            p.encode_batch, batch_id, [(j.id, j.attempt, j.request, j.previews) for j in batch], not_after
+        )
+        try:
+            await self.pool.set(_marker(batch_id), b"1", ex=p.EVENT_TTL_S)
+            await self.pool.enqueue_job(
+                p.BATCH_FUNCTION, payload, _job_id=batch_id, _queue_name=p.worker_queue(self.worker_id),
+                _expires=max(1.0, not_after - time.time()),
+            )
+        except p.REDIS_ERRORS:
+            await self._lost(batch, REDIS_LOST)
+            return
+        self.backend.bytes_sent += len(p.serialize(payload))
+        log_event(log, logging.INFO, "batch sent", worker=self.worker_id, batch=batch_id,
+                  jobs=",".join(j.id for j in batch), style=batch[0].style)
+        await self._follow(batch, batch_id)
+
+    async def _follow(self, batch: list[Job], batch_id: str) -> None:
+        pending: dict[bytes, Job] = {p.events_key(j.id, j.attempt).encode(): j for j in batch}
+        last: dict[bytes, bytes] = dict.fromkeys(pending, b"0-0")
+        flagged: set[str] = set()
+        started = time.monotonic()
+        while pending:
+            if not self.backend.is_alive(self.worker_id):
+                await self._lost(list(pending.values()), LOST, batch_id)
+                return
+            try:
+                for job in pending.values():
+                    if job.request.cancel.is_set() and job.id not in flagged:
+                        await self.pool.set(p.cancel_key(job.id, job.attempt), b"1", ex=p.EVENT_TTL_S)
+                        flagged.add(job.id)
+                replies = await self.pool.xread(dict(last), block=READ_BLOCK_MS, count=100)
+            except p.REDIS_ERRORS:
+                if not await self._reconnected(batch_id):
+                    await self._lost(list(pending.values()), REDIS_LOST, batch_id)
+                    return
+                continue
+            for key, entries in replies or []:
+                job = pending.get(key)
+                if job is None:
+                    continue
+                for entry_id, fields in entries:
+                    last[key] = entry_id
+                    end = await self._event(job, fields, started)
+                    if end is not None:
+                        pending.pop(key, None)
+                        last.pop(key, None)
+                        # Redis forgets the job before its member hears the end of it.
+                        await self._cleanup(job, batch_id if not pending else None)
+                        self.backend.queue.finish(job, end)
+                        break
+
+    async def _event(self, job: Job, fields: dict[bytes, bytes], started: float) -> TerminalEvent | None:
+        """Pass one stream entry on to the job's consumer; the terminal event when it ends the job."""
+        queue = self.backend.queue
+        kind = fields.get(b"k", b"").decode()
+        self.backend.bytes_received += sum(len(k) + len(v) for k, v in fields.items())
+        if kind == "step":
+            preview = _image(fields[b"p"]) if b"p" in fields else None
+            queue.emit(job, Step(int(fields[b"i"]), int(fields[b"n"]), preview))
+            return None
+        if kind in ("done", "filtered"):
+            image = None  # "filtered": the worker's safety check refused the portrait and sent no pixels
+            if kind == "done":
+                png = await self.pool.getdel(p.result_key(job.id, job.attempt))
+                if png is None:
+                    return Failed(ENGINE_ERROR, "result_lost")
+                self.backend.bytes_received += len(png)
+                image = await asyncio.to_thread(_image, png)
+            seconds = float(fields.get(b"s", b"0"))
+            now = time.monotonic()
+            started_at = job.started_at if job.started_at is not None else started
+            queue.batch_measured([job], seconds / max(1, job.batch_size))
+            result = GenerationResult(
+                image=image, seed=int(fields[b"seed"]), style=job.style, seconds=seconds, flagged=image is None
+            )
+            timings = Timings(
+                waited_s=started_at - job.submitted_at, ran_s=now - started_at, engine_s=seconds,
+                batch_size=job.batch_size,
+            )
+            return Done(result, timings)
+        if kind == "failed":
+            code = fields.get(b"code", b"engine_error").decode()
+            if code == "expired":
+                waited = describe_wait(time.monotonic() - job.submitted_at)
+                return Failed(
+                    f"The queue was too busy to start your portrait in time (it waited {waited}). Please try again.",
+                    "timeout",
+                )
+            return Failed(WORDING.get(code, ENGINE_ERROR), code)
+        if kind == "cancelled":
+            return Cancelled()
+        return None  # "started", or something newer than this bot: nothing to show
+
+    async def _reconnected(self, batch_id: str) -> bool:
+        """After a dropped connection: wait for Redis, then say whether it still knows the batch.
+        A Redis that restarted empty lost the batch's streams; its jobs must be run again."""
+        deadline = time.monotonic() + p.HEARTBEAT_TTL_S * 2
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            try:
+                return bool(await self.pool.exists(_marker(batch_id)))
+            except p.REDIS_ERRORS:
+                continue
+        return False
+
+    async def _lost(self, jobs: list[Job], message: str, batch_id: str | None = None) -> None:
+        queue = self.backend.queue
+        for job in jobs:
+            if job.state is not JobState.RUNNING:
+                continue
+            await self._cleanup(job, stop=True)
+            again = job.attempt + 1 < MAX_ATTEMPTS and self.backend.others_alive(self.worker_id)
+            if not (again and queue.hand_back(job)):
+                queue.finish(job, Failed(message, "worker_lost"))
+        if batch_id is not None:
+            try:
+                # The payload (the faces) must not wait in Redis for a worker that is gone.
+                await self.pool.delete(p.arq_job_key(batch_id), _marker(batch_id))
+                await self.pool.zrem(p.worker_queue(self.worker_id), batch_id)
+            except p.REDIS_ERRORS:
+                pass  # they carry TTLs
+        log_event(log, logging.WARNING, "batch lost", worker=self.worker_id, batch=batch_id,
+                  jobs=",".join(j.id for j in jobs), why=message)
+
+    async def _cleanup(self, job: Job, batch_id: str | None = None, *, stop: bool = False) -> None:
+        """Nothing of a finished job stays in Redis (and nothing of its batch once `batch_id` is
+        given); `stop` also tells a worker that may still be drawing it (one cut off from us, not
+        dead) to give up."""
+        try:
+            keys = [p.events_key(job.id, job.attempt), p.result_key(job.id, job.attempt)]
+            if stop:
+                await self.pool.set(p.cancel_key(job.id, job.attempt), b"1", ex=p.EVENT_TTL_S)
+            else:
+                keys.append(p.cancel_key(job.id, job.attempt))
+            if batch_id is not None:
+                keys.append(_marker(batch_id))
+            await self.pool.delete(*keys)
+        except p.REDIS_ERRORS:
+            pass  # all of these carry TTLs
+
+
+def _marker(batch_id: str) -> str:
+    return f"mmpp:batch:{batch_id}"
+
+
+def _image(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image

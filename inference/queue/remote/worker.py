@@ -1,0 +1,320 @@
+"""`mmpp worker`: one GPU's engine, fed batches by the bot through Redis (arq), one batch at a time.
+
+The worker only draws. It registers with a heartbeat key (TTL `HEARTBEAT_TTL_S`) that says it is
+alive and which styles it has; the bot sends it a batch only when it has none, so nothing waits in
+Redis. Each job's progress goes on its own Redis Stream, the portrait under a key with a TTL that
+the bot deletes on reading. Cancel flags are read after every denoising step, on the GPU thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis
+from arq.worker import Worker, func
+
+from inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress, to_png
+from inference.loader import load_catalog
+from inference.queue.jobs import Cancelled, Done, Failed, Job, JobEvent, Step, TerminalEvent
+from inference.queue.remote import protocol as p
+from inference.queue.remote.front import model_resolution
+from inference.queue.worker import EngineLike, GpuWorker
+from inference.styles import StyleCatalog
+from mmpp.errors import UserFacingError
+from mmpp.logs import log_event
+from mmpp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Longest a batch may run before arq gives up on it; a hung GPU should not hold a worker forever.
+BATCH_TIMEOUT_S = 15 * 60
+# arq polls its queue this often; it is the pick-up latency a job pays on an idle worker.
+POLL_DELAY_S = 0.005
+
+
+class WorkerRefused(UserFacingError):
+    code = "worker_refused"
+
+
+class CancelPolling:
+    """The engine, plus a look at the jobs' Redis cancel flags after every step (on the GPU thread,
+    so a `/cancel` stops the job at the next step, whatever the event loop is doing)."""
+
+    def __init__(self, engine: EngineLike, client: redis.Redis, keys: dict[int, str]) -> None:
+        self._engine = engine
+        self._client = client
+        self._keys = keys  # id(request) -> its cancel key
+
+    @property
+    def catalog(self) -> StyleCatalog:
+        return self._engine.catalog
+
+    def _poll(self, requests: Sequence[GenerationRequest]) -> None:
+        try:
+            flags = self._client.mget([self._keys[id(r)] for r in requests])
+        except p.REDIS_ERRORS:
+            return  # Redis is away: keep drawing, the bot decides what a lost connection means
+        for request, flag in zip(requests, flags, strict=True):
+            if flag is not None:
+                request.cancel.set()
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], on_step: Callable[[StepProgress], None] | None = None
+    ) -> list[GenerationResult]:
+        self._poll(requests)
+
+        def polled(progress: StepProgress) -> None:
+            self._poll(requests)
+            if on_step is not None:
+                on_step(progress)
+
+        return self._engine.generate(requests, polled)
+
+
+class StreamSink:
+    """The queue side of `GpuWorker` on a worker: every event goes onto the job's Redis Stream."""
+
+    def __init__(self, client: redis.Redis, attempts: dict[str, int]) -> None:
+        self._client = client
+        self._attempts = attempts
+        self.seconds = 0.0
+
+    async def next_batch(self) -> list[Job] | None:  # batches come from arq, not from here
+        return None
+
+    def _add(self, job: Job, fields: dict[str, Any], png: bytes | None = None) -> None:
+        attempt = self._attempts[job.id]
+        key = p.events_key(job.id, attempt)
+        try:
+            with self._client.pipeline(transaction=False) as pipe:
+                if png is not None:
+                    pipe.set(p.result_key(job.id, attempt), png, ex=p.EVENT_TTL_S)
+                pipe.xadd(key, {k: v for k, v in fields.items() if v is not None})
+                pipe.expire(key, p.EVENT_TTL_S)
+                pipe.execute()
+        except p.REDIS_ERRORS:
+            # The bot sees the connection drop too and tells the member or runs the job again.
+            log_event(log, logging.WARNING, "event lost, redis unreachable", job=job.id, kind=fields.get("k"))
+
+    def started(self, job: Job) -> None:
+        self._add(job, {"k": "started"})
+
+    def emit(self, job: Job, event: JobEvent) -> None:
+        if isinstance(event, Step):
+            preview = to_png(event.preview) if event.preview is not None else None
+            self._add(job, {"k": "step", "i": event.i, "n": event.n, "p": preview})
+
+    def finish(self, job: Job, event: TerminalEvent) -> None:
+        if job.terminal is not None:
+            return  # a cancel announced mid-batch, then the batch's own result
+        job.terminal = event
+        if isinstance(event, Done) and event.result.flagged:
+            # The safety check refused it: no pixels leave this machine.
+            self._add(job, {"k": "filtered", "seed": event.result.seed, "s": event.result.seconds})
+        elif isinstance(event, Done):
+            result = event.result
+            self._add(job, {"k": "done", "seed": result.seed, "s": result.seconds}, png=result.png())
+        elif isinstance(event, Failed):
+            self._add(job, {"k": "failed", "code": event.code})
+        elif isinstance(event, Cancelled):
+            self._add(job, {"k": "cancelled"})
+
+    def batch_measured(self, jobs: Sequence[Job], seconds: float) -> None:
+        self.seconds = seconds
+
+
+class RemoteWorker:
+    def __init__(
+        self, engine: EngineLike, settings: Settings, worker_id: str, fingerprint: dict[str, Any]
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.id = worker_id
+        self.fingerprint = fingerprint
+        url = settings.redis_url.get_secret_value()
+        self.redis_settings = p.redis_settings(url)
+        # For the GPU thread (cancel flags) and the events: short synchronous commands.
+        self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self.busy = False
+        self.batches = 0
+        self._stopping = False
+
+    # --- arq's function -----------------------------------------------------------------------
+
+    async def run_batch(self, ctx: dict[str, Any], payload: dict[str, Any]) -> str:
+        batch_id, not_after, remote_jobs = p.decode_batch(payload)
+        attempts = {j.id: j.attempt for j in remote_jobs}
+        sink = StreamSink(self.client, attempts)
+        now = time.monotonic()
+        jobs = [
+            Job(id=j.id, user_id=0, guild_id=None, request=j.request, submitted_at=now, deadline=now,
+                previews=j.previews)
+            for j in remote_jobs
+        ]
+        if time.time() > not_after:
+            # The member's Discord reply has expired: drawing now would help nobody.
+            for job in jobs:
+                sink.finish(job, Failed("expired", "expired"))
+            log_event(log, logging.WARNING, "batch expired before start", batch=batch_id, jobs=len(jobs))
+            return "expired"
+        keys = {id(j.request): p.cancel_key(j.id, j.attempt) for j in remote_jobs}
+        gpu = GpuWorker(
+            CancelPolling(self.engine, self.client, keys), sink, preview_every=self.settings.preview_every, name=self.id
+        )
+        self.busy = True
+        try:
+            for job in jobs:
+                job.started_at = now
+                sink.started(job)
+            await gpu.run_batch(jobs)
+        finally:
+            self.busy = False
+            self.batches += 1
+            gpu.close(wait=False)
+        return "done"
+
+    # --- registration -------------------------------------------------------------------------
+
+    def heartbeat(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "device": str(getattr(self.engine, "device", "?")), "busy": self.busy,
+            "batches": self.batches,
+            "max_batch": self.settings.max_batch_size, "fingerprint": self.fingerprint,
+        }
+
+    async def _beat(self) -> None:
+        """Alive while this key lives; a worker killed with -9 is noticed when it lapses."""
+        reported = False
+        while not self._stopping:
+            try:
+                await asyncio.to_thread(
+                    self.client.set, p.worker_key(self.id), json.dumps(self.heartbeat()),
+                    px=int(p.HEARTBEAT_TTL_S * 1000),
+                )
+                if reported:
+                    log_event(log, logging.INFO, "redis reachable again", worker=self.id)
+                reported = False
+            except p.REDIS_ERRORS:
+                if not reported:
+                    log_event(log, logging.WARNING, "redis unreachable, retrying", worker=self.id)
+                reported = True
+            await asyncio.sleep(p.HEARTBEAT_EVERY_S)
+
+    def arq_worker(self) -> Worker:
+        return Worker(
+            functions=[func(self.run_batch, name=p.BATCH_FUNCTION, max_tries=1, timeout=BATCH_TIMEOUT_S)],
+            queue_name=p.worker_queue(self.id),
+            redis_settings=self.redis_settings,
+            max_jobs=1,
+            poll_delay=POLL_DELAY_S,
+            keep_result=0,
+            job_serializer=p.serialize,
+            job_deserializer=p.deserialize,
+            handle_signals=False,
+            health_check_interval=60,
+            max_tries=1,
+        )
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Until `stop`: a lost Redis connection ends arq's loop, so it is simply started again."""
+        worker = self.arq_worker()
+        beat = asyncio.create_task(self._beat(), name="mmpp-heartbeat")
+        log_event(log, logging.INFO, "worker ready", worker=self.id,
+                  device=str(getattr(self.engine, "device", "?")),
+                  redis=p.display_url(self.settings.redis_url.get_secret_value()))
+        try:
+            while not stop.is_set():
+                main = asyncio.create_task(worker.main())
+                stopper = asyncio.create_task(stop.wait())
+                await asyncio.wait({main, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                stopper.cancel()
+                if not main.done():
+                    main.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, *p.REDIS_ERRORS):
+                        await main
+                    break
+                error = main.exception()
+                if error is not None and not isinstance(error, p.REDIS_ERRORS):
+                    raise error
+                log_event(log, logging.WARNING, "redis connection lost, reconnecting", worker=self.id)
+                await asyncio.sleep(0.5)
+        finally:
+            self._stopping = True
+            beat.cancel()
+            # Leave the rotation first, then let the batch on the GPU finish (its member is waiting).
+            with contextlib.suppress(*p.REDIS_ERRORS):
+                self.client.delete(p.worker_key(self.id))
+            running = [t for t in worker.tasks.values() if not t.done()]
+            if running:
+                await asyncio.wait(running, timeout=60)
+            with contextlib.suppress(*p.REDIS_ERRORS):
+                await worker.close()
+            self.client.close()
+            log_event(log, logging.INFO, "worker stopped", worker=self.id, batches=self.batches)
+
+
+def check_catalog(client: redis.Redis, fingerprint: dict[str, Any], wait_s: float) -> None:
+    """Refuse to start (one line) when the bot's styles differ; wait a while for a bot to publish them."""
+    deadline = time.monotonic() + wait_s
+    announced = False
+    while True:
+        try:
+            raw = client.get(p.CATALOG_KEY)
+        except p.REDIS_ERRORS as exc:
+            raise WorkerRefused(f"Cannot reach Redis ({exc.__class__.__name__}). Check REDIS_URL.") from None
+        if raw is not None:
+            break
+        if time.monotonic() > deadline:
+            raise WorkerRefused(
+                "No bot has published its styles in Redis yet. Start `mmpp bot` with QUEUE_BACKEND=redis."
+            )
+        if not announced:
+            log_event(log, logging.INFO, "waiting for a bot to publish its styles")
+            announced = True
+        time.sleep(0.5)
+    difference = p.describe_difference(json.loads(raw), fingerprint)
+    if difference is not None:
+        raise WorkerRefused(f"This worker's models differ from the bot's: {difference}.")
+
+
+def worker_device(settings: Settings) -> str:
+    from inference.queue.devices import resolve_devices
+
+    devices = resolve_devices(settings)
+    if len(devices) != 1:
+        raise WorkerRefused(
+            f"A worker draws on one device; run one `mmpp worker` per GPU (DEVICES={settings.devices})."
+        )
+    return devices[0]
+
+
+async def run_worker(settings: Settings, *, catalog_wait_s: float = 60.0) -> int:
+    """`mmpp worker`: check the styles against the bot's, load the engine, serve until SIGTERM."""
+    url = settings.redis_url.get_secret_value()
+    p.redis_settings(url)  # registers the password before anything can log it
+    worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+    device = worker_device(settings)
+    catalog = load_catalog(settings)
+    fingerprint = p.catalog_fingerprint(catalog, model_resolution(settings))
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        await asyncio.to_thread(check_catalog, client, fingerprint, catalog_wait_s)
+    finally:
+        client.close()
+    engine = await asyncio.to_thread(Engine.from_settings, settings.model_copy(update={"device": device}))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await RemoteWorker(engine, settings, worker_id, fingerprint).serve(stop)
+    return 0

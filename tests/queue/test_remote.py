@@ -1,0 +1,172 @@
+"""The queue with remote workers through Redis: a worker in this process, the real engine, real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+
+import pytest
+import pytest_asyncio
+import redis
+from pydantic import SecretStr
+
+from inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
+from inference.preprocess import PreparedFace
+from inference.queue import Cancelled, Done, GenerationQueue, Queued, Started, Step
+from inference.queue.remote import protocol as p
+from inference.queue.remote.dispatch import RemoteBackend
+from inference.queue.remote.worker import RemoteWorker, WorkerRefused, check_catalog
+from mmpp.settings import Settings
+from tests.queue.conftest import ProbeEngine, collect
+
+
+class SlowSteps(ProbeEngine):
+    """The real engine with a pause after each step, so a test can act between two steps."""
+
+    step_s = 0.0
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], on_step: Callable[[StepProgress], None] | None = None
+    ) -> list[GenerationResult]:
+        def slow(progress: StepProgress) -> None:
+            if on_step is not None:
+                on_step(progress)
+            time.sleep(self.step_s)
+
+        return super().generate(requests, slow)
+
+
+@dataclass
+class Remote:
+    queue: GenerationQueue
+    backend: RemoteBackend
+    worker: RemoteWorker
+    probe: SlowSteps
+    client: redis.Redis
+
+    def leftovers(self) -> list[str]:
+        """Keys a finished job must not leave behind: its events, portrait, cancel flag, payload."""
+        found = []
+        for pattern in ("mmpp:ev:*", "mmpp:png:*", "mmpp:cancel:*", "mmpp:batch:*", "arq:job:*"):
+            found += [k.decode() for k in self.client.scan_iter(match=pattern)]
+        return found
+
+
+async def open_remote(url: str, settings: Settings, engine: Engine, worker_id: str = "w1") -> AsyncIterator[Remote]:
+    settings = settings.model_copy(update={"redis_url": SecretStr(url)})
+    fingerprint = p.catalog_fingerprint(engine.catalog, engine.resolution)
+    queue = GenerationQueue(None, settings, catalog=engine.catalog, initial_job_s=1.0, stop_timeout_s=5)
+    backend = RemoteBackend(queue, url, fingerprint)
+    await backend.start()
+    queue.on_shutdown(backend.close)
+    probe = SlowSteps(engine)
+    worker = RemoteWorker(probe, settings, worker_id, fingerprint)
+    stop = asyncio.Event()
+    serving = asyncio.create_task(worker.serve(stop))
+    client = redis.Redis.from_url(url)
+    try:
+        async with asyncio.timeout(10):
+            while not backend.is_alive(worker_id):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        queue.start()
+        yield Remote(queue, backend, worker, probe, client)
+    finally:
+        probe.release()
+        await queue.shutdown(grace_s=5)
+        stop.set()
+        await asyncio.wait_for(serving, 20)
+        client.close()
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def remote(redis_url: str, queue_settings: Settings, real_engine: Engine) -> AsyncIterator[Remote]:
+    async for r in open_remote(redis_url, queue_settings, real_engine):
+        yield r
+
+
+async def test_a_remote_job_streams_steps_and_previews_and_leaves_nothing_in_redis(
+    remote: Remote, face: PreparedFace
+) -> None:
+    handle = remote.queue.submit(face, "tiny-style", user_id=1, guild_id=1, seed=11, steps=4)
+    events = await collect(handle)
+    assert isinstance(events[0], Queued) and isinstance(events[1], Started)
+    steps = [e for e in events if isinstance(e, Step)]
+    assert [s.i for s in steps] == [1, 2, 3, 4]
+    assert [s.preview is not None for s in steps] == [False, True, False, True]  # preview_every=2
+    done = events[-1]
+    assert isinstance(done, Done)
+    assert done.result.png().startswith(b"\x89PNG") and done.result.seed == 11
+    assert done.result.image is not None and done.result.image.size == (64, 64)
+    assert remote.probe.seeds() == [[11]]
+    assert remote.leftovers() == []
+    assert remote.queue.seconds_per_job > 0
+
+
+async def test_cancel_stops_a_remote_job_within_one_step(remote: Remote, face: PreparedFace) -> None:
+    remote.probe.step_s = 0.3
+    handle = remote.queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=12)
+    seen = 0
+    async with asyncio.timeout(30):
+        async for event in handle.events():
+            if isinstance(event, Step):
+                seen = event.i
+                assert handle.cancel() is True
+                break
+        rest = [e async for e in handle.events()]
+    assert isinstance(rest[-1], Cancelled)
+    ran = len(remote.probe.steps[0])
+    # The step running when /cancel came, and at most the one after it (the flag is read per step).
+    assert ran <= seen + 2 < 12, (seen, ran)
+    await asyncio.sleep(0.2)
+    assert remote.leftovers() == []
+
+
+async def test_a_batch_past_its_discord_deadline_never_starts(
+    remote: Remote, face: PreparedFace, real_engine: Engine
+) -> None:
+    # Straight into the worker's queue, as a bot whose member's reply has expired would have left it.
+    request = GenerationRequest(face=face, style="tiny-style", seed=1, steps=2)
+    payload = p.encode_batch("late", [("j-late", 0, request, False)], not_after=time.time() - 1)
+    assert remote.backend.pool is not None
+    await remote.backend.pool.enqueue_job(p.BATCH_FUNCTION, payload, _job_id="late", _queue_name=p.worker_queue("w1"))
+    async with asyncio.timeout(10):
+        while not remote.client.exists(p.events_key("j-late", 0)):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    entries = remote.client.xrange(p.events_key("j-late", 0))
+    assert [(f[b"k"], f.get(b"code")) for _, f in entries] == [(b"failed", b"expired")]
+    assert remote.probe.calls == []
+
+
+def test_a_worker_with_other_styles_refuses_in_one_line(redis_url: str, real_engine: Engine) -> None:
+    bot = p.catalog_fingerprint(real_engine.catalog, real_engine.resolution)
+    client = redis.Redis.from_url(redis_url)
+    client.set(p.CATALOG_KEY, json.dumps(bot))
+    mine = {"styles": {**bot["styles"], "extra": "abc"}, "resolution": 128}
+    mine["styles"].pop("other-style")
+    with pytest.raises(WorkerRefused) as refused:
+        check_catalog(client, mine, wait_s=1)
+    client.close()
+    message = refused.value.message
+    assert "\n" not in message
+    assert "lacks: other-style" in message and "only this worker has: extra" in message and "128 px" in message
+    check_catalog(redis.Redis.from_url(redis_url), bot, wait_s=1)  # the same styles pass
+
+
+async def test_the_redis_password_never_reaches_a_log(
+    private_redis, queue_settings: Settings, real_engine: Engine, face: PreparedFace,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from mmpp.logs import _Formatter
+
+    caplog.set_level(logging.DEBUG)
+    async for r in open_remote(private_redis.url, queue_settings, real_engine):
+        handle = r.queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2)
+        assert isinstance((await collect(handle))[-1], Done)
+    formatter = _Formatter(as_json=False)
+    lines = [formatter.format(record) for record in caplog.records]
+    assert any("redis://:***@127.0.0.1" in line for line in lines)
+    assert not any(private_redis.password in line for line in lines)

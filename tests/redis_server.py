@@ -1,0 +1,100 @@
+"""Redis for the tests: the machine's server on a database of our own, or a private server a test may
+kill and restart (never the shared one: other people's tests use it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+SHARED = os.environ.get("MMPP_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+def _reachable(url: str) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except redis.RedisError:
+        return False
+
+
+def need_redis(url: str = SHARED) -> None:
+    if not _reachable(url):
+        if os.environ.get("MMPP_REQUIRE_REDIS") == "1":
+            pytest.fail(f"no Redis answers at {url} and MMPP_REQUIRE_REDIS=1")
+        pytest.skip(f"no Redis at {url}")
+
+
+def flush(url: str) -> None:
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """The shared Redis, test database flushed before and after."""
+    need_redis()
+    flush(SHARED)
+    yield SHARED
+    flush(SHARED)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisProcess:
+    """A private `redis-server` without persistence, so a restart loses everything, as it would."""
+
+    def __init__(self, password: str | None = None) -> None:
+        self.port = free_port()
+        self.password = password
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not _reachable(self.url):
+            if time.monotonic() > deadline:
+                raise RuntimeError("private redis-server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisProcess]:
+    if shutil.which("redis-server") is None:
+        if os.environ.get("MMPP_REQUIRE_REDIS") == "1":
+            pytest.fail("redis-server is not installed and MMPP_REQUIRE_REDIS=1")
+        pytest.skip("redis-server is not installed")
+    server = RedisProcess(password="s3cret-redis-pw")
+    server.start()
+    yield server
+    server.stop()

@@ -1,0 +1,163 @@
+"""The bot with QUEUE_BACKEND=redis and real `mmpp worker` subprocesses, through the Discord stand-in.
+
+One cluster per module (workers take seconds to load): a private Redis the tests may restart, the
+bot in this process, and two worker processes each limited to one CPU thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+import redis
+
+from bot.discord_endpoints import reset_endpoints
+from bot.runtime import BotRuntime
+from bot.services import Services
+from inference.queue.remote import protocol as p
+from inference.tiny_model import add_tiny_style
+from tests.bot.conftest import bot_settings
+from tests.discord_standin import BotAction, FakeGuild, FakeMember, FakeUser, InteractionRecord, StandIn
+from tests.redis_server import RedisProcess
+
+SLOW_STEPS = 60
+
+
+@dataclass
+class Cluster:
+    standin: StandIn
+    runtime: BotRuntime
+    redis: RedisProcess
+    model_dir: Path
+    workdir: Path
+    guilds: list[FakeGuild]
+    members: list[FakeMember]  # ten per server
+    dm_user: FakeUser
+    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def services(self) -> Services:
+        assert self.runtime.services is not None
+        return self.runtime.services
+
+    def start_worker(self, name: str) -> None:
+        env = {
+            **os.environ, "DEVICE": "cpu", "DTYPE": "float32", "OMP_NUM_THREADS": "1", "PREVIEW_EVERY": "2",
+            "MAX_BATCH_SIZE": "4", "LOG_LEVEL": "INFO",
+        }
+        log = open(self.workdir / f"{name}.log", "ab")
+        self.workers[name] = subprocess.Popen(
+            [sys.executable, "-m", "mmpp.cli", "worker", "--model-dir", str(self.model_dir),
+             "--redis-url", self.redis.url, "--worker-id", name],
+            cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+
+    def worker_log(self, name: str) -> str:
+        return (self.workdir / f"{name}.log").read_text(errors="replace")
+
+    async def wait_workers(self, *names: str, timeout: float = 180) -> None:
+        backend = self.services.queue  # the slots register with the queue as workers join
+        async with asyncio.timeout(timeout):
+            while not all(f"remote:{n}" in {r.name for r in backend._workers} for n in names):
+                for name in names:
+                    process = self.workers.get(name)
+                    if process is not None and process.poll() is not None:
+                        raise AssertionError(f"worker {name} exited: {self.worker_log(name)[-2000:]}")
+                await asyncio.sleep(0.1)
+
+    def heartbeats(self) -> dict[str, dict]:
+        client = redis.Redis.from_url(self.redis.url)
+        try:
+            return {
+                k.decode().removeprefix(p.WORKER_PREFIX): json.loads(client.get(k) or b"{}")
+                for k in client.scan_iter(match=p.WORKER_PREFIX + "*")
+            }
+        finally:
+            client.close()
+
+    def leftovers(self) -> list[str]:
+        client = redis.Redis.from_url(self.redis.url)
+        try:
+            return [
+                k.decode() for pattern in ("mmpp:ev:*", "mmpp:png:*", "mmpp:batch:*", "arq:job:*")
+                for k in client.scan_iter(match=pattern)
+            ]
+        finally:
+            client.close()
+
+    def stop_workers(self) -> None:
+        for process in self.workers.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.workers.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+async def profile(cluster: Cluster, user: FakeMember | FakeUser, selfie: bytes, **options: object) -> InteractionRecord:
+    return await cluster.standin.send_slash_command(
+        "profile", options or None, user=user, attachments={"selfie": ("me.jpg", selfie)}
+    )
+
+
+def is_answer(action: BotAction) -> bool:
+    """A portrait (a file with its buttons) or a message that tells the member what happened."""
+    return (action.has_files and bool(action.components)) or (action.ephemeral and bool(action.content))
+
+
+@pytest.fixture(scope="module")
+def scale_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model_dir = tmp_path_factory.mktemp("scale-model") / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    # Long enough that a test can act while a worker draws it.
+    add_tiny_style(model_dir, "slow-style", seed=3, steps=SLOW_STEPS)
+    return model_dir
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def cluster(scale_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
+    if shutil.which("redis-server") is None:
+        if os.environ.get("MMPP_REQUIRE_REDIS") == "1":
+            pytest.fail("redis-server is not installed and MMPP_REQUIRE_REDIS=1")
+        pytest.skip("redis-server is not installed")
+    workdir = tmp_path_factory.mktemp("cluster")
+    server = RedisProcess(password="cluster-pw-42")
+    server.start()
+    async with StandIn() as standin:
+        guilds = [standin.add_guild(f"Club {n}") for n in range(4)]
+        members = [
+            standin.add_member(g, standin.add_user(f"g{gi}m{i}")) for gi, g in enumerate(guilds) for i in range(10)
+        ]
+        dm_user = standin.add_user("dm")
+        settings = bot_settings(
+            standin, scale_model_dir, workdir, queue_backend="redis", redis_url=server.url, max_batch_size=4,
+            queue_capacity=100, user_daily_quota=100, server_daily_quota=1000,
+        )
+        runtime = BotRuntime(settings, shutdown_grace_s=5.0, client_options={"guild_ready_timeout": 0.05})
+        world = Cluster(standin, runtime, server, scale_model_dir, workdir, guilds, members, dm_user)
+        try:
+            await runtime.start()
+            await runtime.wait_ready(timeout=30)
+            await standin.wait_for_commands("profile", "cancel")
+            world.start_worker("wA")
+            world.start_worker("wB")
+            await world.wait_workers("wA", "wB")
+            yield world
+        finally:
+            world.stop_workers()
+            await runtime.stop()
+            reset_endpoints()
+            server.stop()
