@@ -5,10 +5,11 @@
     python bench/gpu.py --quick               # CPU smoke run on the tiny model (what CI runs)
 
 One process, one device. Every configuration draws at the bench resolution (1024² at full size)
-with CFG, the ControlNet, the IP-Adapter and a LoRA style, for each batch size:
-plain diffusers (same components, bf16 + SDPA: the baseline), then the engine with each speed
-switch added one at a time, the style switch under compile (and whether it recompiled), the fast
-preset, and the time from nothing to the first image (load + compile + warm-up).
+with CFG, the ControlNet, the IP-Adapter and a LoRA style, for each batch size: plain diffusers
+(same components, bf16 + SDPA: the baseline), then the engine (which also runs the image safety
+check on every picture) with each speed switch added one at a time, the style switch under compile
+(and whether it recompiled), the fast preset, and the time from nothing to the first image
+(load + compile + warm-up).
 Without CUDA it runs the tiny model, small and few steps, so the script itself is tested.
 """
 
@@ -37,6 +38,7 @@ from skimage import data as skdata
 
 from inference.engine import Engine, GenerationRequest
 from inference.loader import load_pipeline
+from inference.safety import load_safety_checker
 from inference.speed import SpeedOptions, synchronize
 from inference.styles import StyleCatalog
 from mmpp.settings import ModelSources
@@ -78,13 +80,22 @@ class Bench:
 
         return build_random_pipeline(FULL, device=self.device, dtype=self.dtype)
 
+    def safety(self) -> object:
+        """The engine checks every finished image (plain diffusers does not): part of what it costs."""
+        if self.model_dir is not None:
+            return load_safety_checker(ModelSources.from_model_dir(self.model_dir).safety_checker, self.device,
+                                       self.dtype)
+        from inference.random_model import build_random_safety_checker
+
+        return build_random_safety_checker(device=self.device, dtype=self.dtype)
+
     def engine(self, options: SpeedOptions) -> tuple[Engine, float]:
         """A fresh engine with `options`, and the seconds from nothing to ready (load + compile + warm-up)."""
         release()
         started = time.perf_counter()
         pipe = self.pipeline()
         catalog = StyleCatalog.load(self.styles_dir)
-        engine = Engine.assemble(pipe, catalog, options)  # type: ignore[arg-type]
+        engine = Engine.assemble(pipe, catalog, options, safety=self.safety())  # type: ignore[arg-type]
         synchronize()
         return engine, time.perf_counter() - started
 
@@ -206,9 +217,9 @@ def run(bench: Bench) -> list[Row]:
     # 1. plain diffusers and the engine with no switch share one pipeline: the same weights.
     engine, _ = bench.engine(bench.options())
     for b in bench.batches:
-        rows.append(bench.measure("plain diffusers (bf16 + SDPA)", plain_call(engine, style, b, bench.steps), b,
+        rows.append(bench.measure("plain diffusers (same components)", plain_call(engine, style, b, bench.steps), b,
                                   bench.steps))
-    rows += engine_rows(bench, "engine (bf16 + SDPA)", engine, style)
+    rows += engine_rows(bench, "engine, no switch", engine, style)
     del engine
 
     # 2. each switch added to the ones before it.
@@ -234,7 +245,8 @@ def print_table(bench: Bench, rows: list[Row]) -> None:
     device = f"cuda ({torch.cuda.get_device_name()})" if bench.device.type == "cuda" else bench.device.type
     side = "1024" if bench.size == "full" else "tiny-model"
     print(f"\nGPU benchmark: {device}, {bench.size} model, {side} px, {bench.steps} steps, CFG, ControlNet + "
-          f"IP-Adapter + LoRA style, dtype {str(bench.dtype).removeprefix('torch.')}, median of {bench.reps}\n")
+          f"IP-Adapter + LoRA style, {str(bench.dtype).removeprefix('torch.')} + SDPA throughout, "
+          f"median of {bench.reps}\n")
     print("| configuration | batch | s/image | it/s | peak GB | ratio to plain diffusers |")
     print("|---|---:|---:|---:|---:|---:|")
     plain = {r.batch: r.per_image for r in rows if r.name.startswith("plain")}
@@ -260,21 +272,23 @@ def prepare_styles(bench: Bench, folder: Path) -> None:
 
     # A Lightning-like preset: a few-step LoRA with trailing Euler, 4 steps, no CFG.
     fast = FastPreset(lora=LoraSource(source="fast.safetensors"), scheduler="euler_trailing", steps=4, guidance=0.0)
+    config = SDXL_UNET if bench.model_dir is None else UNet2DConditionModel.load_config(bench.model_dir / "sdxl/unet")
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(config)  # a LoRA needs the layer shapes only
     if bench.model_dir is None:
-        with torch.device("meta"):
-            unet = UNet2DConditionModel(**SDXL_UNET)  # a LoRA needs the layer shapes only
         write_lora_style(folder, "random-style", unet, rank=64, seed=1)
         second = write_lora_style(folder, "second-style", unet, rank=32, seed=2, ip_adapter_scale=0.4,
                                   controlnet_scale=0.7, fast=fast)
         write_lora_file(second / "fast.safetensors", unet, rank=64, seed=3)
         return
-    unet = UNet2DConditionModel.from_pretrained(bench.model_dir / "sdxl" / "unet")
     for source in (bench.model_dir / "styles").iterdir():
         if (source / "style.json").is_file():
             shutil.copytree(source, folder / "styles" / source.name)
-    second = write_lora_style(folder, "second-style", unet, rank=8, seed=2, steps=bench.steps, ip_adapter_scale=0.4,
-                              controlnet_scale=0.7, fast=fast.model_copy(update={"steps": 2}))
-    write_lora_file(second / "fast.safetensors", unet, rank=4, seed=3)
+    full = bench.size == "full"
+    second = write_lora_style(folder, "second-style", unet, rank=32 if full else 8, seed=2, steps=bench.steps,
+                              ip_adapter_scale=0.4, controlnet_scale=0.7,
+                              fast=fast if full else fast.model_copy(update={"steps": 2}))
+    write_lora_file(second / "fast.safetensors", unet, rank=64 if full else 4, seed=3)
 
 
 def main() -> None:
@@ -286,14 +300,14 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--compile-modes", default="default,max-autotune")
     parser.add_argument("--quick", action="store_true",
-                        help="CPU smoke run: tiny model, 2 steps, batches 1,2, one rep, compile traced with the "
+                        help="CPU smoke run: tiny model, 2 steps, batch 1, one rep, compile traced with the "
                              "eager backend (guards and hotswap checked, no code generated)")
     args = parser.parse_args()
 
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     size = "full" if device.type == "cuda" and not args.quick else "tiny"
     if args.quick:
-        args.steps, args.batches, args.reps, args.compile_modes = 2, "1,2", 1, "default"
+        args.steps, args.batches, args.reps, args.compile_modes = 2, "1", 1, "default"
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir
         if model_dir is None and size == "tiny":
