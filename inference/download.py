@@ -15,10 +15,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event
 from mmpp.settings import ModelSources
+
+if TYPE_CHECKING:
+    from inference.styles import StyleCatalog
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +73,21 @@ def hub_needs(sources: ModelSources) -> list[HubNeed]:
     if is_hub_id(sources.image_encoder):
         files = tuple(_sub(sources.image_encoder_subfolder, f) for f in ("config.json", "model.safetensors"))
         needs.append(HubNeed("IMAGE_ENCODER", sources.image_encoder, files, files))
+    if sources.safety_checker and is_hub_id(sources.safety_checker):
+        files = ("config.json", "model.safetensors", "preprocessor_config.json")
+        needs.append(HubNeed("SAFETY_CHECKER", sources.safety_checker, files, files))
     return _merge(needs)
+
+
+def style_needs(catalog: StyleCatalog) -> list[HubNeed]:
+    """The hub LoRAs that style folders name (`lora.source` a hub id); local ones need nothing."""
+    needs = []
+    for style in catalog.styles.values():
+        lora = style.definition.lora
+        if lora is not None and style.lora_path == lora.source and is_hub_id(lora.source):
+            weight = lora.weight_name or "pytorch_lora_weights.safetensors"  # diffusers' default name
+            needs.append(HubNeed(f"style {style.name}", lora.source, (weight,), (weight,)))
+    return needs
 
 
 def _merge(needs: list[HubNeed]) -> list[HubNeed]:
@@ -104,25 +122,32 @@ def describe_missing(missing: dict[HubNeed, list[str]]) -> str:
     return "; ".join(f"{need.setting}={need.repo} ({', '.join(files)})" for need, files in missing.items())
 
 
-def ensure_models(sources: ModelSources, *, progress: bool = True) -> None:
+def offline_error(missing: dict[HubNeed, list[str]]) -> ModelsMissing:
+    return ModelsMissing(
+        f"HF_HUB_OFFLINE=1 and these model files are not downloaded: {describe_missing(missing)}. "
+        "Run `mmpp models download` where the hub is reachable, or unset HF_HUB_OFFLINE."
+    )
+
+
+def ensure_models(sources: ModelSources) -> None:
     """Fetch whatever the loader will need and is not here yet; a no-op (and no network) when all is."""
     missing = missing_files(hub_needs(sources))
     if not missing:
         return
     if offline():
-        raise ModelsMissing(
-            f"HF_HUB_OFFLINE=1 and these model files are not downloaded: {describe_missing(missing)}. "
-            "Run `mmpp models download` where the hub is reachable, or unset HF_HUB_OFFLINE."
-        )
-    download(list(missing), progress=progress)
+        raise offline_error(missing)
+    download(list(missing))
 
 
 def _gigabytes(size: int) -> str:
     return f"{size / 1e9:.2f} GB"
 
 
-def download(needs: list[HubNeed], *, progress: bool = True) -> None:
-    """Show the total, then fetch each repo's files with a byte progress bar (tqdm, on stderr)."""
+def download(needs: list[HubNeed]) -> None:
+    """Show the total, then fetch each repo's files with a byte progress bar (tqdm, on stderr).
+
+    Plain tqdm rather than the hub's own bars: `quiet_libraries` switches those off for the model load.
+    """
     from huggingface_hub import snapshot_download
     from tqdm import tqdm
 
@@ -138,12 +163,11 @@ def download(needs: list[HubNeed], *, progress: bool = True) -> None:
         log_event(log, logging.INFO, "models downloading", files=count, bytes=fetch,
                   repos=",".join(n.repo for n in needs))
         for need in needs:
-            snapshot_download(need.repo, allow_patterns=list(need.patterns), tqdm_class=tqdm if progress else None)
+            snapshot_download(need.repo, allow_patterns=list(need.patterns), tqdm_class=tqdm)
     except Exception as exc:  # the hub client raises its own, httpx's and OS errors alike
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelsMissing(
-            f"Could not download the models ({describe_missing({n: list(n.required) for n in needs})}): {first}"
-        ) from None
+        repos = ", ".join(f"{n.setting}={n.repo}" for n in needs)
+        raise ModelsMissing(f"Could not download {repos} from the Hugging Face hub: {first}") from None
     still = missing_files(needs)
     if still:
         raise ModelsMissing(f"The download finished without these files: {describe_missing(still)}.")
@@ -164,15 +188,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_download(args: argparse.Namespace) -> int:
+    from inference.styles import StyleCatalog
     from mmpp.settings import load_settings
 
-    sources = load_settings(args.env_file, model_dir=args.model_dir).sources
-    needs = hub_needs(sources)
+    settings = load_settings(args.env_file, model_dir=args.model_dir)
+    catalog = StyleCatalog.load(settings.sources.styles_dir, builtin=settings.builtin_styles)
+    needs = _merge(hub_needs(settings.sources) + style_needs(catalog))
     if not needs:
         print("mmpp: every model source is a local folder; nothing to download.")
         return 0
     missing = missing_files(needs)
+    if missing and offline():
+        raise offline_error(missing)
     if missing:
-        ensure_models(sources)
+        download(list(missing))
     print(f"mmpp: models ready: {', '.join(f'{n.setting}={n.repo}' for n in needs)}")
     return 0

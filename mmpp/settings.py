@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     max_image_pixels: int = 40_000_000
     min_image_side: int = 64
     min_face_px: int = 48
+    download_timeout_s: float = Field(default=10.0, gt=0, description="Longest time one selfie download may take.")
+    # Decoding a 40-megapixel JPEG takes ~0.4 GB and ~2 s; this bounds how many run at once, bot-wide.
+    max_concurrent_decodes: int = Field(default=2, ge=1)
 
     # --- generation defaults ------------------------------------------------------------------
     preview_every: int = Field(default=5, ge=1, description="Send a preview image every N steps.")
@@ -150,6 +153,9 @@ class Settings(BaseSettings):
     )
     reroll_ttl_s: float = Field(
         default=15 * 60, ge=0, description="How long a face crop stays in memory for the Reroll button."
+    )
+    shutdown_grace_s: float = Field(
+        default=30.0, ge=0, description="On SIGTERM/Ctrl-C: how long running portraits may finish before the stop."
     )
     metrics_port: int | None = Field(default=None, description="Serve Prometheus metrics on this port.")
 

@@ -98,3 +98,15 @@ def test_a_built_in_style_generates_on_the_tiny_model(mixed_engine: Engine, self
     result = engine.generate([request])[0]
     assert result.image is not None and result.image.size == (engine.resolution, engine.resolution)
     assert engine.pipe.scheduler.__class__.__name__ == "EulerAncestralDiscreteScheduler"  # the style's own
+
+
+def test_a_fresh_install_with_only_built_in_styles_generates(tiny_model_dir: Path, tmp_path: Path,
+                                                             selfie_bytes: bytes) -> None:
+    """No LoRA anywhere (no training, no import): the engine loads and draws a built-in style."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir, ignore=shutil.ignore_patterns("tiny-style"))
+    engine = Engine.from_settings(load_settings(None, model_dir=model_dir, device="cpu", dtype="float32",
+                                                builtin_styles=True))
+    assert set(engine.catalog.names()) == BUILTINS and not engine.pipe.get_list_adapters()
+    request = GenerationRequest(face=engine.prepare(selfie_bytes), style="simpsons", seed=1, steps=2)
+    assert engine.generate([request])[0].image is not None
