@@ -98,6 +98,14 @@ class Settings(BaseSettings):
     )
     dtype: DType = "auto"
 
+    # --- speed (inference/speed.py documents each switch) ---------------------------------------
+    attention: Literal["sdpa", "eager"] = "sdpa"
+    channels_last: bool = False
+    fuse_qkv: bool = False
+    compile: Literal["off", "default", "max-autotune"] = "off"
+    warmup: bool = False
+    fast_preset: bool = False
+
     # --- input limits -------------------------------------------------------------------------
     max_upload_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000

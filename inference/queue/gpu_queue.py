@@ -159,7 +159,9 @@ class GenerationQueue:
         self.capacity = settings.queue_capacity
         self.deadline_s = settings.queue_job_deadline_s
         self.batch_wait_s = settings.queue_batch_wait_s
-        self.max_batch_size = settings.max_batch_size
+        # Capped by what each engine's warm-up measured as its best batch size (Engine.preferred_batch_size).
+        preferred = [getattr(e, "preferred_batch_size", None) or settings.max_batch_size for e in engines]
+        self.max_batch_size = min([settings.max_batch_size, *preferred])
         self.metrics = metrics or QueueMetrics()
         self.name = name
         self._job_s = initial_job_s
