@@ -29,7 +29,6 @@ from typing import Any
 
 from skimage import data as skdata
 
-import bot.cogs.profile as profile_cog
 from bot.discord_endpoints import reset_endpoints
 from bot.runtime import BotRuntime
 from inference.tiny_model import make_tiny_model
@@ -74,7 +73,16 @@ async def run(jobs: int, interval: float) -> None:
                 locate_s: list[float] = []
                 services.engine.generate = timed(services.engine.generate, engine_s)  # type: ignore[method-assign]
                 services.engine.prepare = timed(services.engine.prepare, engine_s)  # type: ignore[method-assign]
-                profile_cog.locate_face = timed(profile_cog.locate_face, locate_s)  # type: ignore[assignment]
+                locate = services.decoder.locate
+
+                async def timed_locate(data: bytes) -> Any:
+                    start = time.perf_counter()
+                    try:
+                        return await locate(data)
+                    finally:
+                        locate_s.append(time.perf_counter() - start)
+
+                services.decoder.locate = timed_locate  # type: ignore[method-assign]
                 e2e: list[float] = []
                 edits: list[int] = []
                 for i in range(jobs + 2):
@@ -107,7 +115,7 @@ async def run(jobs: int, interval: float) -> None:
     rows = {
         "INTERACTION_CREATE to final edit": e2e,
         "engine: prepare (crop, edges) + generate": engine,
-        "face location (decode, detect)": locate_s,
+        "face location (decode, detect; worker process)": locate_s,
         "bot overhead (everything else)": overhead,
     }
     for name, values in rows.items():

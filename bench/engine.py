@@ -61,7 +61,8 @@ def main() -> None:
         if model_dir is None:
             model_dir = make_tiny_model(Path(tmp) / "tiny")
             add_tiny_style(model_dir, "second-style", seed=2)
-        settings = load_settings(None, model_dir=model_dir, device=args.device)
+        # The tiny model's own LoRA styles; the built-in prompt styles would sort first.
+        settings = load_settings(None, model_dir=model_dir, device=args.device, builtin_styles=False)
         engine = Engine.from_settings(settings)
         run(engine, args.steps, args.reps)
 
@@ -99,9 +100,16 @@ def run(engine: Engine, steps: int, reps: int) -> None:
         if progress.step % 5 == 0:  # type: ignore[attr-defined]
             progress.preview(0)  # type: ignore[attr-defined]
 
+    portrait = Image.new("RGB", (engine.resolution, engine.resolution), (200, 160, 120))
+
+    def safety_check() -> object:
+        # What `engine.generate` adds per finished image (and per preview) when SAFETY_CHECKER is on.
+        return engine.safety.check([portrait], ["strict"]) if engine.safety is not None else None
+
     rows: dict[str, Callable[[], object]] = {
         "bare diffusers call": bare,
         "engine.generate": engine_call(),
+        "safety check alone (one image)": safety_check,
         "engine.generate + preview every 5 steps": engine_call(with_previews),
         "engine.prepare + generate (selfie bytes in)": lambda: engine.generate(
             [GenerationRequest(face=engine.prepare(selfie), style=style.name, seed=1, steps=steps)]

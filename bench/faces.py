@@ -172,8 +172,9 @@ def main() -> None:
               + f" {row.false_faces:6.0%} {row.upright_s:8.3f} {row.upright_s / base.upright_s:6.2f}"
               + f" {row.miss_s:9.3f} {row.miss_s / base.miss_s:6.2f}")
     print(f"\nchosen: search order after an upright miss: contrast-stretched, then {SEARCH_ANGLES} degrees")
-    print("weights: dlib HOG is compiled into dlib-bin (Boost licence); the 5-point landmark and MMOD models in")
-    print("face_recognition_models are dlib's, CC0; OpenCV's Haar cascades are BSD-3 (Intel licence)")
+    print("weights: dlib's HOG detector is compiled into dlib-bin (Boost licence); the 5-point landmark and MMOD")
+    print("models in face_recognition_models were released into the public domain by dlib's author (the 68-point")
+    print("one, unused, forbids commercial use); OpenCV's Haar cascades carry Intel's BSD-style licence")
     print("\nnot compared:")
     for name, why in NOT_COMPARED.items():
         print(f"  {name}: {why}")

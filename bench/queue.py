@@ -184,7 +184,8 @@ def main() -> None:
     Image.fromarray(skdata.astronaut()).save(buffer, "JPEG", quality=92)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir or make_tiny_model(Path(tmp) / "tiny")
-        settings = load_settings(None, model_dir=model_dir, device=args.device)
+        # The tiny model's own LoRA styles; the built-in prompt styles would sort first.
+        settings = load_settings(None, model_dir=model_dir, device=args.device, builtin_styles=False)
         engine = Engine.from_settings(settings)
         rows = asyncio.run(run(engine, settings, buffer.getvalue(), args))
 

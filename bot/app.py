@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -12,7 +13,9 @@ from discord.ext import commands, tasks
 from bot.cogs.profile import ProfileCog
 from bot.cogs.queue_cmds import QueueCog
 from bot.cogs.style_admin import StyleCog
+from bot.discord_endpoints import proxy_rate_limit_trace
 from bot.portrait import DeleteButton, RerollButton
+from bot.recovery import close_open_jobs
 from bot.replies import answer_error
 from bot.services import Services
 from mmpp.logs import log_event
@@ -26,9 +29,13 @@ class MMPPBot(commands.Bot):
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = True  # GUILD_CREATE: channel names and permissions; no message content needed
+        if services.settings.discord_api_base:
+            # A REST proxy's 429 is a rate limit to wait out, not a Cloudflare ban (see the function).
+            options.setdefault("http_trace", proxy_rate_limit_trace(services.settings.discord_api_base))
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None, **options)
         self.services = services
         self.tree.on_error = self.on_app_command_error
+        self._recovery: asyncio.Task[int] | None = None
 
     async def setup_hook(self) -> None:
         for cog in (ProfileCog(self), StyleCog(self), QueueCog(self)):
@@ -38,9 +45,17 @@ class MMPPBot(commands.Bot):
         self.services.queue.start()
         self.purge_log.start()
         self.forget_old_faces.start()
+        # Before the gateway connects, so every open row is a previous run's, none of this one's.
+        left_open = await self.services.repo.open_jobs()
         await self.sync_commands()
+        if left_open:
+            self._recovery = asyncio.create_task(
+                close_open_jobs(self, self.services.repo, left_open, why="I restarted"), name="mmpp-recovery"
+            )
 
     async def close(self) -> None:
+        if self._recovery is not None:
+            self._recovery.cancel()
         self.purge_log.cancel()
         self.forget_old_faces.cancel()
         self.services.faces.clear()

@@ -15,6 +15,13 @@ Two details make a plain attribute swap insufficient:
 * The values are process-wide class attributes, and tests run many clients in one process; so
   every change can be undone: `reset_endpoints()` restores discord.py's defaults and
   `override_endpoints()` restores whatever was there before it.
+
+A proxy also changes what a 429 looks like. discord.py (2.7, `HTTPClient.request` and the
+webhook adapter that interaction replies use) reads a 429 *without* a `Via` header as a
+Cloudflare ban: it gives up after one try instead of waiting `retry_after`. Discord's own 429s
+carry `Via`; a REST proxy often drops it. `proxy_rate_limit_trace()` puts the header back on JSON
+429s from the configured API base, so they are waited out and retried like Discord's (an HTML 429,
+a real ban page, still fails at once).
 """
 
 from __future__ import annotations
@@ -25,11 +32,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import yarl
 from discord import asset, http
 from discord.gateway import DiscordWebSocket
+from multidict import CIMultiDict, CIMultiDictProxy
 
-__all__ = ["apply_endpoints", "current_endpoints", "override_endpoints", "reset_endpoints"]
+__all__ = [
+    "apply_endpoints", "current_endpoints", "override_endpoints", "proxy_rate_limit_trace", "reset_endpoints",
+]
 
 _VERSIONED_API = re.compile(r"/api/v\d+$")
 
@@ -144,3 +155,33 @@ def override_endpoints(
         yield current_endpoints()
     finally:
         _install(before)
+
+
+def proxy_rate_limit_trace(api_base: str) -> aiohttp.TraceConfig:
+    """An aiohttp trace (discord.py's `http_trace` option) that marks JSON 429s from `api_base` with
+    the `Via` header discord.py expects, so a proxy's rate limit is retried, not taken for a ban."""
+    origin = yarl.URL(_normalise_api_base(api_base)).origin()
+
+    async def on_request_end(
+        session: aiohttp.ClientSession, context: object, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        response = params.response
+        if (
+            response.status == 429
+            and "Via" not in response.headers
+            and response.content_type == "application/json"
+            and params.url.origin() == origin
+        ):
+            headers = CIMultiDict(response.headers)
+            headers["Via"] = "1.1 mmpp (a REST proxy dropped it)"
+            marked = CIMultiDictProxy(headers)
+            # aiohttp keeps headers read-only (and `headers` is cached once read); discord.py reads
+            # them only after this hook runs. `test_faults` guards this against aiohttp changes.
+            response._headers = marked
+            cache = getattr(response, "_cache", None)
+            if isinstance(cache, dict):
+                cache["headers"] = marked
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(on_request_end)
+    return trace

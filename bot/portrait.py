@@ -1,37 +1,63 @@
-"""One portrait from a located face to the final edited reply: queue, progress, log, buttons.
+"""One portrait from an acknowledged interaction to an answer: admission, quota, face, queue,
+progress, delivery, log.
 
-Every entry point (/profile, the avatar menu, Reroll, /style preview) ends up here, after it has
-answered the interaction with a deferred "thinking…" reply.
+Every entry point (/profile, the avatar menu, Reroll, /style preview) acknowledges first (checks
+that need only memory may answer before that), then hands a `PortraitOrder` to `make_portrait`.
+From there every path ends in an answer to the member and a closed log row.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import discord
 
 from bot.db import ResolvedPreset
-from bot.db.repository import Outcome
-from bot.replies import ProgressMessage, answer_error, defer, send_error
+from bot.db.repository import InteractionRef, JobKind, Outcome
+from bot.delivery import TOKEN_LIFETIME, Recipient, deliver_portrait, send_elsewhere
+from bot.replies import ProgressMessage, ReplyDeleted, answer_error, defer, send_error
 from bot.safety_policy import safety_level
 from bot.services import Services, services_of
 from bot.style_rules import check_style_allowed
 from inference.engine import random_seed
 from inference.preprocess import LocatedFace
-from inference.queue import AlreadyQueued, Cancelled, Done, Failed, Queued, Started, Step, describe_wait
+from inference.queue import (
+    AlreadyQueued,
+    Cancelled,
+    Done,
+    Failed,
+    JobHandle,
+    QueueClosed,
+    Queued,
+    QueueFull,
+    Started,
+    Step,
+    describe_wait,
+)
 from inference.safety import FILTERED_MESSAGE
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)
 
+# Where the face comes from: a download (after the quota is reserved), the kept crop, a sample.
+FaceSource = Callable[[], Awaitable[LocatedFace]]
+
+
+def kept(face: LocatedFace) -> FaceSource:
+    async def source() -> LocatedFace:
+        return face
+
+    return source
+
 
 @dataclass(frozen=True)
 class PortraitOrder:
-    face: LocatedFace
+    face: FaceSource
     style: str
     preset: ResolvedPreset
     seed: int | None = None
@@ -39,60 +65,135 @@ class PortraitOrder:
     buttons: bool = True
     # A reroll reuses the face its portrait already keeps; a new upload gets a new token.
     token: str | None = None
+    kind: JobKind = "portrait"
 
 
-async def ensure_can_start(services: Services, interaction: discord.Interaction) -> None:
-    """What refuses a new job without looking at the picture: one job per member, daily quotas."""
-    user_id = interaction.user.id
-    if (waiting := services.queue.job_for(user_id)) is not None:
-        position = services.queue.position(user_id)
-        raise AlreadyQueued(waiting.id, position or None, services.queue.estimated_wait(position or 0))
-    await services.repo.check_quota(user_id, interaction.guild_id)
+class CancelledWhilePreparing(UserFacingError):
+    code = "cancelled"
+
+    def __init__(self) -> None:
+        super().__init__("Cancelled. Run /profile again whenever you like.")
+
+
+class StillPreparing(UserFacingError):
+    code = "still_preparing"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "I'm still reading the picture you sent a moment ago. Wait for that portrait before asking for another."
+        )
+
+
+@contextmanager
+def admission(services: Services, user_id: int) -> Iterator[None]:
+    """Admit a member's request, or refuse it from memory alone, so the answer is instant and
+    comes before any download: a closing queue, one request per member (being prepared, waiting or
+    running), and a full line, counting requests still being prepared as places taken.
+
+    Used around the whole request (`with admission(...)`); the place it holds is given back when
+    the job is queued (`make_portrait` does that) or when the request ends. Nothing awaits between
+    the check and taking the place, so a burst cannot pass it together."""
+    queue = services.queue
+    if not queue.accepting:
+        raise QueueClosed()
+    if user_id in services.preparing:
+        raise StillPreparing()
+    if (waiting := queue.job_for(user_id)) is not None:
+        position = queue.position(user_id)
+        raise AlreadyQueued(waiting.id, position or None, queue.estimated_wait(position or 0))
+    taken = queue.depth + len(services.preparing)
+    if taken >= queue.capacity:
+        raise QueueFull(taken, queue.estimated_wait(taken + 1))
+    services.preparing.add(user_id)
+    try:
+        yield
+    finally:
+        services.preparing.discard(user_id)
+        services.cancel_requests.discard(user_id)
+
+
+def interaction_ref(interaction: discord.Interaction) -> InteractionRef:
+    return InteractionRef(
+        interaction.id, interaction.application_id, interaction.token, interaction.created_at + TOKEN_LIFETIME
+    )
+
+
+def recipient(interaction: discord.Interaction) -> Recipient:
+    return Recipient(
+        interaction.user.id, interaction.guild_id, interaction.channel_id,
+        private=bool(interaction.extras.get("ephemeral", False)),
+    )
+
+
+async def tell(interaction: discord.Interaction, message: str) -> None:
+    """An ephemeral error through the interaction; when that is gone, the channel or a DM."""
+    if not await send_error(interaction, message):
+        await send_elsewhere(interaction.client, recipient(interaction), f"{interaction.user.mention} {message}")
 
 
 async def make_portrait(interaction: discord.Interaction, services: Services, order: PortraitOrder) -> None:
-    """Runs one job to its end, editing the interaction's deferred reply; never raises to the caller
-    for things a member caused, so a command handler can simply await it."""
+    """Runs one admitted job (see `admission`) to its end on an acknowledged interaction; never
+    raises to the caller for things a member caused, so a command handler can simply await it."""
     user = interaction.user
-    guild_id = interaction.guild_id
     seed = order.seed if order.seed is not None else order.preset.seed_for(user.id)
     if seed is None:
         seed = random_seed()
+    log_id: int | None = None
     try:
-        face = await asyncio.to_thread(services.engine.prepare, order.face)
+        log_id = await services.repo.reserve(
+            user.id, interaction.guild_id, interaction.channel_id, order.style,
+            kind=order.kind, seed=seed, interaction=interaction_ref(interaction),
+        )
+        located = await order.face()
+        face = await asyncio.to_thread(services.engine.prepare, located)
+        if user.id in services.cancel_requests:
+            raise CancelledWhilePreparing()
         handle = services.queue.submit(
-            face, order.style, user_id=user.id, guild_id=guild_id, seed=seed,
+            face, order.style, user_id=user.id, guild_id=interaction.guild_id, seed=seed,
             background=order.preset.background, framing=order.preset.framing,
             safety=await safety_level(services, interaction),
         )
     except UserFacingError as exc:
-        await send_error(interaction, exc.message)
+        if log_id is not None:
+            await services.repo.release(log_id, exc.code)
+        await tell(interaction, exc.message)
         return
-    try:
-        log_id = await services.repo.log_queued(user.id, guild_id, interaction.channel_id, order.style, seed)
     except BaseException:
-        handle.cancel()  # a job nobody follows must not hold the GPU or the member's one slot
+        if log_id is not None:
+            await services.repo.release(log_id, "error before the queue")
         raise
+    finally:
+        # Queued (its place now counts in the queue) or over.
+        services.preparing.discard(user.id)
+        services.cancel_requests.discard(user.id)
+    await follow(interaction, services, order, handle, log_id, located)
+
+
+async def follow(
+    interaction: discord.Interaction,
+    services: Services,
+    order: PortraitOrder,
+    handle: JobHandle,
+    log_id: int,
+    located: LocatedFace,
+) -> None:
+    """The job's events to the member's reply, then the result to the member, then the log."""
+    user = interaction.user
     token = order.token
     if token is None and order.buttons:
-        token = services.faces.put(order.face, user.id)
+        token = services.faces.put(located, user.id)
     new_token = token is not None and token != order.token
     title = services.engine.catalog.get(order.style).definition.title
     progress = ProgressMessage(interaction, services.settings.progress_edit_interval_s)
-    logged = False
-
-    async def log_outcome(outcome: Outcome, reason: str | None) -> None:
-        # Before the member sees the result, so the log is never behind what Discord shows.
-        nonlocal logged
-        logged = True
-        await services.repo.log_finished(log_id, outcome, reason)
+    outcome: Outcome = "failed"
+    reason: str | None = "ended without a result"
 
     def forget_face() -> None:
         # No portrait, no Reroll button: a face kept for this job alone goes now.
         if new_token and token is not None:
             services.faces.forget(token)
 
-    services.inflight.add(handle.id)
+    services.inflight.add(log_id)
     try:
         async for event in handle.events():
             match event:
@@ -106,35 +207,39 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
                     await progress.show(f"🎨 Drawing your **{title}** portrait… step {i}/{n}", preview=preview)
                 case Done(result=result) if result.flagged:
                     # Never posted: the member hears why, the log says so, the quota counts it.
-                    await log_outcome("filtered", None)
+                    outcome, reason = "filtered", None
                     forget_face()
-                    await send_error(interaction, FILTERED_MESSAGE)
+                    await tell(interaction, FILTERED_MESSAGE)
                 case Done(result=result):
-                    await log_outcome("done", None)
                     view = PortraitView(user.id, order.style, token) if token else None
                     content = f"{user.mention}, here is your **{title}** portrait (seed `{result.seed}`)."
-                    png = discord.File(io.BytesIO(result.png()), filename=f"portrait-{order.style}.png")
-                    await progress.finish(content, png, view)
+                    outcome = await deliver_portrait(
+                        interaction, progress, recipient(interaction),
+                        content, result.png(), f"portrait-{order.style}.png", view,
+                    )
+                    reason = None
+                    if outcome == "undelivered":
+                        forget_face()
                 case Failed(reason=message, code=code):
-                    await log_outcome("timeout" if code == "timeout" else "failed", code)
+                    outcome = "interrupted" if code == "shutdown" else "timeout" if code == "timeout" else "failed"
+                    reason = code
                     forget_face()
-                    await send_error(interaction, message)
+                    await tell(interaction, message)
                 case Cancelled(reason=message):
-                    await log_outcome("cancelled", None)
+                    outcome, reason = "cancelled", None
                     forget_face()
                     await progress.show(f"✖️ {message}", force=True, clear_preview=True)
-    except discord.HTTPException as exc:
-        # The reply is gone (deleted, or its token expired): nobody is waiting for this portrait.
+    except ReplyDeleted:
+        # Someone deleted the reply: nobody is waiting for this portrait any more.
         handle.cancel()
-        log_event(log, logging.WARNING, "reply lost", job=handle.id, status=exc.status)
-        if not logged:
-            await log_outcome("cancelled", f"reply lost ({exc.status})")
+        forget_face()
+        outcome, reason = "cancelled", "reply deleted"
+        log_event(log, logging.INFO, "reply deleted, job cancelled", job=handle.id, user=user.id)
     finally:
         if not handle.done:
             handle.cancel()
-        if not logged:
-            await log_outcome("failed", "ended without a result")
-        services.inflight.discard(handle.id)
+        await services.repo.log_finished(log_id, outcome, reason)
+        services.inflight.discard(log_id)
 
 
 class PortraitView(discord.ui.View):
@@ -185,13 +290,15 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=REROLL_ID
         face = services.faces.get(self.token, self.owner_id)
         if face is None:
             raise NotYours("I no longer have that selfie (I keep it only briefly, in memory). Run /profile again.")
-        await ensure_can_start(services, interaction)
-        preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
-        await check_style_allowed(services, interaction.guild_id, preset, self.style, reroll=True)
-        await defer(interaction)
-        # A new seed even where the room fixes seeds: a reroll that drew the same picture would be no reroll.
-        order = PortraitOrder(face=face, style=self.style, preset=preset, seed=random_seed(), token=self.token)
-        await make_portrait(interaction, services, order)
+        with admission(services, interaction.user.id):
+            await defer(interaction)
+            preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+            await check_style_allowed(services, interaction.guild_id, preset, self.style, reroll=True)
+            # A new seed even where the room fixes seeds: a reroll that drew the same picture would be no reroll.
+            order = PortraitOrder(
+                face=kept(face), style=self.style, preset=preset, seed=random_seed(), token=self.token
+            )
+            await make_portrait(interaction, services, order)
 
 
 class DeleteButton(discord.ui.DynamicItem[discord.ui.Button], template=DELETE_ID):

@@ -23,22 +23,31 @@ async def defer(interaction: discord.Interaction, *, ephemeral: bool = False) ->
     await interaction.response.defer(thinking=True, ephemeral=ephemeral)
 
 
-async def send_error(interaction: discord.Interaction, message: str) -> None:
+class ReplyDeleted(Exception):
+    """The reply being edited was deleted (Discord's "Unknown Message"): nobody is watching it."""
+
+
+UNKNOWN_MESSAGE = 10008
+
+
+async def send_error(interaction: discord.Interaction, message: str) -> bool:
     """An ephemeral message only the member sees; a public "thinking…" placeholder is removed first,
-    so an error never stays in the channel."""
+    so an error never stays in the channel. False when the interaction can no longer reach them."""
     try:
         if not interaction.response.is_done():
             await interaction.response.send_message(message, ephemeral=True)
-            return
+            return True
         if not interaction.extras.get("ephemeral", False):
             try:
                 await interaction.delete_original_response()
             except discord.NotFound:
                 pass
         await interaction.followup.send(message, ephemeral=True)
+        return True
     except discord.HTTPException as exc:
-        # The interaction token may have expired (15 min); nothing more can reach the member.
+        # The interaction token may have expired (15 min), or Discord keeps failing.
         log_event(log, logging.WARNING, "error reply failed", status=exc.status, message=message)
+        return False
 
 
 async def answer_error(interaction: discord.Interaction, error: BaseException) -> None:
@@ -71,7 +80,11 @@ def png_file(image: Image.Image, filename: str) -> discord.File:
 class ProgressMessage:
     """Edits one deferred reply as a job moves, at most once per `interval_s` (Discord rate-limits
     edits). A throttled update is not lost: the newest preview waits for the next edit, and forced
-    edits (a state change, the result) always go through."""
+    edits (a state change, the result) always go through.
+
+    Progress is best effort: once an edit fails for good (discord.py has already retried it), no
+    more progress edits are tried, and the result takes the delivery fallback. Only a deleted reply
+    raises `ReplyDeleted`, because that means nobody is waiting."""
 
     def __init__(
         self, interaction: discord.Interaction, interval_s: float, clock: Callable[[], float] = time.monotonic
@@ -82,10 +95,13 @@ class ProgressMessage:
         self._last = float("-inf")
         self._last_content: str | None = None
         self._preview: Image.Image | None = None
+        self.broken = False
 
     async def show(
         self, content: str, *, preview: Image.Image | None = None, force: bool = False, clear_preview: bool = False
     ) -> None:
+        if self.broken:
+            return
         if preview is not None:
             self._preview = preview
         now = self.clock()
@@ -98,8 +114,15 @@ class ProgressMessage:
             kwargs["attachments"] = []
         elif self._preview is not None:
             kwargs["attachments"] = [png_file(self._preview, "preview.png")]
-        # Without `attachments`, Discord keeps the preview already shown.
-        await self.interaction.edit_original_response(content=content, **kwargs)  # type: ignore[arg-type]
+        try:
+            # Without `attachments`, Discord keeps the preview already shown.
+            await self.interaction.edit_original_response(content=content, **kwargs)  # type: ignore[arg-type]
+        except discord.HTTPException as exc:
+            if exc.code == UNKNOWN_MESSAGE:
+                raise ReplyDeleted() from exc
+            self.broken = True
+            log_event(log, logging.WARNING, "progress edits stopped", status=exc.status, code=exc.code)
+            return
         self._last, self._last_content, self._preview = now, content, None
 
     async def finish(self, content: str, file: discord.File, view: discord.ui.View | None) -> None:

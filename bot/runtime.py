@@ -17,14 +17,22 @@ import discord
 import yarl
 
 from bot.app import MMPPBot
+from bot.decoding import Decoder
 from bot.discord_endpoints import apply_endpoints
+from bot.download import Downloader
 from bot.face_cache import FaceCache
+from bot.invite import TokenRejected, check_token
+from bot.recovery import close_open_jobs
 from bot.services import Services
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event, register_secret
 from mmpp.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+# How long a stop waits for replies still being written, and then for notices to open jobs.
+REPLY_DRAIN_S = 10.0
 
 
 class BotStartError(UserFacingError):
@@ -35,10 +43,10 @@ class BotRuntime:
     """One running bot. `start()` returns once the client is connecting; `stop()` is graceful."""
 
     def __init__(
-        self, settings: Settings, *, shutdown_grace_s: float = 30.0, client_options: dict[str, Any] | None = None
+        self, settings: Settings, *, shutdown_grace_s: float | None = None, client_options: dict[str, Any] | None = None
     ) -> None:
         self.settings = settings
-        self.shutdown_grace_s = shutdown_grace_s
+        self.shutdown_grace_s = settings.shutdown_grace_s if shutdown_grace_s is None else shutdown_grace_s
         # Passed to discord.py's client, e.g. a short `guild_ready_timeout` in tests.
         self.client_options = client_options or {}
         self.bot: MMPPBot | None = None
@@ -50,11 +58,15 @@ class BotRuntime:
         secret = self.settings.discord_token
         token = secret.get_secret_value().strip() if secret is not None else ""
         if not token:
-            raise BotStartError("DISCORD_TOKEN is not set. Put your bot's token in bot.env (see bot.env.example).")
+            raise BotStartError(
+                "DISCORD_TOKEN is not set. Get your bot's token at https://discord.com/developers/applications "
+                "(your app > Bot > Reset Token) and put it in bot.env or the environment."
+            )
         return token
 
     async def start(self) -> None:
         from bot.db import Repository, open_database
+        from inference.loader import image_limits
         from inference.queue import expose
         from inference.queue.setup import open_queue
 
@@ -69,6 +81,12 @@ class BotRuntime:
             raise BotStartError(f"{exc}. Fix it in bot.env.") from None
         database = await open_database(settings.database_url, upgrade=True)
         try:
+            # Before the models: a wrong token must not wait for a 15 GB download and a model load.
+            try:
+                identity = await check_token(token)
+            except TokenRejected as exc:
+                raise BotStartError(exc.message) from None
+            log_event(log, logging.INFO, "token accepted", user=identity.user, invite=identity.invite_url)
             engine, queue = await open_queue(settings)
             if settings.default_style not in engine.catalog:
                 fallback = engine.catalog.names()[0]
@@ -86,7 +104,11 @@ class BotRuntime:
         except BaseException:
             await database.dispose()
             raise
-        self.services = Services(settings, engine, queue, database, repo, FaceCache(settings.reroll_ttl_s))
+        self.services = Services(
+            settings, engine, queue, database, repo, FaceCache(settings.reroll_ttl_s), Downloader(settings),
+            Decoder(image_limits(settings), settings.max_concurrent_decodes),
+        )
+        await self.services.decoder.start()
         self.bot = MMPPBot(self.services, **self.client_options)
         log_event(log, logging.INFO, "starting", database=database.display_url, styles=",".join(engine.catalog.names()),
                   device=str(engine.device))
@@ -135,15 +157,26 @@ class BotRuntime:
             self._client_task.result()
 
     async def stop(self) -> None:
+        """Graceful and bounded: running portraits get the grace time, everyone else waiting is told
+        their portrait was not made, and their log rows are closed; then the connection goes."""
         if self.services is None:
             return
+        services = self.services
         log_event(log, logging.INFO, "shutting down")
-        await self.services.queue.shutdown(self.shutdown_grace_s)  # logs its own report
-        # Let replies of finished jobs reach Discord before the connection goes.
+        # Waiting jobs hear "restarting" at once; running ones get the grace time to finish.
+        await services.queue.shutdown(self.shutdown_grace_s)  # logs its own report
+        # Let replies of finished jobs, and answers to requests still being prepared, reach Discord.
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(10):
-                while self.services.inflight:  # noqa: ASYNC110
+            async with asyncio.timeout(REPLY_DRAIN_S):
+                while services.inflight or services.preparing:  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
+        if self.bot is not None and self.bot.is_ready():
+            # Whatever is still open (a reply stuck in Discord's retries, say) is told another way.
+            left_open = await services.repo.open_jobs()
+            if left_open:
+                await close_open_jobs(self.bot, services.repo, left_open, why="I had to stop", timeout_s=REPLY_DRAIN_S)
+        await services.downloader.close()
+        services.decoder.close()
         if self.bot is not None:
             await self.bot.close()
         if self._client_task is not None:

@@ -12,6 +12,8 @@ from mmpp.settings import Settings
 
 if TYPE_CHECKING:
     from bot.db import Database, Repository
+    from bot.decoding import Decoder
+    from bot.download import Downloader
     from inference.engine import Engine
     from inference.queue import GenerationQueue
 
@@ -24,8 +26,15 @@ class Services:
     database: Database
     repo: Repository
     faces: FaceCache
-    # Jobs whose reply is still being written; a graceful stop waits for them before disconnecting.
-    inflight: set[str] = field(default_factory=set)
+    downloader: Downloader
+    # Decodes and face searches, in worker processes, a bounded number at once bot-wide.
+    decoder: Decoder
+    # Members whose request is acknowledged but not yet queued (quota, download, face): one each.
+    preparing: set[int] = field(default_factory=set)
+    # Of those, members who ran /cancel meanwhile: their request stops before it is queued.
+    cancel_requests: set[int] = field(default_factory=set)
+    # Log rows of jobs whose reply is still being written; a graceful stop waits for them.
+    inflight: set[int] = field(default_factory=set)
 
 
 def services_of(interaction: discord.Interaction) -> Services:

@@ -26,11 +26,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tiny = subparsers.add_parser(
         "make-tiny-model",
         help="write a tiny random-weight SDXL for tests and smoke runs",
-        description="Write a tiny random-weight SDXL, ControlNet, IP-Adapter and one style "
-        "('tiny-style') in the standard on-disk layouts. Its images are noise; its code paths are real.",
+        description="Write a tiny random-weight SDXL, VAE, ControlNet, IP-Adapter and one style "
+        "('tiny-style') in the production on-disk layouts. Its images are noise; its code paths are real.",
     )
     tiny.add_argument("directory", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument(
+        "--ip-adapter", choices=("plus", "plain"), default="plus",
+        help="plus: the Plus-face Resampler that production loads (default); plain: the original IP-Adapter",
+    )
     tiny.set_defaults(func=run_make_tiny_model)
 
 
@@ -87,6 +91,6 @@ def run_make_tiny_model(args: argparse.Namespace) -> int:
     from inference.tiny_model import make_tiny_model
 
     started = time.perf_counter()
-    make_tiny_model(args.directory, seed=args.seed)
+    make_tiny_model(args.directory, seed=args.seed, ip_adapter=args.ip_adapter)
     print(f"wrote a tiny model to {args.directory} in {time.perf_counter() - started:.1f}s")
     return 0

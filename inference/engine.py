@@ -39,6 +39,7 @@ from mmpp.settings import Settings
 log = logging.getLogger(__name__)
 
 PREVIEW_SIZE = 256
+NO_LORA = ("", 0.0)  # the active-adapter mark of a prompt style
 
 
 def random_seed() -> int:
@@ -157,10 +158,16 @@ class Engine:
         return located.prepare(self.resolution)
 
     def switch_style(self, style: Style, lora_scale: float | None = None) -> None:
-        scale = style.definition.lora.scale if lora_scale is None else lora_scale
-        if self._active != (style.name, scale):
-            self.pipe.set_adapters([style.name], adapter_weights=[scale])
-            self._active = (style.name, scale)
+        lora = style.definition.lora
+        # A prompt style runs with every LoRA off, whichever style ran before it.
+        wanted = NO_LORA if lora is None else (style.name, lora.scale if lora_scale is None else lora_scale)
+        if self._active != wanted:
+            if wanted == NO_LORA:
+                self.pipe.disable_lora()
+            else:
+                self.pipe.enable_lora()
+                self.pipe.set_adapters([style.name], adapter_weights=[wanted[1]])
+            self._active = wanted
         self.pipe.scheduler = self._schedulers[style.name]
         self.pipe.set_ip_adapter_scale(style.definition.ip_adapter_scale)
 

@@ -23,10 +23,11 @@ from diffusers import (
     StableDiffusionXLControlNetPipeline,
     UniPCMultistepScheduler,
 )
+from diffusers.models.embeddings import ImageProjection
 from transformers import CLIPVisionModelWithProjection
 
 from inference.preprocess import ImageLimits
-from inference.styles import Style, StyleCatalog
+from inference.styles import WEIGHT_SUFFIX, Style, StyleCatalog
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event
 from mmpp.settings import ModelSources, Settings
@@ -36,6 +37,43 @@ log = logging.getLogger(__name__)
 
 class ModelUnavailable(UserFacingError):
     code = "model_unavailable"
+
+
+class PortraitPipeline(StableDiffusionXLControlNetPipeline):
+    """SDXL + ControlNet + IP-Adapter where, in a batch, IP-Adapter image i belongs to prompt i alone.
+
+    diffusers reads a list of IP-Adapter images as several images for *every* prompt, so in a batch of
+    two members each portrait would attend to both faces (the Plus Resampler's 16 tokens per face make
+    that plainly visible). Here each prompt gets its own face's tokens and nobody else's.
+    """
+
+    def prepare_ip_adapter_image_embeds(
+        self,
+        ip_adapter_image: object,
+        ip_adapter_image_embeds: list[torch.Tensor] | None,
+        device: torch.device,
+        num_images_per_prompt: int,
+        do_classifier_free_guidance: bool,
+    ) -> list[torch.Tensor]:
+        if ip_adapter_image_embeds is not None or ip_adapter_image is None:
+            return super().prepare_ip_adapter_image_embeds(
+                ip_adapter_image, ip_adapter_image_embeds, device, num_images_per_prompt, do_classifier_free_guidance
+            )
+        adapters = ip_adapter_image if isinstance(ip_adapter_image, list) else [ip_adapter_image]
+        embeds = []
+        for images, layer in zip(adapters, self.unet.encoder_hid_proj.image_projection_layers, strict=True):
+            images = images if isinstance(images, list) else [images]
+            # The Plus Resampler reads the encoder's penultimate hidden states, the plain one its embedding.
+            positive, negative = self.encode_image(images, device, 1, not isinstance(layer, ImageProjection))
+            if len(images) == 1 and num_images_per_prompt > 1:
+                positive = positive.repeat_interleave(num_images_per_prompt, dim=0)
+                negative = negative.repeat_interleave(num_images_per_prompt, dim=0)
+            elif len(images) != num_images_per_prompt:
+                raise ValueError(f"{len(images)} IP-Adapter images for {num_images_per_prompt} prompts")
+            # (prompts, 1 image, ...): one face per prompt; unconditional rows first, as the prompts are.
+            positive, negative = positive[:, None], negative[:, None]
+            embeds.append((torch.cat([negative, positive]) if do_classifier_free_guidance else positive).to(device))
+        return embeds
 
 
 def resolve_device(name: str) -> torch.device:
@@ -97,27 +135,37 @@ def quiet_libraries() -> None:
     transformers_logging.disable_progress_bar()
 
 
-def load_pipeline(
-    sources: ModelSources, device: torch.device, dtype: torch.dtype
-) -> StableDiffusionXLControlNetPipeline:
+def load_pipeline(sources: ModelSources, device: torch.device, dtype: torch.dtype) -> PortraitPipeline:
+    """Every model, safetensors only: a pickled `.bin` runs code when loaded, so none is ever read."""
+    from inference.download import ensure_models
+
     quiet_libraries()
+    if not sources.ip_adapter_weight_name.endswith(WEIGHT_SUFFIX):
+        raise ModelUnavailable(
+            f"IP_ADAPTER_WEIGHT_NAME={sources.ip_adapter_weight_name} is not a .safetensors file; "
+            "other weight formats can run code when loaded, so only safetensors are read."
+        )
+    ensure_models(sources)
     started = time.perf_counter()
     try:
-        controlnet = ControlNetModel.from_pretrained(_local_or_hub(sources.controlnet), dtype=dtype)
+        controlnet = ControlNetModel.from_pretrained(
+            _local_or_hub(sources.controlnet), dtype=dtype, use_safetensors=True
+        )
         extra = {}
         if sources.vae:
-            extra["vae"] = AutoencoderKL.from_pretrained(_local_or_hub(sources.vae), dtype=dtype)
-        pipe = StableDiffusionXLControlNetPipeline.from_pretrained(
+            extra["vae"] = AutoencoderKL.from_pretrained(_local_or_hub(sources.vae), dtype=dtype, use_safetensors=True)
+        pipe = PortraitPipeline.from_pretrained(
             _local_or_hub(sources.base_model),
             controlnet=controlnet,
             dtype=dtype,
             add_watermarker=False,
+            use_safetensors=True,
             **extra,
         )
         # Loaded here rather than by load_ip_adapter so the encoder may live in another repo or folder.
         encoder_kwargs = {"subfolder": sources.image_encoder_subfolder} if sources.image_encoder_subfolder else {}
         image_encoder = CLIPVisionModelWithProjection.from_pretrained(
-            _local_or_hub(sources.image_encoder), dtype=dtype, **encoder_kwargs
+            _local_or_hub(sources.image_encoder), dtype=dtype, use_safetensors=True, **encoder_kwargs
         )
         pipe.register_modules(image_encoder=image_encoder)
         pipe.load_ip_adapter(
@@ -143,11 +191,14 @@ def load_pipeline(
 
 def load_style_adapters(pipe: StableDiffusionXLControlNetPipeline, catalog: StyleCatalog) -> None:
     """Every style's LoRA, once, as a named adapter; jobs switch between them with set_adapters.
+    A prompt style has none and runs with every LoRA off.
 
     A LoRA that does not load takes only its own style out of the catalog (with the reason in
     `catalog.errors`), like a broken definition does; with no style left the start fails.
     """
     for style in list(catalog.styles.values()):
+        if style.definition.lora is None:
+            continue
         try:
             _load_adapter(pipe, style)
         except Exception as exc:  # a corrupt file fails in safetensors, peft or diffusers alike
@@ -161,6 +212,7 @@ def load_style_adapters(pipe: StableDiffusionXLControlNetPipeline, catalog: Styl
 
 
 def _load_adapter(pipe: StableDiffusionXLControlNetPipeline, style: Style) -> None:
+    assert style.definition.lora is not None and style.lora_path is not None
     path = Path(style.lora_path)
     weight_name = style.definition.lora.weight_name
     source: str = style.lora_path
@@ -169,7 +221,8 @@ def _load_adapter(pipe: StableDiffusionXLControlNetPipeline, style: Style) -> No
     with warnings.catch_warnings():
         # peft warns on every adapter after the first; several named adapters is the point here.
         warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-        pipe.load_lora_weights(source, weight_name=weight_name, adapter_name=style.name)
+        # use_safetensors: no quiet fall-back to a pickled .bin when the safetensors file is missing.
+        pipe.load_lora_weights(source, weight_name=weight_name, adapter_name=style.name, use_safetensors=True)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -192,7 +245,7 @@ def load_catalog(settings: Settings) -> StyleCatalog:
             f"Model folder {settings.model_dir} does not exist. "
             "Make one with `mmpp make-tiny-model DIR`, or fix MODEL_DIR."
         )
-    catalog = StyleCatalog.load(settings.sources.styles_dir)
+    catalog = StyleCatalog.load(settings.sources.styles_dir, builtin=settings.builtin_styles)
     if not catalog.styles:
         problems = "; ".join(catalog.errors) or "no style folders with a style.json"
         raise ModelUnavailable(

@@ -28,6 +28,7 @@ IP_ADAPTER_SIDE = 448
 # The face square is kept at most this large: SDXL's size, so nothing is upscaled that was sharper.
 CROP_MAX_SIDE = 1024
 
+
 class ImageRejected(UserFacingError):
     """The upload cannot be used; the message says why and what to do."""
 
@@ -71,7 +72,8 @@ class ImageLimits:
 @dataclass(frozen=True)
 class PreparedFace:
     """What the engine needs from a selfie: the face crop for the IP-Adapter (at most 448 px) and
-    its structure (one-channel edges at the model's size) for the ControlNet."""
+    its structure (one-channel edges at the model's size) for the ControlNet. `box` is the face
+    within the upright square it was cut from, `source_size` that square's size."""
 
     face: Image.Image
     control: Image.Image

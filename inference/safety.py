@@ -25,7 +25,6 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -33,6 +32,7 @@ from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionS
 from PIL import Image
 from transformers import CLIPImageProcessor
 
+from inference.loader import ModelUnavailable, _local_or_hub
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event
 
@@ -81,11 +81,16 @@ class SafetyChecker:
     def load(cls, source: str, device: torch.device, dtype: torch.dtype) -> SafetyChecker:
         """The same calls for a hub id and for a local folder (the tiny one in tests)."""
         started = time.perf_counter()
-        local = Path(source).expanduser()
-        where = str(local) if local.exists() else source
-        # safetensors only: a pickled checkpoint could run code while it loads.
-        model = StableDiffusionSafetyChecker.from_pretrained(where, dtype=dtype, use_safetensors=True)
-        processor = CLIPImageProcessor.from_pretrained(where)
+        where = _local_or_hub(source)
+        try:
+            # safetensors only: a pickled checkpoint could run code while it loads.
+            model = StableDiffusionSafetyChecker.from_pretrained(where, dtype=dtype, use_safetensors=True)
+            processor = CLIPImageProcessor.from_pretrained(where)
+        except (OSError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ModelUnavailable(
+                f"Could not load the safety checker {source}: {first} (SAFETY_CHECKER=none turns the check off)."
+            ) from exc
         model.to(device)
         log_event(
             log, logging.INFO, "safety checker loaded", source=source, seconds=round(time.perf_counter() - started, 2)

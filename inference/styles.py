@@ -1,18 +1,23 @@
-"""Style definitions and the catalog that loads every style in the styles folder.
+"""Style definitions and the catalog: the built-in prompt styles plus every style in the styles folder.
 
-A style lives in its own folder: `style.json` (the definition below) and a LoRA file, optionally a
-`sample.png` that `/style list` shows. The LoRA source may also be a hub id.
+A style lives in its own folder: `style.json` (the definition below), optionally a LoRA file and a
+`sample.png` that `/style list` shows. The LoRA source may also be a hub id. A style folder may come
+from a stranger, so every path it names must stay inside it and every weight file must be safetensors
+(a pickle can run code when loaded).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mmpp.errors import UserFacingError
@@ -23,6 +28,13 @@ log = logging.getLogger(__name__)
 DEFINITION_FILE = "style.json"
 SchedulerName = Literal["euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "unipc"]
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+# A hub repo id as the hub spells them: owner/name, no path tricks.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+WEIGHT_SUFFIX = ".safetensors"
+# A sample is re-encoded before it is sent; these keep a hostile file from costing memory or time.
+SAMPLE_MAX_BYTES = 8 * 1024 * 1024
+SAMPLE_MAX_PIXELS = 16_000_000
+SAMPLE_SIDE = 512
 
 
 class LoraSource(BaseModel):
@@ -47,7 +59,8 @@ class StyleDefinition(BaseModel):
         description="Template; {trigger}, {framing} and {background} are filled in per job.",
     )
     negative_prompt: str = "photo, photorealistic, blurry, deformed, text, watermark"
-    lora: LoraSource
+    # None: a prompt style, drawn by SDXL from the words alone with no LoRA active.
+    lora: LoraSource | None = None
     controlnet_scale: float = Field(default=0.5, ge=0.0, le=2.0)
     ip_adapter_scale: float = Field(default=0.6, ge=0.0, le=2.0)
     steps: int = Field(default=30, ge=1, le=150)
@@ -101,6 +114,7 @@ class Style:
 
     definition: StyleDefinition
     folder: Path
+    builtin: bool = False
 
     @property
     def name(self) -> str:
@@ -111,10 +125,14 @@ class Style:
         return self.definition.description
 
     @property
-    def lora_path(self) -> str:
-        """A local path when the source names a file or folder next to the definition, else the hub id."""
-        local = self.folder / self.definition.lora.source
-        return str(local) if local.exists() else self.definition.lora.source
+    def lora_path(self) -> str | None:
+        """A local path when the source names a file or folder next to the definition, else the hub id;
+        None for a prompt style."""
+        lora = self.definition.lora
+        if lora is None:
+            return None
+        local = self.folder / lora.source
+        return str(local) if local.exists() else lora.source
 
     @property
     def sample_path(self) -> Path | None:
@@ -123,8 +141,26 @@ class Style:
         path = self.folder / self.definition.sample_image
         return path if path.is_file() else None
 
+    def sample_png(self) -> bytes | None:
+        """The sample as a fresh PNG (at most SAMPLE_SIDE pixels a side, no metadata), or None when there
+        is none or it is not a picture: whatever the file holds, only decoded pixels leave the bot."""
+        path = self.sample_path
+        if path is None or path.stat().st_size > SAMPLE_MAX_BYTES:
+            return None
+        try:
+            with Image.open(path) as image:
+                if image.width * image.height > SAMPLE_MAX_PIXELS:
+                    return None
+                image.thumbnail((SAMPLE_SIDE, SAMPLE_SIDE))
+                rgb = image.convert("RGB")
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError):
+            return None
+        buffer = io.BytesIO()
+        rgb.save(buffer, format="PNG")
+        return buffer.getvalue()
 
-def load_style(folder: Path) -> Style:
+
+def load_style(folder: Path, *, builtin: bool = False) -> Style:
     """Read and check one style folder; errors name the file and the field."""
     path = folder / DEFINITION_FILE
     try:
@@ -141,12 +177,47 @@ def load_style(folder: Path) -> Style:
         raise StyleError(f"{path}: field '{where}': {first['msg']}") from exc
     if definition.name != folder.name:
         raise StyleError(f"{path}: field 'name': '{definition.name}' must match its folder '{folder.name}'")
-    style = Style(definition, folder)
-    lora = folder / definition.lora.source
-    looks_local = "/" not in definition.lora.source or definition.lora.source.startswith((".", "/"))
-    if looks_local and not lora.exists():
-        raise StyleError(f"{path}: field 'lora.source': {lora} does not exist")
-    return style
+    _check_paths(path, folder, definition)
+    return Style(definition, folder, builtin=builtin)
+
+
+def _inside(folder: Path, relative: str) -> bool:
+    """Whether `folder/relative` stays in `folder` once `..` and symlinks are resolved."""
+    if Path(relative).is_absolute():
+        return False
+    return (folder / relative).resolve().is_relative_to(folder.resolve())
+
+
+def _check_paths(path: Path, folder: Path, definition: StyleDefinition) -> None:
+    """Every path a style names stays inside its folder, and weights are safetensors only."""
+    sample = definition.sample_image
+    if sample is not None and not _inside(folder, sample):
+        raise StyleError(f"{path}: field 'sample_image': '{sample}' must be a file inside the style folder")
+    lora = definition.lora
+    if lora is None:
+        return
+    local = folder / lora.source
+    if local.exists() or lora.source.startswith((".", "/", "~")) or not _HUB_ID.match(lora.source):
+        if not _inside(folder, lora.source):
+            raise StyleError(
+                f"{path}: field 'lora.source': '{lora.source}' must be a file inside the style folder "
+                "or a hub id (owner/name)"
+            )
+        if not local.exists():
+            raise StyleError(f"{path}: field 'lora.source': {local} does not exist")
+    weight = lora.weight_name or (lora.source if local.is_file() else None)
+    if weight is not None and not weight.endswith(WEIGHT_SUFFIX):
+        raise StyleError(
+            f"{path}: field '{'lora.weight_name' if lora.weight_name else 'lora.source'}': "
+            f"'{weight}' is not a .safetensors file; other weight formats can run code when loaded, so convert it"
+        )
+    if lora.weight_name is not None and local.is_dir() and not _inside(local, lora.weight_name):
+        raise StyleError(f"{path}: field 'lora.weight_name': '{lora.weight_name}' must be a file inside the folder")
+
+
+def builtin_styles_dir() -> Path:
+    """The prompt styles that ship inside the package (`inference/builtin_styles/NAME/style.json`)."""
+    return Path(str(resources.files("inference").joinpath("builtin_styles")))
 
 
 def write_style(folder: Path, definition: StyleDefinition) -> Path:
@@ -164,22 +235,32 @@ class StyleCatalog:
     errors: list[str] = field(default_factory=list)
 
     @classmethod
-    def load(cls, styles_dir: Path) -> StyleCatalog:
+    def load(cls, styles_dir: Path, *, builtin: bool = False) -> StyleCatalog:
+        """The styles in `styles_dir`; with `builtin`, the shipped prompt styles first, each replaced by
+        a folder of the same name in `styles_dir` (a trained LoRA beats the prompt-only version)."""
         catalog = cls()
-        if not styles_dir.is_dir():
+        if builtin:
+            catalog._load_folder(builtin_styles_dir(), builtin=True)
+            if not styles_dir.is_dir():
+                # A fresh install has no styles folder yet; the built-ins are enough to start.
+                return catalog
+        elif not styles_dir.is_dir():
             catalog.errors.append(f"{styles_dir}: styles folder does not exist")
             return catalog
+        catalog._load_folder(styles_dir, builtin=False)
+        return catalog
+
+    def _load_folder(self, styles_dir: Path, *, builtin: bool) -> None:
         for folder in sorted(p for p in styles_dir.iterdir() if p.is_dir()):
             if not (folder / DEFINITION_FILE).exists():
                 continue
             try:
-                style = load_style(folder)
+                style = load_style(folder, builtin=builtin)
             except StyleError as exc:
-                catalog.errors.append(exc.message)
+                self.errors.append(exc.message)
                 log_event(log, logging.ERROR, "style rejected", reason=exc.message)
                 continue
-            catalog.styles[style.name] = style
-        return catalog
+            self.styles[style.name] = style
 
     def reject(self, name: str, reason: str) -> None:
         """Take a style out after loading, e.g. when its LoRA file turns out to be broken."""

@@ -21,6 +21,9 @@ _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9
 _PATH_TOKEN = re.compile(r"(/(?:webhooks|interactions)/\d+/)[^/\s?#'\"]+")
 # ...and in payloads, as `"token": "..."`.
 _FIELD_TOKEN = re.compile(r"""(["']token["']\s*:\s*["'])[^"']+""")
+# Interaction tokens themselves begin with base64 "interaction:"; a job's log row carries one, and
+# database drivers log statement parameters at DEBUG (aiosqlite does, whatever SQLAlchemy hides).
+_INTERACTION_TOKEN = re.compile(r"aW50ZXJhY3Rpb246[A-Za-z0-9_-]+")
 # A password in any URL (`scheme://user:password@host`).
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s/@]+@", re.IGNORECASE)
 
@@ -36,6 +39,7 @@ def scrub(text: str) -> str:
         text = text.replace(secret, "***")
     text = _PATH_TOKEN.sub(r"\1***", text)
     text = _FIELD_TOKEN.sub(r"\1***", text)
+    text = _INTERACTION_TOKEN.sub("***", text)
     text = _URL_PASSWORD.sub(r"\1***@", text)
     return _TOKEN_SHAPE.sub("***", text)
 

@@ -11,9 +11,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mmpp.errors import UserFacingError
 from mmpp.logs import hide_url_password
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
@@ -40,18 +41,26 @@ class ModelSources:
     safety_checker: str | None
 
     @classmethod
-    def from_model_dir(cls, model_dir: Path) -> ModelSources:
-        """The layout that `mmpp make-tiny-model` writes (and any folder laid out the same way)."""
+    def from_model_dir(cls, model_dir: Path, *, vae: bool = True) -> ModelSources:
+        """The layout that `mmpp make-tiny-model` writes (and any folder laid out the same way).
+
+        It mirrors the production sources: `vae/` stands for the fp16-fix VAE repo, `ip-adapter/` for
+        h94/IP-Adapter (weights in `sdxl_models/`, the encoder in `models/image_encoder/`). The Plus-face
+        weights are used when present, else the plain ones; `vae=False` is `VAE=none`.
+        """
         model_dir = Path(model_dir)
+        ip_adapter = model_dir / "ip-adapter"
+        weights = sorted(p.name for p in (ip_adapter / "sdxl_models").glob("ip-adapter*_sdxl_vit-*.safetensors"))
+        plus = [name for name in weights if name.startswith("ip-adapter-plus-face")]
         return cls(
             base_model=str(model_dir / "sdxl"),
-            vae=None,
+            vae=str(model_dir / "vae") if vae else None,
             controlnet=str(model_dir / "controlnet"),
-            ip_adapter=str(model_dir / "ip-adapter"),
-            ip_adapter_subfolder="",
-            ip_adapter_weight_name="ip-adapter.safetensors",
-            image_encoder=str(model_dir / "ip-adapter"),
-            image_encoder_subfolder="image_encoder",
+            ip_adapter=str(ip_adapter),
+            ip_adapter_subfolder="sdxl_models",
+            ip_adapter_weight_name=(plus or weights or ["ip-adapter-plus-face_sdxl_vit-tiny.safetensors"])[0],
+            image_encoder=str(ip_adapter),
+            image_encoder_subfolder="models/image_encoder",
             styles_dir=model_dir / "styles",
             safety_checker=str(model_dir / "safety-checker"),
         )
@@ -81,6 +90,8 @@ class Settings(BaseSettings):
         default="CompVis/stable-diffusion-safety-checker",
         description="Image safety classifier every portrait passes before it is posted; `none` turns it off.",
     )
+    # The prompt styles that ship with the bot; a STYLES_DIR folder of the same name replaces one.
+    builtin_styles: bool = True
     device: Device = "auto"
     devices: str | None = Field(
         default=None, description="One engine per device behind one queue: `cuda:0,cuda:1`, or `auto` for every GPU."
@@ -92,6 +103,9 @@ class Settings(BaseSettings):
     max_image_pixels: int = 40_000_000
     min_image_side: int = 64
     min_face_px: int = 48
+    download_timeout_s: float = Field(default=10.0, gt=0, description="Longest time one selfie download may take.")
+    # Decoding a 40-megapixel JPEG takes ~0.4 GB and ~2 s; this bounds how many run at once, bot-wide.
+    max_concurrent_decodes: int = Field(default=2, ge=1)
 
     # --- generation defaults ------------------------------------------------------------------
     preview_every: int = Field(default=5, ge=1, description="Send a preview image every N steps.")
@@ -116,7 +130,7 @@ class Settings(BaseSettings):
     log_retention_days: int = Field(default=90, ge=1)
     user_daily_quota: int = Field(default=20, ge=0)
     server_daily_quota: int = Field(default=500, ge=0)
-    default_style: str = "simpsons"
+    default_style: str = "simpsons"  # a built-in prompt style, so a fresh install has it
 
     # --- discord ------------------------------------------------------------------------------
     discord_token: SecretStr | None = None
@@ -131,6 +145,9 @@ class Settings(BaseSettings):
     )
     reroll_ttl_s: float = Field(
         default=15 * 60, ge=0, description="How long a face crop stays in memory for the Reroll button."
+    )
+    shutdown_grace_s: float = Field(
+        default=30.0, ge=0, description="On SIGTERM/Ctrl-C: how long running portraits may finish before the stop."
     )
     metrics_port: int | None = Field(default=None, description="Serve Prometheus metrics on this port.")
 
@@ -157,13 +174,55 @@ class Settings(BaseSettings):
     @cached_property
     def sources(self) -> ModelSources:
         if self.model_dir is not None:
-            sources = ModelSources.from_model_dir(self.model_dir)
+            sources = ModelSources.from_model_dir(self.model_dir, vae=self.vae is not None)
             # `SAFETY_CHECKER=none` still turns the check off with a model folder.
             return sources if self.safety_checker is not None else replace(sources, safety_checker=None)
         return ModelSources(**{f.name: getattr(self, f.name) for f in fields(ModelSources)})
 
 
+class SettingsError(UserFacingError):
+    code = "bad_setting"
+
+
+# What a value of each kind looks like, in words an operator editing bot.env understands.
+_EXPECTED = {
+    "int_parsing": "a whole number, like 100",
+    "int_from_float": "a whole number, like 100",
+    "float_parsing": "a number, like 1.5",
+    "bool_parsing": "true or false",
+    "path_type": "a folder or file path",
+}
+
+
+def describe_error(error: ValidationError, env_file: Path | str | None) -> str:
+    """One line naming the first bad setting as it is spelled in bot.env, and what it expects."""
+    first = error.errors()[0]
+    name = str(first["loc"][0]).upper() if first["loc"] else "(settings)"
+    kind = first["type"]
+    context = first.get("ctx") or {}
+    if kind in _EXPECTED:
+        expected = _EXPECTED[kind]
+    elif kind == "literal_error":
+        expected = "one of " + str(context.get("expected", "")).replace("'", "")
+    elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        words = {"greater_than_equal": "at least", "greater_than": "more than",
+                 "less_than_equal": "at most", "less_than": "less than"}[kind]
+        expected = f"a number {words} {next(iter(context.values()), '')}"
+    else:
+        expected = str(first["msg"]).removeprefix("Value error, ")
+    where = f"{env_file} or the environment" if env_file else "the environment"
+    value = first.get("input")
+    shown = f" is {str(value)!r}" if isinstance(value, str | int | float) and len(str(value)) <= 60 else " is wrong"
+    return f"Setting {name} ({where}){shown}: expected {expected}."
+
+
 def load_settings(env_file: Path | str | None = "bot.env", **overrides: object) -> Settings:
-    """Settings from `env_file` (if present) and the environment; `overrides` win (CLI flags)."""
+    """Settings from `env_file` (if present) and the environment; `overrides` win (CLI flags).
+
+    A value that does not parse stops here with one line naming the setting (`SettingsError`).
+    """
     clean = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(_env_file=env_file, **clean)  # type: ignore[call-arg]
+    try:
+        return Settings(_env_file=env_file, **clean)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise SettingsError(describe_error(exc, env_file)) from None

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import logging
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,10 @@ from skimage import data as skdata
 from inference.engine import Engine
 from inference.tiny_model import make_tiny_model
 from mmpp.settings import Settings, load_settings
+
+# Tests see the built-in prompt styles only where they ask for them (`builtin_styles=True`), so every
+# other catalog stays exactly the styles a test wrote. Subprocesses inherit this too.
+os.environ["BUILTIN_STYLES"] = "false"
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +60,14 @@ def selfie_bytes(astronaut: Image.Image) -> bytes:
 
 # Redis for the queue's remote backend (issue 12): fixtures live beside their helpers.
 from tests.redis_server import private_redis, redis_url  # noqa: E402, F401
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A test that runs the CLI in-process installs a handler on pytest's captured stderr; once that
+    stream is closed, every later log line would print a "Logging error" traceback (slowly)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Awaitable, Callable
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.db import ResolvedPreset
-from bot.portrait import PortraitOrder, ensure_can_start, make_portrait
+from bot.portrait import PortraitOrder, admission, make_portrait
 from bot.replies import defer
 from bot.services import Services, services_of
 from bot.style_rules import check_style_allowed
 from inference.loader import image_limits
-from inference.preprocess import FORMATS_TEXT, check_upload_size, locate_face_crop
+from inference.preprocess import FORMATS_TEXT, LocatedFace, check_upload_size
 from mmpp.errors import UserFacingError
 
 
@@ -56,21 +56,31 @@ async def style_autocomplete(interaction: discord.Interaction, current: str) -> 
     return choices[:25]
 
 
+def read_selfie(services: Services, url: str) -> Callable[[], Awaitable[LocatedFace]]:
+    """Download (capped, CDN only) then decode and locate the face in a worker process."""
+
+    async def source() -> LocatedFace:
+        # Only a compact face crop outlives this call: not the upload, not the whole photo.
+        return await services.decoder.locate(await services.downloader.fetch(url))
+
+    return source
+
+
 async def start_portrait(
     interaction: discord.Interaction, source: discord.Attachment | discord.Asset, requested_style: str | None
 ) -> None:
-    """Checks that need no download come first, so a refusal is instant and nothing is queued."""
+    """Acknowledge first. Only checks that need nothing but memory come before it (a refusal is
+    then an instant ephemeral answer); the database and the download come after."""
     services = services_of(interaction)
-    preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
-    style = await choose_style(services, interaction.guild_id, preset, requested_style)
-    limits = image_limits(services.settings)
     if isinstance(source, discord.Attachment):
-        check_upload_size(source.size, limits)  # before downloading it
-    await ensure_can_start(services, interaction)
-    await defer(interaction)
-    # Only a compact face crop outlives this line: not the upload, not the whole photo.
-    located = await asyncio.to_thread(locate_face_crop, await source.read(), limits)
-    await make_portrait(interaction, services, PortraitOrder(face=located, style=style, preset=preset))
+        check_upload_size(source.size, image_limits(services.settings))  # what it claims; the download checks again
+    services.downloader.check(source.url)
+    with admission(services, interaction.user.id):
+        await defer(interaction)
+        preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+        style = await choose_style(services, interaction.guild_id, preset, requested_style)
+        order = PortraitOrder(face=read_selfie(services, source.url), style=style, preset=preset)
+        await make_portrait(interaction, services, order)
 
 
 class ProfileCog(commands.Cog):

@@ -28,7 +28,12 @@ class QueueCog(commands.Cog):
 
     @app_commands.command(name="cancel", description="Stop the portrait you asked for")
     async def cancel(self, interaction: discord.Interaction) -> None:
-        if services_of(interaction).queue.cancel_user(interaction.user.id):
+        services = services_of(interaction)
+        if services.queue.cancel_user(interaction.user.id):
+            text = "Cancelled. Run /profile again whenever you like."
+        elif interaction.user.id in services.preparing:
+            # Still being downloaded or read: it stops before it reaches the queue.
+            services.cancel_requests.add(interaction.user.id)
             text = "Cancelled. Run /profile again whenever you like."
         else:
             text = "You have no portrait on the way."

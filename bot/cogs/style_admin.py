@@ -14,11 +14,10 @@ from bot.cogs.profile import style_autocomplete
 from bot.db import ResolvedPreset
 from bot.db.repository import SeedPolicy
 from bot.db.safety import ServerSafetyStore
-from bot.portrait import PortraitOrder, make_portrait
+from bot.portrait import PortraitOrder, admission, make_portrait
 from bot.replies import defer
 from bot.services import Services, services_of
-from inference.loader import image_limits
-from inference.preprocess import locate_face_crop
+from inference.preprocess import LocatedFace
 
 SEED_POLICY_WORDS = {
     "random": "a new look every time",
@@ -168,15 +167,16 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
             if listing.name not in services.engine.catalog:
                 continue
             style = services.engine.catalog.get(listing.name)
-            state = "" if listing.enabled else " (hidden on this server)"
+            state = ("" if listing.enabled else " (hidden on this server)") + (" (built in)" if style.builtin else "")
             embed = discord.Embed(
                 title=f"{style.definition.title}{state}", description=style.description or None,
                 colour=discord.Colour.green() if listing.enabled else discord.Colour.dark_grey(),
             )
             embed.add_field(name="Name", value=f"`{style.name}`")
-            if style.sample_path is not None:
+            sample = await asyncio.to_thread(style.sample_png)  # decoded and re-encoded: only pixels leave
+            if sample is not None:
                 filename = f"sample-{style.name}.png"
-                files.append(discord.File(io.BytesIO(style.sample_path.read_bytes()), filename=filename))
+                files.append(discord.File(io.BytesIO(sample), filename=filename))
                 embed.set_thumbnail(url=f"attachment://{filename}")
             embeds.append(embed)
         if not embeds:
@@ -187,11 +187,16 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
     @app_commands.command(name="preview", description="Draw a sample face in this channel's style")
     async def preview(self, interaction: discord.Interaction) -> None:
         services = services_of(interaction)
-        preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
-        await defer(interaction, ephemeral=True)
-        located = await asyncio.to_thread(locate_face_crop, sample_face(), image_limits(services.settings))
-        order = PortraitOrder(face=located, style=preset.style, preset=preset, buttons=False)
-        await make_portrait(interaction, services, order)
+
+        async def face() -> LocatedFace:
+            return await services.decoder.locate(sample_face())
+
+        with admission(services, interaction.user.id):
+            await defer(interaction, ephemeral=True)
+            preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+            # A preview uses the GPU like a portrait, so it counts against the same daily quotas.
+            order = PortraitOrder(face=face, style=preset.style, preset=preset, buttons=False, kind="preview")
+            await make_portrait(interaction, services, order)
 
     @app_commands.command(name="available", description="Show or hide one style on this server")
     @app_commands.autocomplete(style=any_style_autocomplete)
@@ -218,4 +223,8 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
         services = services_of(interaction)
         store = ServerSafetyStore(services.database.sessions)
         await store.set_relaxed_in_nsfw_channels(interaction.guild_id or 0, relax, set_by=interaction.user.id)
-        await interaction.response.send_message(f"Done. The safety check is now {SAFETY_WORDS[relax]}.", ephemeral=True)
+        off = services.settings.sources.safety_checker is None
+        note = " (This bot's operator has turned the check off entirely.)" if off else ""
+        await interaction.response.send_message(
+            f"Done. The safety check is now {SAFETY_WORDS[relax]}.{note}", ephemeral=True
+        )

@@ -78,7 +78,8 @@ class Database:
 
     def __init__(self, url: str | URL, *, echo: bool = False, connect_timeout_s: float = 10.0) -> None:
         self.url = normalize_url(url)
-        options: dict[str, Any] = {"echo": echo}
+        # Parameters never reach logs or error messages: a job's row carries its interaction token.
+        options: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.dialect == "sqlite":
             options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
         else:

@@ -37,8 +37,16 @@ STYLE_NAME_LENGTH: Final = 64
 TOUCH_LENGTH: Final = 32
 REASON_LENGTH: Final = 200
 SEED_POLICIES: Final = ("random", "fixed", "per_user")
+# "done" is what rows written before delivery was tracked say; new rows say how the portrait reached
+# the member: "delivered" (the reply), "delivered_fallback" (a channel message or DM), "undelivered".
+# "refused": a reservation given back before the GPU was used; "interrupted": a restart or stop.
 # "filtered": drawn, but the image safety check refused it, so it was never posted.
-OUTCOMES: Final = ("done", "failed", "cancelled", "timeout", "filtered")
+OUTCOMES: Final = (
+    "done", "failed", "cancelled", "timeout",
+    "delivered", "delivered_fallback", "undelivered", "refused", "interrupted",
+    "filtered",
+)
+JOB_KINDS: Final = ("portrait", "preview")
 
 # SQLite only auto-numbers an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 LogId = BigInteger().with_variant(Integer(), "sqlite")
@@ -121,10 +129,13 @@ class GenerationLog(Base):
     __tablename__ = "generation_log"
     __table_args__ = (
         CheckConstraint(f"outcome IS NULL OR {_one_of('outcome', OUTCOMES)}", name="outcome"),
+        CheckConstraint(_one_of("kind", JOB_KINDS), name="kind"),
         # Quotas count one user's (or one server's) rows since midnight; retention deletes by age.
         Index(None, "user_id", "queued_at"),
         Index(None, "guild_id", "queued_at"),
         Index(None, "queued_at"),
+        # A start looks for rows a crash left open.
+        Index(None, "finished_at"),
     )
 
     id: Mapped[int] = mapped_column(LogId, primary_key=True, autoincrement=True)
@@ -137,8 +148,16 @@ class GenerationLog(Base):
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    outcome: Mapped[str | None] = mapped_column(String(16))
+    outcome: Mapped[str | None] = mapped_column(String(24))
     reason: Mapped[str | None] = mapped_column(String(REASON_LENGTH))
+    # A /style preview is logged (and counted) like a portrait, told apart here.
+    kind: Mapped[str] = mapped_column(String(16), server_default="portrait")
+    # What is needed to tell the member after a crash or restart: the interaction's webhook while
+    # its token is valid, else the channel or a DM. The token is erased when the row is closed.
+    interaction_id: Mapped[int | None] = mapped_column(Snowflake)
+    application_id: Mapped[int | None] = mapped_column(Snowflake)
+    interaction_token: Mapped[str | None] = mapped_column(Text)
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ServerSafety(Base):

@@ -12,8 +12,8 @@ import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, Protocol, get_args
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, get_args
 
 from sqlalchemy import (
     BigInteger,
@@ -40,12 +40,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.db.errors import InvalidPresetValue, NoStyleShown, QuotaExceeded, StyleHidden, UnknownStyle
+from bot.db.errors import InvalidPresetValue, NoStyleShown, StyleHidden, UnknownStyle
+
+# The log's names are re-exported: callers import them from the repository, as before the split.
+from bot.db.job_log import InteractionRef as InteractionRef
+from bot.db.job_log import JobKind as JobKind
+from bot.db.job_log import JobLog
+from bot.db.job_log import OpenJob as OpenJob
+from bot.db.job_log import Outcome as Outcome
+from bot.db.job_log import Usage as Usage
 from bot.db.models import (
-    REASON_LENGTH,
     TOUCH_LENGTH,
     ChannelOverride,
-    GenerationLog,
     ServerPreset,
     ServerStyleSetting,
     Style,
@@ -56,7 +62,6 @@ if TYPE_CHECKING:
     from mmpp.settings import Settings
 
 SeedPolicy = Literal["random", "fixed", "per_user"]
-Outcome = Literal["done", "failed", "cancelled", "timeout", "filtered"]
 PresetSource = Literal["channel", "server", "default"]
 
 _UINT64_LIMIT: Final = 1 << 64
@@ -117,13 +122,6 @@ class ResolvedPreset:
             digest = hashlib.blake2b(f"{self.seed}:{user_id}".encode(), digest_size=4).digest()
             return int.from_bytes(digest, "big")
         return None
-
-
-class Usage(NamedTuple):
-    """Portraits counted against today's quotas (UTC day): this user's, and this server's."""
-
-    user: int
-    guild: int
 
 
 # --- the one-query resolution --------------------------------------------------------------------
@@ -238,17 +236,7 @@ def _seed(policy: str, seed: int | None) -> int | None:
     return seed
 
 
-def _midnight(now: datetime) -> datetime:
-    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def _in_words(delta: timedelta) -> str:
-    minutes = max(1, int(delta.total_seconds() // 60))
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
-
-
-class Repository:
+class Repository(JobLog):
     """The async repository the bot calls; one per process, safe to share between tasks."""
 
     def __init__(
@@ -423,105 +411,6 @@ class Repository:
             return ResolvedPreset(style=shown[0], allow_member_choice=True)
         return ResolvedPreset(style=self.default_style, allow_member_choice=True)
 
-    # --- generation log ------------------------------------------------------------------------
-
-    async def log_queued(
-        self, user_id: int, guild_id: int | None, channel_id: int | None, style: str, seed: int | None = None
-    ) -> int:
-        """Record a request as it enters the queue; returns the id the later calls take."""
-        stmt = (
-            GenerationLog.__table__.insert()
-            .values(
-                user_id=user_id,
-                guild_id=guild_id,
-                channel_id=channel_id,
-                style=style,
-                seed=seed,
-                queued_at=self._clock(),
-            )
-            .returning(GenerationLog.id)
-        )
-        async with self._sessions.begin() as session:
-            return (await session.execute(stmt)).scalar_one()
-
-    async def log_started(self, log_id: int) -> None:
-        await self._update_log(log_id, GenerationLog.started_at.is_(None), started_at=self._clock())
-
-    async def log_finished(self, log_id: int, outcome: Outcome, reason: str | None = None) -> bool:
-        """Close a log row; the first outcome wins (a late "done" after a "timeout" is ignored)."""
-        if outcome not in get_args(Outcome):
-            raise ValueError(f"outcome must be one of {get_args(Outcome)}, not {outcome!r}")
-        reason = reason[:REASON_LENGTH] if reason else None
-        return await self._update_log(
-            log_id,
-            GenerationLog.finished_at.is_(None),
-            finished_at=self._clock(),
-            outcome=outcome,
-            reason=reason,
-        )
-
-    async def purge_log(self, older_than_days: int | None = None) -> int:
-        """Delete log rows queued more than N days ago (default: the retention setting)."""
-        days = self.log_retention_days if older_than_days is None else older_than_days
-        if days < 1:
-            raise ValueError("keep at least one day of log: today's rows are what quotas count")
-        cutoff = self._clock() - timedelta(days=days)
-        return await self._delete(delete(GenerationLog).where(GenerationLog.queued_at < cutoff))
-
-    # --- quotas --------------------------------------------------------------------------------
-
-    async def usage_today(self, user_id: int, guild_id: int | None) -> Usage:
-        """Portraits since 00:00 UTC that count: finished ones and those still in flight.
-
-        Failed, cancelled and timed-out jobs gave the member nothing, so they do not count; a
-        portrait the safety check filtered used the GPU like a done one, so it does.
-        """
-        since = _midnight(self._clock())
-        counted = or_(GenerationLog.outcome.is_(None), GenerationLog.outcome.in_(("done", "filtered")))
-
-        def today(where: Any) -> Any:
-            return (
-                select(func.count())
-                .select_from(GenerationLog)
-                .where(where, GenerationLog.queued_at >= since, counted)
-                .scalar_subquery()
-            )
-
-        user_count = today(GenerationLog.user_id == user_id)
-        guild_count = today(GenerationLog.guild_id == guild_id) if guild_id is not None else literal(0)
-        async with self._sessions() as session:
-            row = (await session.execute(select(user_count, guild_count))).one()
-        return Usage(int(row[0]), int(row[1]))
-
-    async def check_quota(self, user_id: int, guild_id: int | None) -> Usage:
-        """Raise `QuotaExceeded` if this user or this server has used today's portraits."""
-        user_limit = self.user_daily_quota
-        guild_limit = self.server_daily_quota if guild_id is not None else 0
-        if not user_limit and not guild_limit:
-            return Usage(0, 0)
-        usage = await self.usage_today(user_id, guild_id)
-        now = self._clock()
-        resets_at = _midnight(now) + timedelta(days=1)
-        when = f"after 00:00 UTC (in {_in_words(resets_at - now)})"
-        if user_limit and usage.user >= user_limit:
-            raise QuotaExceeded(
-                f"You have made {usage.user} portraits today, the daily limit of {user_limit}. "
-                f"You can make more {when}.",
-                scope="user",
-                limit=user_limit,
-                used=usage.user,
-                resets_at=resets_at,
-            )
-        if guild_limit and usage.guild >= guild_limit:
-            raise QuotaExceeded(
-                f"This server has made its {guild_limit} portraits for today. Members can make more {when}.",
-                scope="server",
-                limit=guild_limit,
-                used=usage.guild,
-                resets_at=resets_at,
-            )
-        return usage
-
     # --- helpers -------------------------------------------------------------------------------
 
     def _new_preset(
@@ -599,17 +488,6 @@ class Repository:
         """INSERT with the dialect's ON CONFLICT support (both spell it the same way)."""
         dialect = session.get_bind().dialect.name
         return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
-
-    async def _update_log(self, log_id: int, unset: Any, **values: Any) -> bool:
-        stmt = (
-            update(GenerationLog)
-            .where(GenerationLog.id == log_id, unset)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        async with self._sessions.begin() as session:
-            result = await session.execute(stmt)
-        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def _delete(self, stmt: Delete) -> int:
         async with self._sessions.begin() as session:

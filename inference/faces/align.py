@@ -18,7 +18,7 @@ from inference.faces.detect import Box, Face
 # is twice the face: what a round avatar shows, and a close-up keeps only this, never the whole photo.
 CROP_MARGIN = 0.5
 # A little more room above the face than below, for hair: a fraction of the face's width.
-HAIR_SHIFT = 0.1
+HAIR_SHIFT = 0.15
 
 
 def aligned_square(

@@ -2,7 +2,9 @@
 
 dlib's HOG face detector (compiled into the `dlib-bin` wheel, no weights file) finds faces tilted
 up to about ±40 degrees in one pass; its 5-point landmark model (shipped in the
-`face_recognition_models` package, CC0) places the eyes, which give the face's roll. The common
+`face_recognition_models` package; dlib's author released it into the public domain, trained on
+his own annotations, unlike the 68-point model whose iBUG 300-W data forbids commercial use)
+places the eyes, which give the face's roll. The common
 upright selfie costs one pass on a 1024 px copy; the rotation search and the fine pass for small
 faces run only when that finds nothing.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import pickle
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +25,8 @@ from PIL import Image
 
 # The first pass looks at a copy this long: plenty for a face that fills a selfie, and ~50 ms.
 DETECT_LONG_SIDE = 1024
-# The HOG window is 80 px: a face is found only when it spans at least that in the searched copy.
+# The HOG window is 80 px; faces a little smaller are found too, but not reliably. Below this in
+# the first pass's copy, the small-face pass looks again.
 HOG_MIN_FACE = 80
 # Orientations tried after an upright miss: sideways phones first, then upside down, then the
 # diagonals, which with the detector's own ±40 degrees leave no roll uncovered.
@@ -74,16 +78,29 @@ class Face:
 
 
 _per_thread = threading.local()
+_build_lock = threading.Lock()
+_built: tuple[bytes, dlib.shape_predictor] | None = None
 
 
 def _models() -> tuple[dlib.fhog_object_detector, dlib.shape_predictor]:
-    """One of each model per thread: dlib and OpenCV keep scratch buffers inside them (and release
-    the GIL), so two uploads checked at once on shared ones could mix up their results."""
-    models = getattr(_per_thread, "models", None)
-    if models is None:
-        models = (dlib.get_frontal_face_detector(), dlib.shape_predictor(str(landmark_model_path())))
-        _per_thread.models = models
-    return models
+    """The detector and the landmark model for this thread.
+
+    dlib's detector keeps the image's feature pyramid inside itself while it runs (with the GIL
+    released), so each thread needs its own. Building one from dlib's embedded model takes a
+    second or more, so it is built once and each thread gets a copy from its serialized form,
+    bytes this process made itself (a millisecond). The landmark model only reads its weights
+    when it runs, so one is shared.
+    """
+    global _built
+    detector = getattr(_per_thread, "detector", None)
+    with _build_lock:
+        if _built is None:
+            _built = (pickle.dumps(dlib.get_frontal_face_detector()), dlib.shape_predictor(str(landmark_model_path())))
+    serialized, landmarks = _built
+    if detector is None:
+        detector = pickle.loads(serialized)
+        _per_thread.detector = detector
+    return detector, landmarks
 
 
 def _cascade() -> cv2.CascadeClassifier:

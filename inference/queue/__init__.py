@@ -9,7 +9,7 @@ async for event in handle.events():
 ```
 """
 
-from inference.queue.errors import AlreadyQueued, QueueClosed, QueueFull, describe_wait
+from inference.queue.errors import AlreadyQueued, NoWorkers, QueueClosed, QueueFull, describe_wait
 from inference.queue.gpu_queue import GenerationQueue, JobHandle
 from inference.queue.jobs import (
     Cancelled,
@@ -37,6 +37,7 @@ __all__ = [
     "JobEvent",
     "JobHandle",
     "JobState",
+    "NoWorkers",
     "QueueClosed",
     "QueueFull",
     "QueueMetrics",

@@ -56,3 +56,11 @@ class QueueClosed(UserFacingError):
 
     def __init__(self) -> None:
         super().__init__("I'm restarting and not taking new portraits right now. Please try again in a minute.")
+
+
+class NoWorkers(UserFacingError):
+    code = "no_workers"
+
+    def __init__(self) -> None:
+        super().__init__("No GPU is drawing portraits right now (its machine may be restarting). "
+                         "Please try again in a few minutes.")

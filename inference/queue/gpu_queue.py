@@ -17,7 +17,7 @@ from typing import Protocol
 
 from inference.engine import GenerationRequest, random_seed
 from inference.preprocess import PreparedFace
-from inference.queue.errors import AlreadyQueued, QueueClosed, QueueFull, describe_wait
+from inference.queue.errors import AlreadyQueued, NoWorkers, QueueClosed, QueueFull, describe_wait
 from inference.queue.jobs import (
     TERMINAL,
     Cancelled,
@@ -286,6 +286,11 @@ class GenerationQueue:
             self._tasks.pop(runner, None)
             if runner in self._workers:
                 self._workers.remove(runner)
+            if not self._workers:
+                # Nobody left to draw: waiting out the deadline would be silence.
+                for job in self._scheduler.drain():
+                    self.finish(job, Failed(NoWorkers().message, "no_workers"))
+                self.metrics.depth.set(0)
             return
         # Never silently: say so, fail everyone still waiting, and refuse new work.
         self._broken = True
@@ -322,6 +327,9 @@ class GenerationQueue:
         if self._closing or self._broken:
             self._reject("closed", user_id, guild_id)
             raise QueueClosed()
+        if self._started and not self._workers:
+            self._reject("no_workers", user_id, guild_id)
+            raise NoWorkers()
         existing = self._by_user.get(user_id)
         if existing is not None:
             self._flush_positions()

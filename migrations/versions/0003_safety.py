@@ -1,7 +1,7 @@
 """Image safety: a "filtered" generation outcome, and each server's choice for NSFW channels.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-25
 
 Written by hand; `tests/db` checks the result matches `bot.db.models`. The outcome check is
@@ -16,11 +16,15 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003"
-down_revision: str | Sequence[str] | None = "0001"
+down_revision: str | Sequence[str] | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-OUTCOMES_BEFORE = ("done", "failed", "cancelled", "timeout")
+# The outcomes 0002 allows (delivery, reservations, restarts).
+OUTCOMES_BEFORE = (
+    "done", "failed", "cancelled", "timeout",
+    "delivered", "delivered_fallback", "undelivered", "refused", "interrupted",
+)
 OUTCOMES_AFTER = (*OUTCOMES_BEFORE, "filtered")
 
 

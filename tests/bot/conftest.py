@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -11,14 +12,17 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from sqlalchemy import select
 
+from bot.db.models import GenerationLog
 from bot.discord_endpoints import reset_endpoints
 from bot.runtime import BotRuntime
 from bot.services import Services
-from inference.engine import GenerationRequest
+from inference.engine import Engine, GenerationRequest
 from inference.tiny_model import add_tiny_style
 from mmpp.settings import Settings, load_settings
 from tests.discord_standin import MANAGE_GUILD, FakeGuild, FakeMember, FakeUser, StandIn
+from tests.redis_server import SHARED, flush, need_redis
 
 
 @dataclass
@@ -35,6 +39,18 @@ class World:
     def services(self) -> Services:
         assert self.runtime.services is not None
         return self.runtime.services
+
+
+async def closed_log_rows(world: World, n: int, timeout: float = 20.0) -> list[GenerationLog]:
+    """The log rows once `n` of them are closed. The bot closes a row after Discord answered its
+    last request, which can be a moment after the stand-in recorded that request."""
+    async with asyncio.timeout(timeout):
+        while True:
+            async with world.services.database.sessions() as session:
+                rows = list((await session.scalars(select(GenerationLog).order_by(GenerationLog.id))).all())
+            if sum(r.outcome is not None for r in rows) >= n:
+                return rows
+            await asyncio.sleep(0.05)
 
 
 @pytest.fixture(scope="session")
@@ -102,8 +118,46 @@ def engine_gate(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engin
     gate.release.set()
 
 
+@pytest.fixture
+def queue_backend() -> str:
+    """Override in a test module to run its tests with QUEUE_BACKEND=redis (see test_redis_backend.py)."""
+    return "local"
+
+
+@contextlib.asynccontextmanager
+async def remote_worker(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[None]:
+    """With QUEUE_BACKEND=redis: one worker in this process, on the session's engine, until the end."""
+    if settings.queue_backend != "redis":
+        yield
+        return
+    from inference.queue.remote.protocol import catalog_fingerprint
+    from inference.queue.remote.worker import RemoteWorker
+
+    engine = request.getfixturevalue("bot_engine")
+    worker = RemoteWorker(engine, settings, "bot-tests", catalog_fingerprint(engine.catalog, engine.resolution))
+    stop = asyncio.Event()
+    serving = asyncio.create_task(worker.serve(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 30)
+
+
+@pytest.fixture(scope="session")
+def bot_engine(bot_model_dir: Path) -> Engine:
+    return Engine.from_settings(load_settings(None, model_dir=bot_model_dir, device="cpu", dtype="float32"))
+
+
 @pytest_asyncio.fixture(loop_scope="function")
-async def world(bot_model_dir: Path, tmp_path: Path, bot_overrides: dict[str, object]) -> AsyncIterator[World]:
+async def world(
+    bot_model_dir: Path, tmp_path: Path, bot_overrides: dict[str, object], queue_backend: str,
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[World]:
+    if queue_backend == "redis":
+        need_redis()
+        flush(SHARED)
+        bot_overrides = {**bot_overrides, "queue_backend": "redis", "redis_url": SHARED}
     async with StandIn() as standin:
         guild = standin.add_guild("Art Club")
         admins = standin.add_role(guild, "Admins", permissions=MANAGE_GUILD)
@@ -114,11 +168,19 @@ async def world(bot_model_dir: Path, tmp_path: Path, bot_overrides: dict[str, ob
         runtime = BotRuntime(settings, shutdown_grace_s=5.0, client_options={"guild_ready_timeout": 0.05})
         try:
             await runtime.start()
-            await runtime.wait_ready(timeout=30)
-            await standin.wait_for_commands("profile", "style", "queue", "cancel")
-            yield World(standin, runtime, guild, admin, members, dm_user, settings)
+            async with remote_worker(request, runtime.settings):
+                await runtime.wait_ready(timeout=30)
+                await standin.wait_for_commands("profile", "style", "queue", "cancel")
+                if queue_backend == "redis":
+                    async with asyncio.timeout(10):
+                        while runtime.services is None or runtime.services.queue.workers == 0:  # noqa: ASYNC110
+                            await asyncio.sleep(0.05)
+                yield World(standin, runtime, guild, admin, members, dm_user, settings)
+                await runtime.stop()  # before the worker goes, so jobs still running can finish
         finally:
             await runtime.stop()
             reset_endpoints()
+            if queue_backend == "redis":
+                flush(SHARED)
         assert not standin.unknown_routes, standin.unknown_routes
         assert not standin.server_errors, standin.server_errors

@@ -51,5 +51,5 @@ async def test_mmpp_bot_serves_members_and_stops_gracefully_on_ctrl_c(
     # The SQLite default was created and migrated on first start, with no manual step.
     engine = create_engine(f"sqlite:///{tmp_path / 'mmpp.sqlite3'}")
     with engine.connect() as connection:
-        assert connection.execute(text("select outcome from generation_log")).scalars().all() == ["done"]
+        assert connection.execute(text("select outcome from generation_log")).scalars().all() == ["delivered"]
     engine.dispose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bot.conftest import EngineGate, World
+from tests.bot.conftest import EngineGate, World, closed_log_rows
 
 
 @pytest.fixture
@@ -24,10 +24,13 @@ async def test_a_full_queue_says_how_long_the_wait_is(
     await waiting.wait_for_content("You're next", timeout=30)
 
     refused = await standin.send_slash_command("profile", user=world.members[2],
-                                               attachments={"selfie": ("me.jpg", selfie_bytes)})
-    message = await refused.wait_for(lambda a: a.kind == "followup", timeout=30)
+                                               attachments={"selfie": ("late.jpg", selfie_bytes)})
+    message = await refused.wait_for_message(timeout=30)
     assert message.ephemeral and "too busy right now" in (message.content or "")
     assert "1 portraits are already waiting" in (message.content or "")
+    # Answered at once, in the acknowledgement itself, and before anything was downloaded.
+    assert message.kind == "callback" and message.at - refused.created_at < 1.0
+    assert not [e for e in standin.log.of_kind("rest") if "late.jpg" in e.text]
     engine_gate.release.set()
     for interaction in (running, waiting):
         await interaction.wait_for_final_file(timeout=60)
@@ -56,9 +59,26 @@ async def test_the_daily_quota_is_counted_from_finished_portraits(world: World, 
         "profile", user=member, attachments={"selfie": ("me.jpg", selfie_bytes)}
     )
     refusal = await third.wait_for_message()
-    assert refusal.ephemeral and third.callback is not None and not third.callback.loading
+    assert refusal.ephemeral
     assert "You have made 2 portraits today, the daily limit of 2." in (refusal.content or "")
+    # The quota is decided after the acknowledgement and before the download.
+    assert third.callback is not None and third.callback.loading
+    assert not [e for e in world.standin.log.of_kind("rest") if "/cdn/" in e.text and e.at > third.created_at]
     other = await world.standin.send_slash_command(
         "profile", user=world.members[1], attachments={"selfie": ("me.jpg", selfie_bytes)}
     )
     await other.wait_for_final_file(timeout=60)
+
+
+async def test_style_previews_count_against_the_daily_quota(world: World) -> None:
+    admin = world.admin
+    for _ in range(2):
+        preview = await world.standin.send_slash_command("style preview", user=admin)
+        await preview.wait_for_final_file(timeout=60, final=lambda a: "here is your" in (a.content or ""))
+        await closed_log_rows(world, len(world.standin.interactions))
+    third = await world.standin.send_slash_command("style preview", user=admin)
+    refusal = await third.wait_for_message(lambda a: "daily limit" in (a.content or ""), timeout=30)
+    assert refusal.ephemeral and "daily limit of 2" in (refusal.content or "")
+    assert not third.files
+    rows = await closed_log_rows(world, 2)
+    assert [(r.kind, r.outcome) for r in rows] == [("preview", "delivered")] * 2

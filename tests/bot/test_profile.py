@@ -6,10 +6,8 @@ import io
 import re
 
 from PIL import Image
-from sqlalchemy import select
 
-from bot.db.models import GenerationLog
-from tests.bot.conftest import EngineGate, World
+from tests.bot.conftest import EngineGate, World, closed_log_rows
 from tests.discord_standin import BotAction, InteractionRecord
 
 
@@ -49,9 +47,11 @@ async def test_guild_profile_ends_with_one_png_after_progress_edits(world: World
     assert "Tiny Style" in (final.content or "") and f"<@{member.user.id}>" in (final.content or "")
     assert {cid.split(":")[1] for cid in final.custom_ids} == {"reroll", "delete"}
 
-    async with world.services.database.sessions() as session:
-        [row] = (await session.scalars(select(GenerationLog))).all()
-    assert (row.user_id, row.guild_id, row.style, row.outcome) == (member.user.id, world.guild.id, "tiny-style", "done")
+    [row] = await closed_log_rows(world, 1)
+    assert (row.user_id, row.guild_id, row.style, row.outcome) == (
+        member.user.id, world.guild.id, "tiny-style", "delivered"
+    )
+    assert row.interaction_token is None, "a closed job keeps no token"
     assert row.started_at is not None and row.finished_at is not None
 
 

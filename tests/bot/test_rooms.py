@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 from skimage import data as skdata
-from sqlalchemy import select
 
-from bot.db.models import GenerationLog
-from tests.bot.conftest import EngineGate, World
+from tests.bot.conftest import EngineGate, World, closed_log_rows
 from tests.conftest import encode
 from tests.discord_standin import MANAGE_GUILD, FakeMember
 from tests.engine.test_preprocess import huge_png, two_faces
@@ -170,9 +168,8 @@ async def test_twenty_members_at_once_all_get_an_answer_in_fair_order(
     for final in finals:
         image = Image.open(io.BytesIO(final.files[0].data))
         assert np.asarray(image).std() > 0
-    async with world.services.database.sessions() as session:
-        rows = (await session.scalars(select(GenerationLog))).all()
-    assert len(rows) == 20 and {r.outcome for r in rows} == {"done"}
+    rows = await closed_log_rows(world, 20)
+    assert len(rows) == 20 and {r.outcome for r in rows} == {"delivered"}
     started = {r.user_id: r.started_at for r in rows}
     busy_starts = sorted(started[m.user.id] for m in busy_members)
     quiet_starts = [started[m.user.id] for m in quiet_members]

@@ -6,10 +6,8 @@ import logging
 
 import pytest
 import torch
-from sqlalchemy import select
 
-from bot.db.models import GenerationLog
-from tests.bot.conftest import World
+from tests.bot.conftest import World, closed_log_rows
 from tests.bot.test_rooms import style_command
 from tests.discord_standin import BotAction, FakeMember, FakeUser, InteractionRecord
 
@@ -49,11 +47,6 @@ def assert_nothing_shown(interaction: InteractionRecord) -> None:
     assert any(a.kind == "delete_message" for a in interaction.actions)
 
 
-async def outcomes(world: World) -> list[str | None]:
-    async with world.services.database.sessions() as session:
-        return [row.outcome for row in await session.scalars(select(GenerationLog).order_by(GenerationLog.id))]
-
-
 async def test_a_flagged_portrait_is_not_posted_is_logged_filtered_and_counts(
     world: World, selfie_bytes: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -64,7 +57,7 @@ async def test_a_flagged_portrait_is_not_posted_is_logged_filtered_and_counts(
     with caplog.at_level(logging.INFO):
         assert await profile(world, member, selfie_bytes) == "filtered"
     assert "image filtered" in caplog.text
-    assert await outcomes(world) == ["done", "filtered"]
+    assert [r.outcome for r in await closed_log_rows(world, 2)] == ["delivered", "filtered"]
 
     # It used the GPU like any portrait: the member's two of today are gone.
     third = await world.standin.send_slash_command(

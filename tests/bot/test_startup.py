@@ -33,7 +33,8 @@ def test_a_missing_token_stops_the_start_with_one_line(tmp_path: Path) -> None:
     done = run_bot_cli(tmp_path, {})
     assert done.returncode == 1
     assert done.stderr.strip() == (
-        "mmpp: DISCORD_TOKEN is not set. Put your bot's token in bot.env (see bot.env.example)."
+        "mmpp: DISCORD_TOKEN is not set. Get your bot's token at https://discord.com/developers/applications "
+        "(your app > Bot > Reset Token) and put it in bot.env or the environment."
     )
 
 
@@ -69,12 +70,12 @@ async def test_an_unreachable_discord_is_named(tmp_path: Path, bot_model_dir: Pa
         settings = bot_settings(standin, bot_model_dir, tmp_path, discord_api_base="http://127.0.0.1:1")
         runtime = BotRuntime(settings)
         try:
-            await runtime.start()
             with pytest.raises(BotStartError, match=r"Cannot reach Discord at 127\.0\.0\.1"):
-                await runtime.wait_ready(timeout=20)
+                await runtime.start()  # the token check runs before the models load
         finally:
             await runtime.stop()
             reset_endpoints()
+        assert runtime.services is None
 
 
 async def test_a_wrong_token_is_named_and_never_logged(tmp_path: Path, bot_model_dir: Path,
@@ -84,13 +85,13 @@ async def test_a_wrong_token_is_named_and_never_logged(tmp_path: Path, bot_model
         settings = bot_settings(standin, bot_model_dir, tmp_path, discord_token=wrong)
         runtime = BotRuntime(settings, client_options={"guild_ready_timeout": 0.05})
         try:
-            await runtime.start()
             with pytest.raises(BotStartError, match="Discord refused the token"):
-                await runtime.wait_ready(timeout=20)
+                await runtime.start()
         finally:
             await runtime.stop()
             reset_endpoints()
-    assert "starting" in log_lines.getvalue()
+    # Stopped before the models: nothing slow ran for a token that cannot work.
+    assert "pipeline loaded" not in log_lines.getvalue() and "starting" not in log_lines.getvalue()
     assert wrong not in log_lines.getvalue()
 
 

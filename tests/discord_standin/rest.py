@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from .faults import Fault, StreamedAsset
 from .models import snowflake
 from .payloads import (
     ATTACHMENT_SIZE_LIMIT,
@@ -129,6 +130,8 @@ class RestApi:
         self.gateway_url = gateway_url
         self.shard_count = shard_count
         self.server_errors: list[str] = []
+        self.faults: list[Fault] = []
+        self.streams: dict[str, StreamedAsset] = {}
 
     # --- wiring -----------------------------------------------------------------------------
 
@@ -163,6 +166,12 @@ class RestApi:
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/gateway"):
             return await handler(request)
+        fault = next((f for f in self.faults if f.matches(request)), None)
+        if fault is not None:
+            await request.read()  # drain the body, as a real server would before answering
+            response = fault.response()
+            self.state.log.add("fault", f"{request.method} {self._loggable(request.path)} -> {response.status}")
+            return response
         try:
             response = await handler(request)
         except DiscordError as error:
@@ -610,7 +619,10 @@ class RestApi:
 
     # --- CDN and the rest -------------------------------------------------------------------
 
-    async def cdn(self, request: web.Request) -> web.Response:
+    async def cdn(self, request: web.Request) -> web.StreamResponse:
+        stream = self.streams.get(request.match_info["path"])
+        if stream is not None:
+            return await stream.serve(request)
         asset = self.state.cdn_lookup(request.match_info["path"])
         if asset is None:
             self.state.log.add("cdn", f"miss {request.match_info['path']}")

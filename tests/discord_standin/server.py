@@ -14,6 +14,7 @@ test API that plays the members who use the bot.
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import time
 from collections.abc import Mapping, Sequence
@@ -22,6 +23,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from .faults import Fault, StreamedAsset
 from .gateway import Gateway
 from .interactions import (
     CommandType,
@@ -207,9 +209,46 @@ class StandIn:
     def dm_channel(self, user: FakeUser) -> FakeChannel:
         return self.state.dm_channel(user)
 
-    def register_attachment(self, data: bytes, filename: str, content_type: str | None = None) -> JSON:
-        """An attachment object whose `url` serves `data` from the stand-in's CDN."""
-        return self.state.make_attachment(data, filename, content_type, ephemeral=True)
+    def register_attachment(
+        self, data: bytes, filename: str, content_type: str | None = None, *, claimed_size: int | None = None
+    ) -> JSON:
+        """An attachment object whose `url` serves `data` from the stand-in's CDN; `claimed_size`
+        makes it lie about its size, as a hostile client can."""
+        attachment = self.state.make_attachment(data, filename, content_type, ephemeral=True)
+        if claimed_size is not None:
+            attachment["size"] = claimed_size
+        return attachment
+
+    def register_streamed_attachment(
+        self, filename: str, stream: StreamedAsset, *, claimed_size: int | None = None
+    ) -> JSON:
+        """An attachment whose CDN body is `stream` (huge, slow, or both), generated as it is read."""
+        attachment = self.register_attachment(stream.prefix, filename, stream.content_type, claimed_size=claimed_size)
+        path = attachment["url"].split("/cdn/", 1)[1]
+        self.rest.streams[path] = stream
+        return attachment
+
+    # --- faults -----------------------------------------------------------------------------
+
+    def inject_fault(self, method: str, path: str, status: int, **options: Any) -> Fault:
+        """From now on, `method` requests whose path matches the regex `path` answer `status`
+        (see `Fault` for `times`, `retry_after`, `via`, `code`). Returns the fault, which counts its hits."""
+        fault = Fault(method, path, status, **options)
+        self.rest.faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        self.rest.faults.clear()
+
+    @staticmethod
+    def original_reply_path(record: InteractionRecord) -> str:
+        """The regex for edits of `record`'s original reply (what the bot's final edit hits)."""
+        return rf"/webhooks/\d+/{re.escape(record.token)}/messages/@original$"
+
+    @property
+    def channel_messages(self) -> list[StoredMessage]:
+        """Messages the bot posted with its own token (channel posts and DMs), in order."""
+        return list(self.state.channel_messages)
 
     def message(self, message_id: int) -> StoredMessage:
         try:

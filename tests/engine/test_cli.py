@@ -88,7 +88,8 @@ def test_missing_files_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_make_tiny_model_writes_the_standard_layout(tmp_path: Path) -> None:
     assert main(["make-tiny-model", str(tmp_path / "m")]) == 0
     for part in ("sdxl/model_index.json", "sdxl/unet/config.json", "sdxl/tokenizer/tokenizer.json",
-                 "controlnet/config.json", "ip-adapter/ip-adapter.safetensors",
-                 "ip-adapter/image_encoder/config.json", "styles/tiny-style/style.json",
+                 "vae/config.json", "controlnet/config.json",
+                 "ip-adapter/sdxl_models/ip-adapter-plus-face_sdxl_vit-tiny.safetensors",
+                 "ip-adapter/models/image_encoder/config.json", "styles/tiny-style/style.json",
                  "styles/tiny-style/lora.safetensors"):
         assert (tmp_path / "m" / part).is_file(), part

@@ -43,15 +43,15 @@ def test_a_phone_photo_turned_without_exif_is_found_and_stood_up(astronaut: Imag
     assert_upright(locate_face(encode(astronaut.rotate(degrees, expand=True))))
 
 
-def test_an_upright_crop_is_the_same_as_before_alignment(astronaut: Image.Image) -> None:
-    """An upright selfie is only cut, not resampled through a turn it does not need."""
+def test_the_crop_centres_the_face_with_room_around_it(astronaut: Image.Image) -> None:
     located = locate_face(encode(astronaut, "PNG"))
     assert_upright(located)
     face = detect_faces(astronaut)[0]
     assert abs(face.roll) < 4
-    # The face is in the middle of the square, with room around it.
+    # The face is in the middle of the square, half its width, a little below centre (room for hair).
     assert located.box.w == pytest.approx(located.image.width / 2, abs=2)
     assert abs(located.box.x + located.box.w / 2 - located.image.width / 2) < 3
+    assert 0 < located.box.y + located.box.h / 2 - located.image.height / 2 < 0.2 * located.box.w
 
 
 def test_a_48_px_face_in_a_4000_px_photo_is_found(astronaut: Image.Image) -> None:

@@ -16,12 +16,12 @@ from pydantic import SecretStr
 
 from inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
 from inference.preprocess import PreparedFace
-from inference.queue import Cancelled, Done, GenerationQueue, Queued, Started, Step
+from inference.queue import Cancelled, Done, Failed, GenerationQueue, NoWorkers, Queued, Started, Step
 from inference.queue.remote import protocol as p
 from inference.queue.remote.dispatch import RemoteBackend
 from inference.queue.remote.worker import RemoteWorker, WorkerRefused, check_catalog
 from mmpp.settings import Settings
-from tests.queue.conftest import ProbeEngine, collect
+from tests.queue.conftest import ProbeEngine, collect, started
 
 
 class SlowSteps(ProbeEngine):
@@ -170,3 +170,19 @@ async def test_the_redis_password_never_reaches_a_log(
     lines = [formatter.format(record) for record in caplog.records]
     assert any("redis://:***@127.0.0.1" in line for line in lines)
     assert not any(private_redis.password in line for line in lines)
+
+
+async def test_with_no_worker_left_members_are_told_at_once(remote: Remote, face: PreparedFace) -> None:
+    remote.probe.hold()
+    running = remote.queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2)
+    await started(running)
+    waiting = remote.queue.submit(face, "tiny-style", user_id=2, guild_id=2, steps=2)
+    # The worker vanishes as a kill -9 would leave it: no goodbye, its heartbeat simply lapses.
+    remote.client.delete(p.worker_key("w1"))
+    remote.worker._stopping = True  # no more heartbeats
+    t0 = time.monotonic()
+    ends = await asyncio.wait_for(asyncio.gather(running.outcome(), waiting.outcome()), 15)
+    assert time.monotonic() - t0 < p.HEARTBEAT_TTL_S
+    assert [(type(e), getattr(e, "code", None)) for e in ends] == [(Failed, "worker_lost"), (Failed, "no_workers")]
+    with pytest.raises(NoWorkers):
+        remote.queue.submit(face, "tiny-style", user_id=3, guild_id=3)

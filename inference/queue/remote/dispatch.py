@@ -131,6 +131,8 @@ class RemoteBackend:
             alive[worker_id] = beat
         for worker_id in set(self.alive) - set(alive):
             log_event(log, logging.WARNING, "worker gone", worker=worker_id)
+            if (slot := self.slots.get(worker_id)) is not None:
+                slot.worker_gone()
         self.alive = alive
         for worker_id in alive:
             if worker_id not in self.slots:
@@ -149,6 +151,10 @@ class RemoteSlot:
         self.name = f"remote:{worker_id}"
         self.running: list[Job] = []
         self.running_since: float | None = None
+        self._gone = asyncio.Event()
+
+    def worker_gone(self) -> None:
+        self._gone.set()
 
     def close(self, *, wait: bool) -> None:
         pass  # nothing of its own to release; its worker keeps running for other bots
@@ -157,7 +163,16 @@ class RemoteSlot:
         queue = self.backend.queue
         try:
             while self.backend.is_alive(self.worker_id):
-                batch = await queue.next_batch()
+                # Waiting for work must not outlive the worker: an idle slot of a dead worker would
+                # count as room and hold the queue's view of who can draw.
+                asking = asyncio.ensure_future(queue.next_batch())
+                gone = asyncio.ensure_future(self._gone.wait())
+                await asyncio.wait({asking, gone}, return_when=asyncio.FIRST_COMPLETED)
+                gone.cancel()
+                if not asking.done():
+                    asking.cancel()
+                    return
+                batch = asking.result()
                 if batch is None:
                     return
                 self.running = batch
@@ -248,17 +263,21 @@ class RemoteSlot:
             preview = _image(fields[b"p"]) if b"p" in fields else None
             queue.emit(job, Step(int(fields[b"i"]), int(fields[b"n"]), preview))
             return None
-        if kind == "done":
-            png = await self.pool.getdel(p.result_key(job.id, job.attempt))
-            if png is None:
-                return Failed(ENGINE_ERROR, "result_lost")
-            self.backend.bytes_received += len(png)
+        if kind in ("done", "filtered"):
+            image = None  # "filtered": the worker's safety check refused the portrait and sent no pixels
+            if kind == "done":
+                png = await self.pool.getdel(p.result_key(job.id, job.attempt))
+                if png is None:
+                    return Failed(ENGINE_ERROR, "result_lost")
+                self.backend.bytes_received += len(png)
+                image = await asyncio.to_thread(_image, png)
             seconds = float(fields.get(b"s", b"0"))
-            image = await asyncio.to_thread(_image, png)
             now = time.monotonic()
             started_at = job.started_at if job.started_at is not None else started
             queue.batch_measured([job], seconds / max(1, job.batch_size))
-            result = GenerationResult(image=image, seed=int(fields[b"seed"]), style=job.style, seconds=seconds)
+            result = GenerationResult(
+                image=image, seed=int(fields[b"seed"]), style=job.style, seconds=seconds, flagged=image is None
+            )
             timings = Timings(
                 waited_s=started_at - job.submitted_at, ran_s=now - started_at, engine_s=seconds,
                 batch_size=job.batch_size,

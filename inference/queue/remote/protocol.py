@@ -141,7 +141,7 @@ def encode_batch(batch_id: str, jobs: list[tuple[str, int, GenerationRequest, bo
             {
                 "id": job_id, "attempt": attempt, "previews": previews,
                 "style": r.style, "seed": r.seed, "steps": r.steps, "lora_scale": r.lora_scale,
-                "background": r.background, "framing": r.framing,
+                "background": r.background, "framing": r.framing, "safety": r.safety,
                 "face": to_png(r.face.face), "control": to_png(r.face.control),
                 "box": [r.face.box.x, r.face.box.y, r.face.box.w, r.face.box.h],
                 "source_size": list(r.face.source_size),
@@ -163,6 +163,8 @@ def decode_batch(payload: dict) -> tuple[str, float, list[RemoteJob]]:
             steps=None if item["steps"] is None else int(item["steps"]),
             lora_scale=None if item["lora_scale"] is None else float(item["lora_scale"]),
             background=item["background"], framing=item["framing"],
+            # Anything but an explicit "relaxed" (a bot that predates the field included) is strict.
+            safety="relaxed" if item.get("safety") == "relaxed" else "strict",
         )
         jobs.append(RemoteJob(str(item["id"]), int(item["attempt"]), request, bool(item["previews"])))
     return str(payload["batch"]), float(payload["not_after"]), jobs

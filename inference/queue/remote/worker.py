@@ -117,7 +117,10 @@ class StreamSink:
         if job.terminal is not None:
             return  # a cancel announced mid-batch, then the batch's own result
         job.terminal = event
-        if isinstance(event, Done):
+        if isinstance(event, Done) and event.result.flagged:
+            # The safety check refused it: no pixels leave this machine.
+            self._add(job, {"k": "filtered", "seed": event.result.seed, "s": event.result.seconds})
+        elif isinstance(event, Done):
             result = event.result
             self._add(job, {"k": "done", "seed": result.seed, "s": result.seconds}, png=result.png())
         elif isinstance(event, Failed):

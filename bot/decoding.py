@@ -1,0 +1,53 @@
+"""Decoding pictures and locating faces in worker processes, a bounded number at once.
+
+Both are CPU work that the event loop must never wait on: Discord wants every interaction
+acknowledged within 3 s. A thread is not enough: the face finder (dlib) holds the GIL while it
+runs, so six face searches in threads stalled the event loop for 8 s on this project's machines.
+Worker processes have their own GIL. Their number is `MAX_CONCURRENT_DECODES`, which also bounds
+the memory decodes take (a 40-megapixel JPEG is ~0.4 GB while it is decoded), bot-wide.
+
+Only the compact face crop comes back from a worker, never the upload; nothing touches the disk.
+This module imports only what a worker needs (no torch), so workers start in about a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
+from inference.preprocess import ImageLimits, LocatedFace, locate_face_crop
+
+
+def _ready() -> bool:
+    """Run once per worker at start, so the first member does not wait for its imports."""
+    return True
+
+
+class Decoder:
+    def __init__(self, limits: ImageLimits, workers: int) -> None:
+        self.limits = limits
+        self.workers = workers
+        self._slots = asyncio.Semaphore(workers)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn, not fork: the bot process runs threads (torch, discord.py) that fork would copy mid-flight.
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self._executor(), _ready) for _ in range(self.workers)))
+
+    async def locate(self, data: bytes) -> LocatedFace:
+        """Decode `data` and locate its one face (raises the `ImageRejected` a member can act on)."""
+        async with self._slots:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor(), locate_face_crop, data, self.limits)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None

@@ -1,0 +1,132 @@
+"""Getting a finished portrait, or a "not made" notice, to the member whatever Discord does.
+
+The first way is always the interaction's own reply. When that fails for good (its token expired,
+discord.py's retries of a 5xx ran out, a 429 that does not end), the portrait goes to the channel
+as a new message that mentions the member, or to their DMs; the message itself says why it came
+that way. The caller logs what really happened: `delivered`, `delivered_fallback` or
+`undelivered`.
+
+Notices for jobs a restart interrupted use the same chain, from ids alone: the interaction's
+webhook while its token is valid, then the channel, then a DM.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import discord
+
+from bot.replies import ProgressMessage
+from mmpp.logs import log_event
+
+log = logging.getLogger(__name__)
+
+Delivery = Literal["delivered", "delivered_fallback", "undelivered"]
+# A token that is about to expire is not worth a try: the edit would land after it died.
+TOKEN_MARGIN = timedelta(seconds=30)
+# Interaction tokens live 15 minutes (Discord's documented limit).
+TOKEN_LIFETIME = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Where a member can be reached without the live interaction."""
+
+    user_id: int
+    guild_id: int | None
+    channel_id: int | None
+    # A reply only its member could see (an admin's /style preview) never goes to the channel.
+    private: bool = False
+
+
+def _mentions(user_id: int) -> discord.AllowedMentions:
+    return discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(user_id)])
+
+
+async def send_elsewhere(
+    client: discord.Client,
+    to: Recipient,
+    content: str,
+    *,
+    png: bytes | None = None,
+    filename: str = "portrait.png",
+    view: discord.ui.View | None = None,
+) -> bool:
+    """Post `content` (and the PNG) in the channel with a mention, else in a DM; False if neither worked."""
+
+    def kwargs() -> dict[str, object]:
+        # A fresh File per try: a failed upload has consumed the previous one.
+        out: dict[str, object] = {"content": content, "allowed_mentions": _mentions(to.user_id)}
+        if png is not None:
+            out["file"] = discord.File(io.BytesIO(png), filename=filename)
+        if view is not None:
+            out["view"] = view
+        return out
+
+    if to.guild_id is not None and to.channel_id is not None and not to.private:
+        try:
+            await client.get_partial_messageable(to.channel_id).send(**kwargs())  # type: ignore[arg-type]
+            return True
+        except discord.HTTPException as exc:
+            log_event(log, logging.WARNING, "channel fallback failed", user=to.user_id, status=exc.status)
+    try:
+        dm = await client.create_dm(discord.Object(to.user_id))  # type: ignore[arg-type]
+        await dm.send(**kwargs())  # type: ignore[arg-type]
+        return True
+    except discord.HTTPException as exc:
+        log_event(log, logging.WARNING, "DM fallback failed", user=to.user_id, status=exc.status)
+    return False
+
+
+async def deliver_portrait(
+    interaction: discord.Interaction,
+    progress: ProgressMessage,
+    to: Recipient,
+    content: str,
+    png: bytes,
+    filename: str,
+    view: discord.ui.View | None,
+) -> Delivery:
+    """The reply first; when it cannot be edited any more, the channel or a DM."""
+    try:
+        await progress.finish(content, discord.File(io.BytesIO(png), filename=filename), view)
+        return "delivered"
+    except discord.HTTPException as exc:
+        log_event(log, logging.WARNING, "final edit failed", user=to.user_id, status=exc.status, code=exc.code)
+    note = "(I couldn't update my earlier reply, so here it is.)"
+    if await send_elsewhere(interaction.client, to, f"{content}\n{note}", png=png, filename=filename, view=view):
+        return "delivered_fallback"
+    return "undelivered"
+
+
+def token_usable(expires_at: datetime | None, now: datetime | None = None) -> bool:
+    if expires_at is None:
+        return False
+    return (now or datetime.now(UTC)) + TOKEN_MARGIN < expires_at
+
+
+async def notify(
+    client: discord.Client,
+    to: Recipient,
+    content: str,
+    *,
+    application_id: int | None = None,
+    token: str | None = None,
+    expires_at: datetime | None = None,
+) -> str:
+    """Tell a member something about a job from ids alone; returns how ("reply", "elsewhere", "nobody")."""
+    if application_id and token and token_usable(expires_at):
+        webhook = discord.Webhook.partial(application_id, token, client=client)
+        try:
+            # "@original" is the deferred reply; the route takes it where a message id would go.
+            await webhook.edit_message("@original", content=content, attachments=[], view=None)  # type: ignore[arg-type]
+            return "reply"
+        except discord.HTTPException as exc:
+            log_event(log, logging.INFO, "notice by reply failed", user=to.user_id, status=exc.status)
+    if await send_elsewhere(client, to, content):
+        return "elsewhere"
+    return "nobody"

@@ -1,0 +1,71 @@
+"""Checking the token with Discord before anything slow starts, and the invite URL the bot logs.
+
+A wrong token used to surface only after the models loaded (minutes, or a 15 GB download on a first
+start). `check_token` asks Discord `GET /users/@me` through the configured API base first, with
+discord.py's own HTTP client, and fetches the application id for the invite URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiohttp
+import discord
+import yarl
+
+from mmpp.errors import UserFacingError
+
+# The only scopes the bot needs: a bot user, and slash commands.
+INVITE_SCOPES = ("bot", "applications.commands")
+
+
+def needed_permissions() -> discord.Permissions:
+    """What the bot does outside its interaction replies (which need no permission): when a reply can no
+    longer be edited, it posts the portrait in the channel (or a thread) with a mention, as an embed with
+    the image attached."""
+    return discord.Permissions(
+        view_channel=True,
+        send_messages=True,
+        send_messages_in_threads=True,
+        embed_links=True,
+        attach_files=True,
+    )
+
+
+class TokenRejected(UserFacingError):
+    code = "start_failed"
+
+
+@dataclass(frozen=True)
+class BotIdentity:
+    user: str
+    application_id: int
+
+    @property
+    def invite_url(self) -> str:
+        return discord.utils.oauth_url(self.application_id, permissions=needed_permissions(), scopes=INVITE_SCOPES)
+
+
+async def check_token(token: str) -> BotIdentity:
+    """Log in over REST only (no gateway); raises one clear line when Discord says no or cannot be reached."""
+    http = discord.http.HTTPClient(asyncio.get_running_loop())
+    try:
+        me = await http.static_login(token)
+        app = await http.application_info()
+    except discord.LoginFailure:
+        raise TokenRejected(
+            "Discord refused the token. Copy it again from https://discord.com/developers/applications "
+            "(your app > Bot > Reset Token) into DISCORD_TOKEN in bot.env."
+        ) from None
+    except (aiohttp.ClientError, OSError) as exc:
+        where = yarl.URL(discord.http.Route.BASE).host
+        raise TokenRejected(
+            f"Cannot reach Discord at {where} ({exc.__class__.__name__}). Check the network or DISCORD_API_BASE."
+        ) from None
+    except discord.HTTPException as exc:
+        raise TokenRejected(f"Discord answered {exc.status} while checking the token: {exc.text}") from None
+    finally:
+        await http.close()
+    name = me.get("username", "?")
+    return BotIdentity(user=name, application_id=int(app.get("id") or me["id"]))

@@ -1,0 +1,56 @@
+"""Jobs a crash, restart or stop left open: tell each member their portrait was not made, and close
+the row so it does not count against their quota.
+
+The bot runs this at start for whatever the previous run left open (even after `kill -9`: the
+rows were written when the job was reserved), and at a graceful stop for what did not end within
+the grace time. It assumes one bot process per database, so every open row at start is a previous
+run's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import discord
+
+from bot.db import Repository
+from bot.db.repository import OpenJob
+from bot.delivery import Recipient, notify
+from mmpp.logs import log_event
+
+log = logging.getLogger(__name__)
+
+
+def notice(job: OpenJob, why: str) -> str:
+    what = "style preview" if job.kind == "preview" else "portrait"
+    again = "/style preview" if job.kind == "preview" else "/profile"
+    return (
+        f"<@{job.user_id}> ⚠️ {why} before your {what} was finished, so it wasn't made. "
+        f"It doesn't count against your daily limit; run {again} again whenever you like."
+    )
+
+
+async def close_open_jobs(
+    client: discord.Client, repo: Repository, jobs: list[OpenJob], *, why: str, timeout_s: float | None = None
+) -> int:
+    """Tell and close each job; returns how many were closed. With `timeout_s`, what is not done by
+    then stays open, and the next start tells those members."""
+    closed = 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            for job in jobs:
+                ref = job.interaction
+                to = Recipient(job.user_id, job.guild_id, job.channel_id, private=job.kind == "preview")
+                how = await notify(
+                    client, to, notice(job, why),
+                    application_id=ref.application_id if ref else None,
+                    token=ref.token if ref else None,
+                    expires_at=ref.expires_at if ref else None,
+                )
+                await repo.log_finished(job.log_id, "interrupted", f"{why}; told by {how}")
+                closed += 1
+                log_event(log, logging.INFO, "interrupted job closed", log_id=job.log_id, user=job.user_id, told=how)
+    except TimeoutError:
+        log_event(log, logging.WARNING, "interrupted jobs left for the next start", left=len(jobs) - closed)
+    return closed

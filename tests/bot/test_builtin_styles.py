@@ -1,0 +1,43 @@
+"""A fresh install's styles through the Discord stand-in: the built-in prompt styles next to LoRA ones,
+the Plus-face IP-Adapter path end to end, and `/style list` marking what is built in."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from diffusers.models.embeddings import IPAdapterPlusImageProjection
+from PIL import Image
+
+from tests.bot.conftest import World
+
+
+@pytest.fixture
+def bot_overrides() -> dict[str, object]:
+    return {"builtin_styles": True}
+
+
+async def test_profile_runs_the_plus_ip_adapter_and_style_list_marks_built_ins(
+    world: World, selfie_bytes: bytes
+) -> None:
+    layers = world.services.engine.pipe.unet.encoder_hid_proj.image_projection_layers
+    assert isinstance(layers[0], IPAdapterPlusImageProjection)  # what production loads
+    interaction = await world.standin.send_slash_command(
+        "profile", user=world.members[0], attachments={"selfie": ("me.jpg", selfie_bytes)}
+    )
+    final = await interaction.wait_for_final_file(timeout=120)
+    [upload] = final.files
+    with Image.open(io.BytesIO(upload.data)) as portrait:
+        assert portrait.format == "PNG" and portrait.size == (64, 64)
+
+    listing = await world.standin.send_slash_command("style list", user=world.admin, enforce_permissions=False)
+    shown = await listing.wait_for_message(timeout=30)
+    titles = {e["title"] for e in shown.embeds}
+    assert {"Springfield (built in)", "Anime (built in)", "Pixel Art (built in)", "Tiny Style", "Other Style"} <= titles
+    springfield = next(e for e in shown.embeds if e["title"] == "Springfield (built in)")
+    assert "yellow" in springfield["description"]
+    # Samples leave as freshly encoded PNGs; built-ins have none.
+    assert sorted(f.filename for f in shown.files) == ["sample-other-style.png", "sample-tiny-style.png"]
+    for upload in shown.files:
+        with Image.open(io.BytesIO(upload.data)) as sample:
+            assert sample.format == "PNG"

@@ -1,0 +1,174 @@
+"""Discord failing the final edit, proxies that drop `Via`, hostile attachments: every member still
+gets a portrait or a clear message, and the log says what really happened."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.bot.conftest import EngineGate, World, closed_log_rows
+from tests.discord_standin import InteractionRecord, StoredMessage, StreamedAsset
+
+MB = 1024 * 1024
+
+
+@pytest.fixture
+def bot_overrides() -> dict[str, object]:
+    # Progress edits at most once a minute: after "Drawing…", the next edit is the final one.
+    return {"progress_edit_interval_s": 60.0, "max_upload_bytes": 2 * MB, "download_timeout_s": 2.0}
+
+
+async def drawing(world: World, member: object, selfie: bytes, gate: EngineGate) -> InteractionRecord:
+    """A /profile whose job is on the (held) engine, its reply showing "Drawing…"."""
+    interaction = await world.standin.send_slash_command(
+        "profile", user=member, attachments={"selfie": ("me.jpg", selfie)}  # type: ignore[arg-type]
+    )
+    await gate.wait_for_calls(1)
+    await interaction.wait_for_content("Drawing", timeout=30)
+    return interaction
+
+
+async def channel_post(world: World, user_id: int, timeout: float = 40.0) -> StoredMessage:
+    async with asyncio.timeout(timeout):
+        while True:
+            posts = [m for m in world.standin.channel_messages if f"<@{user_id}>" in m.content]
+            if posts:
+                return posts[0]
+            await asyncio.sleep(0.05)
+
+
+async def test_a_final_edit_failing_with_5xx_for_good_posts_the_portrait_in_the_channel(
+    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+) -> None:
+    member = world.members[0]
+    interaction = await drawing(world, member, selfie_bytes, engine_gate)
+    fault = world.standin.inject_fault("PATCH", world.standin.original_reply_path(interaction), 502)
+    engine_gate.release.set()
+
+    post = await channel_post(world, member.user.id)
+    assert post.channel_id == interaction.channel_id and not post.ephemeral
+    assert [a["filename"] for a in post.attachments] == ["portrait-tiny-style.png"]
+    assert "couldn't update my earlier reply" in post.content
+    assert {c.split(":")[1] for c in post.custom_ids} == {"reroll", "delete"}
+    assert fault.hits == 5  # discord.py's own retries ran out first
+    [row] = await closed_log_rows(world, 1)
+    assert row.outcome == "delivered_fallback"
+
+
+async def test_expired_token_and_a_closed_channel_deliver_by_dm(
+    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+) -> None:
+    member = world.members[1]
+    interaction = await drawing(world, member, selfie_bytes, engine_gate)
+    world.standin.inject_fault("PATCH", world.standin.original_reply_path(interaction), 404, code=10015)
+    world.standin.inject_fault("POST", rf"/channels/{interaction.channel_id}/messages$", 403, code=50013)
+    engine_gate.release.set()
+
+    post = await channel_post(world, member.user.id)
+    assert post.channel_id == world.standin.dm_channel(member.user).id
+    assert [a["filename"] for a in post.attachments] == ["portrait-tiny-style.png"]
+    [row] = await closed_log_rows(world, 1)
+    assert row.outcome == "delivered_fallback"
+
+
+async def test_a_sustained_429_on_the_final_edit_falls_back_too(
+    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+) -> None:
+    member = world.members[2]
+    interaction = await drawing(world, member, selfie_bytes, engine_gate)
+    fault = world.standin.inject_fault("PATCH", world.standin.original_reply_path(interaction), 429, retry_after=0.2)
+    engine_gate.release.set()
+    post = await channel_post(world, member.user.id)
+    assert [a["filename"] for a in post.attachments] == ["portrait-tiny-style.png"]
+    assert fault.hits == 5
+    [row] = await closed_log_rows(world, 1)
+    assert row.outcome == "delivered_fallback"
+
+
+async def test_a_429_without_via_from_the_proxy_is_waited_out_not_taken_for_a_ban(
+    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+) -> None:
+    member = world.members[0]
+    interaction = await drawing(world, member, selfie_bytes, engine_gate)
+    fault = world.standin.inject_fault(
+        "PATCH", world.standin.original_reply_path(interaction), 429, times=2, retry_after=0.2, via=False
+    )
+    engine_gate.release.set()
+    final = await interaction.wait_for_final_file(timeout=60)
+    assert final.kind == "edit_original" and fault.hits == 2
+    assert not world.standin.channel_messages
+    [row] = await closed_log_rows(world, 1)
+    assert row.outcome == "delivered"
+
+
+async def test_a_huge_attachment_that_lies_about_its_size_stops_at_the_cap(world: World) -> None:
+    member = world.members[0]
+    streams = [StreamedAsset(b"\xff\xd8\xff", 200 * MB) for _ in range(5)]
+    attachments = [
+        world.standin.register_streamed_attachment(f"small{i}.jpg", s, claimed_size=10 * 1024)
+        for i, s in enumerate(streams)
+    ]
+    # Five at once from one member: one is read, the others are refused before any download.
+    interactions = await asyncio.gather(*(
+        world.standin.send_slash_command("profile", {"selfie": a}, user=member) for a in attachments
+    ))
+    answers = [await i.wait_for_message(timeout=30) for i in interactions]
+    too_big = [a for a in answers if "larger than 2 MB" in (a.content or "")]
+    busy = [a for a in answers if "still reading the picture" in (a.content or "")]
+    assert len(too_big) == 1 and len(busy) == 4 and all(a.ephemeral for a in answers)
+    read = [s.sent for s in streams if s.sent]
+    assert len(read) == 1
+    # The cap plus what loopback socket buffers hold, not 200 MB.
+    assert read[0] < 2 * MB + 16 * MB
+    [row] = await closed_log_rows(world, 1)
+    assert row.outcome == "refused"
+    assert await world.services.repo.usage_today(member.user.id, world.guild.id) == (0, 0)
+
+
+async def test_a_stalled_download_ends_with_a_message(world: World) -> None:
+    stall = StreamedAsset(b"\xff\xd8\xff", MB, chunk=1024, delay_s=1.0)
+    attachment = world.standin.register_streamed_attachment("slow.jpg", stall)
+    interaction = await world.standin.send_slash_command("profile", {"selfie": attachment}, user=world.members[1])
+    answer = await interaction.wait_for_message(timeout=30)
+    assert answer.ephemeral and "longer than 2 s to download" in (answer.content or "")
+
+
+async def test_pictures_are_fetched_only_from_the_cdn(world: World, selfie_bytes: bytes) -> None:
+    attachment = world.standin.register_attachment(selfie_bytes, "me.jpg")
+    attachment["url"] = attachment["proxy_url"] = f"{world.standin.base_url}/internal/admin"
+    interaction = await world.standin.send_slash_command("profile", {"selfie": attachment}, user=world.members[2])
+    answer = await interaction.wait_for_message(timeout=30)
+    assert answer.ephemeral and "only read pictures uploaded to Discord" in (answer.content or "")
+    assert not [e for e in world.standin.log.entries if "/internal/admin" in e.text]
+
+
+async def test_a_job_cancelled_after_the_gpu_started_counts(
+    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+) -> None:
+    member = world.members[1]
+    interaction = await drawing(world, member, selfie_bytes, engine_gate)
+    cancel = await world.standin.send_slash_command("cancel", user=member)
+    assert "Cancelled" in ((await cancel.wait_for_message()).content or "")
+    engine_gate.release.set()
+    await interaction.wait_for_content("cancelled", timeout=30)
+    [row] = await closed_log_rows(world, 1)
+    assert row.outcome == "cancelled" and row.started_at is not None
+    assert await world.services.repo.usage_today(member.user.id, world.guild.id) == (1, 1)
+
+
+async def test_cancel_while_the_selfie_is_still_downloading_stops_it_before_the_queue(
+    world: World, selfie_bytes: bytes
+) -> None:
+    member = world.members[0]
+    slow = StreamedAsset(selfie_bytes, len(selfie_bytes), chunk=4096, delay_s=0.04, declare_length=True)
+    attachment = world.standin.register_streamed_attachment("me.jpg", slow)
+    interaction = await world.standin.send_slash_command("profile", {"selfie": attachment}, user=member)
+    await interaction.wait_for_callback()
+    cancel = await world.standin.send_slash_command("cancel", user=member)
+    assert "Cancelled" in ((await cancel.wait_for_message()).content or "")
+    answer = await interaction.wait_for_message(timeout=30)
+    assert answer.ephemeral and "Cancelled" in (answer.content or "") and not interaction.files
+    [row] = await closed_log_rows(world, 1)
+    assert row.outcome == "refused" and row.started_at is None
+    assert await world.services.repo.usage_today(member.user.id, world.guild.id) == (0, 0)

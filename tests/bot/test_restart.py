@@ -1,0 +1,127 @@
+"""Restarts with memory: `mmpp bot` killed with -9 mid-job, or stopped with SIGTERM mid-job; the
+member is told their portrait was not made and the log row is closed so it does not count."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from bot.discord_endpoints import reset_endpoints
+from bot.runtime import BotRuntime
+from inference.tiny_model import add_tiny_style
+from tests.bot.conftest import bot_settings
+from tests.discord_standin import FakeMember, InteractionRecord, StandIn
+
+
+@pytest.fixture(scope="module")
+def slow_model_dir(bot_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with a style of many steps, so a job is surely still running when the bot dies."""
+    model_dir = tmp_path_factory.mktemp("slow-model") / "model"
+    shutil.copytree(bot_model_dir, model_dir)
+    add_tiny_style(model_dir, "slow-style", seed=7, steps=150)
+    return model_dir
+
+
+def log_rows(tmp_path: Path) -> list[tuple[str | None, str | None]]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'mmpp.sqlite3'}")
+    try:
+        with engine.connect() as connection:
+            return [tuple(r) for r in connection.execute(text("select outcome, interaction_token from generation_log"))]
+    finally:
+        engine.dispose()
+
+
+@asynccontextmanager
+async def mmpp_bot(standin: StandIn, tmp_path: Path, model_dir: Path, **env_lines: str) -> AsyncIterator[
+    asyncio.subprocess.Process
+]:
+    """`mmpp bot` as an operator runs it (bot.env in the working folder), connected to the stand-in."""
+    values = {
+        "DISCORD_TOKEN": standin.token, "DISCORD_API_BASE": standin.api_base,
+        "DISCORD_GATEWAY_URL": standin.gateway_url, "DISCORD_CDN_BASE": standin.cdn_base,
+        "MODEL_DIR": str(model_dir), "DEFAULT_STYLE": "slow-style", "DEVICE": "cpu",
+        "PROGRESS_EDIT_INTERVAL_S": "0.5", "PREVIEW_EVERY": "1000", **env_lines,
+    }
+    (tmp_path / "bot.env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_", "MODEL_DIR"))}
+    with (tmp_path / "bot.log").open("wb") as output:
+        bot = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "mmpp.cli", "bot", cwd=tmp_path, env=env, stdout=output, stderr=output
+        )
+        try:
+            sessions = len(standin.gateway.sessions)
+            async with asyncio.timeout(120):
+                while len(standin.gateway.sessions) <= sessions:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            yield bot
+        finally:
+            if bot.returncode is None:
+                bot.kill()
+                await bot.wait()
+
+
+async def drawing(standin: StandIn, member: FakeMember, selfie: bytes) -> InteractionRecord:
+    interaction = await standin.send_slash_command("profile", user=member, attachments={"selfie": ("me.jpg", selfie)})
+    await interaction.wait_for_content("step", timeout=60)
+    return interaction
+
+
+async def test_kill_9_mid_job_then_restart_tells_the_member_and_closes_the_row(
+    tmp_path: Path, slow_model_dir: Path, selfie_bytes: bytes
+) -> None:
+    async with StandIn() as standin:
+        guild = standin.add_guild("Art Club")
+        member = standin.add_member(guild, standin.add_user("ana"))
+        async with mmpp_bot(standin, tmp_path, slow_model_dir) as bot:
+            interaction = await drawing(standin, member, selfie_bytes)
+            bot.send_signal(signal.SIGKILL)
+            await bot.wait()
+        [(outcome, token)] = log_rows(tmp_path)
+        assert outcome is None and token == interaction.token  # what the next start needs, never the selfie
+
+        settings = bot_settings(standin, slow_model_dir, tmp_path, default_style="slow-style")
+        runtime = BotRuntime(settings, client_options={"guild_ready_timeout": 0.05})
+        try:
+            await runtime.start()
+            await runtime.wait_ready(timeout=60)
+            notice = await interaction.wait_for_content("I restarted before your portrait was finished", timeout=30)
+            assert notice.kind == "edit_original" and not notice.files
+            assert runtime.services is not None
+            async with asyncio.timeout(10):
+                while log_rows(tmp_path)[0][0] is None:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            assert log_rows(tmp_path) == [("interrupted", None)]
+            assert await runtime.services.repo.usage_today(member.user.id, guild.id) == (0, 0)
+        finally:
+            await runtime.stop()
+            reset_endpoints()
+
+
+async def test_sigterm_mid_job_tells_the_member_closes_the_row_and_exits_in_bounded_time(
+    tmp_path: Path, slow_model_dir: Path, selfie_bytes: bytes
+) -> None:
+    async with StandIn() as standin:
+        guild = standin.add_guild("Art Club")
+        member = standin.add_member(guild, standin.add_user("ana"))
+        async with mmpp_bot(standin, tmp_path, slow_model_dir, SHUTDOWN_GRACE_S="1") as bot:
+            interaction = await drawing(standin, member, selfie_bytes)
+            started = time.monotonic()
+            bot.send_signal(signal.SIGTERM)
+            returncode = await asyncio.wait_for(bot.wait(), timeout=60)
+            stopped_in = time.monotonic() - started
+        output = (tmp_path / "bot.log").read_text()
+        assert returncode == 0, output
+        assert stopped_in < 20, output
+        notice = await interaction.wait_for_content("restarting", timeout=5)
+        assert notice.ephemeral
+        assert log_rows(tmp_path) == [("interrupted", None)]

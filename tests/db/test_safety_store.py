@@ -1,0 +1,51 @@
+"""The schema additions for issue 11 on both backends: hidden defaults, "filtered" outcomes, and
+each server's choice for NSFW channels."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.db.database import Database
+from bot.db.errors import NoStyleShown
+from bot.db.repository import Repository, ResolvedPreset
+from bot.db.safety import ServerSafetyStore
+from tests.db.conftest import DEFAULT_STYLE, STYLES
+
+GUILD = 111_111_111_111_111_111
+OTHER_GUILD = 111_111_111_111_111_222
+ADMIN = 333_333_333_333_333_333
+
+
+async def test_a_hidden_default_gives_way_to_the_first_style_still_shown(repo: Repository) -> None:
+    await repo.set_style_enabled(GUILD, DEFAULT_STYLE, False, ADMIN)
+    assert await repo.resolve(GUILD, None) == ResolvedPreset(style="anime", allow_member_choice=True)
+    assert (await repo.resolve(OTHER_GUILD, None)).style == DEFAULT_STYLE  # only where it was hidden
+    # A preset whose style is hidden falls through to the same place, not to the hidden default.
+    await repo.set_server_preset(GUILD, "noir", set_by=ADMIN)
+    await repo.set_style_enabled(GUILD, "noir", False, ADMIN)
+    assert (await repo.resolve(GUILD, None)).style == "anime"
+
+    for style in STYLES:
+        await repo.set_style_enabled(GUILD, style.name, False, ADMIN)
+    with pytest.raises(NoStyleShown):
+        await repo.resolve(GUILD, None)
+
+
+async def test_a_filtered_portrait_is_logged_and_counts_against_the_quota(repo: Repository) -> None:
+    log_id = await repo.log_queued(1, GUILD, 2, DEFAULT_STYLE, seed=5)
+    assert await repo.log_finished(log_id, "filtered")
+    failed = await repo.log_queued(1, GUILD, 2, DEFAULT_STYLE, seed=6)
+    await repo.log_finished(failed, "failed", "engine_error")
+    assert tuple(await repo.usage_today(1, GUILD)) == (1, 1)
+
+
+async def test_nsfw_relaxation_is_per_server_and_reset_forgets_it(database: Database) -> None:
+    store = ServerSafetyStore(database.sessions)
+    assert await store.relaxed_in_nsfw_channels(GUILD) is False
+    await store.set_relaxed_in_nsfw_channels(GUILD, True, set_by=ADMIN)
+    await store.set_relaxed_in_nsfw_channels(GUILD, True, set_by=ADMIN)  # twice is an update, not a clash
+    assert (await store.relaxed_in_nsfw_channels(GUILD), await store.relaxed_in_nsfw_channels(OTHER_GUILD)) == (
+        True, False
+    )
+    await store.forget(GUILD)
+    assert await store.relaxed_in_nsfw_channels(GUILD) is False

@@ -1,0 +1,112 @@
+"""Styles that need no LoRA: the built-in prompt styles, overriding them, and running them with every
+LoRA off, even right after a LoRA style ran."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from inference.engine import Engine, GenerationRequest
+from inference.styles import StyleCatalog, StyleDefinition, builtin_styles_dir, write_style
+from mmpp.settings import Settings, load_settings
+
+BUILTINS = {"simpsons", "anime", "animated-3d", "watercolor", "comic-ink", "pixel-art"}
+
+
+def test_six_built_in_prompt_styles_ship_inside_the_package() -> None:
+    catalog = StyleCatalog.load(Path("no-such-styles-folder"), builtin=True)
+    assert set(catalog.names()) == BUILTINS and not catalog.errors
+    for style in catalog.styles.values():
+        definition = style.definition
+        assert style.builtin and definition.lora is None and style.lora_path is None
+        assert definition.display_name and len(definition.description) > 20
+        prompt = definition.render_prompt("teal", "close-up")
+        assert prompt.startswith(definition.prompt.split(",")[0]) and "close-up" in prompt and "teal" in prompt
+        assert "photo" in definition.negative_prompt and "watermark" in definition.negative_prompt
+        # CLIP reads 77 tokens; a prompt past that loses its end (the background) silently.
+        assert len(prompt.split()) + prompt.count(",") < 70
+        assert 0 < definition.controlnet_scale < 1 and 0 < definition.ip_adapter_scale < 1
+        assert 20 <= definition.steps <= 40 and 4 <= definition.guidance <= 9
+    assert catalog.get("simpsons").definition.title == "Springfield"
+    # The wheel carries them: package data, not a file next to the source tree only.
+    assert (builtin_styles_dir() / "simpsons" / "style.json").is_file()
+
+
+def test_the_default_style_is_a_built_in() -> None:
+    assert Settings.model_fields["default_style"].default in BUILTINS
+
+
+def test_a_styles_dir_folder_of_the_same_name_replaces_the_built_in(tiny_model_dir: Path, tmp_path: Path) -> None:
+    styles = tmp_path / "styles"
+    trained = styles / "simpsons"
+    trained.mkdir(parents=True)
+    shutil.copy(tiny_model_dir / "styles" / "tiny-style" / "lora.safetensors", trained / "lora.safetensors")
+    write_style(trained, StyleDefinition.model_validate(
+        {"name": "simpsons", "display_name": "Springfield (trained)", "trigger_words": ["sksimpsons style"],
+         "lora": {"source": "lora.safetensors", "scale": 0.9}}))
+    catalog = StyleCatalog.load(styles, builtin=True)
+    assert set(catalog.names()) == BUILTINS
+    simpsons = catalog.get("simpsons")
+    assert not simpsons.builtin and simpsons.definition.lora is not None
+    assert simpsons.definition.title == "Springfield (trained)"
+    assert catalog.get("anime").builtin
+    # Turned off, only the folder's own styles remain.
+    assert StyleCatalog.load(styles, builtin=False).names() == ["simpsons"]
+
+
+@pytest.fixture(scope="module")
+def mixed_engine(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    """Built-ins on, plus `prompt-twin`: tiny-style's exact definition without its LoRA."""
+    model_dir = tmp_path_factory.mktemp("mixed-styles") / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    definition = json.loads((model_dir / "styles" / "tiny-style" / "style.json").read_text())
+    definition.update(name="prompt-twin")
+    del definition["lora"], definition["sample_image"]
+    write_style(model_dir / "styles" / "prompt-twin", StyleDefinition.model_validate(definition))
+    return Engine.from_settings(load_settings(None, model_dir=model_dir, device="cpu", dtype="float32",
+                                              builtin_styles=True))
+
+
+def _run(engine: Engine, selfie: bytes, style: str, **kwargs: object) -> bytes:
+    request = GenerationRequest(face=engine.prepare(selfie), style=style, seed=21, steps=2, **kwargs)  # type: ignore[arg-type]
+    return engine.generate([request])[0].png()
+
+
+def test_a_prompt_style_runs_with_no_lora_active_even_after_a_lora_style(
+    mixed_engine: Engine, selfie_bytes: bytes
+) -> None:
+    engine = mixed_engine
+    assert {"tiny-style", "prompt-twin"} | BUILTINS == set(engine.catalog.names())
+    assert list(engine.pipe.get_list_adapters()["unet"]) == ["tiny-style"]  # prompt styles load no adapter
+    prompt_first = _run(engine, selfie_bytes, "prompt-twin")
+    styled = _run(engine, selfie_bytes, "tiny-style")
+    prompt_after_lora = _run(engine, selfie_bytes, "prompt-twin")
+    unstyled = _run(engine, selfie_bytes, "tiny-style", lora_scale=0.0)
+    assert styled != prompt_first, "the LoRA style draws differently"
+    # Same picture as the LoRA at weight 0: no LoRA took part, before or after a LoRA style ran.
+    assert prompt_first == prompt_after_lora == unstyled
+    # And back: the LoRA style is exactly itself again.
+    assert _run(engine, selfie_bytes, "tiny-style") == styled
+
+
+def test_a_built_in_style_generates_on_the_tiny_model(mixed_engine: Engine, selfie_bytes: bytes) -> None:
+    engine = mixed_engine
+    request = GenerationRequest(face=engine.prepare(selfie_bytes), style="pixel-art", seed=1, steps=2)
+    result = engine.generate([request])[0]
+    assert result.image is not None and result.image.size == (engine.resolution, engine.resolution)
+    assert engine.pipe.scheduler.__class__.__name__ == "EulerAncestralDiscreteScheduler"  # the style's own
+
+
+def test_a_fresh_install_with_only_built_in_styles_generates(tiny_model_dir: Path, tmp_path: Path,
+                                                             selfie_bytes: bytes) -> None:
+    """No LoRA anywhere (no training, no import): the engine loads and draws a built-in style."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir, ignore=shutil.ignore_patterns("tiny-style"))
+    engine = Engine.from_settings(load_settings(None, model_dir=model_dir, device="cpu", dtype="float32",
+                                                builtin_styles=True))
+    assert set(engine.catalog.names()) == BUILTINS and not engine.pipe.get_list_adapters()
+    request = GenerationRequest(face=engine.prepare(selfie_bytes), style="simpsons", seed=1, steps=2)
+    assert engine.generate([request])[0].image is not None
