@@ -110,9 +110,10 @@ async def test_two_bot_processes_each_own_a_shard_and_share_the_workers(
                     await interactions[-1].wait_for_callback(timeout=10)
                 finals = await asyncio.gather(*(i.wait_for_final_file(timeout=120) for i in interactions))
                 assert len(finals) == 2
-                # Each process drew for its own shard's server only, both through the one worker.
-                for runtime, guild in ((one, guilds[0]), (two, guilds[1])):
-                    assert runtime.bot is not None and [g.id for g in runtime.bot.guilds] == [guild.id]
+                # Each process sees only its own shard's servers and drew for them, both through the one worker.
+                for shard, (runtime, guild) in enumerate(((one, guilds[0]), (two, guilds[1]))):
+                    assert runtime.bot is not None and guild.id in {g.id for g in runtime.bot.guilds}
+                    assert {(g.id >> 22) % 2 for g in runtime.bot.guilds} == {shard}
                     assert runtime.services is not None and runtime.services.queue.seconds_per_job > 0
         finally:
             stop.set()
