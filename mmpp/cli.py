@@ -25,7 +25,7 @@ COMMAND_MODULES = (
     "inference.download",
     "training.cli",
     "bot.db.cli",
-    "inference.queue.remote.cli",
+    "inference.worker_cli",
 )
 
 

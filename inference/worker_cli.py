@@ -1,4 +1,8 @@
-"""`mmpp worker`: draw portraits for a bot through Redis, on one GPU."""
+"""`mmpp worker`: draw portraits for a bot through Redis, on one GPU.
+
+It lives outside `inference.queue` on purpose: importing anything under that package loads torch and
+diffusers, and every `mmpp` command imports its subcommands' modules to build `--help`.
+"""
 
 from __future__ import annotations
 
