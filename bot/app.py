@@ -23,7 +23,10 @@ from mmpp.logs import log_event
 log = logging.getLogger(__name__)
 
 
-class MMPPBot(commands.Bot):
+class MMPPBot(commands.AutoShardedBot):
+    # Sharded from the start (issue 12): one shard for a small bot, Discord's recommended count (or
+    # SHARD_COUNT/SHARD_IDS, see `bot.sharding`) past 2,500 servers, with no code path of its own.
+
     def __init__(self, services: Services, **options: Any) -> None:
         # The bot never joins voice; discord.py's warnings about voice libraries would only confuse.
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
