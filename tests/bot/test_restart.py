@@ -121,7 +121,8 @@ async def test_sigterm_mid_job_tells_the_member_closes_the_row_and_exits_in_boun
             stopped_in = time.monotonic() - started
         output = (tmp_path / "bot.log").read_text()
         assert returncode == 0, output
-        assert stopped_in < 20, output
+        # The designed bound: grace (1 s) + the engine's stop (10 s) + replies (10 s) + notices (10 s).
+        assert stopped_in < 45, output
         notice = await interaction.wait_for_content("restarting", timeout=5)
         assert notice.ephemeral
         assert log_rows(tmp_path) == [("interrupted", None)]
