@@ -1,5 +1,8 @@
 """`mmpp models download`: fetch every hub model the settings name, before the first start or by it.
 
+SDXL, the VAE, the ControlNet, the IP-Adapter and its image encoder, the safety checker, and the hub
+LoRAs that style folders name.
+
 Only the files the loader reads come down (safetensors weights, configs, tokenizers), not the other
 formats the hub repos also hold; the total size is shown first, then a progress bar. With
 `HF_HUB_OFFLINE=1` nothing is fetched and a missing file is named in one line. Local folders (a

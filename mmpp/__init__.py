@@ -1,10 +1,11 @@
 """MMPP — Make My Profile Photo: the application shell (settings, logging, command line)."""
 
-import logging
-
 __version__ = "0.1.0"
 
-# bitsandbytes (the `train` extra, which diffusers imports when it is installed) warns at import on
-# CPUs with AVX512-BF16 that an optional 4-bit kernel, a hub download, is missing. MMPP never uses
-# 4-bit layers, and the stray stderr line would break every command's one-line error.
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+# bitsandbytes (an optional `mmpp train` extra that diffusers and peft import whenever it is
+# installed) warns at import on CPUs with AVX-512 BF16 that a kernel from the hub is missing. It is
+# only used by `--optimizer adamw8bit`, which works without that kernel, so the line would be noise
+# in front of every command's output, before our logging is even configured.
+import logging as _logging
+
+_logging.getLogger("bitsandbytes").setLevel(_logging.ERROR)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from mmpp.logs import configure_logging
 COMMAND_MODULES = (
     "bot.cli",
     "inference.cli",
+    "inference.random_cli",
     "inference.download",
     "training.cli",
     "bot.db.cli",
@@ -44,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Library import-time chatter (e.g. "torchvision not installed") means nothing to an operator.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    # bitsandbytes (the `train` extra) warns at import, through logging's last-resort handler, about an
+    # optional CPU kernel package; every command would print it before its own first line.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

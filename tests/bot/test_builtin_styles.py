@@ -41,3 +41,11 @@ async def test_profile_runs_the_plus_ip_adapter_and_style_list_marks_built_ins(
     for upload in shown.files:
         with Image.open(io.BytesIO(upload.data)) as sample:
             assert sample.format == "PNG"
+
+
+async def test_a_member_gets_a_portrait_in_a_built_in_prompt_style(world: World, selfie_bytes: bytes) -> None:
+    interaction = await world.standin.send_slash_command(
+        "profile", {"style": "pixel-art"}, user=world.dm_user, attachments={"selfie": ("me.jpg", selfie_bytes)}
+    )
+    final = await interaction.wait_for_final_file(timeout=180)
+    assert final.files[0].filename == "portrait-pixel-art.png" and "Pixel Art" in (final.content or "")

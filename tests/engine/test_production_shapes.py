@@ -21,8 +21,8 @@ from diffusers.models.embeddings import ImageProjection, IPAdapterPlusImageProje
 from safetensors import safe_open
 
 from inference.engine import Engine, GenerationRequest
-from inference.tiny_model import make_tiny_model
-from mmpp.settings import load_settings
+from mmpp.cli import main
+from mmpp.settings import ModelSources, load_settings
 
 # --- production patterns ---------------------------------------------------------------------------
 # h94/IP-Adapter sdxl_models/ip-adapter-plus-face_sdxl_vit-h.safetensors: a Resampler (depth 4, heads of
@@ -81,7 +81,11 @@ def full(pattern: str, key: str) -> re.Match[str] | None:
 
 @pytest.fixture(scope="module")
 def plain_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_model(tmp_path_factory.mktemp("tiny-plain"), ip_adapter="plain")
+    """Made the way a user asks for it: `mmpp make-tiny-model DIR --ip-adapter plain`."""
+    model_dir = tmp_path_factory.mktemp("tiny-plain")
+    assert main(["make-tiny-model", str(model_dir), "--ip-adapter", "plain"]) == 0
+    assert not list((model_dir / "ip-adapter" / "sdxl_models").glob("ip-adapter-plus*"))
+    return model_dir
 
 
 def _ip_weights(model_dir: Path, name: str) -> dict[str, tuple[int, ...]]:
@@ -97,6 +101,10 @@ def _check_ip_attention(shapes: dict[str, tuple[int, ...]], model_dir: Path) -> 
 
 
 def test_the_plus_ip_adapter_has_the_production_key_layout(tiny_model_dir: Path) -> None:
+    # The default tiny model is the Plus kind, so every test that generates on it runs what production runs.
+    sources = ModelSources.from_model_dir(tiny_model_dir)
+    assert (sources.ip_adapter_subfolder, sources.image_encoder_subfolder) == ("sdxl_models", "models/image_encoder")
+    assert sources.ip_adapter_weight_name == "ip-adapter-plus-face_sdxl_vit-tiny.safetensors"
     shapes = _ip_weights(tiny_model_dir, "ip-adapter-plus-face_sdxl_vit-tiny.safetensors")
     projection = [k for k in shapes if k.startswith("image_proj.")]
     assert all(any(full(p, k) for p in PLUS_PROJECTION) for k in projection), "a key production lacks"
@@ -219,7 +227,6 @@ def test_the_vae_override_decodes_and_vae_none_uses_the_base_vae(
 
 def test_pickled_ip_adapter_weights_are_refused_in_one_line(tiny_model_dir: Path) -> None:
     from inference.loader import ModelUnavailable, load_pipeline
-    from mmpp.settings import ModelSources
 
     sources = ModelSources.from_model_dir(tiny_model_dir)
     pickled = ModelSources(**{**sources.__dict__, "ip_adapter_weight_name": "ip-adapter-plus-face_sdxl_vit-h.bin"})

@@ -48,7 +48,8 @@ def test_an_unreachable_hub_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 1 and "Traceback" not in done.stderr
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("mmpp: Could not download BASE_MODEL=stabilityai/stable-diffusion-xl-base-1.0, VAE=")
-    assert "IP_ADAPTER, IMAGE_ENCODER=h94/IP-Adapter from the Hugging Face hub: " in line
+    assert ("IP_ADAPTER, IMAGE_ENCODER=h94/IP-Adapter, SAFETY_CHECKER=CompVis/stable-diffusion-safety-checker "
+            "from the Hugging Face hub: ") in line
 
 
 def test_a_local_model_folder_needs_no_download(tmp_path: Path, tiny_model_dir: Path) -> None:

@@ -28,7 +28,7 @@ def test_a_fresh_venv_gets_cpu_torch_then_the_project_and_the_second_run_install
     first = run(venv, "tests", "--version")
     assert first.returncode == 0, first.stderr
     assert "pytest" in (first.stdout + first.stderr)
-    assert pip_calls(venv) == ["install -q --no-index torch==2.13.0", "install -q -e .[dev]"]
+    assert pip_calls(venv) == ["install -q --no-index torch==2.13.0", "install -q -e .[dev,train]"]
     assert (venv / ".mmpp-installed").read_text().strip() == stamp_for(venv)
 
     second = run(venv, "mmpp", "--version")
@@ -40,7 +40,7 @@ def test_a_changed_pyproject_reinstalls(tmp_path: Path) -> None:
     venv = make_fake_venv(tmp_path / "venv")
     (venv / ".mmpp-installed").write_text("12345 torch==2.13.0 cpu\n")  # written for another pyproject.toml
     assert run(venv, "mmpp", "--version").returncode == 0
-    assert pip_calls(venv)[-1] == "install -q -e .[dev]"
+    assert pip_calls(venv)[-1] == "install -q -e .[dev,train]"
 
 
 def test_a_gpu_box_gets_the_cuda_build(tmp_path: Path) -> None:
@@ -53,7 +53,7 @@ def test_a_gpu_box_gets_the_cuda_build(tmp_path: Path) -> None:
     done = run(venv, "mmpp", "--version", path_prefix=tools)
     assert done.returncode == 0, done.stderr
     # PyPI's Linux wheel is the CUDA build; no --no-index, no CPU index.
-    assert pip_calls(venv) == ["install -q torch==2.13.0", "install -q -e .[dev]"]
+    assert pip_calls(venv) == ["install -q torch==2.13.0", "install -q -e .[dev,train]"]
     assert (venv / ".mmpp-installed").read_text().strip() == stamp_for(venv, "cuda")
 
 
@@ -71,4 +71,4 @@ def test_a_missing_venv_is_made_and_a_wrong_command_changes_nothing(tmp_path: Pa
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert "making the virtual environment" in done.stderr and (venv / "bin" / "python").exists()
-    assert (tmp_path / "pip-calls").read_text().splitlines()[-1] == "install -q -e .[dev]"
+    assert (tmp_path / "pip-calls").read_text().splitlines()[-1] == "install -q -e .[dev,train]"

@@ -1,0 +1,105 @@
+"""What a server owner waits for on the way to a running bot: `./run`'s second start, and how soon a
+wrong token is refused.
+
+    python bench/first_start.py [--reps N]
+
+Rows, all measured in this run (medians, interleaved):
+- `./run mmpp --version` with its install stamp matching, against `mmpp --version` alone: the script's
+  cost on every start after the first.
+- A wrong token refused by the token check (the Discord stand-in on 127.0.0.1), against the tiny model's
+  load that used to come first: how much sooner the answer comes. On the real SDXL the load is minutes,
+  and on a first start the 15 GB download comes before it too.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as `python bench/NAME.py`, this folder would come first on sys.path, where bot.py and queue.py
+# would shadow the `bot` package and the standard library's `queue`; the repository root takes its place.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+
+from bot.discord_endpoints import override_endpoints
+from bot.invite import TokenRejected, check_token
+from inference.engine import Engine
+from inference.tiny_model import make_tiny_model
+from mmpp.settings import load_settings
+from tests.discord_standin import StandIn
+from tests.setup.conftest import REPO, make_fake_venv, run_env, stamp_for
+
+WRONG_TOKEN = "MTk4NjIyNDgzNDcxOTI1MjQ4.Cl2FMQ.ZnCjm1XVW7vRze4b7Cq4se7kKWs"
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def run_rows(reps: int, tmp: Path) -> list[tuple[str, float, float]]:
+    venv = make_fake_venv(tmp / "venv")
+    (venv / ".mmpp-installed").write_text(stamp_for(venv) + "\n")
+    env = run_env(venv)
+    mmpp = [sys.executable, "-m", "mmpp.cli", "--version"]
+    bare, script = [], []
+    for _ in range(reps):
+        bare.append(timed(lambda: subprocess.run(mmpp, env=env, check=True, capture_output=True)))
+        script.append(timed(lambda: subprocess.run([str(REPO / "run"), "mmpp", "--version"], env=env, check=True,
+                                                   capture_output=True)))
+    assert not (venv / "pip-calls").exists(), "the stamp matched: nothing may be installed"
+    return [("`mmpp --version` alone (baseline)", statistics.median(bare), 1.0),
+            ("`./run mmpp --version`, stamp matching", statistics.median(script),
+             statistics.median(script) / statistics.median(bare))]
+
+
+async def refuse(standin: StandIn) -> None:
+    with override_endpoints(standin.api_base, standin.gateway_url, cdn_base=standin.cdn_base):
+        try:
+            await check_token(WRONG_TOKEN)
+        except TokenRejected:
+            return
+    raise AssertionError("the stand-in accepted a wrong token")
+
+
+async def token_rows(reps: int, tmp: Path) -> list[tuple[str, float, float]]:
+    model_dir = make_tiny_model(tmp / "tiny")
+    settings = load_settings(None, model_dir=model_dir, device="cpu", dtype="float32")
+    loads, checks = [], []
+    async with StandIn() as standin:
+        for _ in range(reps):
+            loads.append(await asyncio.to_thread(timed, lambda: Engine.from_settings(settings)))
+            started = time.perf_counter()
+            await refuse(standin)
+            checks.append(time.perf_counter() - started)
+    load, check = statistics.median(loads), statistics.median(checks)
+    return [("tiny model load, which a wrong token used to wait for (baseline)", load, 1.0),
+            ("wrong token refused by the check before the load", check, check / load)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args()
+    os.environ.setdefault("BUILTIN_STYLES", "false")
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = run_rows(args.reps, Path(tmp))
+        rows += asyncio.run(token_rows(args.reps, Path(tmp)))
+    print(f"\nFirst start (median of {args.reps})\n")
+    print("| measure | seconds | ratio to its baseline |")
+    print("|---|---|---|")
+    for name, seconds, ratio in rows:
+        print(f"| {name} | {seconds:.3f} | {ratio:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
