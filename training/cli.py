@@ -38,7 +38,7 @@ def _register_train(subparsers: Any) -> None:
     models = p.add_argument_group("model")
     models.add_argument("--model-dir", type=Path, help="a folder laid out like `mmpp make-tiny-model`")
     models.add_argument("--base-model", help="SDXL pipeline folder or hub id (default: BASE_MODEL setting)")
-    models.add_argument("--vae", help="a VAE safe in fp16 (default: VAE setting; none with --model-dir)")
+    models.add_argument("--vae", help="a VAE safe in fp16 (default: VAE setting; with --model-dir its vae/)")
     data = p.add_argument_group("data")
     data.add_argument("--image-column", default="image", help="hub dataset image column (default: image)")
     data.add_argument("--caption-column", default="text", help="caption field/column (default: text)")
@@ -147,7 +147,9 @@ def _model_sources(args: argparse.Namespace) -> tuple[str, str | None]:
     if args.base_model:
         return args.base_model, args.vae
     if args.model_dir:
-        return ModelSources.from_model_dir(args.model_dir).base_model, args.vae
+        # As the bot reads it: the folder's vae/ (the fp16-fix VAE's stand-in) where there is one.
+        sources = ModelSources.from_model_dir(args.model_dir, vae=(Path(args.model_dir) / "vae").is_dir())
+        return sources.base_model, args.vae or sources.vae
     settings = load_settings(args.env_file)
     return settings.sources.base_model, args.vae or settings.sources.vae
 

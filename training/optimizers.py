@@ -22,15 +22,8 @@ log = logging.getLogger(__name__)
 _EIGHT_BIT_MIN_SIZE = 4096
 
 
-def _quiet_bitsandbytes() -> None:
-    """bitsandbytes warns at import, on CPUs with AVX512-BF16, that its optional 4-bit CPU kernel (a hub
-    download) is missing; 8-bit Adam does not use it."""
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-
-
 def eight_bit_problem(device: torch.device | str = "cpu") -> str | None:
     """None when bitsandbytes' 8-bit AdamW takes a step on `device`, else one line saying why not."""
-    _quiet_bitsandbytes()
     try:
         import bitsandbytes as bnb
     except ImportError:
