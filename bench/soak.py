@@ -111,6 +111,7 @@ class Soak:
 
     async def member(self, member: FakeMember) -> None:
         last_final: BotAction | None = None
+        last_record: InteractionRecord | None = None
         while (i := self.take()) is not None:
             kind = i % 10
             if kind == 3 and last_final is not None:
@@ -126,8 +127,18 @@ class Soak:
                     cancel = await self.standin.send_slash_command("cancel", user=member)
                     await cancel.wait_for_message(timeout=30)
             action = await self.answered(interaction)
+            if kind == 2:
+                self.standin.forget(cancel)
+            # The stand-in keeps everything it saw; it forgets what the soak no longer needs (all
+            # but the message whose Reroll button comes next), so RSS measures the bot.
             if action is not None and action.has_files:
-                last_final = action
+                if last_record is not None:
+                    self.standin.forget(last_record)
+                last_final, last_record = action, interaction
+            else:
+                self.standin.forget(interaction)
+            self.standin.log.entries.clear()
+            self.standin.state.channel_messages.clear()
             # The member's next request waits until the bot has closed this one (one job per member).
             services = self.runtime.services
             assert services is not None

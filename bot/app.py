@@ -23,7 +23,10 @@ from mmpp.logs import log_event
 log = logging.getLogger(__name__)
 
 
-class MMPPBot(commands.Bot):
+class MMPPBot(commands.AutoShardedBot):
+    # Sharded from the start (issue 12): one shard for a small bot, Discord's recommended count (or
+    # SHARD_COUNT/SHARD_IDS, see `bot.sharding`) past 2,500 servers, with no code path of its own.
+
     def __init__(self, services: Services, **options: Any) -> None:
         # The bot never joins voice; discord.py's warnings about voice libraries would only confuse.
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
@@ -32,6 +35,9 @@ class MMPPBot(commands.Bot):
         if services.settings.discord_api_base:
             # A REST proxy's 429 is a rate limit to wait out, not a Cloudflare ban (see the function).
             options.setdefault("http_trace", proxy_rate_limit_trace(services.settings.discord_api_base))
+        # No message cache: the bot never reads messages back (buttons carry what they need), and the
+        # cache would hold up to 1,000 of its own portrait messages for nothing.
+        options.setdefault("max_messages", None)
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None, **options)
         self.services = services
         self.tree.on_error = self.on_app_command_error

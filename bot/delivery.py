@@ -20,7 +20,7 @@ from typing import Literal
 
 import discord
 
-from bot.replies import ProgressMessage
+from bot.replies import UNKNOWN_MESSAGE, ProgressMessage, ReplyDeleted
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -91,11 +91,14 @@ async def deliver_portrait(
     filename: str,
     view: discord.ui.View | None,
 ) -> Delivery:
-    """The reply first; when it cannot be edited any more, the channel or a DM."""
+    """The reply first; when it cannot be edited any more, the channel or a DM. A reply someone
+    deleted raises `ReplyDeleted`: nobody is waiting for this portrait."""
     try:
         await progress.finish(content, discord.File(io.BytesIO(png), filename=filename), view)
         return "delivered"
     except discord.HTTPException as exc:
+        if exc.code == UNKNOWN_MESSAGE:
+            raise ReplyDeleted() from exc  # someone deleted the reply: not a failure to work around
         log_event(log, logging.WARNING, "final edit failed", user=to.user_id, status=exc.status, code=exc.code)
     note = "(I couldn't update my earlier reply, so here it is.)"
     if await send_elsewhere(interaction.client, to, f"{content}\n{note}", png=png, filename=filename, view=view):

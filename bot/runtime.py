@@ -24,6 +24,7 @@ from bot.face_cache import FaceCache
 from bot.invite import TokenRejected, check_token
 from bot.recovery import close_open_jobs
 from bot.services import Services
+from bot.sharding import shard_options
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event, register_secret
 from mmpp.settings import Settings
@@ -79,6 +80,7 @@ class BotRuntime:
             )
         except ValueError as exc:
             raise BotStartError(f"{exc}. Fix it in bot.env.") from None
+        shard_options(settings)  # a wrong SHARD_IDS stops the start before anything loads
         database = await open_database(settings.database_url, upgrade=True)
         try:
             # Before the models: a wrong token must not wait for a 15 GB download and a model load.
@@ -109,7 +111,7 @@ class BotRuntime:
             Decoder(image_limits(settings), settings.max_concurrent_decodes),
         )
         await self.services.decoder.start()
-        self.bot = MMPPBot(self.services, **self.client_options)
+        self.bot = MMPPBot(self.services, **shard_options(settings), **self.client_options)
         log_event(log, logging.INFO, "starting", database=database.display_url, styles=",".join(engine.catalog.names()),
                   device=str(engine.device))
         self._client_task = asyncio.create_task(self._run_client(token), name="mmpp-discord")

@@ -19,11 +19,11 @@ import torch
 from diffusers import SchedulerMixin, StableDiffusionXLControlNetPipeline
 from PIL import Image
 
+from inference.compile import StyleSlot
 from inference.loader import (
     image_limits,
     load_catalog,
     load_pipeline,
-    load_style_adapters,
     make_scheduler,
     resolve_device,
     resolve_dtype,
@@ -31,6 +31,7 @@ from inference.loader import (
 from inference.preprocess import ImageLimits, LocatedFace, PreparedFace, locate_face
 from inference.preview import latents_to_preview
 from inference.safety import ImageFiltered, SafetyChecker, SafetyLevel, load_safety_checker
+from inference.speed import SpeedOptions, fast_adapter_name, speed_up, warm_up
 from inference.styles import Style, StyleCatalog
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event
@@ -39,7 +40,6 @@ from mmpp.settings import Settings
 log = logging.getLogger(__name__)
 
 PREVIEW_SIZE = 256
-NO_LORA = ("", 0.0)  # the active-adapter mark of a prompt style
 
 
 def random_seed() -> int:
@@ -64,6 +64,8 @@ class GenerationRequest:
     lora_scale: float | None = None
     background: str | None = None
     framing: str | None = None
+    # The style's fast preset (few-step LoRA, its scheduler/steps/guidance); None: the FAST_PRESET setting.
+    fast: bool | None = None
     # How strictly the finished image is checked before anyone sees it (see `inference.safety`).
     safety: SafetyLevel = "strict"
     # Set from any thread to stop this job; the engine looks at it after every denoising step.
@@ -127,9 +129,15 @@ class Engine:
         *,
         limits: ImageLimits | None = None,
         resolution: int | None = None,
+        slot: StyleSlot | None = None,
+        preferred_batch_size: int | None = None,
         safety: SafetyChecker | None = None,
     ) -> None:
         self.pipe = pipe
+        # With COMPILE on, styles live in one hotswapped LoRA slot instead of named adapters.
+        self.slot = slot
+        # The largest batch the queue should hand this engine: measured at warm-up; None = no preference.
+        self.preferred_batch_size = preferred_batch_size
         self.catalog = catalog
         # None only when the operator turned the check off (SAFETY_CHECKER=none).
         self.safety = safety
@@ -140,7 +148,13 @@ class Engine:
         self._schedulers: dict[str, SchedulerMixin] = {
             name: make_scheduler(style.definition.scheduler, base) for name, style in catalog.styles.items()
         }
-        self._active: tuple[str, float] | None = None
+        self._fast_schedulers: dict[str, SchedulerMixin] = {
+            name: make_scheduler(style.definition.fast.scheduler, base)
+            for name, style in catalog.styles.items() if style.definition.fast is not None
+        }
+        self._active: tuple[tuple[str, float], ...] | None = None
+        # FAST_PRESET: requests that do not say draw with their style's fast preset, where it has one.
+        self.fast_preset = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -148,27 +162,49 @@ class Engine:
         device = resolve_device(settings.device)
         dtype = resolve_dtype(settings.dtype, device)
         pipe = load_pipeline(settings.sources, device, dtype)
-        load_style_adapters(pipe, catalog)
         safety = load_safety_checker(settings.sources.safety_checker, device, dtype)
-        return cls(pipe, catalog, limits=image_limits(settings), safety=safety)
+        options = SpeedOptions.from_settings(settings)
+        return cls.assemble(pipe, catalog, options, limits=image_limits(settings), safety=safety)
+
+    @classmethod
+    def assemble(
+        cls, pipe: StableDiffusionXLControlNetPipeline, catalog: StyleCatalog, options: SpeedOptions,
+        *, limits: ImageLimits | None = None, safety: SafetyChecker | None = None,
+    ) -> Engine:
+        """A loaded pipeline made fast (inference/speed.py), with its styles, warmed up if asked."""
+        slot = speed_up(pipe, catalog, options)
+        engine = cls(pipe, catalog, limits=limits, safety=safety, slot=slot,
+                     preferred_batch_size=options.max_batch_size)
+        engine.fast_preset = options.fast_preset
+        if options.warmup:
+            engine.preferred_batch_size = warm_up(engine, options)
+        return engine
 
     def prepare(self, data: bytes | LocatedFace) -> PreparedFace:
         """Decode, check and crop a selfie; raises an `ImageRejected` a member can act on."""
         located = data if isinstance(data, LocatedFace) else locate_face(data, self.limits)
         return located.prepare(self.resolution)
 
-    def switch_style(self, style: Style, lora_scale: float | None = None) -> None:
+    def switch_style(self, style: Style, lora_scale: float | None = None, *, fast: bool = False) -> None:
+        """Adapters, scales and scheduler for `style`; `fast` stacks its fast preset's LoRA (if any)."""
         lora = style.definition.lora
-        # A prompt style runs with every LoRA off, whichever style ran before it.
-        wanted = NO_LORA if lora is None else (style.name, lora.scale if lora_scale is None else lora_scale)
-        if self._active != wanted:
-            if wanted == NO_LORA:
+        scale = 0.0 if lora is None else (lora.scale if lora_scale is None else lora_scale)
+        preset = style.definition.fast if fast else None
+        self.pipe.scheduler = (self._fast_schedulers if preset else self._schedulers)[style.name]
+        if self.slot is not None:
+            self.slot.activate(style, scale, fast=preset is not None)
+            return
+        adapters = ([(style.name, scale)] if lora is not None else []) + (
+            [(fast_adapter_name(style), preset.lora.scale)] if preset is not None else []
+        )
+        # A prompt style (without a fast preset) runs with every LoRA off, whichever style ran before it.
+        if self._active != tuple(adapters):
+            if not adapters:
                 self.pipe.disable_lora()
             else:
                 self.pipe.enable_lora()
-                self.pipe.set_adapters([style.name], adapter_weights=[wanted[1]])
-            self._active = wanted
-        self.pipe.scheduler = self._schedulers[style.name]
+                self.pipe.set_adapters([a for a, _ in adapters], adapter_weights=[w for _, w in adapters])
+            self._active = tuple(adapters)
         self.pipe.set_ip_adapter_scale(style.definition.ip_adapter_scale)
 
     def generate(
@@ -183,12 +219,13 @@ class Engine:
             return []
         first = requests[0]
         if any(r.style != first.style or r.steps != first.steps or r.lora_scale != first.lora_scale
-               for r in requests):
-            raise MixedStylesError("a batch must share style, steps and LoRA scale")
+               or r.fast != first.fast for r in requests):
+            raise MixedStylesError("a batch must share style, steps, LoRA scale and preset")
         style = self.catalog.get(first.style)
         definition = style.definition
-        steps = first.steps or definition.steps
-        self.switch_style(style, first.lora_scale)
+        preset = definition.fast if (self.fast_preset if first.fast is None else first.fast) else None
+        steps = first.steps or (preset.steps if preset else definition.steps)
+        self.switch_style(style, first.lora_scale, fast=preset is not None)
 
         started = time.perf_counter()
         output = self.pipe(
@@ -196,9 +233,10 @@ class Engine:
             negative_prompt=[definition.negative_prompt] * len(requests),
             image=[r.face.control for r in requests],
             ip_adapter_image=[[r.face.face for r in requests]],
-            controlnet_conditioning_scale=definition.controlnet_scale,
+            # With a slot the scale is folded into the ControlNet's weights (see inference/compile.py).
+            controlnet_conditioning_scale=1.0 if self.slot is not None else definition.controlnet_scale,
             num_inference_steps=steps,
-            guidance_scale=definition.guidance,
+            guidance_scale=preset.guidance if preset else definition.guidance,
             height=self.resolution,
             width=self.resolution,
             generator=[torch.Generator(device="cpu").manual_seed(r.seed) for r in requests],
@@ -221,7 +259,7 @@ class Engine:
         ]
         log_event(
             log, logging.INFO, "batch generated",
-            style=style.name, batch=len(requests), steps=steps, seconds=round(seconds, 3),
+            style=style.name, batch=len(requests), steps=steps, fast=preset is not None, seconds=round(seconds, 3),
             filtered=sum(flagged),
         )
         return results

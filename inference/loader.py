@@ -19,8 +19,10 @@ from diffusers import (
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
+    LCMScheduler,
     SchedulerMixin,
     StableDiffusionXLControlNetPipeline,
+    TCDScheduler,
     UniPCMultistepScheduler,
 )
 from diffusers.models.embeddings import ImageProjection
@@ -114,6 +116,13 @@ def make_scheduler(name: str, base: SchedulerMixin) -> SchedulerMixin:
             return DDIMScheduler.from_config(config)
         case "unipc":
             return UniPCMultistepScheduler.from_config(config)
+        # The few-step LoRAs' own (a style's fast preset): LCM, TCD, and Lightning/Hyper-SD's trailing Euler.
+        case "lcm":
+            return LCMScheduler.from_config(config)
+        case "tcd":
+            return TCDScheduler.from_config(config)
+        case "euler_trailing":
+            return EulerDiscreteScheduler.from_config(config, timestep_spacing="trailing")
     raise ValueError(f"unknown scheduler {name!r}")
 
 

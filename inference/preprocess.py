@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from inference.faces import Box, Face, aligned_square, detect_faces, other_people
+from inference.faces import Box, Face, aligned_square, detect_faces, member_face, other_people
 from mmpp.errors import UserFacingError
 
 # The only readers PIL may try on an upload: each other reader is attack surface for formats no
@@ -148,7 +148,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 def pick_face(faces: list[Face], limits: ImageLimits) -> Face:
     """The member's face, or the reason there isn't exactly one usable (see `inference.faces.people`)."""
-    if not faces:
+    main = member_face(faces)
+    if main is None:
         raise NoFaceFound(
             "I couldn't find a face in that picture. "
             "Please use a photo where your face is clearly visible and looking at the camera."
@@ -159,7 +160,6 @@ def pick_face(faces: list[Face], limits: ImageLimits) -> Face:
             f"I found {len(others) + 1} faces in that picture. "
             "Please send a photo with only you in it, or crop it to your face."
         )
-    main = max(faces, key=lambda f: f.box.w)
     if main.box.w < limits.min_face_px:
         raise FaceTooSmall(
             "Your face is too small in that picture. Please move closer or crop the photo around your face."

@@ -45,6 +45,18 @@ class LoraSource(BaseModel):
     scale: float = Field(default=1.0, ge=0.0, le=2.0)
 
 
+class FastPreset(BaseModel):
+    """A few-step LoRA (LCM, Lightning, Hyper-SD, TCD) stacked on the style's own LoRA, with the
+    scheduler, step count and guidance it was distilled for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lora: LoraSource
+    scheduler: Literal["lcm", "tcd", "euler_trailing"] = "lcm"
+    steps: int = Field(default=4, ge=1, le=16)
+    guidance: float = Field(default=1.0, ge=0.0, le=30.0, description="1 or less turns CFG off (half the work).")
+
+
 class StyleDefinition(BaseModel):
     """Everything that makes one look; a server preset adds its own touches on top."""
 
@@ -67,6 +79,7 @@ class StyleDefinition(BaseModel):
     guidance: float = Field(default=6.0, ge=0.0, le=30.0)
     scheduler: SchedulerName = "euler"
     sample_image: str | None = None
+    fast: FastPreset | None = Field(default=None, description="The fast preset (FAST_PRESET=on); see speed.py.")
 
     @field_validator("name")
     @classmethod
@@ -193,26 +206,30 @@ def _check_paths(path: Path, folder: Path, definition: StyleDefinition) -> None:
     sample = definition.sample_image
     if sample is not None and not _inside(folder, sample):
         raise StyleError(f"{path}: field 'sample_image': '{sample}' must be a file inside the style folder")
-    lora = definition.lora
-    if lora is None:
-        return
+    if definition.lora is not None:
+        _check_lora(path, folder, definition.lora, "lora")
+    if definition.fast is not None:
+        _check_lora(path, folder, definition.fast.lora, "fast.lora")
+
+
+def _check_lora(path: Path, folder: Path, lora: LoraSource, field: str) -> None:
     local = folder / lora.source
     if local.exists() or lora.source.startswith((".", "/", "~")) or not _HUB_ID.match(lora.source):
         if not _inside(folder, lora.source):
             raise StyleError(
-                f"{path}: field 'lora.source': '{lora.source}' must be a file inside the style folder "
+                f"{path}: field '{field}.source': '{lora.source}' must be a file inside the style folder "
                 "or a hub id (owner/name)"
             )
         if not local.exists():
-            raise StyleError(f"{path}: field 'lora.source': {local} does not exist")
+            raise StyleError(f"{path}: field '{field}.source': {local} does not exist")
     weight = lora.weight_name or (lora.source if local.is_file() else None)
     if weight is not None and not weight.endswith(WEIGHT_SUFFIX):
         raise StyleError(
-            f"{path}: field '{'lora.weight_name' if lora.weight_name else 'lora.source'}': "
+            f"{path}: field '{field}.{'weight_name' if lora.weight_name else 'source'}': "
             f"'{weight}' is not a .safetensors file; other weight formats can run code when loaded, so convert it"
         )
     if lora.weight_name is not None and local.is_dir() and not _inside(local, lora.weight_name):
-        raise StyleError(f"{path}: field 'lora.weight_name': '{lora.weight_name}' must be a file inside the folder")
+        raise StyleError(f"{path}: field '{field}.weight_name': '{lora.weight_name}' must be a file inside the folder")
 
 
 def builtin_styles_dir() -> Path:

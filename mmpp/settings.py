@@ -98,6 +98,14 @@ class Settings(BaseSettings):
     )
     dtype: DType = "auto"
 
+    # --- speed (inference/speed.py documents each switch) ---------------------------------------
+    attention: Literal["sdpa", "eager"] = "sdpa"
+    channels_last: bool = False
+    fuse_qkv: bool = False
+    compile: Literal["off", "default", "max-autotune"] = "off"
+    warmup: bool = False
+    fast_preset: bool = False
+
     # --- input limits -------------------------------------------------------------------------
     max_upload_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
@@ -124,6 +132,9 @@ class Settings(BaseSettings):
     )
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     worker_id: str | None = Field(default=None, description="A worker's name in Redis; default host-pid.")
+    # --- gateway shards (issue 12) -------------------------------------------------------------
+    shard_count: int | None = Field(default=None, ge=1, description="Total shards; default: Discord's advice.")
+    shard_ids: str | None = Field(default=None, description="This process's shards: `0-3` or `0,1,2,3`.")
 
     # --- database -----------------------------------------------------------------------------
     database_url: str = "sqlite+aiosqlite:///mmpp.sqlite3"

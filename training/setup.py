@@ -58,7 +58,9 @@ class TrainingSetup:
         try:
             self.accelerator = acc = Accelerator(
                 gradient_accumulation_steps=c.gradient_accumulation_steps, mixed_precision=c.mixed_precision,
-                kwargs_handlers=handlers, log_with="tensorboard" if self.tensorboard else None,
+                # A missing tensorboard is refused in one line below, not warned about here.
+                kwargs_handlers=handlers,
+                log_with="tensorboard" if self.tensorboard and has_package("tensorboard") else None,
                 project_dir=str(c.logs_dir),
             )
         except ValueError as exc:  # e.g. bf16 on a GPU without it

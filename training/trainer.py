@@ -239,10 +239,19 @@ class Trainer(TrainingSetup):
         if info.prior_loss is not None:
             result.prior_losses.append(info.prior_loss)
         if step % c.checkpointing_steps == 0 and acc.is_main_process:
-            self.save_checkpoint(step)
+            self._keep_going(self.save_checkpoint, step, "checkpoint")
         if c.validation_prompt and step % c.validation_steps == 0:
-            self.validate(step)
+            self._keep_going(self.validate, step, "validation images")
         return info
+
+    def _keep_going(self, write: Callable[[int], object], step: int, what: str) -> None:
+        """A checkpoint or validation image that cannot be written costs that file, not the run: the
+        LoRA in memory is still saved at the end, or rescued if its folder fails too."""
+        try:
+            write(step)
+        except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError
+            reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0] or type(exc).__name__
+            log_event(log, logging.ERROR, f"{what} not written; training goes on", step=step, error=reason)
 
     def save_checkpoint(self, step: int) -> Path:
         c = self.config
@@ -299,7 +308,7 @@ class Trainer(TrainingSetup):
         try:
             if acc.is_main_process:
                 if c.validation_prompt and step % c.validation_steps:
-                    self.validate(step)
+                    self._keep_going(self.validate, step, "validation images")
                 # The final step's validation image shows the finished style best.
                 sample = next((p for p in result.validation_images if p.name.startswith(f"step-{step:06d}-")), None)
                 write_outputs(c, self.parts.unet, self.parts.text_encoders if c.train_text_encoder else None,

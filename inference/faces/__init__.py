@@ -2,6 +2,6 @@
 
 from inference.faces.align import aligned_square
 from inference.faces.detect import Box, Face, detect_faces
-from inference.faces.people import other_people
+from inference.faces.people import member_face, other_people
 
-__all__ = ["Box", "Face", "aligned_square", "detect_faces", "other_people"]
+__all__ = ["Box", "Face", "aligned_square", "detect_faces", "member_face", "other_people"]

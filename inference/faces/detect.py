@@ -4,9 +4,9 @@ dlib's HOG face detector (compiled into the `dlib-bin` wheel, no weights file) f
 up to about ±40 degrees in one pass; its 5-point landmark model (shipped in the
 `face_recognition_models` package; dlib's author released it into the public domain, trained on
 his own annotations, unlike the 68-point model whose iBUG 300-W data forbids commercial use)
-places the eyes, which give the face's roll. The common
-upright selfie costs one pass on a 1024 px copy; the rotation search and the fine pass for small
-faces run only when that finds nothing.
+places the eyes, which give the face's roll. The common upright selfie costs one pass on a
+1024 px copy; the contrast retry, the rotation search and the small-face pass run only when that
+finds nothing.
 """
 
 from __future__ import annotations

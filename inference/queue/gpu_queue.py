@@ -159,7 +159,9 @@ class GenerationQueue:
         self.capacity = settings.queue_capacity
         self.deadline_s = settings.queue_job_deadline_s
         self.batch_wait_s = settings.queue_batch_wait_s
-        self.max_batch_size = settings.max_batch_size
+        # Capped by what each engine's warm-up measured as its best batch size (Engine.preferred_batch_size).
+        preferred = [getattr(e, "preferred_batch_size", None) or settings.max_batch_size for e in engines]
+        self.max_batch_size = min([settings.max_batch_size, *preferred])
         self.metrics = metrics or QueueMetrics()
         self.name = name
         self._job_s = initial_job_s
@@ -530,14 +532,15 @@ class GenerationQueue:
             fields["batch"] = event.timings.batch_size
         log_event(log, logging.WARNING if outcome == "failed" else logging.INFO, "job finished", **fields)
 
-    def hand_back(self, job: Job) -> bool:
+    def hand_back(self, job: Job, *, lost: bool = True) -> bool:
         """A running job whose run was lost (its remote worker died, Redis lost it) goes back to the
-        head of its server's line to run again. False, and nothing changes, if it cannot wait any more."""
+        head of its server's line to run again; `lost=False`: it never reached a worker (another bot
+        process had it). False, and nothing changes, if it cannot wait any more."""
         now = time.monotonic()
         if job.state is not JobState.RUNNING or self._closing or job.deadline <= now or self._loop is None:
             return False
         job.state = JobState.WAITING
-        job.attempt += 1
+        job.attempt += 1 if lost else 0
         job.position = 0
         self.metrics.running.dec()
         self._scheduler.add_front(job)
@@ -545,7 +548,8 @@ class GenerationQueue:
         self.metrics.depth.set(len(self._scheduler))
         self._schedule_refresh()
         self._work.set()
-        log_event(log, logging.WARNING, "job handed back", job=job.id, user=job.user_id, attempt=job.attempt)
+        if lost:
+            log_event(log, logging.WARNING, "job handed back", job=job.id, user=job.user_id, attempt=job.attempt)
         return True
 
     def batch_measured(self, jobs: Sequence[Job], seconds: float) -> None:
@@ -587,7 +591,7 @@ class GenerationQueue:
 
 def _outcome(event: TerminalEvent) -> str:
     if isinstance(event, Done):
-        return "done"
+        return "filtered" if event.result.flagged else "done"
     if isinstance(event, Cancelled):
         return "cancelled"
     if event.code in ("timeout", "shutdown"):

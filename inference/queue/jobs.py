@@ -135,7 +135,7 @@ class Job:
     @property
     def batch_key(self) -> Hashable:
         """What `Engine.generate` requires a batch to share."""
-        return (self.request.style, self.request.steps, self.request.lora_scale)
+        return (self.request.style, self.request.steps, self.request.lora_scale, self.request.fast)
 
     @property
     def style(self) -> str:

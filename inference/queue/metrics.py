@@ -11,7 +11,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
-OUTCOMES = ("done", "failed", "cancelled", "timeout", "shutdown")
+# "filtered": drawn, then refused by the image safety check.
+OUTCOMES = ("done", "filtered", "failed", "cancelled", "timeout", "shutdown")
 REJECTIONS = ("full", "already_queued", "closed", "no_workers")
 # Seconds: a profile photo is minutes-scale at worst, and the Discord token caps waits at 15 minutes.
 WAIT_BUCKETS = (0.05, 0.25, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 900)

@@ -172,3 +172,17 @@ async def test_cancel_while_the_selfie_is_still_downloading_stops_it_before_the_
     [row] = await closed_log_rows(world, 1)
     assert row.outcome == "refused" and row.started_at is None
     assert await world.services.repo.usage_today(member.user.id, world.guild.id) == (0, 0)
+
+
+async def test_a_reply_deleted_while_drawing_cancels_the_job_and_it_counts(
+    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+) -> None:
+    member = world.members[2]
+    interaction = await drawing(world, member, selfie_bytes, engine_gate)
+    assert interaction.original_message_id is not None
+    world.standin.message(interaction.original_message_id).deleted = True  # a moderator removed it
+    engine_gate.release.set()
+    [row] = await closed_log_rows(world, 1, timeout=60)
+    assert (row.outcome, row.reason) == ("cancelled", "reply deleted") and row.started_at is not None
+    assert not world.standin.channel_messages  # nobody was waiting for it
+    assert await world.services.repo.usage_today(member.user.id, world.guild.id) == (1, 1)

@@ -228,6 +228,23 @@ class StandIn:
         self.rest.streams[path] = stream
         return attachment
 
+    def forget(self, record: InteractionRecord) -> None:
+        """Drop what the stand-in keeps about one finished interaction: the record, its messages,
+        and the CDN files it sent or uploaded. Long soaks call it, so that what they measure is the
+        bot's memory, not the stand-in's."""
+        state = self.state
+        state.interactions.pop(record.id, None)
+        state.interactions_by_token.pop(record.token, None)
+        urls = [a.get("url", "") for a in ((record.data.get("resolved") or {}).get("attachments") or {}).values()]
+        for message_id in record.message_ids:
+            message = state.messages.pop(message_id, None)
+            if message is not None:
+                urls += [a.get("url", "") for a in message.attachments]
+        for url in urls:
+            path = url.split("/cdn/", 1)[-1]
+            state.cdn.pop(path, None)
+            self.rest.streams.pop(path, None)
+
     # --- faults -----------------------------------------------------------------------------
 
     def inject_fault(self, method: str, path: str, status: int, **options: Any) -> Fault:

@@ -65,10 +65,13 @@ def test_a_folder_that_fails_at_the_end_gets_the_style_rescued(
     make_train_config: ConfigFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the rescue goes to the working folder first
-    config = make_train_config("lost", max_steps=2, report_to="none")
+    # A checkpoint and validation images are due after the folder is gone: they are skipped, not fatal.
+    config = make_train_config("lost", max_steps=3, checkpointing_steps=2, validation_prompt="a portrait",
+                               validation_steps=2, num_validation_images=1, validation_inference_steps=1,
+                               report_to="none")
 
     def output_vanishes(info: StepInfo) -> None:
-        if info.step == 2:  # the disk goes away between the last step and the save
+        if info.step == 1:  # the disk goes away mid-run
             shutil.rmtree(config.output)
             config.output.write_text("a file now")
 

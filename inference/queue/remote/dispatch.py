@@ -38,6 +38,10 @@ WATCH_EVERY_S = 0.5
 READ_BLOCK_MS = 20
 # A job whose run was lost this many times is not tried again (something about it kills workers).
 MAX_ATTEMPTS = 2
+# A worker's claim outlives a bot process that died holding it by at most this long.
+CLAIM_TTL_S = 10.0
+CLAIM_RETRY_S = 0.05
+RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 LOST = "The GPU worker drawing your portrait stopped, so it wasn't made. Please try again."
 REDIS_LOST = "I lost contact with my GPU workers while drawing your portrait. Please try again."
 # Worker failure codes the bot knows how to word; a worker never chooses the words a member reads.
@@ -62,6 +66,8 @@ class RemoteBackend:
         self._refused: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._unreachable = False
+        # Who this bot process is, for worker claims shared with other bot processes.
+        self.id = uuid.uuid4().hex[:12]
         self.bytes_sent = 0
         self.bytes_received = 0
 
@@ -199,6 +205,29 @@ class RemoteSlot:
         if not self.backend.is_alive(self.worker_id):
             await self._lost(batch, LOST)
             return
+        try:
+            claimed = await self.pool.set(
+                p.claim_key(self.worker_id), self.backend.id, nx=True, px=int(CLAIM_TTL_S * 1000)
+            )
+        except p.REDIS_ERRORS:
+            claimed = False
+        if not claimed:
+            # Another bot process (another shard range) is using this worker: the jobs keep their
+            # place for the next free worker, here or elsewhere.
+            for job in batch:
+                if not self.backend.queue.hand_back(job, lost=False):
+                    self.backend.queue.finish(job, Failed(REDIS_LOST, "worker_lost"))
+            await asyncio.sleep(CLAIM_RETRY_S)
+            return
+        try:
+            await self._dispatch(batch)
+        finally:
+            try:
+                await self.pool.eval(RELEASE, 1, p.claim_key(self.worker_id), self.backend.id)
+            except p.REDIS_ERRORS:
+                pass  # it expires on its own
+
+    async def _dispatch(self, batch: list[Job]) -> None:
         batch_id = uuid.uuid4().hex
         # Wall clock, not monotonic: the worker is another machine. It must not start past this.
         not_after = time.time() + min(j.deadline for j in batch) - time.monotonic()
@@ -224,7 +253,14 @@ class RemoteSlot:
         last: dict[bytes, bytes] = dict.fromkeys(pending, b"0-0")
         flagged: set[str] = set()
         started = time.monotonic()
+        renewed = time.monotonic()
         while pending:
+            if time.monotonic() - renewed > CLAIM_TTL_S / 4:
+                renewed = time.monotonic()
+                try:
+                    await self.pool.pexpire(p.claim_key(self.worker_id), int(CLAIM_TTL_S * 1000))
+                except p.REDIS_ERRORS:
+                    pass  # handled below, where the stream read fails too
             if not self.backend.is_alive(self.worker_id):
                 await self._lost(list(pending.values()), LOST, batch_id)
                 return

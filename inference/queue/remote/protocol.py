@@ -44,6 +44,12 @@ def worker_key(worker_id: str) -> str:
     return WORKER_PREFIX + worker_id
 
 
+def claim_key(worker_id: str) -> str:
+    """Held by the one bot process whose batch the worker is drawing (several bot processes, one
+    per shard range, share the workers; a worker takes one batch at a time)."""
+    return f"mmpp:claim:{worker_id}"
+
+
 def worker_queue(worker_id: str) -> str:
     """Each worker has its own arq queue: the bot hands a batch to one worker that said it has room."""
     return f"mmpp:arq:{worker_id}"
@@ -141,7 +147,7 @@ def encode_batch(batch_id: str, jobs: list[tuple[str, int, GenerationRequest, bo
             {
                 "id": job_id, "attempt": attempt, "previews": previews,
                 "style": r.style, "seed": r.seed, "steps": r.steps, "lora_scale": r.lora_scale,
-                "background": r.background, "framing": r.framing, "safety": r.safety,
+                "background": r.background, "framing": r.framing, "safety": r.safety, "fast": r.fast,
                 "face": to_png(r.face.face), "control": to_png(r.face.control),
                 "box": [r.face.box.x, r.face.box.y, r.face.box.w, r.face.box.h],
                 "source_size": list(r.face.source_size),
@@ -165,6 +171,8 @@ def decode_batch(payload: dict) -> tuple[str, float, list[RemoteJob]]:
             background=item["background"], framing=item["framing"],
             # Anything but an explicit "relaxed" (a bot that predates the field included) is strict.
             safety="relaxed" if item.get("safety") == "relaxed" else "strict",
+            # The fast preset: None (absent from an older bot) leaves it to the worker's FAST_PRESET.
+            fast=None if item.get("fast") is None else bool(item["fast"]),
         )
         jobs.append(RemoteJob(str(item["id"]), int(item["attempt"]), request, bool(item["previews"])))
     return str(payload["batch"]), float(payload["not_after"]), jobs

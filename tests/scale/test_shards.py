@@ -1,0 +1,127 @@
+"""Gateway shards: AutoShardedBot's own count, and two bot processes that each own a shard and share
+the GPU workers through Redis. The stand-in routes each guild to shard `(guild_id >> 22) % count`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from bot.discord_endpoints import reset_endpoints
+from bot.runtime import BotRuntime
+from bot.sharding import ShardsInvalid, parse_shard_ids, shard_options
+from inference.engine import Engine
+from inference.queue.remote.protocol import catalog_fingerprint
+from inference.queue.remote.worker import RemoteWorker
+from mmpp.settings import Settings, load_settings
+from tests.bot.conftest import bot_settings
+from tests.discord_standin import FakeGuild, FakeMember, StandIn
+from tests.redis_server import SHARED, flush, need_redis
+from tests.scale.conftest import profile
+
+
+def guilds_on_both_shards(standin: StandIn) -> list[FakeGuild]:
+    """One guild per shard of two (guild ids carry a millisecond clock, so wait for the other parity)."""
+    found: dict[int, FakeGuild] = {}
+    for n in range(200):
+        guild = standin.add_guild(f"Server {n}")
+        found.setdefault((guild.id >> 22) % 2, guild)
+        if len(found) == 2:
+            return [found[0], found[1]]
+        time.sleep(0.002)
+    raise AssertionError("no guild landed on the second shard")
+
+
+def test_shard_settings() -> None:
+    base = load_settings(None)
+    assert shard_options(base) == {}
+    assert parse_shard_ids("0-3, 6") == [0, 1, 2, 3, 6]
+    redis = base.model_copy(update={"queue_backend": "redis", "shard_count": 8})
+    assert shard_options(redis.model_copy(update={"shard_ids": "4-7"})) == {"shard_count": 8, "shard_ids": [4, 5, 6, 7]}
+    for wrong, words in (
+        ({"shard_count": None, "shard_ids": "0"}, "needs SHARD_COUNT"),
+        ({"shard_ids": "6-9"}, "from 0 to 7"),
+        ({"shard_ids": "x"}, "'x'"),
+        ({"shard_ids": "0-3", "queue_backend": "local"}, "QUEUE_BACKEND=redis"),
+    ):
+        with pytest.raises(ShardsInvalid, match=words):
+            shard_options(redis.model_copy(update=wrong))
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[BotRuntime]:
+    runtime = BotRuntime(settings, shutdown_grace_s=5.0, client_options={"guild_ready_timeout": 0.05})
+    try:
+        await runtime.start()
+        await runtime.wait_ready(timeout=30)
+        yield runtime
+    finally:
+        await runtime.stop()
+
+
+async def test_with_no_shard_settings_the_bot_runs_discords_count(
+    scale_model_dir: Path, tmp_path: Path, selfie_bytes: bytes
+) -> None:
+    async with StandIn(shard_count=2) as standin:
+        guilds = guilds_on_both_shards(standin)
+        members = [standin.add_member(g, standin.add_user(f"on-shard-{i}")) for i, g in enumerate(guilds)]
+        try:
+            async with running(bot_settings(standin, scale_model_dir, tmp_path)) as runtime:
+                await standin.wait_for_commands("profile")
+                assert runtime.bot is not None and runtime.bot.shard_count == 2
+                assert sorted(s.shard for s in standin.gateway.live_sessions()) == [(0, 2), (1, 2)]
+                interactions = [await profile(standin_world(standin), m, selfie_bytes) for m in members]
+                await asyncio.gather(*(i.wait_for_final_file(timeout=60) for i in interactions))
+        finally:
+            reset_endpoints()
+
+
+async def test_two_bot_processes_each_own_a_shard_and_share_the_workers(
+    scale_model_dir: Path, tmp_path: Path, selfie_bytes: bytes
+) -> None:
+    need_redis()
+    flush(SHARED)
+    engine = Engine.from_settings(load_settings(None, model_dir=scale_model_dir, device="cpu", dtype="float32"))
+    async with StandIn(shard_count=2) as standin:
+        guilds = guilds_on_both_shards(standin)
+        members: list[FakeMember] = [
+            standin.add_member(g, standin.add_user(f"member-on-shard-{i}")) for i, g in enumerate(guilds)
+        ]
+        common = {"queue_backend": "redis", "redis_url": SHARED, "shard_count": 2}
+        first = bot_settings(standin, scale_model_dir, tmp_path, shard_ids="0", **common)
+        second = bot_settings(standin, scale_model_dir, tmp_path, shard_ids="1", **common)
+        worker_settings = first.model_copy(update={"redis_url": SecretStr(SHARED)})
+        worker = RemoteWorker(engine, worker_settings, "shared", catalog_fingerprint(engine.catalog, engine.resolution))
+        stop = asyncio.Event()
+        serving: asyncio.Task[None] | None = None
+        try:
+            async with running(first) as one, running(second) as two:
+                serving = asyncio.create_task(worker.serve(stop))
+                await standin.wait_for_commands("profile")
+                assert sorted(s.shard for s in standin.gateway.live_sessions()) == [(0, 2), (1, 2)]
+                interactions = []
+                for member in members:  # one at a time: two bots and a worker share this process's loop
+                    interactions.append(await profile(standin_world(standin), member, selfie_bytes))
+                    await interactions[-1].wait_for_callback(timeout=10)
+                finals = await asyncio.gather(*(i.wait_for_final_file(timeout=120) for i in interactions))
+                assert len(finals) == 2
+                # Each process drew for its own shard's server only, both through the one worker.
+                for runtime, guild in ((one, guilds[0]), (two, guilds[1])):
+                    assert runtime.bot is not None and [g.id for g in runtime.bot.guilds] == [guild.id]
+                    assert runtime.services is not None and runtime.services.queue.seconds_per_job > 0
+        finally:
+            stop.set()
+            if serving is not None:
+                await asyncio.wait_for(serving, 30)
+            reset_endpoints()
+            flush(SHARED)
+
+
+def standin_world(standin: StandIn) -> object:
+    """`profile` wants something with a `standin`; these tests have no Cluster."""
+    return type("World", (), {"standin": standin})()
