@@ -47,6 +47,12 @@ class BotIdentity:
         return discord.utils.oauth_url(self.application_id, permissions=needed_permissions(), scopes=INVITE_SCOPES)
 
 
+def unreachable(exc: BaseException) -> str:
+    """The one line for a Discord that cannot be reached, at start-up's token check and first connection alike."""
+    where = yarl.URL(discord.http.Route.BASE).host
+    return f"Cannot reach Discord at {where} ({exc.__class__.__name__}). Check the network or DISCORD_API_BASE."
+
+
 async def check_token(token: str) -> BotIdentity:
     """Log in over REST only (no gateway); raises one clear line when Discord says no or cannot be reached."""
     http = discord.http.HTTPClient(asyncio.get_running_loop())
@@ -59,10 +65,7 @@ async def check_token(token: str) -> BotIdentity:
             "(your app > Bot > Reset Token) into DISCORD_TOKEN in bot.env."
         ) from None
     except (aiohttp.ClientError, OSError) as exc:
-        where = yarl.URL(discord.http.Route.BASE).host
-        raise TokenRejected(
-            f"Cannot reach Discord at {where} ({exc.__class__.__name__}). Check the network or DISCORD_API_BASE."
-        ) from None
+        raise TokenRejected(unreachable(exc)) from None
     except discord.HTTPException as exc:
         raise TokenRejected(f"Discord answered {exc.status} while checking the token: {exc.text}") from None
     finally:

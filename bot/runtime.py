@@ -14,14 +14,13 @@ from typing import Any
 
 import aiohttp
 import discord
-import yarl
 
 from bot.app import MMPPBot
 from bot.decoding import Decoder
 from bot.discord_endpoints import apply_endpoints
 from bot.download import Downloader
 from bot.face_cache import FaceCache
-from bot.invite import TokenRejected, check_token
+from bot.invite import TokenRejected, check_token, unreachable
 from bot.recovery import close_open_jobs
 from bot.services import Services
 from bot.sharding import shard_options
@@ -128,10 +127,7 @@ class BotRuntime:
                 from None
         except (aiohttp.ClientError, OSError) as exc:
             # Only the first connection lands here: once connected, discord.py reconnects by itself.
-            where = yarl.URL(discord.http.Route.BASE).host
-            raise BotStartError(
-                f"Cannot reach Discord at {where} ({exc.__class__.__name__}). Check the network or DISCORD_API_BASE."
-            ) from None
+            raise BotStartError(unreachable(exc)) from None
         except discord.HTTPException as exc:
             raise BotStartError(f"Discord answered {exc.status} while the bot was logging in: {exc.text}") from None
 
