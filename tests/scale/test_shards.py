@@ -104,6 +104,11 @@ async def test_two_bot_processes_each_own_a_shard_and_share_the_workers(
                 serving = asyncio.create_task(worker.serve(stop))
                 await standin.wait_for_commands("profile")
                 assert sorted(s.shard for s in standin.gateway.live_sessions()) == [(0, 2), (1, 2)]
+                # A worker that started after the bots is seen at their next scan; a request before that
+                # is rightly told no GPU is drawing, which is not what this test is about.
+                async with asyncio.timeout(30):
+                    while any(r.services is None or r.services.queue.workers == 0 for r in (one, two)):  # noqa: ASYNC110
+                        await asyncio.sleep(0.1)
                 interactions = []
                 for member in members:  # one at a time: two bots and a worker share this process's loop
                     interactions.append(await profile(standin_world(standin), member, selfie_bytes))
