@@ -2,14 +2,19 @@
 
     python bench/soak.py [--n 1000] [--members 8]
 
-Runs the real bot (discord.py client, SQLite file, tiny model) against the stand-in and plays
-`--members` members at once, each sending one request after another: mostly good selfies, and a
-mix of bad files (not a picture, a picture with no face), cancels and rerolls. Every request must
-end in an answer the member sees (a portrait or an ephemeral message). It prints:
+Runs `mmpp bot` as an operator does (its own process, bot.env, SQLite file, tiny model) against
+the stand-in, which runs in this process, and plays `--members` members at once, each sending one
+request after another: mostly good selfies, and a mix of bad files (not a picture, a picture with
+no face), cancels and rerolls. Every request must end in an answer the member sees (a portrait or
+an ephemeral message). It prints:
 
 * acknowledgement latency (INTERACTION_CREATE to the interaction callback): median, p99, max;
 * outcomes by kind: delivered, refused (with the reason), lost (must be 0);
-* the bot process's RSS after 100 requests and after N, and their ratio (target: within 10 %).
+* the bot process's RSS after 100 requests and after N, and their ratio (target: within 10 %),
+  and its face-search worker processes' RSS beside it.
+
+The bot runs in a process of its own so that its RSS is the bot's alone: the stand-in keeps what
+Discord would keep (messages, CDN files), which is not the bot's memory.
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import asyncio
-import gc
 import statistics
 import tempfile
 import time
@@ -34,13 +38,14 @@ import psutil
 from PIL import Image
 from skimage import data as skdata
 
-from bot.discord_endpoints import reset_endpoints
-from bot.runtime import BotRuntime
 from inference.tiny_model import make_tiny_model
-from tests.bot.conftest import bot_settings
 from tests.conftest import encode
 from tests.discord_standin import BotAction, FakeMember, InteractionRecord, StandIn
+from tests.discord_standin.harness import mmpp_bot_process
 
+# The bot answers "one at a time" when a member asks again before it has closed their last
+# request (it closes it a moment after the answer); the soak asks again then, as a member would.
+BUSY = "one at a time"
 REASONS = {
     "isn't a picture": "not a picture",
     "not a picture": "not a picture",
@@ -48,9 +53,9 @@ REASONS = {
     "no face": "no face",
     "cancelled": "cancelled",
     "too busy": "line full",
-    "already have a portrait": "one at a time",
-    "being made right now": "one at a time",
-    "still reading": "one at a time",
+    "already have a portrait": BUSY,
+    "being made right now": BUSY,
+    "still reading": BUSY,
     "daily limit": "quota",
 }
 
@@ -70,20 +75,23 @@ def is_answer(action: BotAction) -> bool:
     return "cancelled" in (action.content or "").lower()
 
 
-def rss_mb() -> float:
-    gc.collect()
-    return psutil.Process().memory_info().rss / 2**20
+def rss_mb(pid: int) -> tuple[float, float]:
+    """RSS of the bot process and, summed, of its child processes (face-search workers), in MB."""
+    bot = psutil.Process(pid)
+    children = sum(child.memory_info().rss for child in bot.children(recursive=True))
+    return bot.memory_info().rss / 2**20, children / 2**20
 
 
 class Soak:
-    def __init__(self, standin: StandIn, runtime: BotRuntime, n: int) -> None:
+    def __init__(self, standin: StandIn, bot_pid: int, n: int) -> None:
         self.standin = standin
-        self.runtime = runtime
+        self.bot_pid = bot_pid
         self.n = n
+        self.asked_again = 0
         self.started = 0
         self.acks: list[float] = []
         self.outcomes: Counter[str] = Counter()
-        self.rss: dict[int, float] = {}
+        self.rss: dict[int, tuple[float, float]] = {}
         self.selfie = encode(skdata.astronaut())
         noise = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
         self.faceless = encode(Image.fromarray(noise), "PNG")
@@ -95,6 +103,7 @@ class Soak:
         return self.started
 
     async def answered(self, interaction: InteractionRecord) -> BotAction | None:
+        """The member's answer (None when lost, or when the bot had not yet closed their last request)."""
         try:
             action = await interaction.wait_for(is_answer, timeout=120)
         except TimeoutError:
@@ -105,32 +114,43 @@ class Soak:
             self.acks.append(callback.at - interaction.created_at)
         if action.has_files:
             self.outcomes["delivered"] += 1
+        elif (reason := reason_of(action.content or "")) == BUSY:
+            self.asked_again += 1
+            return None
         else:
-            self.outcomes[f"refused: {reason_of(action.content or '')}"] += 1
+            self.outcomes[f"refused: {reason}"] += 1
         return action
+
+    async def send(self, member: FakeMember, i: int, last_final: BotAction | None) -> InteractionRecord:
+        kind = i % 10
+        if kind == 3 and last_final is not None:
+            reroll = next(c for c in last_final.custom_ids if c.startswith("mmpp:reroll"))
+            return await self.standin.send_component(last_final, reroll, user=member)
+        data = {0: b"not a picture at all", 1: self.faceless}.get(kind, self.selfie)
+        interaction = await self.standin.send_slash_command(
+            "profile", user=member, attachments={"selfie": (f"s{i}.jpg", data)}
+        )
+        if kind == 2:
+            await interaction.wait_for_callback(timeout=30)
+            cancel = await self.standin.send_slash_command("cancel", user=member)
+            await cancel.wait_for_message(timeout=30)
+            self.standin.forget(cancel)
+        return interaction
 
     async def member(self, member: FakeMember) -> None:
         last_final: BotAction | None = None
         last_record: InteractionRecord | None = None
         while (i := self.take()) is not None:
-            kind = i % 10
-            if kind == 3 and last_final is not None:
-                reroll = next(c for c in last_final.custom_ids if c.startswith("mmpp:reroll"))
-                interaction = await self.standin.send_component(last_final, reroll, user=member)
-            else:
-                data = {0: b"not a picture at all", 1: self.faceless}.get(kind, self.selfie)
-                interaction = await self.standin.send_slash_command(
-                    "profile", user=member, attachments={"selfie": (f"s{i}.jpg", data)}
-                )
-                if kind == 2:
-                    await interaction.wait_for_callback(timeout=30)
-                    cancel = await self.standin.send_slash_command("cancel", user=member)
-                    await cancel.wait_for_message(timeout=30)
-            action = await self.answered(interaction)
-            if kind == 2:
-                self.standin.forget(cancel)
+            while True:
+                lost = self.outcomes["lost"]
+                interaction = await self.send(member, i, last_final)
+                action = await self.answered(interaction)
+                if action is not None or self.outcomes["lost"] > lost:
+                    break
+                self.standin.forget(interaction)
+                await asyncio.sleep(0.05)
             # The stand-in keeps everything it saw; it forgets what the soak no longer needs (all
-            # but the message whose Reroll button comes next), so RSS measures the bot.
+            # but the message whose Reroll button comes next).
             if action is not None and action.has_files:
                 if last_record is not None:
                     self.standin.forget(last_record)
@@ -139,37 +159,27 @@ class Soak:
                 self.standin.forget(interaction)
             self.standin.log.entries.clear()
             self.standin.state.channel_messages.clear()
-            # The member's next request waits until the bot has closed this one (one job per member).
-            services = self.runtime.services
-            assert services is not None
-            while services.queue.job_for(member.user.id) is not None or member.user.id in services.preparing:  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
             done = sum(self.outcomes.values())
-            if done in (100, self.n) and done not in self.rss:
-                self.rss[done] = rss_mb()
+            if (done % 100 == 0 or done == self.n) and done not in self.rss:
+                self.rss[done] = rss_mb(self.bot_pid)
 
 
 async def run(n: int, members: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = make_tiny_model(Path(tmp) / "tiny")
+        folder = Path(tmp)
+        model_dir = make_tiny_model(folder / "tiny")
         async with StandIn() as standin:
             guild = standin.add_guild("Soak")
             players = [standin.add_member(guild, standin.add_user(f"soak{i}")) for i in range(members)]
-            settings = bot_settings(
-                standin, model_dir, Path(tmp), user_daily_quota=0, server_daily_quota=0,
-                progress_edit_interval_s=0.5, reroll_ttl_s=60,
-            )
-            runtime = BotRuntime(settings, client_options={"guild_ready_timeout": 0.05})
-            await runtime.start()
-            soak = Soak(standin, runtime, n)
             start = time.perf_counter()
-            try:
-                await runtime.wait_ready()
-                rss_start = rss_mb()
+            async with mmpp_bot_process(
+                standin, folder, model_dir, DATABASE_URL=f"sqlite+aiosqlite:///{folder / 'mmpp.sqlite3'}",
+                DEFAULT_STYLE="tiny-style", DTYPE="float32", PREVIEW_EVERY="2", USER_DAILY_QUOTA="0",
+                SERVER_DAILY_QUOTA="0", PROGRESS_EDIT_INTERVAL_S="0.5", REROLL_TTL_S="60",
+            ) as bot:
+                rss_start = rss_mb(bot.pid)
+                soak = Soak(standin, bot.pid, n)
                 await asyncio.gather(*(soak.member(m) for m in players))
-            finally:
-                await runtime.stop()
-                reset_endpoints()
             elapsed = time.perf_counter() - start
     acks = sorted(soak.acks)
     p99 = acks[min(len(acks) - 1, int(0.99 * len(acks)))]
@@ -184,14 +194,17 @@ async def run(n: int, members: int) -> None:
     soak.outcomes.setdefault("lost", 0)
     for outcome, count in sorted(soak.outcomes.items()):
         print(f"| {outcome} | {count} |")
-    at_100 = soak.rss.get(100, float("nan"))
-    at_n = soak.rss.get(n, float("nan"))
-    print("\n| RSS | MB | ratio to after 100 |")
-    print("|---|---:|---:|")
-    print(f"| after start | {rss_start:.0f} | {rss_start / at_100:.3f} |")
-    print(f"| after 100 | {at_100:.0f} | 1.000 |")
-    print(f"| after {n} | {at_n:.0f} | {at_n / at_100:.3f} |")
-    flat = at_n / at_100 <= 1.10
+    nan = (float("nan"), float("nan"))
+    (bot_100, workers_100), (bot_n, workers_n) = soak.rss.get(100, nan), soak.rss.get(n, nan)
+    print(f"\nAsked again after a \"one at a time\" answer (the bot closing the last request): {soak.asked_again}")
+    print("\n| RSS of `mmpp bot` | MB | ratio to after 100 | face-search workers, MB |")
+    print("|---|---:|---:|---:|")
+    print(f"| after start | {rss_start[0]:.0f} | {rss_start[0] / bot_100:.3f} | {rss_start[1]:.0f} |")
+    print(f"| after 100 | {bot_100:.0f} | 1.000 | {workers_100:.0f} |")
+    print(f"| after {n} | {bot_n:.0f} | {bot_n / bot_100:.3f} | {workers_n:.0f} |")
+    series = ", ".join(f"{done}: {soak.rss[done][0]:.0f}" for done in sorted(soak.rss))
+    print(f"\nRSS of `mmpp bot` in MB after each 100 requests: {series}")
+    flat = bot_n / bot_100 <= 1.10
     print(f"\nlost {soak.outcomes['lost']} (target 0); RSS after {n} within 10 % of after 100: "
           f"{'PASS' if flat and not soak.outcomes['lost'] else 'FAIL'}")
 

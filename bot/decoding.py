@@ -14,14 +14,35 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 from inference.preprocess import ImageLimits, LocatedFace, locate_face_crop
+
+PARENT_POLL_S = 1.0
 
 
 def _ready() -> bool:
     """Run once per worker at start, so the first member does not wait for its imports."""
     return True
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker when the bot process is gone.
+
+    A bot killed with -9 (or by the OOM killer) never shuts its pool down, and a worker does not
+    notice on its own: it holds both ends of its task queue's pipe, so it waits forever, ~90 MB
+    each, for work that will never come. Every restart after a kill would add `workers` more.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 class Decoder:
@@ -34,7 +55,10 @@ class Decoder:
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # spawn, not fork: the bot process runs threads (torch, discord.py) that fork would copy mid-flight.
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_exit_with_parent, initargs=(os.getpid(),),
+            )
         return self._pool
 
     async def start(self) -> None:

@@ -105,8 +105,9 @@ class BotRuntime:
         except BaseException:
             await database.dispose()
             raise
+        faces = FaceCache(settings.reroll_ttl_s, max_bytes=settings.reroll_cache_mb * 2**20)
         self.services = Services(
-            settings, engine, queue, database, repo, FaceCache(settings.reroll_ttl_s), Downloader(settings),
+            settings, engine, queue, database, repo, faces, Downloader(settings),
             Decoder(image_limits(settings), settings.max_concurrent_decodes),
         )
         await self.services.decoder.start()

@@ -157,6 +157,10 @@ class Settings(BaseSettings):
     reroll_ttl_s: float = Field(
         default=15 * 60, ge=0, description="How long a face crop stays in memory for the Reroll button."
     )
+    reroll_cache_mb: int = Field(
+        default=256, ge=1,
+        description="Most memory the face crops kept for Reroll may take; the oldest go first when it is full.",
+    )
     shutdown_grace_s: float = Field(
         default=30.0, ge=0, description="On SIGTERM/Ctrl-C: how long running portraits may finish before the stop."
     )

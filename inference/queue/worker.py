@@ -24,6 +24,7 @@ from inference.queue.jobs import Cancelled, Done, Failed, Job, JobEvent, Step, T
 from inference.styles import StyleCatalog
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event
+from mmpp.memory import HeapTrimmer
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class GpuWorker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mmpp-{name}")
         self.running: list[Job] = []
         self.running_since: float | None = None
+        self._trimmer = HeapTrimmer()
 
     async def serve(self) -> None:
         """Run batches until the queue says stop. One bad batch never ends the loop."""
@@ -92,6 +94,9 @@ class GpuWorker:
             # to see which jobs were running so it can tell their members.
             self.running = []
             self.running_since = None
+            if self._trimmer.due():
+                # On the engine's own thread, between batches: the event loop never waits on it.
+                await asyncio.get_running_loop().run_in_executor(self._executor, self._trimmer.trim)
 
     async def run_batch(self, jobs: list[Job]) -> None:
         self.running = jobs

@@ -4,15 +4,14 @@ member is told their portrait was not made and the log row is closed so it does 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -21,6 +20,7 @@ from bot.runtime import BotRuntime
 from inference.tiny_model import add_tiny_style
 from tests.bot.conftest import bot_settings
 from tests.discord_standin import FakeMember, InteractionRecord, StandIn
+from tests.discord_standin.harness import mmpp_bot_process
 
 
 @pytest.fixture(scope="module")
@@ -45,29 +45,12 @@ def log_rows(tmp_path: Path) -> list[tuple[str | None, str | None]]:
 async def mmpp_bot(standin: StandIn, tmp_path: Path, model_dir: Path, **env_lines: str) -> AsyncIterator[
     asyncio.subprocess.Process
 ]:
-    """`mmpp bot` as an operator runs it (bot.env in the working folder), connected to the stand-in."""
-    values = {
-        "DISCORD_TOKEN": standin.token, "DISCORD_API_BASE": standin.api_base,
-        "DISCORD_GATEWAY_URL": standin.gateway_url, "DISCORD_CDN_BASE": standin.cdn_base,
-        "MODEL_DIR": str(model_dir), "DEFAULT_STYLE": "slow-style", "DEVICE": "cpu",
-        "PROGRESS_EDIT_INTERVAL_S": "0.5", "PREVIEW_EVERY": "1000", **env_lines,
-    }
-    (tmp_path / "bot.env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_", "MODEL_DIR"))}
-    with (tmp_path / "bot.log").open("wb") as output:
-        bot = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "mmpp.cli", "bot", cwd=tmp_path, env=env, stdout=output, stderr=output
-        )
-        try:
-            sessions = len(standin.gateway.sessions)
-            async with asyncio.timeout(120):
-                while len(standin.gateway.sessions) <= sessions:  # noqa: ASYNC110
-                    await asyncio.sleep(0.05)
-            yield bot
-        finally:
-            if bot.returncode is None:
-                bot.kill()
-                await bot.wait()
+    """`mmpp bot` on the slow style, with previews off so the job's steps are what the member sees."""
+    async with mmpp_bot_process(
+        standin, tmp_path, model_dir, DEFAULT_STYLE="slow-style", PROGRESS_EDIT_INTERVAL_S="0.5",
+        PREVIEW_EVERY="1000", **env_lines,
+    ) as bot:
+        yield bot
 
 
 async def drawing(standin: StandIn, member: FakeMember, selfie: bytes) -> InteractionRecord:
@@ -84,8 +67,13 @@ async def test_kill_9_mid_job_then_restart_tells_the_member_and_closes_the_row(
         member = standin.add_member(guild, standin.add_user("ana"))
         async with mmpp_bot(standin, tmp_path, slow_model_dir) as bot:
             interaction = await drawing(standin, member, selfie_bytes)
+            workers = psutil.Process(bot.pid).children(recursive=True)
+            assert workers  # the face-search processes
             bot.send_signal(signal.SIGKILL)
             await bot.wait()
+        # The bot's helper processes do not outlive it: each restart after a kill would add more.
+        _, alive = await asyncio.to_thread(psutil.wait_procs, workers, timeout=15)
+        assert not alive, [p.cmdline() for p in alive]
         [(outcome, token)] = log_rows(tmp_path)
         assert outcome is None and token == interaction.token  # what the next start needs, never the selfie
 
@@ -115,10 +103,13 @@ async def test_sigterm_mid_job_tells_the_member_closes_the_row_and_exits_in_boun
         member = standin.add_member(guild, standin.add_user("ana"))
         async with mmpp_bot(standin, tmp_path, slow_model_dir, SHUTDOWN_GRACE_S="1") as bot:
             interaction = await drawing(standin, member, selfie_bytes)
+            workers = psutil.Process(bot.pid).children(recursive=True)
             started = time.monotonic()
             bot.send_signal(signal.SIGTERM)
             returncode = await asyncio.wait_for(bot.wait(), timeout=60)
             stopped_in = time.monotonic() - started
+            _, alive = await asyncio.to_thread(psutil.wait_procs, workers, timeout=15)
+            assert not alive, [p.cmdline() for p in alive]
         output = (tmp_path / "bot.log").read_text()
         assert returncode == 0, output
         # The designed bound: grace (1 s) + the engine's stop (10 s) + replies (10 s) + notices (10 s).

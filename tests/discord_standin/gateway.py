@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from .state import StandInState
 JSON = dict[str, Any]
 
 GUILD_MEMBERS_INTENT = 1 << 1
+REPLAY_FRAMES = 1000  # dispatches a RESUME can replay
 
 
 class Op:
@@ -54,7 +56,9 @@ class GatewaySession:
     intents: int
     identify: JSON
     seq: int = 0
-    sent: list[JSON] = field(default_factory=list)
+    # What a RESUME replays. Discord keeps a bounded backlog too; a client that fell further
+    # behind is told to IDENTIFY afresh. Bounded, so a long soak measures the bot, not this buffer.
+    sent: deque[JSON] = field(default_factory=lambda: deque(maxlen=REPLAY_FRAMES))
     ws: web.WebSocketResponse | None = None
     resumes: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -255,6 +259,10 @@ class Gateway:
             await self._send(ws, {"op": Op.INVALID_SESSION, "d": False})
             return None
         seq = int(data.get("seq") or 0)
+        if session.sent and session.sent[0]["s"] > seq + 1:
+            # The frames after `seq` are no longer kept: not resumable.
+            await self._send(ws, {"op": Op.INVALID_SESSION, "d": False})
+            return None
         stale = session.ws
         if stale is not None and stale is not ws and not stale.closed:
             # A resume takes the session over; Discord drops the connection it had.

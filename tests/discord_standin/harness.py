@@ -1,11 +1,15 @@
-"""Run a real discord.py client against a `StandIn` for the length of a block."""
+"""Run a real discord.py client, or the real `mmpp bot` process, against a `StandIn` for the
+length of a block."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import discord
 
@@ -82,3 +86,34 @@ async def assert_no_leaked_tasks(before: set[asyncio.Task[object]], *, grace: fl
             names = [f"{t.get_name()}: {t.get_coro()!r}" for t in leaked]
             raise AssertionError(f"leaked tasks {names} and threads {threads}")
         await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def mmpp_bot_process(
+    standin: StandIn, folder: Path, model_dir: Path, *, ready_timeout: float = 120.0, **env_lines: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`mmpp bot` as an operator runs it (bot.env in `folder`, its output in `folder/bot.log`),
+    connected to the stand-in; yielded once its gateway session is up, killed after the block."""
+    values = {
+        "DISCORD_TOKEN": standin.token, "DISCORD_API_BASE": standin.api_base,
+        "DISCORD_GATEWAY_URL": standin.gateway_url, "DISCORD_CDN_BASE": standin.cdn_base,
+        "MODEL_DIR": str(model_dir), "DEVICE": "cpu", **env_lines,
+    }
+    (folder / "bot.env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_", "MODEL_DIR"))}
+    with (folder / "bot.log").open("wb") as output:
+        bot = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "mmpp.cli", "bot", cwd=folder, env=env, stdout=output, stderr=output
+        )
+        try:
+            sessions = len(standin.gateway.sessions)
+            async with asyncio.timeout(ready_timeout):
+                while len(standin.gateway.sessions) <= sessions:
+                    if bot.returncode is not None:
+                        raise RuntimeError(f"mmpp bot exited with {bot.returncode}: {folder / 'bot.log'}")
+                    await asyncio.sleep(0.05)
+            yield bot
+        finally:
+            if bot.returncode is None:
+                bot.kill()
+                await bot.wait()

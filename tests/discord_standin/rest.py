@@ -386,7 +386,13 @@ class RestApi:
         message.embeds = embeds
         message.components = components
         message.flags = flags
-        message.attachments = [uploaded[a["upload"]][0] if "upload" in a else a for a in attachments]
+        kept = [uploaded[a["upload"]][0] if "upload" in a else a for a in attachments]
+        # Discord deletes the files of attachments an edit leaves out; their CDN URLs stop working.
+        kept_ids = {a["id"] for a in kept}
+        for dropped in message.attachments:
+            if dropped["id"] not in kept_ids:
+                self.state.drop_cdn_url(dropped.get("url", ""))
+        message.attachments = kept
         if not creating:
             message.edited_timestamp = iso_now()
         return [uploaded[index][1] for index, _ in new_uploads]

@@ -241,9 +241,10 @@ class StandIn:
             if message is not None:
                 urls += [a.get("url", "") for a in message.attachments]
         for url in urls:
-            path = url.split("/cdn/", 1)[-1]
-            state.cdn.pop(path, None)
-            self.rest.streams.pop(path, None)
+            path = state.cdn_path(url)
+            if path is not None:
+                state.cdn.pop(path, None)
+                self.rest.streams.pop(path, None)
 
     # --- faults -----------------------------------------------------------------------------
 

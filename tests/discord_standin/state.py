@@ -224,6 +224,16 @@ class StandInState:
         self.cdn[path] = CdnAsset(data, content_type)
         return f"{self.cdn_base}/{path}"
 
+    def cdn_path(self, url: str) -> str | None:
+        """The CDN path an attachment URL serves, or None for a URL off this CDN."""
+        prefix = f"{self.cdn_base}/"
+        return url[len(prefix):].split("?", 1)[0] if url.startswith(prefix) else None
+
+    def drop_cdn_url(self, url: str) -> None:
+        path = self.cdn_path(url)
+        if path is not None:
+            self.cdn.pop(path, None)
+
     def cdn_lookup(self, path: str) -> CdnAsset | None:
         asset = self.cdn.get(path)
         if asset is not None:
