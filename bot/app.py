@@ -18,6 +18,7 @@ from bot.portrait import DeleteButton, RerollButton
 from bot.recovery import close_open_jobs
 from bot.replies import answer_error
 from bot.services import Services
+from bot.sharding import own_jobs
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class MMPPBot(commands.AutoShardedBot):
         self.purge_log.start()
         self.forget_old_faces.start()
         # Before the gateway connects, so every open row is a previous run's, none of this one's.
-        left_open = await self.services.repo.open_jobs()
+        left_open = own_jobs(self.services.settings, await self.services.repo.open_jobs())
         await self.sync_commands()
         if left_open:
             self._recovery = asyncio.create_task(

@@ -3,8 +3,8 @@ the row so it does not count against their quota.
 
 The bot runs this at start for whatever the previous run left open (even after `kill -9`: the
 rows were written when the job was reserved), and at a graceful stop for what did not end within
-the grace time. It assumes one bot process per database, so every open row at start is a previous
-run's.
+the grace time. Where several shard processes share the database, each answers only for its own
+shards' rows (`bot.sharding.own_jobs`).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from bot.face_cache import FaceCache
 from bot.invite import TokenRejected, check_token, unreachable
 from bot.recovery import close_open_jobs
 from bot.services import Services
-from bot.sharding import shard_options
+from bot.sharding import own_jobs, shard_options
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event, register_secret
 from mmpp.settings import Settings
@@ -171,7 +171,7 @@ class BotRuntime:
                     await asyncio.sleep(0.05)
         if self.bot is not None and self.bot.is_ready():
             # Whatever is still open (a reply stuck in Discord's retries, say) is told another way.
-            left_open = await services.repo.open_jobs()
+            left_open = own_jobs(services.settings, await services.repo.open_jobs())
             if left_open:
                 await close_open_jobs(self.bot, services.repo, left_open, why="I had to stop", timeout_s=REPLY_DRAIN_S)
         await services.downloader.close()

@@ -9,8 +9,10 @@ in one process, and the GPU workers are shared through Redis (see `inference.que
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from bot.db.repository import OpenJob
 from mmpp.errors import UserFacingError
 from mmpp.settings import Settings
 
@@ -56,3 +58,24 @@ def shard_options(settings: Settings) -> dict[str, Any]:
             )
         options["shard_ids"] = ids
     return options
+
+
+def shard_of(guild_id: int | None, shard_count: int) -> int:
+    """Discord's rule for which shard carries a server's events; direct messages come on shard 0."""
+    return 0 if guild_id is None else (guild_id >> 22) % shard_count
+
+
+def own_jobs(settings: Settings, jobs: Sequence[OpenJob]) -> list[OpenJob]:
+    """The open jobs this process answers for: those of servers on its own shards (DMs: shard 0).
+
+    Several shard processes share one database. At start and at stop each closes the jobs its own
+    previous run left open, and never another live process's: a member whose portrait is still
+    being drawn by shard 0's process must not hear "I restarted" because shard 1's restarted.
+    A process that runs every shard answers for every job, whatever the shard layout was before.
+    """
+    ids = shard_options(settings).get("shard_ids")
+    if ids is None:
+        return list(jobs)
+    assert settings.shard_count is not None  # shard_options refuses SHARD_IDS without it
+    mine = set(ids)
+    return [job for job in jobs if shard_of(job.guild_id, settings.shard_count) in mine]

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from bot.db import Repository
+from bot.db.database import Database
 from bot.discord_endpoints import reset_endpoints
 from bot.runtime import BotRuntime
 from bot.sharding import ShardsInvalid, parse_shard_ids, shard_options
@@ -131,3 +133,67 @@ async def test_two_bot_processes_each_own_a_shard_and_share_the_workers(
 def standin_world(standin: StandIn) -> object:
     """`profile` wants something with a `standin`; these tests have no Cluster."""
     return type("World", (), {"standin": standin})()
+
+
+async def posts_to(standin: StandIn, member: FakeMember, timeout: float = 30.0) -> list[str]:
+    """What was posted in channels mentioning `member`, once there is something."""
+    async with asyncio.timeout(timeout):
+        while not (posts := mentions(standin, member)):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    return posts
+
+
+def mentions(standin: StandIn, member: FakeMember) -> list[str]:
+    return [m.content for m in standin.channel_messages if f"<@{member.user.id}>" in m.content]
+
+
+async def open_log_ids(settings: Settings) -> list[int]:
+    database = Database.from_settings(settings)
+    try:
+        await database.upgrade_to_head()
+        return [job.log_id for job in await Repository.from_settings(database, settings).open_jobs()]
+    finally:
+        await database.dispose()
+
+
+async def test_a_restarted_shard_process_answers_only_for_its_own_servers(
+    scale_model_dir: Path, tmp_path: Path
+) -> None:
+    """Two shard processes share one database. When one restarts it tells the members whose jobs
+    its own last run left open, and leaves the other process's jobs alone: those members' portraits
+    may still be on their way."""
+    need_redis()
+    flush(SHARED)
+    async with StandIn(shard_count=2) as standin:
+        guilds = guilds_on_both_shards(standin)
+        members = [standin.add_member(g, standin.add_user(f"left-open-{i}")) for i, g in enumerate(guilds)]
+        common = {"queue_backend": "redis", "redis_url": SHARED, "shard_count": 2}
+        shard0, shard1 = (bot_settings(standin, scale_model_dir, tmp_path, shard_ids=str(i), **common) for i in (0, 1))
+        # A job on each shard's server, open in the shared database (as a kill -9 of both leaves them).
+        database = Database.from_settings(shard0)
+        try:
+            await database.upgrade_to_head()
+            repo = Repository.from_settings(database, shard0)
+            on_shard0, on_shard1 = [
+                await repo.reserve(m.user.id, g.id, next(iter(g.channels)), "tiny-style")
+                for m, g in zip(members, guilds, strict=True)
+            ]
+        finally:
+            await database.dispose()
+        try:
+            async with running(shard1):
+                [notice] = await posts_to(standin, members[1])
+                assert "I restarted before your portrait was finished" in notice
+                async with asyncio.timeout(10):
+                    while on_shard1 in await open_log_ids(shard1):  # noqa: ASYNC110
+                        await asyncio.sleep(0.1)
+            # Shard 0's member heard nothing from shard 1's process, and their job is still open.
+            assert not mentions(standin, members[0])
+            assert await open_log_ids(shard0) == [on_shard0]
+            async with running(shard0):
+                [notice] = await posts_to(standin, members[0])
+                assert "I restarted" in notice
+            assert await open_log_ids(shard0) == []
+        finally:
+            reset_endpoints()
+            flush(SHARED)
