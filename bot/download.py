@@ -75,6 +75,8 @@ class Downloader:
         self.origins = allowed_origins(settings)
         self.limits = image_limits(settings)
         self.timeout_s = settings.download_timeout_s
+        # Held from the download until the bytes are dropped (after the face search), by the caller.
+        self.slots = asyncio.Semaphore(settings.max_concurrent_downloads)
         self._session: aiohttp.ClientSession | None = None
 
     def check(self, url: str) -> yarl.URL:

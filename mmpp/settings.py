@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     download_timeout_s: float = Field(default=10.0, gt=0, description="Longest time one selfie download may take.")
     # Decoding a 40-megapixel JPEG takes ~0.4 GB and ~2 s; this bounds how many run at once, bot-wide.
     max_concurrent_decodes: int = Field(default=2, ge=1)
+    # An upload stays in memory from its download until its face is found, up to MAX_UPLOAD_BYTES
+    # each: this bounds how many are held at once, bot-wide, whatever the number of members (or of
+    # one attacker's accounts) sending pictures together. The rest wait their turn, acknowledged.
+    max_concurrent_downloads: int = Field(
+        default=8, ge=1, description="Pictures downloaded and read at once, bot-wide (memory: this × MAX_UPLOAD_BYTES)."
+    )
 
     # --- generation defaults ------------------------------------------------------------------
     preview_every: int = Field(default=5, ge=1, description="Send a preview image every N steps.")

@@ -60,8 +60,10 @@ def read_selfie(services: Services, url: str) -> Callable[[], Awaitable[LocatedF
     """Download (capped, CDN only) then decode and locate the face in a worker process."""
 
     async def source() -> LocatedFace:
-        # Only a compact face crop outlives this call: not the upload, not the whole photo.
-        return await services.decoder.locate(await services.downloader.fetch(url))
+        # Only a compact face crop outlives this call: not the upload, not the whole photo. The
+        # slot is held until then, so uploads in memory at once are bounded bot-wide.
+        async with services.downloader.slots:
+            return await services.decoder.locate(await services.downloader.fetch(url))
 
     return source
 

@@ -10,7 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.bot.conftest import EngineGate, World, closed_log_rows
-from tests.discord_standin import FakeMember
+from tests.discord_standin import FakeMember, StreamedAsset
+
+MB = 1024 * 1024
 
 
 @pytest.fixture
@@ -87,3 +89,36 @@ async def test_two_hundred_at_once_are_all_acknowledged_in_time_under_a_busy_eng
     await first.wait_for_final_file(timeout=60)
     admitted = [i for i in interactions if i not in full]
     await asyncio.gather(*(i.wait_for_final_file(timeout=120) for i in admitted))
+
+
+def most_at_once(streams: list[StreamedAsset]) -> int:
+    """The most downloads that were being served at the same instant."""
+    edges = sorted(
+        [(s.started_at, 1) for s in streams if s.started_at is not None]
+        + [(s.ended_at, -1) for s in streams if s.ended_at is not None],
+        key=lambda edge: (edge[0], edge[1]),  # an end before a start at the same instant
+    )
+    most = now = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return most
+
+
+@pytest.mark.parametrize("bot_overrides", [{"max_concurrent_downloads": 3}], indirect=True)
+async def test_members_sending_pictures_together_hold_a_bounded_number_in_memory(world: World) -> None:
+    """Twelve accounts send 1 MB pictures at once: at most three are held at a time (each stays in
+    memory until its face search ends), the others wait their turn, and every one is answered."""
+    members = crowd(world, 12)
+    streams = [StreamedAsset(b"\xff\xd8\xff", MB, delay_s=0.03) for _ in members]
+    attachments = [
+        world.standin.register_streamed_attachment(f"big{i}.jpg", s) for i, s in enumerate(streams)
+    ]
+    interactions = await asyncio.gather(*(
+        world.standin.send_slash_command("profile", {"selfie": a}, user=m)
+        for a, m in zip(attachments, members, strict=True)
+    ))
+    answers = await asyncio.gather(*(i.wait_for_message(timeout=60) for i in interactions))
+    assert all("isn't a picture" in (a.content or "") and a.ephemeral for a in answers)
+    assert all(s.sent == MB for s in streams)
+    assert most_at_once(streams) <= 3

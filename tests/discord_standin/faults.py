@@ -77,8 +77,19 @@ class StreamedAsset:
     # With False the response has no Content-Length (chunked), so only the bytes tell the size.
     declare_length: bool = False
     sent: int = 0
+    # When the first byte went out and when the last did (or the client stopped reading), on the
+    # loop's clock: tests read how many downloads overlapped.
+    started_at: float | None = None
+    ended_at: float | None = None
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
+        self.started_at = asyncio.get_running_loop().time()
+        try:
+            return await self._serve(request)
+        finally:
+            self.ended_at = asyncio.get_running_loop().time()
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": self.content_type})
         if self.declare_length:
             response.content_length = self.size
