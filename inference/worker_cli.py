@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mmpp.memory import limit_arenas
+
+    limit_arenas()  # first, before any thread exists: a long-running process's RSS stays flat
     from inference.queue.remote.worker import run_worker
     from mmpp.logs import configure_logging
     from mmpp.settings import load_settings
