@@ -20,18 +20,6 @@ import functools
 import os
 import time
 
-
-@functools.cache
-def _malloc_trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
-    libc = _libc()
-    trim = getattr(libc, "malloc_trim", None)
-    if trim is None:
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim
-
-
 M_ARENA_MAX = -8  # from glibc's malloc.h
 ARENAS = 2
 
@@ -43,6 +31,17 @@ def _libc() -> ctypes.CDLL | None:
         return ctypes.CDLL(name) if name is not None else None
     except OSError:
         return None
+
+
+@functools.cache
+def _malloc_trim() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    libc = _libc()
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is None:
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
 
 
 def limit_arenas(arenas: int = ARENAS) -> bool:
