@@ -224,7 +224,8 @@ class StandIn:
     ) -> JSON:
         """An attachment whose CDN body is `stream` (huge, slow, or both), generated as it is read."""
         attachment = self.register_attachment(stream.prefix, filename, stream.content_type, claimed_size=claimed_size)
-        path = attachment["url"].split("/cdn/", 1)[1]
+        path = self.state.cdn_path(attachment["url"])
+        assert path is not None
         self.rest.streams[path] = stream
         return attachment
 
