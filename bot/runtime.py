@@ -20,7 +20,7 @@ from bot.decoding import Decoder
 from bot.discord_endpoints import apply_endpoints
 from bot.download import Downloader
 from bot.face_cache import FaceCache
-from bot.invite import TokenRejected, check_token, unreachable
+from bot.invite import TokenRejected, check_token, print_invite, read_token, unreachable
 from bot.recovery import close_open_jobs
 from bot.services import Services
 from bot.sharding import own_jobs, shard_options
@@ -55,14 +55,10 @@ class BotRuntime:
 
     @property
     def token(self) -> str:
-        secret = self.settings.discord_token
-        token = secret.get_secret_value().strip() if secret is not None else ""
-        if not token:
-            raise BotStartError(
-                "DISCORD_TOKEN is not set. Get your bot's token at https://discord.com/developers/applications "
-                "(your app > Bot > Reset Token) and put it in bot.env or the environment."
-            )
-        return token
+        try:
+            return read_token(self.settings)
+        except TokenRejected as exc:
+            raise BotStartError(exc.message) from None
 
     async def start(self) -> None:
         from bot.db import Repository, open_database
@@ -87,7 +83,11 @@ class BotRuntime:
                 identity = await check_token(token)
             except TokenRejected as exc:
                 raise BotStartError(exc.message) from None
-            log_event(log, logging.INFO, "token accepted", user=identity.user, invite=identity.invite_url)
+            if settings.log_format == "json":
+                log_event(log, logging.INFO, "token accepted", user=identity.user, invite=identity.invite_url)
+            else:
+                log_event(log, logging.INFO, "token accepted", user=identity.user)
+                print_invite(identity)  # the link alone on its line, where a terminal makes it clickable
             engine, queue = await open_queue(settings)
             if settings.default_style not in engine.catalog:
                 fallback = engine.catalog.names()[0]
