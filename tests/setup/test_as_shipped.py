@@ -34,6 +34,7 @@ from inference.download import hub_needs
 from inference.loader import load_catalog
 from inference.queue.devices import resolve_devices
 from inference.queue.remote.protocol import redis_settings
+from inference.random_model import PARAMETER_COUNTS
 from mmpp.settings import Settings, load_settings
 from tests.bot.conftest import bot_settings
 from tests.discord_standin import StandIn
@@ -99,6 +100,15 @@ def quick_start_commands() -> list[str]:
     blocks = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
     lines = [re.sub(r"\s+#\s.*$", "", line).strip() for block in blocks for line in block.splitlines()]
     return [line for line in lines if line]
+
+
+def test_the_readme_gpu_figure_is_the_accounted_one() -> None:
+    """The weights every engine holds (SDXL, VAE, ControlNet, image encoder, IP-Adapter, safety checker),
+    two bytes each in bf16: `PARAMETER_COUNTS` is checked against the production configs elsewhere."""
+    total = sum(PARAMETER_COUNTS.values())
+    words = " ".join(README.read_text().split())
+    assert (f"the bf16 weights alone take {total * 2 / 1e9:.1f} GB (accounted from the models' "
+            f"{total / 1e9:.2f} billion parameters, not measured") in words
 
 
 def test_every_setting_runs_on_its_default_here_or_says_why_not() -> None:
