@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     bot.add_argument("--model-dir", type=Path, default=None, help="models and styles from a `make-tiny-model` folder")
     bot.add_argument("--database-url", default=None, help="override DATABASE_URL")
-    bot.add_argument("--device", default=None, help="auto, cpu, cuda, mps")
+    bot.add_argument("--device", default=None, help="auto, cpu, mps, cuda or cuda:N (default: DEVICE, which is auto)")
     bot.set_defaults(func=run)
 
     invite = subparsers.add_parser(

@@ -64,6 +64,7 @@ class BotRuntime:
         from bot.db import Repository, open_database
         from inference.loader import image_limits
         from inference.queue import expose
+        from inference.queue.devices import resolve_devices
         from inference.queue.setup import open_queue
 
         token = self.token
@@ -76,6 +77,8 @@ class BotRuntime:
         except ValueError as exc:
             raise BotStartError(f"{exc}. Fix it in bot.env.") from None
         shard_options(settings)  # a wrong SHARD_IDS stops the start before anything loads
+        if settings.queue_backend == "local" or settings.devices:
+            resolve_devices(settings)  # so does a DEVICE this machine lacks, before the database is touched
         database = await open_database(settings.database_url, upgrade=True)
         try:
             # Before the models: a wrong token must not wait for a 15 GB download and a model load.

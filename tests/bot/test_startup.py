@@ -98,6 +98,20 @@ async def test_mmpp_invite_prints_the_link_and_starts_nothing(tmp_path: Path) ->
     assert standin.token not in err.decode()
 
 
+async def test_a_device_this_machine_lacks_stops_the_start_before_anything(tmp_path: Path, bot_model_dir: Path) -> None:
+    import torch
+
+    from inference.device import DeviceUnavailable
+
+    missing = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU, on any machine
+    async with StandIn() as standin:
+        settings = bot_settings(standin, bot_model_dir, tmp_path, device=missing)
+        with pytest.raises(DeviceUnavailable, match=f"^DEVICE={missing}, but this machine has no such device"):
+            await BotRuntime(settings).start()
+    reset_endpoints()
+    assert not (tmp_path / "mmpp.sqlite3").exists() and not standin.gateway.sessions
+
+
 async def test_a_malformed_api_base_is_named(tmp_path: Path, bot_model_dir: Path) -> None:
     async with StandIn() as standin:
         settings = bot_settings(standin, bot_model_dir, tmp_path, discord_api_base="proxy:8080")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -142,3 +145,17 @@ async def test_estimates_share_the_line_among_the_engines(
     assert isinstance(last, Queued) and last.position == 3
     # 10 s a job (the seed): both engines free up in ~10 s, then two jobs ahead shared by two engines.
     assert last.estimated_wait_s == pytest.approx(10 + 2 * 10 / 2, abs=1.0)
+
+
+def test_a_worker_on_a_device_this_machine_lacks_says_so_in_one_line(tmp_path: Path) -> None:
+    missing = f"cuda:{torch.cuda.device_count()}"
+    done = subprocess.run(
+        # Neither Redis nor a model is reached: the device is checked first.
+        [sys.executable, "-m", "mmpp.cli", "worker", "--device", missing, "--redis-url", "redis://127.0.0.1:1/0"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"mmpp: DEVICE={missing}, but this machine has no such device; it has {', '.join(present_devices())} "
+        "(or auto).\n"
+    )
