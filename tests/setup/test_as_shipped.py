@@ -41,7 +41,7 @@ from tests.discord_standin import StandIn
 from tests.discord_standin.harness import bot_subprocess
 from tests.redis_server import RedisProcess
 from tests.scale.conftest import Cluster
-from tests.setup.conftest import REPO
+from tests.setup.conftest import REPO, stamp_for
 
 README = REPO / "README.md"
 # What a login shell has whatever the project: passed through, everything else is left behind.
@@ -92,6 +92,12 @@ NOT_HERE = {
 
 def shell_env(**redirected: str) -> dict[str, str]:
     return {**{k: os.environ[k] for k in SHELL_VARIABLES if k in os.environ}, **redirected}
+
+
+def _torch_flavour() -> str:
+    """The torch build `./run` wants on this machine (it asks `nvidia-smi`, as here)."""
+    smi = shutil.which("nvidia-smi")
+    return "cuda" if smi and subprocess.run([smi], capture_output=True).returncode == 0 else "cpu"
 
 
 def quick_start_commands() -> list[str]:
@@ -189,6 +195,7 @@ async def test_quick_start_as_written_on_the_defaults(
     commands = quick_start_commands()
     assert commands[0] == 'echo "DISCORD_TOKEN=..." > bot.env'  # the placeholder a newcomer fills in
     # A fresh clone of the repo, installed (`./run` finds the venv's stamp and installs nothing).
+    (fake_venv / ".mmpp-installed").write_text(stamp_for(fake_venv, _torch_flavour()) + "\n")
     clone = tmp_path / "clone"
     clone.mkdir()
     for name in ("run", "pyproject.toml"):
