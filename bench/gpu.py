@@ -36,6 +36,7 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
+from inference.device import place
 from inference.engine import Engine, GenerationRequest
 from inference.loader import load_pipeline
 from inference.safety import load_safety_checker
@@ -304,7 +305,9 @@ def main() -> None:
                              "eager backend (guards and hotswap checked, no code generated)")
     args = parser.parse_args()
 
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    placement = place(args.device, "auto", "--device")  # the bot's own rule for `auto`
+    print(f"device {placement.device}, {str(placement.dtype).removeprefix('torch.')}: {placement.why}")
+    device = placement.device
     size = "full" if device.type == "cuda" and not args.quick else "tiny"
     if args.quick:
         args.steps, args.batches, args.reps, args.compile_modes = 2, "1", 1, "default"
@@ -316,7 +319,7 @@ def main() -> None:
             model_dir = make_tiny_model(Path(tmp) / "tiny")
         bench = Bench(
             device=device,
-            dtype=torch.bfloat16 if device.type == "cuda" else torch.float32,
+            dtype=placement.dtype,
             size=size,
             model_dir=model_dir,
             styles_dir=Path(tmp) / "bench" / "styles",

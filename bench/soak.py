@@ -174,7 +174,7 @@ async def run(n: int, members: int) -> None:
             start = time.perf_counter()
             async with mmpp_bot_process(
                 standin, folder, model_dir, DATABASE_URL=f"sqlite+aiosqlite:///{folder / 'mmpp.sqlite3'}",
-                DEFAULT_STYLE="tiny-style", DTYPE="float32", PREVIEW_EVERY="2", USER_DAILY_QUOTA="0",
+                DEFAULT_STYLE="tiny-style", DEVICE="cpu", DTYPE="float32", PREVIEW_EVERY="2", USER_DAILY_QUOTA="0",
                 SERVER_DAILY_QUOTA="0", PROGRESS_EDIT_INTERVAL_S="0.5", REROLL_TTL_S="60",
             ) as bot:
                 rss_start = rss_mb(bot.pid)

@@ -215,12 +215,10 @@ def main() -> None:
 
 
 def _eight_bit_problem(args: argparse.Namespace) -> str | None:
-    import torch
-
+    from inference.device import resolve_device
     from training.optimizers import eight_bit_problem
 
-    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    return eight_bit_problem("cuda" if cuda else "cpu")
+    return eight_bit_problem(resolve_device(args.device, "--device").type)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,24 @@
-"""Checking the token with Discord before anything slow starts, and the invite URL the bot logs.
+"""Checking the token with Discord before anything slow starts, and the invite URL the bot prints.
 
 A wrong token used to surface only after the models loaded (minutes, or a 15 GB download on a first
 start). `check_token` asks Discord `GET /users/@me` through the configured API base first, with
-discord.py's own HTTP client, and fetches the application id for the invite URL.
+discord.py's own HTTP client, and fetches the application id for the invite URL. `mmpp invite` is the
+same check alone: it prints the link without starting the bot or loading a model.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import dataclass
+from typing import TextIO
 
 import aiohttp
 import discord
 import yarl
 
 from mmpp.errors import UserFacingError
+from mmpp.settings import Settings
 
 # The only scopes the bot needs: a bot user, and slash commands.
 INVITE_SCOPES = ("bot", "applications.commands")
@@ -35,6 +39,18 @@ def needed_permissions() -> discord.Permissions:
 
 class TokenRejected(UserFacingError):
     code = "start_failed"
+
+
+def read_token(settings: Settings) -> str:
+    """DISCORD_TOKEN, or one line saying where to get it."""
+    secret = settings.discord_token
+    token = secret.get_secret_value().strip() if secret is not None else ""
+    if not token:
+        raise TokenRejected(
+            "DISCORD_TOKEN is not set. Get your bot's token at https://discord.com/developers/applications "
+            "(your app > Bot > Reset Token) and put it in bot.env or the environment."
+        )
+    return token
 
 
 @dataclass(frozen=True)
@@ -72,3 +88,10 @@ async def check_token(token: str) -> BotIdentity:
         await http.close()
     name = me.get("username", "?")
     return BotIdentity(user=name, application_id=int(app.get("id") or me["id"]))
+
+
+def print_invite(identity: BotIdentity, out: TextIO | None = None) -> None:
+    """The link on a line of its own, so a terminal makes it clickable and a person can copy it whole."""
+    out = out or sys.stderr
+    print(f"Invite {identity.user} to a server with this link:", file=out)
+    print(identity.invite_url, file=out, flush=True)

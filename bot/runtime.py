@@ -20,7 +20,7 @@ from bot.decoding import Decoder
 from bot.discord_endpoints import apply_endpoints
 from bot.download import Downloader
 from bot.face_cache import FaceCache
-from bot.invite import TokenRejected, check_token, unreachable
+from bot.invite import TokenRejected, check_token, print_invite, read_token, unreachable
 from bot.recovery import close_open_jobs
 from bot.services import Services
 from bot.sharding import own_jobs, shard_options
@@ -55,19 +55,16 @@ class BotRuntime:
 
     @property
     def token(self) -> str:
-        secret = self.settings.discord_token
-        token = secret.get_secret_value().strip() if secret is not None else ""
-        if not token:
-            raise BotStartError(
-                "DISCORD_TOKEN is not set. Get your bot's token at https://discord.com/developers/applications "
-                "(your app > Bot > Reset Token) and put it in bot.env or the environment."
-            )
-        return token
+        try:
+            return read_token(self.settings)
+        except TokenRejected as exc:
+            raise BotStartError(exc.message) from None
 
     async def start(self) -> None:
         from bot.db import Repository, open_database
         from inference.loader import image_limits
         from inference.queue import expose
+        from inference.queue.devices import resolve_devices
         from inference.queue.setup import open_queue
 
         token = self.token
@@ -80,6 +77,8 @@ class BotRuntime:
         except ValueError as exc:
             raise BotStartError(f"{exc}. Fix it in bot.env.") from None
         shard_options(settings)  # a wrong SHARD_IDS stops the start before anything loads
+        if settings.queue_backend == "local" or settings.devices:
+            resolve_devices(settings)  # so does a DEVICE this machine lacks, before the database is touched
         database = await open_database(settings.database_url, upgrade=True)
         try:
             # Before the models: a wrong token must not wait for a 15 GB download and a model load.
@@ -87,7 +86,11 @@ class BotRuntime:
                 identity = await check_token(token)
             except TokenRejected as exc:
                 raise BotStartError(exc.message) from None
-            log_event(log, logging.INFO, "token accepted", user=identity.user, invite=identity.invite_url)
+            if settings.log_format == "json":
+                log_event(log, logging.INFO, "token accepted", user=identity.user, invite=identity.invite_url)
+            else:
+                log_event(log, logging.INFO, "token accepted", user=identity.user)
+                print_invite(identity)  # the link alone on its line, where a terminal makes it clickable
             engine, queue = await open_queue(settings)
             if settings.default_style not in engine.catalog:
                 fallback = engine.catalog.names()[0]

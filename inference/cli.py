@@ -43,7 +43,9 @@ def add_model_dir_option(parser: argparse.ArgumentParser) -> None:
         "--model-dir", type=Path, default=None,
         help="take every model, and the styles folder, from a folder made by `mmpp make-tiny-model`",
     )
-    parser.add_argument("--device", default=None, help="auto, cpu, cuda, mps (default: from settings)")
+    parser.add_argument(
+        "--device", default=None, help="auto, cpu, mps, cuda or cuda:N (default: DEVICE, which is auto)"
+    )
 
 
 class SelfieUnreadable(UserFacingError):

@@ -20,13 +20,12 @@ from diffusers import SchedulerMixin, StableDiffusionXLControlNetPipeline
 from PIL import Image
 
 from inference.compile import StyleSlot
+from inference.device import place
 from inference.loader import (
     image_limits,
     load_catalog,
     load_pipeline,
     make_scheduler,
-    resolve_device,
-    resolve_dtype,
 )
 from inference.preprocess import ImageLimits, LocatedFace, PreparedFace, locate_face
 from inference.preview import latents_to_preview
@@ -158,9 +157,10 @@ class Engine:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
+        placement = place(settings.device, settings.dtype)  # a device not here stops before any load
         catalog = load_catalog(settings)
-        device = resolve_device(settings.device)
-        dtype = resolve_dtype(settings.dtype, device)
+        placement.log()
+        device, dtype = placement.device, placement.dtype
         pipe = load_pipeline(settings.sources, device, dtype)
         safety = load_safety_checker(settings.sources.safety_checker, device, dtype)
         options = SpeedOptions.from_settings(settings)

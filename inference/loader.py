@@ -78,27 +78,6 @@ class PortraitPipeline(StableDiffusionXLControlNetPipeline):
         return embeds
 
 
-def resolve_device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name != "auto":
-        return getattr(torch, name)
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "mps":
-        return torch.float16
-    # Half precision on a CPU is slower than fp32 and some kernels lack it entirely.
-    return torch.float32
-
-
 def make_scheduler(name: str, base: SchedulerMixin) -> SchedulerMixin:
     config = base.config
     match name:

@@ -1,6 +1,6 @@
 """The speed switches, each a setting, and the warm-up that spends compile time before members arrive.
 
-    DTYPE             bf16 on a GPU (the loader's `auto`)
+    DTYPE             bf16 on a GPU (`auto`, see inference/device.py)
     ATTENTION         sdpa (PyTorch's fused scaled-dot-product attention) | eager (diffusers' matmul one)
     CHANNELS_LAST     NHWC memory layout for the UNet, ControlNet and VAE convolutions
     FUSE_QKV          one matmul for q, k and v: ControlNet and VAE only (see `fuse_qkv`)

@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     worker.add_argument(
         "--model-dir", type=Path, default=None, help="models and styles from a `make-tiny-model` folder"
     )
-    worker.add_argument("--device", default=None, help="the one device to draw on, e.g. cuda:1 (default: DEVICE)")
+    worker.add_argument(
+        "--device", default=None, help="the one device to draw on: auto, cpu, mps, cuda or cuda:N (default: DEVICE)"
+    )
     worker.add_argument("--redis-url", default=None, help="override REDIS_URL")
     worker.add_argument("--worker-id", default=None, help="this worker's name in Redis (default: host-pid)")
     worker.set_defaults(func=run)
@@ -36,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from mmpp.settings import load_settings
 
     settings = load_settings(
-        args.env_file, model_dir=args.model_dir, devices=args.device, redis_url=args.redis_url,
+        # --device is this worker's one device, whatever DEVICES says for a bot's several engines.
+        args.env_file, model_dir=args.model_dir, device=args.device, devices="" if args.device else None,
+        redis_url=args.redis_url,
         worker_id=args.worker_id,
     )
     configure_logging(args.log_level or settings.log_level, settings.log_format)

@@ -5,6 +5,7 @@ Every field is documented in `bot.env.example`; the environment variable is the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from functools import cached_property
@@ -17,7 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from mmpp.errors import UserFacingError
 from mmpp.logs import hide_url_password
 
-Device = Literal["auto", "cpu", "cuda", "mps"]
+# What DEVICE may say; `inference.device` checks that this machine has it.
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 
 
@@ -92,7 +94,9 @@ class Settings(BaseSettings):
     )
     # The prompt styles that ship with the bot; a STYLES_DIR folder of the same name replaces one.
     builtin_styles: bool = True
-    device: Device = "auto"
+    device: str = Field(
+        default="auto", description="auto (the first CUDA GPU, else MPS, else the CPU), cpu, mps, cuda or cuda:N."
+    )
     devices: str | None = Field(
         default=None, description="One engine per device behind one queue: `cuda:0,cuda:1`, or `auto` for every GPU."
     )
@@ -180,6 +184,14 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value in ("", "none", "None") else value
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device_name(cls, value: object) -> object:
+        # Only the spelling here; whether this machine has the device is `inference.device`'s to say.
+        if isinstance(value, str) and _DEVICE.fullmatch(value.strip().lower()):
+            return value.strip().lower()
+        raise ValueError("auto, cpu, mps, cuda or cuda:N (like cuda:1)")
 
     @field_validator("ip_adapter_subfolder", "image_encoder_subfolder", mode="before")
     @classmethod

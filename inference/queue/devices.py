@@ -1,4 +1,5 @@
 """Which devices get an engine: `DEVICES=cuda:0,cuda:1`, `auto` (every visible GPU), or none (`DEVICE`).
+What each name means on this machine is `inference.device`'s to say.
 
 One engine per device, all behind the one fair queue. Several engines on the CPU (tests, a GPU-less
 box) share the cores: torch's intra-op thread count is process-wide, so it is split once here rather
@@ -12,6 +13,7 @@ import os
 
 import torch
 
+from inference.device import DeviceUnavailable, resolve_device
 from inference.engine import Engine
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event
@@ -25,33 +27,30 @@ class DevicesInvalid(UserFacingError):
 
 
 def resolve_devices(settings: Settings) -> list[str]:
-    """The device names to load an engine on, in order."""
+    """The device names to load an engine on, in order, each one checked to exist here.
+
+    Without DEVICES it is DEVICE alone, kept as spelled (`auto`) so the engine's start-up line can say
+    why it landed where it did; `DEVICES=auto` is every visible GPU, or DEVICE where there is none.
+    """
     spec = (settings.devices or "").strip()
-    if not spec:
+    if spec == "auto" and torch.cuda.is_available() and torch.cuda.device_count():
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if not spec or spec == "auto":
+        resolve_device(settings.device)
         return [settings.device]
-    if spec == "auto":
-        count = torch.cuda.device_count()
-        if count:
-            return [f"cuda:{i}" for i in range(count)]
-        return [settings.device if settings.device != "cuda" else "cpu"]
     names = [part.strip() for part in spec.split(",") if part.strip()]
     for name in names:
         try:
-            device = torch.device(name)
-        except RuntimeError:
-            raise DevicesInvalid(f"DEVICES lists {name!r}, which is not a device (try cuda:0,cuda:1 or auto).")\
-                from None
-        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-            raise DevicesInvalid(
-                f"DEVICES lists {name}, but this machine has {torch.cuda.device_count()} visible GPU(s)."
-            )
+            resolve_device(name, "DEVICES")
+        except DeviceUnavailable as exc:
+            raise DevicesInvalid(exc.message) from None
     return names
 
 
 def load_engines(settings: Settings) -> list[Engine]:
     """One engine per device of `resolve_devices`; the first failure stops the start."""
     devices = resolve_devices(settings)
-    cpu_engines = sum(torch.device(d).type == "cpu" for d in devices)
+    cpu_engines = sum(resolve_device(d).type == "cpu" for d in devices)
     if cpu_engines > 1:
         threads = max(1, (os.cpu_count() or 1) // cpu_engines)
         torch.set_num_threads(threads)

@@ -15,6 +15,8 @@ def test_quick_gpu_bench_prints_every_row(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    # --device defaults to auto, resolved by the bot's own rule (inference.device), and said first.
+    assert done.stdout.startswith("device ") and ": --device=auto: " in done.stdout.splitlines()[0]
     table = [line for line in done.stdout.splitlines() if line.startswith("| ")]
     names = [line.split("|")[1].strip() for line in table[1:]]  # after the header row
     for expected in ("plain diffusers (same components)", "engine, no switch", "engine + channels_last",

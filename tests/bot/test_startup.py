@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bot.discord_endpoints import reset_endpoints
+from bot.invite import needed_permissions
 from bot.runtime import BotRuntime, BotStartError
 from mmpp.logs import _Formatter
 from tests.bot.conftest import EngineGate, World, bot_settings
@@ -55,6 +56,60 @@ async def test_a_missing_model_stops_the_start(tmp_path: Path, bot_model_dir: Pa
         with pytest.raises(Exception, match=r"Model folder .*no-such-model does not exist"):
             await BotRuntime(settings).start()
     reset_endpoints()
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_every_start_gives_the_invite_link(
+    log_format: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with StandIn() as standin:
+        # No model folder: the start stops right after the token check, which is where the link comes.
+        settings = bot_settings(standin, tmp_path / "no-such-model", tmp_path, log_format=log_format)
+        with caplog.at_level(logging.INFO), pytest.raises(Exception, match="no-such-model does not exist"):
+            await BotRuntime(settings).start()
+    reset_endpoints()
+    url = ("https://discord.com/oauth2/authorize?client_id=" f"{standin.application_id}"
+           f"&scope=bot+applications.commands&permissions={needed_permissions().value}")
+    [accepted] = [r for r in caplog.records if r.getMessage() == "token accepted"]
+    lines = capsys.readouterr().err.splitlines()
+    if log_format == "json":
+        assert accepted.fields["invite"] == url and url not in lines  # a field of the record, as before
+    else:
+        assert url in lines  # a line of its own, that a terminal makes clickable
+        assert "invite" not in accepted.fields  # said once
+
+
+async def test_mmpp_invite_prints_the_link_and_starts_nothing(tmp_path: Path) -> None:
+    async with StandIn() as standin:
+        env = {"DISCORD_TOKEN": standin.token, "DISCORD_API_BASE": standin.api_base}
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "MODEL_DIR"))}
+        done = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "mmpp.cli", "invite", cwd=tmp_path, env={**clean, **env},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(done.communicate(), 60)
+        assert done.returncode == 0, err.decode()
+        assert out.decode() == (
+            f"https://discord.com/oauth2/authorize?client_id={standin.application_id}"
+            f"&scope=bot+applications.commands&permissions={needed_permissions().value}\n"
+        )
+        assert not standin.gateway.sessions  # no bot started; no model either (none is configured)
+        assert not (tmp_path / "mmpp.sqlite3").exists()
+    assert standin.token not in err.decode()
+
+
+async def test_a_device_this_machine_lacks_stops_the_start_before_anything(tmp_path: Path, bot_model_dir: Path) -> None:
+    import torch
+
+    from inference.device import DeviceUnavailable
+
+    missing = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU, on any machine
+    async with StandIn() as standin:
+        settings = bot_settings(standin, bot_model_dir, tmp_path, device=missing)
+        with pytest.raises(DeviceUnavailable, match=f"^DEVICE={missing}, but this machine has no such device"):
+            await BotRuntime(settings).start()
+    reset_endpoints()
+    assert not (tmp_path / "mmpp.sqlite3").exists() and not standin.gateway.sessions
 
 
 async def test_a_malformed_api_base_is_named(tmp_path: Path, bot_model_dir: Path) -> None:

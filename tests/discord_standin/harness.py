@@ -89,31 +89,42 @@ async def assert_no_leaked_tasks(before: set[asyncio.Task[object]], *, grace: fl
 
 
 @asynccontextmanager
-async def mmpp_bot_process(
-    standin: StandIn, folder: Path, model_dir: Path, *, ready_timeout: float = 120.0, **env_lines: str
+async def bot_subprocess(
+    standin: StandIn, argv: list[str], *, cwd: Path, env: dict[str, str], ready_timeout: float = 120.0
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`mmpp bot` as an operator runs it (bot.env in `folder`, its output in `folder/bot.log`),
-    connected to the stand-in; yielded once its gateway session is up, killed after the block."""
-    values = {
-        "DISCORD_TOKEN": standin.token, "DISCORD_API_BASE": standin.api_base,
-        "DISCORD_GATEWAY_URL": standin.gateway_url, "DISCORD_CDN_BASE": standin.cdn_base,
-        "MODEL_DIR": str(model_dir), "DEVICE": "cpu", **env_lines,
-    }
-    (folder / "bot.env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_", "MODEL_DIR"))}
-    with (folder / "bot.log").open("wb") as output:
-        bot = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "mmpp.cli", "bot", cwd=folder, env=env, stdout=output, stderr=output
-        )
+    """Any command line that ends in `mmpp bot` (`./run bot` too), run in `cwd` with exactly `env`, its
+    output in `cwd/bot.log`; yielded once its gateway session with the stand-in is up, killed after."""
+    with (cwd / "bot.log").open("wb") as output:
+        bot = await asyncio.create_subprocess_exec(*argv, cwd=cwd, env=env, stdout=output, stderr=output)
         try:
             sessions = len(standin.gateway.sessions)
             async with asyncio.timeout(ready_timeout):
                 while len(standin.gateway.sessions) <= sessions:
                     if bot.returncode is not None:
-                        raise RuntimeError(f"mmpp bot exited with {bot.returncode}: {folder / 'bot.log'}")
+                        raise RuntimeError(f"{' '.join(argv)} exited with {bot.returncode}: {cwd / 'bot.log'}")
                     await asyncio.sleep(0.05)
             yield bot
         finally:
             if bot.returncode is None:
                 bot.kill()
                 await bot.wait()
+
+
+@asynccontextmanager
+async def mmpp_bot_process(
+    standin: StandIn, folder: Path, model_dir: Path, *, ready_timeout: float = 120.0, **env_lines: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`mmpp bot` as an operator runs it (bot.env in `folder`, its output in `folder/bot.log`),
+    connected to the stand-in; yielded once its gateway session is up, killed after. DEVICE and
+    DTYPE are left to their shipped `auto` unless `env_lines` says otherwise."""
+    values = {
+        "DISCORD_TOKEN": standin.token, "DISCORD_API_BASE": standin.api_base,
+        "DISCORD_GATEWAY_URL": standin.gateway_url, "DISCORD_CDN_BASE": standin.cdn_base,
+        "MODEL_DIR": str(model_dir), **env_lines,
+    }
+    (folder / "bot.env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_", "MODEL_DIR"))}
+    async with bot_subprocess(
+        standin, [sys.executable, "-m", "mmpp.cli", "bot"], cwd=folder, env=env, ready_timeout=ready_timeout
+    ) as bot:
+        yield bot

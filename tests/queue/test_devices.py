@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
 
+from inference.device import DeviceUnavailable, place, present_devices, resolve_device
 from inference.engine import Engine
 from inference.preprocess import PreparedFace
 from inference.queue import Done, GenerationQueue, Queued
 from inference.queue.devices import DevicesInvalid, load_engines, resolve_devices
-from mmpp.settings import Settings
+from mmpp.settings import Settings, SettingsError, load_settings
 from tests.queue.conftest import ProbeEngine, collect, started
 
 
@@ -39,8 +43,48 @@ def test_devices_setting_picks_engines(queue_settings: Settings) -> None:
     auto = resolve_devices(queue_settings.model_copy(update={"devices": "auto"}))
     assert auto == ([f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"])
     for wrong in ("cuda:7", "gpu0"):
-        with pytest.raises(DevicesInvalid):
+        with pytest.raises(DevicesInvalid, match=f"^DEVICES={wrong}.*this machine has .*cpu"):
             resolve_devices(queue_settings.model_copy(update={"devices": wrong}))
+
+
+def test_auto_is_the_first_gpu_else_mps_else_the_cpu_for_every_entry_point(queue_settings: Settings) -> None:
+    shipped = queue_settings.model_copy(update={"device": "auto", "dtype": "auto", "devices": None})
+    placement = place(shipped.device, shipped.dtype)
+    if torch.cuda.is_available():
+        assert placement.device == torch.device("cuda", 0) and placement.dtype in (torch.bfloat16, torch.float16)
+    elif torch.backends.mps.is_available():
+        assert placement.device == torch.device("mps") and placement.dtype == torch.float16
+    else:
+        assert (placement.device, placement.dtype) == (torch.device("cpu"), torch.float32)
+        assert placement.why == (
+            "DEVICE=auto: no CUDA GPU or MPS answers; DTYPE=auto: fp32, half precision is slow on a CPU"
+        )
+    # The bot's engine list (DEVICES unset, or auto on a box without GPUs) is the same one device.
+    assert [resolve_device(d) for d in resolve_devices(shipped)] == [placement.device]
+    assert present_devices()[0] == str(placement.device) and present_devices()[-1] == "cpu"
+
+
+def test_a_device_this_machine_lacks_is_one_line_naming_device_and_what_exists() -> None:
+    missing = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU, on any machine
+    here = ", ".join(present_devices())
+    with pytest.raises(DeviceUnavailable) as caught:
+        place(missing)
+    assert caught.value.message == f"DEVICE={missing}, but this machine has no such device; it has {here} (or auto)."
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceUnavailable) as caught:
+            place("cuda")
+        assert caught.value.message.startswith("DEVICE=cuda, but this machine has no such device; it has ")
+
+
+def test_device_accepts_cuda_n_and_refuses_other_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEVICE", "cuda:1")
+    assert load_settings(None).device == "cuda:1"
+    monkeypatch.setenv("DEVICE", "GPU")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(None)
+    assert caught.value.message == (
+        "Setting DEVICE (the environment) is 'GPU': expected auto, cpu, mps, cuda or cuda:N (like cuda:1)."
+    )
 
 
 async def test_two_engines_run_two_batches_at_once(
@@ -101,3 +145,17 @@ async def test_estimates_share_the_line_among_the_engines(
     assert isinstance(last, Queued) and last.position == 3
     # 10 s a job (the seed): both engines free up in ~10 s, then two jobs ahead shared by two engines.
     assert last.estimated_wait_s == pytest.approx(10 + 2 * 10 / 2, abs=1.0)
+
+
+def test_a_worker_on_a_device_this_machine_lacks_says_so_in_one_line(tmp_path: Path) -> None:
+    missing = f"cuda:{torch.cuda.device_count()}"
+    done = subprocess.run(
+        # Neither Redis nor a model is reached: the device is checked first.
+        [sys.executable, "-m", "mmpp.cli", "worker", "--device", missing, "--redis-url", "redis://127.0.0.1:1/0"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"mmpp: DEVICE={missing}, but this machine has no such device; it has {', '.join(present_devices())} "
+        "(or auto).\n"
+    )
