@@ -293,11 +293,11 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=REROLL_ID
         with admission(services, interaction.user.id):
             await defer(interaction)
             preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
-            await check_style_allowed(services, interaction.guild_id, preset, self.style, reroll=True)
+            # A button posted before a built-in was renamed carries its old name.
+            style = services.engine.catalog.canonical(self.style)
+            await check_style_allowed(services, interaction.guild_id, preset, style, reroll=True)
             # A new seed even where the room fixes seeds: a reroll that drew the same picture would be no reroll.
-            order = PortraitOrder(
-                face=kept(face), style=self.style, preset=preset, seed=random_seed(), token=self.token
-            )
+            order = PortraitOrder(face=kept(face), style=style, preset=preset, seed=random_seed(), token=self.token)
             await make_portrait(interaction, services, order)
 
 

@@ -35,6 +35,10 @@ WEIGHT_SUFFIX = ".safetensors"
 SAMPLE_MAX_BYTES = 8 * 1024 * 1024
 SAMPLE_MAX_PIXELS = 16_000_000
 SAMPLE_SIDE = 512
+# Built-in styles that were renamed, old name -> new. Stored presets, channel overrides and Reroll
+# buttons posted before the rename still say the old name; `StyleCatalog.canonical` is the one place
+# that reads this table. A style folder of the old name in STYLES_DIR still wins: it is the operator's.
+RENAMED_BUILTINS: dict[str, str] = {"simpsons": "sunny-cartoon"}
 
 
 class LoraSource(BaseModel):
@@ -284,9 +288,21 @@ class StyleCatalog:
         self.styles.pop(name, None)
         self.errors.append(reason)
 
+    def canonical(self, name: str) -> str:
+        """The name this catalog knows `name` by: itself when the catalog has such a style (an
+        operator's own folder of a retired built-in name included), else the built-in's new name."""
+        if name in self.styles:
+            return name
+        renamed = RENAMED_BUILTINS.get(name)
+        return renamed if renamed is not None and renamed in self.styles else name
+
+    def renamed(self) -> dict[str, str]:
+        """Old name -> new name for every renamed built-in this catalog answers to by its new name only."""
+        return {old: new for old in RENAMED_BUILTINS if (new := self.canonical(old)) != old}
+
     def get(self, name: str) -> Style:
         try:
-            return self.styles[name]
+            return self.styles[self.canonical(name)]
         except KeyError:
             known = ", ".join(sorted(self.styles)) or "none"
             raise UnknownStyleError(f"There is no style called '{name}'. Styles available: {known}.") from None

@@ -28,6 +28,8 @@ class NotYourAvatar(UserFacingError):
 
 async def choose_style(services: Services, guild_id: int | None, preset: ResolvedPreset, requested: str | None) -> str:
     """The room's style, or the member's pick where the room allows one; hidden styles are refused."""
+    if requested is not None:
+        requested = services.engine.catalog.canonical(requested)
     if requested is None or requested == preset.style:
         style = preset.style
     elif not preset.allow_member_choice:

@@ -110,7 +110,7 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
         services = services_of(interaction)
         guild_id = interaction.guild_id
         assert guild_id is not None  # guild_only
-        services.engine.catalog.get(style)
+        style = services.engine.catalog.get(style).name  # an old built-in name gets its new one
         if channel is not None:
             current = (await services.repo.list_channel_overrides(guild_id)).get(channel.id)
         else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, get_args
@@ -269,9 +269,11 @@ class Repository(JobLog):
 
     # --- styles --------------------------------------------------------------------------------
 
-    async def sync_styles(self, styles: Iterable[StyleLike]) -> None:
+    async def sync_styles(self, styles: Iterable[StyleLike], renamed: Mapping[str, str] | None = None) -> None:
         """Record the catalog's published styles at start. Styles it no longer ships are disabled,
-        not deleted: presets and history still name them."""
+        not deleted: presets and history still name them. `renamed` (old -> new, see
+        `StyleCatalog.renamed`) moves presets, channel overrides and show/hide choices that name a
+        renamed built-in onto its new name, so a room keeps its look across the rename."""
         now = self._clock()
         rows = {s.name: {"name": s.name, "description": s.description or ""} for s in styles}
         async with self._sessions.begin() as session:
@@ -286,6 +288,9 @@ class Repository(JobLog):
                     where=or_(Style.description != stmt.excluded.description, Style.enabled.is_(False)),
                 )
                 await session.execute(stmt)
+            for old, new in (renamed or {}).items():
+                if new in rows:
+                    await self._move_style(session, old, new)
             await session.execute(
                 update(Style)
                 .where(Style.name.not_in(list(rows)), Style.enabled.is_(True))
@@ -470,6 +475,22 @@ class Repository(JobLog):
         except IntegrityError as exc:
             # The foreign key backs up the check above (e.g. a style row removed by hand meanwhile).
             raise UnknownStyle(preset.style) from exc
+
+    @staticmethod
+    async def _move_style(session: AsyncSession, old: str, new: str) -> None:
+        """Rows naming `old` now name `new`. A server that already chose to show or hide `new`
+        keeps that choice; its choice about `old` goes."""
+        for model in (ServerPreset, ChannelOverride):
+            await session.execute(
+                update(model).where(model.style == old).values(style=new).execution_options(synchronize_session=False)
+            )
+        shown = ServerStyleSetting
+        decided = select(shown.guild_id).where(shown.style == new).scalar_subquery()
+        await session.execute(
+            update(shown).where(shown.style == old, shown.guild_id.not_in(decided)).values(style=new)
+            .execution_options(synchronize_session=False)
+        )
+        await session.execute(delete(shown).where(shown.style == old).execution_options(synchronize_session=False))
 
     @staticmethod
     async def _style_state(session: AsyncSession, guild_id: int, style: str) -> tuple[bool, bool]:

@@ -62,7 +62,7 @@ async def test_run_bot_on_a_fresh_clone_reaches_connected_and_logs_the_invite(
     assert bot.returncode == 0, text
     assert "run: installing" not in text  # the stamp matched: nothing installed the second time
     # DEFAULT_STYLE was never set: its default is a built-in that exists.
-    assert "default style missing" not in text and "simpsons" in text
+    assert "default style missing" not in text and "sunny-cartoon" in text
     [accepted] = [line for line in lines if "token accepted" in line]
     assert accepted.index("token accepted") < text.index("pipeline loaded")  # checked before the models
     invite = next(word for word in accepted.split() if word.startswith("invite="))
