@@ -66,6 +66,15 @@ class PortraitOrder:
     # A reroll reuses the face its portrait already keeps; a new upload gets a new token.
     token: str | None = None
     kind: JobKind = "portrait"
+    # The member's own choice about the unlinkable guard where the room allows one; None: the room's.
+    unlinkable: bool | None = None
+
+
+# Told with a portrait the guard could not make unlinkable (see inference/queue/unlinkable.py).
+STILL_LINKABLE = (
+    "⚠️ This portrait still looks enough like your photo that face matching could link the two: "
+    "reroll, or think twice before you use it."
+)
 
 
 class CancelledWhilePreparing(UserFacingError):
@@ -152,6 +161,7 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
             face, order.style, user_id=user.id, guild_id=interaction.guild_id, seed=seed,
             background=order.preset.background, framing=order.preset.framing,
             safety=await safety_level(services, interaction),
+            unlinkable=order.preset.unlinkable if order.unlinkable is None else order.unlinkable,
         )
     except UserFacingError as exc:
         if log_id is not None:
@@ -213,6 +223,8 @@ async def follow(
                 case Done(result=result):
                     view = PortraitView(user.id, order.style, token) if token else None
                     content = f"{user.mention}, here is your **{title}** portrait (seed `{result.seed}`)."
+                    if result.linkable:
+                        content += "\n" + STILL_LINKABLE
                     outcome = await deliver_portrait(
                         interaction, progress, recipient(interaction),
                         content, result.png(), f"portrait-{order.style}.png", view,

@@ -41,6 +41,11 @@ async def any_style_autocomplete(interaction: discord.Interaction, current: str)
         choices.append(app_commands.Choice(name=title + ("" if listing.enabled else " (hidden)"), value=listing.name))
     return choices[:25]
 
+UNLINKABLE_WORDS = {
+    True: "on: a portrait face matching could tie to the photo is redrawn",
+    False: "off: the most likeness, even if face matching could tie a portrait to its photo",
+}
+
 SAFETY_WORDS = {
     False: "strict everywhere",
     True: (
@@ -64,6 +69,7 @@ def describe_preset(services: Services, preset: ResolvedPreset, where: str) -> d
     embed.add_field(name="Framing", value=preset.framing or "the style's own")
     embed.add_field(name="Seeds", value=SEED_POLICY_WORDS.get(preset.seed_policy, preset.seed_policy))
     embed.add_field(name="Members may pick a style", value="yes" if preset.allow_member_choice else "no")
+    embed.add_field(name="Unlinkable portraits", value=UNLINKABLE_WORDS[preset.unlinkable])
     source = {"channel": "this channel's override", "server": "the server preset", "default": "the bot's default"}
     footer = f"From {source.get(preset.source, preset.source)}"
     if preset.set_by:
@@ -95,6 +101,7 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
         framing="How the portrait is framed, e.g. 'close-up' or 'head and shoulders'",
         seed_policy="random: new look each time; fixed: same for all; per_user: stable per member",
         allow_member_choice="Let members pick another style with /profile's style option",
+        unlinkable="Redraw portraits that face matching could tie to the member's photo (default: on)",
     )
     @app_commands.autocomplete(style=style_autocomplete)
     async def set_style(
@@ -106,6 +113,7 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
         framing: str | None = None,
         seed_policy: SeedPolicy | None = None,
         allow_member_choice: bool | None = None,
+        unlinkable: bool | None = None,
     ) -> None:
         services = services_of(interaction)
         guild_id = interaction.guild_id
@@ -127,6 +135,7 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
                 allow_member_choice if allow_member_choice is not None
                 else (current.allow_member_choice if current else False)
             ),
+            "unlinkable": unlinkable if unlinkable is not None else (current.unlinkable if current else True),
             "set_by": interaction.user.id,
         }
         if channel is not None:

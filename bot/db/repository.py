@@ -109,6 +109,8 @@ class ResolvedPreset:
     seed_policy: SeedPolicy = "random"
     seed: int | None = None
     allow_member_choice: bool = False
+    # Portraits here are redrawn until face matching cannot tie them to the selfie (on by default).
+    unlinkable: bool = True
     source: PresetSource = "default"
     set_by: int | None = None
     set_at: datetime | None = None
@@ -138,6 +140,7 @@ def _ranked(model: type[ServerPreset] | type[ChannelOverride], rank: int, where:
             model.seed_policy,
             model.seed,
             model.allow_member_choice,
+            model.unlinkable,
             model.set_by,
             model.set_at,
         )
@@ -160,6 +163,7 @@ def _default_ranked() -> Select[Any]:
             cast(literal("random"), String).label("seed_policy"),
             cast(null(), BigInteger).label("seed"),
             true().label("allow_member_choice"),  # no admin has asked for one look here yet
+            true().label("unlinkable"),
             cast(null(), BigInteger).label("set_by"),
             cast(null(), DateTime(timezone=True)).label("set_at"),
         )
@@ -200,6 +204,7 @@ def _preset_from_row(row: Any, source: PresetSource) -> ResolvedPreset:
         seed_policy=row.seed_policy,
         seed=row.seed,
         allow_member_choice=row.allow_member_choice,
+        unlinkable=row.unlinkable,
         source=source,
         set_by=row.set_by,
         set_at=row.set_at,
@@ -338,10 +343,13 @@ class Repository(JobLog):
         seed_policy: SeedPolicy = "random",
         seed: int | None = None,
         allow_member_choice: bool = False,
+        unlinkable: bool = True,
         set_by: int,
     ) -> ResolvedPreset:
         """Pin the server's look. Two admins at once: the last write wins, whole, never mixed."""
-        preset = self._new_preset(style, background, framing, seed_policy, seed, allow_member_choice, set_by, "server")
+        preset = self._new_preset(
+            style, background, framing, seed_policy, seed, allow_member_choice, unlinkable, set_by, "server"
+        )
         await self._upsert_preset(ServerPreset, {"guild_id": guild_id}, guild_id, preset)
         return preset
 
@@ -356,10 +364,13 @@ class Repository(JobLog):
         seed_policy: SeedPolicy = "random",
         seed: int | None = None,
         allow_member_choice: bool = False,
+        unlinkable: bool = True,
         set_by: int,
     ) -> ResolvedPreset:
         """Give one channel its own complete look; the server preset does not fill its gaps."""
-        preset = self._new_preset(style, background, framing, seed_policy, seed, allow_member_choice, set_by, "channel")
+        preset = self._new_preset(
+            style, background, framing, seed_policy, seed, allow_member_choice, unlinkable, set_by, "channel"
+        )
         keys = {"guild_id": guild_id, "channel_id": channel_id}
         await self._upsert_preset(ChannelOverride, keys, guild_id, preset)
         return preset
@@ -426,6 +437,7 @@ class Repository(JobLog):
         seed_policy: str,
         seed: int | None,
         allow_member_choice: bool,
+        unlinkable: bool,
         set_by: int,
         source: PresetSource,
     ) -> ResolvedPreset:
@@ -436,6 +448,7 @@ class Repository(JobLog):
             seed_policy=seed_policy,  # type: ignore[arg-type]  # checked by _seed
             seed=_seed(seed_policy, seed),
             allow_member_choice=allow_member_choice,
+            unlinkable=unlinkable,
             source=source,
             set_by=set_by,
             set_at=self._clock(),
@@ -455,6 +468,7 @@ class Repository(JobLog):
             "seed_policy": preset.seed_policy,
             "seed": preset.seed,
             "allow_member_choice": preset.allow_member_choice,
+            "unlinkable": preset.unlinkable,
             "set_by": preset.set_by,
             "set_at": preset.set_at,
         }
