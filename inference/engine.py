@@ -254,7 +254,8 @@ class Engine:
             callback_on_step_end_tensor_inputs=["latents"],
             output_type="pil",
         )
-        flagged = self._check_safety(requests, output.images)
+        images = [definition.finish(image) for image in output.images]
+        flagged = self._check_safety(requests, images)
         seconds = time.perf_counter() - started
         results = [
             GenerationResult(
@@ -265,7 +266,7 @@ class Engine:
                 seconds=seconds,
                 flagged=bad,
             )
-            for r, image, bad in zip(requests, output.images, flagged, strict=True)
+            for r, image, bad in zip(requests, images, flagged, strict=True)
         ]
         log_event(
             log, logging.INFO, "batch generated",

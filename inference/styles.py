@@ -83,6 +83,8 @@ class StyleDefinition(BaseModel):
     guidance: float = Field(default=6.0, ge=0.0, le=30.0)
     scheduler: SchedulerName = "euler"
     sample_image: str | None = None
+    # Colours the finished portrait is reduced to (pixel art's small palette); None keeps every colour.
+    palette: int | None = Field(default=None, ge=2, le=256)
     fast: FastPreset | None = Field(default=None, description="The fast preset (FAST_PRESET=on); see speed.py.")
 
     @field_validator("name")
@@ -115,6 +117,13 @@ class StyleDefinition(BaseModel):
     @property
     def title(self) -> str:
         return self.display_name or self.name.replace("-", " ").title()
+
+    def finish(self, image: Image.Image) -> Image.Image:
+        """The decoded portrait as the style wants it delivered (see `palette`)."""
+        if self.palette is None:
+            return image
+        # Median cut picks the colours this portrait uses most; no dithering, since pixel art has flat areas.
+        return image.quantize(self.palette, Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).convert("RGB")
 
 
 class StyleError(UserFacingError):

@@ -3,14 +3,23 @@ LoRA off, even right after a LoRA style ran."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from inference.engine import Engine, GenerationRequest
-from inference.styles import StyleCatalog, StyleDefinition, builtin_styles_dir, write_style
+from inference.styles import (
+    StyleCatalog,
+    StyleDefinition,
+    StyleError,
+    builtin_styles_dir,
+    load_style,
+    write_style,
+)
 from mmpp.settings import Settings, load_settings
 
 BUILTINS = {"sunny-cartoon", "anime", "animated-3d", "watercolor", "comic-ink", "pixel-art"}
@@ -131,6 +140,24 @@ def test_a_built_in_style_generates_on_the_tiny_model(mixed_engine: Engine, self
     result = engine.generate([request])[0]
     assert result.image is not None and result.image.size == (engine.resolution, engine.resolution)
     assert engine.pipe.scheduler.__class__.__name__ == "EulerAncestralDiscreteScheduler"  # the style's own
+    # Pixel art leaves the engine in its small palette; the PNG a member gets holds no other colour.
+    palette = engine.catalog.get("pixel-art").definition.palette
+    assert palette == 16
+    with Image.open(io.BytesIO(result.png())) as delivered:
+        colours = delivered.convert("RGB").getcolors(maxcolors=4096)
+    assert colours is not None and 2 <= len(colours) <= palette
+    # A style without one keeps the model's colours (the tiny model's noise has hundreds).
+    plain = engine.generate([GenerationRequest(face=request.face, style="anime", seed=1, steps=2)])[0]
+    assert plain.image is not None and len(plain.image.getcolors(maxcolors=65536) or []) > palette
+
+
+def test_a_palette_must_be_a_sensible_number_of_colours(tmp_path: Path) -> None:
+    for bad in (1, 257, "many"):
+        folder = tmp_path / f"pal-{bad}"
+        folder.mkdir()
+        (folder / "style.json").write_text(json.dumps({"name": folder.name, "palette": bad}))
+        with pytest.raises(StyleError, match="field 'palette'"):
+            load_style(folder)
 
 
 def test_a_fresh_install_with_only_built_in_styles_generates(tiny_model_dir: Path, tmp_path: Path,
