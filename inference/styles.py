@@ -20,6 +20,7 @@ from typing import Literal
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from inference.backgrounds import background_prompt
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event
 
@@ -107,8 +108,9 @@ class StyleDefinition(BaseModel):
     def render_prompt(self, background: str | None = None, framing: str | None = None) -> str:
         """The prompt for one job; a server preset's touches replace the neutral defaults."""
         trigger = ", ".join(self.trigger_words)
-        bg = f"plain {background} background" if background else "simple background"
-        text = self.prompt.format(trigger=trigger, background=bg, framing=framing or "head and shoulders")
+        text = self.prompt.format(
+            trigger=trigger, background=background_prompt(background), framing=framing or "head and shoulders"
+        )
         # A template without placeholders still needs the trigger word to wake the LoRA up.
         if trigger and trigger not in text:
             text = f"{trigger}, {text}"

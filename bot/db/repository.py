@@ -443,7 +443,7 @@ class Repository(JobLog):
     ) -> ResolvedPreset:
         return ResolvedPreset(
             style=style,
-            background=_touch(background, "background colour"),
+            background=_touch(background, "background (a colour or scene in English)"),
             framing=_touch(framing, "framing"),
             seed_policy=seed_policy,  # type: ignore[arg-type]  # checked by _seed
             seed=_seed(seed_policy, seed),
