@@ -70,7 +70,7 @@ class Likeness:
 
 
 def descriptor(image: Image.Image, *, face_crop: bool = False) -> Descriptor | None:
-    """The descriptor of the largest face in `image`, or None when there is none.
+    """The descriptor of the surest face in `image`, or None when there is none.
 
     `face_crop`: the image is a crop around one face (what a job carries for the IP-Adapter), so a
     miss is retried on a padded copy, as a crop cut tight leaves the detector nothing around it."""
@@ -106,9 +106,10 @@ def _describe(rgb: np.ndarray) -> Descriptor | None:
     # its callers (the engine's thread, a bench) compare one portrait at a time anyway.
     with _lock:
         detector, landmarks, recognizer = _load()
-        rects = detector(rgb, 0)
+        rects, scores, _ = detector.run(rgb, 0, 0.0)
         if not rects:
             return None
-        rect = max(rects, key=lambda r: r.area())
+        # The surest face, not the largest: a weak false hit on a collar or a pattern can be bigger.
+        rect = rects[max(range(len(rects)), key=lambda i: scores[i])]
         shape = landmarks(rgb, rect)
         return np.asarray(recognizer.compute_face_descriptor(rgb, shape), dtype=np.float64)

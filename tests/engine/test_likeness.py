@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
@@ -10,6 +12,7 @@ from skimage import data as skdata
 from inference import likeness
 from inference.engine import Engine, GenerationRequest, GenerationResult
 from inference.queue.unlinkable import judge
+from tests.conftest import encode
 from tests.engine.test_faces import lfw_face
 
 
@@ -31,6 +34,8 @@ def variations(photo: Image.Image) -> dict[str, Image.Image]:
         "re-cropped": photo.crop((100, 0, 400, 300)),
         "small crop": photo.crop((150, 30, 350, 230)).resize((160, 160)),
         "big": photo.resize((1024, 1024)),
+        # Its JPEG, mirrored, shows a weak false "face" on the suit larger than the real one: the surest counts.
+        "jpeg mirrored": ImageOps.mirror(Image.open(io.BytesIO(encode(photo, "JPEG", quality=92))).convert("RGB")),
     }
 
 
