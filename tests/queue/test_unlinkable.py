@@ -125,3 +125,15 @@ async def test_through_a_remote_worker_the_switch_and_the_verdict_travel(
         done = events[-1]
         assert isinstance(done, Done) and not done.result.linkable and len(engine.requests) == 4
         assert remote.leftovers() == []
+
+
+def test_the_switch_travels_and_a_bot_that_predates_it_gets_the_guard(face: PreparedFace) -> None:
+    from inference.queue.remote import protocol as p
+
+    request = GenerationRequest(face=face, style="tiny-style", seed=1, unlinkable=False)
+    payload = p.deserialize(p.serialize(p.encode_batch("b", [("j", 0, request, False)], 0.0)))
+    [job] = p.decode_batch(payload)[2]
+    assert job.request.unlinkable is False
+    del payload["jobs"][0]["unlinkable"]  # what an older bot sends
+    [job] = p.decode_batch(payload)[2]
+    assert job.request.unlinkable is True
