@@ -13,13 +13,13 @@ from PIL import Image, ImageOps
 
 from bot.portrait import STILL_LINKABLE
 from tests.bot.conftest import World, closed_log_rows
-from tests.bot.test_profile import profile
+from tests.bot.test_profile import custom_id, profile
 from tests.bot.test_rooms import style_command
 
 
 @pytest.fixture
 def bot_overrides() -> dict[str, object]:
-    return {"user_daily_quota": 1}
+    return {"user_daily_quota": 3}
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ async def test_a_portrait_that_stays_linkable_is_redrawn_free_and_the_member_is_
     final = await (await profile(world, member, selfie_bytes)).wait_for_final_file(timeout=120)
     assert STILL_LINKABLE in (final.content or "")
     assert selfie_engine == [1, 1, 1], "drawn once, then two more tries"
-    # One request, one log row: the redraws cost the member nothing of their daily quota of 1.
+    # One request, one log row: the quota counts rows, so the redraws cost the member nothing of it.
     [row] = await closed_log_rows(world, 1)
     assert row.user_id == member.id and row.outcome == "delivered"
 
@@ -69,3 +69,14 @@ async def test_an_admin_turns_it_off_and_a_member_may_only_where_members_choose(
         timeout=120
     )
     assert STILL_LINKABLE not in (final.content or "") and selfie_engine == [1, 1]
+    # Its Reroll keeps the member's choice...
+    reroll = custom_id(final, "mmpp:reroll")
+    assert reroll.endswith(":l")
+    again = await (await world.standin.send_component(final, reroll)).wait_for_final_file(timeout=120)
+    assert STILL_LINKABLE not in (again.content or "") and selfie_engine == [1, 1, 1]
+    # ...while the room lets members choose; locked again, the guard is back for the next reroll.
+    await style_command(world, "set", world.admin, style="tiny-style", allow_member_choice=False)
+    third = await (await world.standin.send_component(again, custom_id(again, "mmpp:reroll"))).wait_for_final_file(
+        timeout=120
+    )
+    assert STILL_LINKABLE in (third.content or "") and selfie_engine == [1, 1, 1, 1, 1, 1]
