@@ -45,12 +45,16 @@ def judge(request: GenerationRequest, result: GenerationResult) -> Verdict:
     """Whether `result` needs a redraw. Nothing to judge: the guard is off, or there is no image."""
     if not request.unlinkable or result.image is None or result.cancelled:
         return Verdict()
+    # The portrait first: most show no face dlib finds, and then the selfie need not be described at all.
+    portrait = likeness.descriptor(result.image)
+    if portrait is None:
+        return Verdict(measured=likeness.Likeness(None))
     selfie = likeness.descriptor(request.face.face, face_crop=True)
     if selfie is None:
         # The crop the engine was given shows no face dlib can describe, so no portrait can be matched to it.
         log_event(log, logging.INFO, "likeness not measured, no face in the crop", style=request.style)
         return Verdict()
-    return Verdict(selfie, likeness.compare(selfie, result.image))
+    return Verdict(selfie, likeness.Likeness(likeness.distance(selfie, portrait)))
 
 
 def redraw(
