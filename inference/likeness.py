@@ -24,7 +24,7 @@ from PIL import Image, ImageOps
 SAME_PERSON = 0.6
 # Faces are looked for on a copy at most this long: a 1024 px portrait's face is far above the
 # detector's 80 px window at half size, and the descriptor works on a 150 px aligned chip anyway.
-LOOK_SIDE = 640
+LOOK_SIDE = 512
 # Smaller pictures (the tiny test model's 64 px, a thumbnail) are enlarged to this before looking.
 MIN_LOOK_SIDE = 256
 # A face crop cut tight around the face leaves the detector no margin; padded by this share a side, it finds it.
