@@ -20,7 +20,8 @@ def test_quick_likeness_bench_reports_every_style(tmp_path: Path) -> None:
     # The yardstick works in this run: the selfie mirrored is the same person to dlib.
     portraits, found, mean, _, linkable, _ = rows["control: selfie vs itself mirrored"]
     assert (portraits, found, linkable) == ("1", "100%", "100%") and float(mean) < 0.6
-    for style in ("tiny-style", "sunny-cartoon", "pixel-art", "anime"):
+    assert set(rows) == {"control: selfie vs itself mirrored", "tiny-style", "sunny-cartoon"}
+    for style in ("tiny-style", "sunny-cartoon"):
         portraits, found, _, _, linkable, seconds = rows[style]
         # The tiny model draws noise: no face, never linkable; the seconds are measured.
         assert (portraits, found, linkable) == ("1", "0%", "0%") and float(seconds) > 0
