@@ -176,7 +176,8 @@ class GpuWorker:
         self._sink.finish(job, Done(result, timings))
 
     def _judge(self, jobs: list[Job], results: list[GenerationResult]) -> list[unlinkable.Verdict]:
-        """The unlinkable guard's verdicts, on the engine's thread (a few dozen ms a portrait on a CPU)."""
+        """The unlinkable guard's verdicts, on the engine's thread: one face detection for a faceless
+        portrait, two descriptors (0.2 to 0.5 s on a busy 2-core CPU) for one with a face."""
         try:
             return [unlinkable.judge(job.request, result) for job, result in zip(jobs, results, strict=True)]
         except Exception:
