@@ -66,6 +66,15 @@ class PortraitOrder:
     # A reroll reuses the face its portrait already keeps; a new upload gets a new token.
     token: str | None = None
     kind: JobKind = "portrait"
+    # The member's own choice about the unlinkable guard where the room allows one; None: the room's.
+    unlinkable: bool | None = None
+
+
+# Told with a portrait the guard could not make unlinkable (see inference/queue/unlinkable.py).
+STILL_LINKABLE = (
+    "⚠️ This portrait still looks enough like your photo that face matching could link the two: "
+    "reroll, or think twice before you use it."
+)
 
 
 class CancelledWhilePreparing(UserFacingError):
@@ -152,6 +161,7 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
             face, order.style, user_id=user.id, guild_id=interaction.guild_id, seed=seed,
             background=order.preset.background, framing=order.preset.framing,
             safety=await safety_level(services, interaction),
+            unlinkable=order.preset.unlinkable if order.unlinkable is None else order.unlinkable,
         )
     except UserFacingError as exc:
         if log_id is not None:
@@ -211,8 +221,11 @@ async def follow(
                     forget_face()
                     await tell(interaction, FILTERED_MESSAGE)
                 case Done(result=result):
-                    view = PortraitView(user.id, order.style, token) if token else None
+                    likeness = order.unlinkable is False
+                    view = PortraitView(user.id, order.style, token, likeness=likeness) if token else None
                     content = f"{user.mention}, here is your **{title}** portrait (seed `{result.seed}`)."
+                    if result.linkable:
+                        content += "\n" + STILL_LINKABLE
                     outcome = await deliver_portrait(
                         interaction, progress, recipient(interaction),
                         content, result.png(), f"portrait-{order.style}.png", view,
@@ -245,9 +258,9 @@ async def follow(
 class PortraitView(discord.ui.View):
     """Reroll (same face, same style, new seed) and Delete, for the portrait's owner."""
 
-    def __init__(self, owner_id: int, style: str, token: str) -> None:
+    def __init__(self, owner_id: int, style: str, token: str, *, likeness: bool = False) -> None:
         super().__init__(timeout=None)
-        self.add_item(RerollButton(owner_id, style, token))
+        self.add_item(RerollButton(owner_id, style, token, likeness=likeness))
         self.add_item(DeleteButton(owner_id, token))
 
 
@@ -255,26 +268,27 @@ class NotYours(UserFacingError):
     code = "not_yours"
 
 
-REROLL_ID = r"mmpp:reroll:(?P<owner>\d+):(?P<style>[a-z0-9-]+):(?P<token>[\w-]+)"
+# A trailing ":l": the member turned the unlinkable guard off for this portrait, and a reroll keeps that.
+REROLL_ID = r"mmpp:reroll:(?P<owner>\d+):(?P<style>[a-z0-9-]+):(?P<token>[\w-]+)(?P<likeness>:l)?"
 DELETE_ID = r"mmpp:delete:(?P<owner>\d+):(?P<token>[\w-]+)"
 
 
 class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=REROLL_ID):
-    def __init__(self, owner_id: int, style: str, token: str) -> None:
+    def __init__(self, owner_id: int, style: str, token: str, *, likeness: bool = False) -> None:
         super().__init__(
             discord.ui.Button(
                 label="Reroll", emoji="🎲", style=discord.ButtonStyle.primary,
-                custom_id=f"mmpp:reroll:{owner_id}:{style}:{token}",
+                custom_id=f"mmpp:reroll:{owner_id}:{style}:{token}" + (":l" if likeness else ""),
             )
         )
-        self.owner_id, self.style, self.token = owner_id, style, token
+        self.owner_id, self.style, self.token, self.likeness = owner_id, style, token, likeness
 
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Button, match: object
     ) -> RerollButton:
         groups = match.groupdict()  # type: ignore[attr-defined]
-        return cls(int(groups["owner"]), groups["style"], groups["token"])
+        return cls(int(groups["owner"]), groups["style"], groups["token"], likeness=groups["likeness"] is not None)
 
     async def callback(self, interaction: discord.Interaction) -> None:
         # Buttons bypass the command tree's error handler, so they answer their own errors.
@@ -293,10 +307,15 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=REROLL_ID
         with admission(services, interaction.user.id):
             await defer(interaction)
             preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
-            await check_style_allowed(services, interaction.guild_id, preset, self.style, reroll=True)
+            # A button posted before a built-in was renamed carries its old name.
+            style = services.engine.catalog.canonical(self.style)
+            await check_style_allowed(services, interaction.guild_id, preset, style, reroll=True)
             # A new seed even where the room fixes seeds: a reroll that drew the same picture would be no reroll.
+            # The member's "unlinkable off" holds only while the room still lets members choose.
+            keep_off = self.likeness and (preset.allow_member_choice or not preset.unlinkable)
             order = PortraitOrder(
-                face=kept(face), style=self.style, preset=preset, seed=random_seed(), token=self.token
+                face=kept(face), style=style, preset=preset, seed=random_seed(), token=self.token,
+                unlinkable=False if keep_off else None,
             )
             await make_portrait(interaction, services, order)
 

@@ -92,13 +92,15 @@ class BotRuntime:
                 log_event(log, logging.INFO, "token accepted", user=identity.user)
                 print_invite(identity)  # the link alone on its line, where a terminal makes it clickable
             engine, queue = await open_queue(settings)
+            # A bot.env written before a built-in was renamed may still name it the old way.
+            settings = settings.model_copy(update={"default_style": engine.catalog.canonical(settings.default_style)})
             if settings.default_style not in engine.catalog:
                 fallback = engine.catalog.names()[0]
                 log_event(log, logging.WARNING, "default style missing, using another",
                           wanted=settings.default_style, using=fallback)
                 settings = settings.model_copy(update={"default_style": fallback})
             repo = Repository.from_settings(database, settings)
-            await repo.sync_styles(engine.catalog.styles.values())
+            await repo.sync_styles(engine.catalog.styles.values(), renamed=engine.catalog.renamed())
             if settings.metrics_port:
                 try:
                     expose(settings.metrics_port, queue.metrics.registry)

@@ -67,6 +67,11 @@ class GenerationRequest:
     fast: bool | None = None
     # How strictly the finished image is checked before anyone sees it (see `inference.safety`).
     safety: SafetyLevel = "strict"
+    # After drawing, measure the portrait against the selfie and redraw one that face matching would
+    # tie back to it (see `inference.queue.unlinkable`); off where a room wants maximum likeness.
+    unlinkable: bool = True
+    # The IP-Adapter's weight for this call; None: the style's own. The guard's redraws weaken it.
+    ip_adapter_scale: float | None = None
     # Set from any thread to stop this job; the engine looks at it after every denoising step.
     cancel: threading.Event = field(default_factory=threading.Event)
 
@@ -80,6 +85,8 @@ class GenerationResult:
     seconds: float = 0.0
     # The safety check refused the image: `image` is None, so nothing can post it by mistake.
     flagged: bool = False
+    # The unlinkable guard was on and even its redraws still match the selfie: the member is told.
+    linkable: bool = False
 
     def png(self) -> bytes:
         if self.flagged:
@@ -219,13 +226,16 @@ class Engine:
             return []
         first = requests[0]
         if any(r.style != first.style or r.steps != first.steps or r.lora_scale != first.lora_scale
-               or r.fast != first.fast for r in requests):
-            raise MixedStylesError("a batch must share style, steps, LoRA scale and preset")
+               or r.fast != first.fast or r.ip_adapter_scale != first.ip_adapter_scale for r in requests):
+            raise MixedStylesError("a batch must share style, steps, LoRA scale, preset and IP-Adapter scale")
         style = self.catalog.get(first.style)
         definition = style.definition
         preset = definition.fast if (self.fast_preset if first.fast is None else first.fast) else None
         steps = first.steps or (preset.steps if preset else definition.steps)
         self.switch_style(style, first.lora_scale, fast=preset is not None)
+        if first.ip_adapter_scale is not None:
+            # This call only: the next `switch_style` sets the style's own scale again.
+            (self.slot or self.pipe).set_ip_adapter_scale(first.ip_adapter_scale)
 
         started = time.perf_counter()
         output = self.pipe(
@@ -244,7 +254,8 @@ class Engine:
             callback_on_step_end_tensor_inputs=["latents"],
             output_type="pil",
         )
-        flagged = self._check_safety(requests, output.images)
+        images = [definition.finish(image) for image in output.images]
+        flagged = self._check_safety(requests, images)
         seconds = time.perf_counter() - started
         results = [
             GenerationResult(
@@ -255,7 +266,7 @@ class Engine:
                 seconds=seconds,
                 flagged=bad,
             )
-            for r, image, bad in zip(requests, output.images, flagged, strict=True)
+            for r, image, bad in zip(requests, images, flagged, strict=True)
         ]
         log_event(
             log, logging.INFO, "batch generated",

@@ -20,6 +20,7 @@ from typing import Literal
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from inference.backgrounds import background_prompt
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event
 
@@ -35,6 +36,10 @@ WEIGHT_SUFFIX = ".safetensors"
 SAMPLE_MAX_BYTES = 8 * 1024 * 1024
 SAMPLE_MAX_PIXELS = 16_000_000
 SAMPLE_SIDE = 512
+# Built-in styles that were renamed, old name -> new. Stored presets, channel overrides and Reroll
+# buttons posted before the rename still say the old name; `StyleCatalog.canonical` is the one place
+# that reads this table. A style folder of the old name in STYLES_DIR still wins: it is the operator's.
+RENAMED_BUILTINS: dict[str, str] = {"simpsons": "sunny-cartoon"}
 
 
 class LoraSource(BaseModel):
@@ -79,6 +84,8 @@ class StyleDefinition(BaseModel):
     guidance: float = Field(default=6.0, ge=0.0, le=30.0)
     scheduler: SchedulerName = "euler"
     sample_image: str | None = None
+    # Colours the finished portrait is reduced to (pixel art's small palette); None keeps every colour.
+    palette: int | None = Field(default=None, ge=2, le=256)
     fast: FastPreset | None = Field(default=None, description="The fast preset (FAST_PRESET=on); see speed.py.")
 
     @field_validator("name")
@@ -101,8 +108,9 @@ class StyleDefinition(BaseModel):
     def render_prompt(self, background: str | None = None, framing: str | None = None) -> str:
         """The prompt for one job; a server preset's touches replace the neutral defaults."""
         trigger = ", ".join(self.trigger_words)
-        bg = f"plain {background} background" if background else "simple background"
-        text = self.prompt.format(trigger=trigger, background=bg, framing=framing or "head and shoulders")
+        text = self.prompt.format(
+            trigger=trigger, background=background_prompt(background), framing=framing or "head and shoulders"
+        )
         # A template without placeholders still needs the trigger word to wake the LoRA up.
         if trigger and trigger not in text:
             text = f"{trigger}, {text}"
@@ -111,6 +119,13 @@ class StyleDefinition(BaseModel):
     @property
     def title(self) -> str:
         return self.display_name or self.name.replace("-", " ").title()
+
+    def finish(self, image: Image.Image) -> Image.Image:
+        """The decoded portrait as the style wants it delivered (see `palette`)."""
+        if self.palette is None:
+            return image
+        # Median cut picks the colours this portrait uses most; no dithering, since pixel art has flat areas.
+        return image.quantize(self.palette, Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).convert("RGB")
 
 
 class StyleError(UserFacingError):
@@ -284,9 +299,21 @@ class StyleCatalog:
         self.styles.pop(name, None)
         self.errors.append(reason)
 
+    def canonical(self, name: str) -> str:
+        """The name this catalog knows `name` by: itself when the catalog has such a style (an
+        operator's own folder of a retired built-in name included), else the built-in's new name."""
+        if name in self.styles:
+            return name
+        renamed = RENAMED_BUILTINS.get(name)
+        return renamed if renamed is not None and renamed in self.styles else name
+
+    def renamed(self) -> dict[str, str]:
+        """Old name -> new name for every renamed built-in this catalog answers to by its new name only."""
+        return {old: new for old in RENAMED_BUILTINS if (new := self.canonical(old)) != old}
+
     def get(self, name: str) -> Style:
         try:
-            return self.styles[name]
+            return self.styles[self.canonical(name)]
         except KeyError:
             known = ", ".join(sorted(self.styles)) or "none"
             raise UnknownStyleError(f"There is no style called '{name}'. Styles available: {known}.") from None

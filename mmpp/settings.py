@@ -151,7 +151,7 @@ class Settings(BaseSettings):
     log_retention_days: int = Field(default=90, ge=1)
     user_daily_quota: int = Field(default=20, ge=0)
     server_daily_quota: int = Field(default=500, ge=0)
-    default_style: str = "simpsons"  # a built-in prompt style, so a fresh install has it
+    default_style: str = "sunny-cartoon"  # a built-in prompt style, so a fresh install has it
 
     # --- discord ------------------------------------------------------------------------------
     discord_token: SecretStr | None = None

@@ -26,8 +26,20 @@ class NotYourAvatar(UserFacingError):
     code = "not_your_avatar"
 
 
+def choose_unlinkable(preset: ResolvedPreset, requested: bool | None) -> bool | None:
+    """The member's say on the unlinkable guard: asking for it is always fine; turning it off only
+    where the room lets members choose (and in DMs)."""
+    if requested is False and preset.unlinkable and not preset.allow_member_choice:
+        raise StyleChoiceNotAllowed(
+            "This server keeps every portrait unlinkable to its photo. Leave the unlinkable option empty."
+        )
+    return requested
+
+
 async def choose_style(services: Services, guild_id: int | None, preset: ResolvedPreset, requested: str | None) -> str:
     """The room's style, or the member's pick where the room allows one; hidden styles are refused."""
+    if requested is not None:
+        requested = services.engine.catalog.canonical(requested)
     if requested is None or requested == preset.style:
         style = preset.style
     elif not preset.allow_member_choice:
@@ -69,7 +81,10 @@ def read_selfie(services: Services, url: str) -> Callable[[], Awaitable[LocatedF
 
 
 async def start_portrait(
-    interaction: discord.Interaction, source: discord.Attachment | discord.Asset, requested_style: str | None
+    interaction: discord.Interaction,
+    source: discord.Attachment | discord.Asset,
+    requested_style: str | None,
+    unlinkable: bool | None = None,
 ) -> None:
     """Acknowledge first. Only checks that need nothing but memory come before it (a refusal is
     then an instant ephemeral answer); the database and the download come after."""
@@ -81,7 +96,10 @@ async def start_portrait(
         await defer(interaction)
         preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
         style = await choose_style(services, interaction.guild_id, preset, requested_style)
-        order = PortraitOrder(face=read_selfie(services, source.url), style=style, preset=preset)
+        order = PortraitOrder(
+            face=read_selfie(services, source.url), style=style, preset=preset,
+            unlinkable=choose_unlinkable(preset, unlinkable),
+        )
         await make_portrait(interaction, services, order)
 
 
@@ -98,12 +116,17 @@ class ProfileCog(commands.Cog):
     @app_commands.describe(
         selfie=f"A photo of you with your face clearly visible ({FORMATS_TEXT})",
         style="Pick a style (in DMs, or where the server lets members choose)",
+        unlinkable="Off: keep more likeness, even if face matching could link the portrait to your photo",
     )
     @app_commands.autocomplete(style=style_autocomplete)
     async def profile(
-        self, interaction: discord.Interaction, selfie: discord.Attachment, style: str | None = None
+        self,
+        interaction: discord.Interaction,
+        selfie: discord.Attachment,
+        style: str | None = None,
+        unlinkable: bool | None = None,
     ) -> None:
-        await start_portrait(interaction, selfie, style)
+        await start_portrait(interaction, selfie, style, unlinkable)
 
     async def from_avatar(self, interaction: discord.Interaction, member: discord.User | discord.Member) -> None:
         if member.id != interaction.user.id:

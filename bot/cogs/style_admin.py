@@ -10,6 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import background_labels
 from bot.cogs.profile import style_autocomplete
 from bot.db import ResolvedPreset
 from bot.db.repository import SeedPolicy
@@ -41,6 +42,17 @@ async def any_style_autocomplete(interaction: discord.Interaction, current: str)
         choices.append(app_commands.Choice(name=title + ("" if listing.enabled else " (hidden)"), value=listing.name))
     return choices[:25]
 
+UNLINKABLE_WORDS = {
+    True: "on: a portrait face matching could tie to the photo is redrawn",
+    False: "off: the most likeness, even if face matching could tie a portrait to its photo",
+}
+
+async def background_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    """The named backgrounds in the admin's language; whatever else they type is taken as English."""
+    pairs = background_labels.choices(current, str(interaction.locale))
+    return [app_commands.Choice(name=name, value=value) for name, value in pairs]
+
+
 SAFETY_WORDS = {
     False: "strict everywhere",
     True: (
@@ -60,10 +72,12 @@ def describe_preset(services: Services, preset: ResolvedPreset, where: str) -> d
     title = catalog.get(preset.style).definition.title if preset.style in catalog else preset.style
     embed = discord.Embed(title=f"{where}: {title}", colour=discord.Colour.blurple())
     embed.add_field(name="Style", value=f"`{preset.style}`")
-    embed.add_field(name="Background", value=preset.background or "the style's own")
+    background = preset.background
+    embed.add_field(name="Background", value=background_labels.label(background) if background else "the style's own")
     embed.add_field(name="Framing", value=preset.framing or "the style's own")
     embed.add_field(name="Seeds", value=SEED_POLICY_WORDS.get(preset.seed_policy, preset.seed_policy))
     embed.add_field(name="Members may pick a style", value="yes" if preset.allow_member_choice else "no")
+    embed.add_field(name="Unlinkable portraits", value=UNLINKABLE_WORDS[preset.unlinkable])
     source = {"channel": "this channel's override", "server": "the server preset", "default": "the bot's default"}
     footer = f"From {source.get(preset.source, preset.source)}"
     if preset.set_by:
@@ -91,12 +105,13 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
     @app_commands.describe(
         style="The style for everyone's portraits",
         channel="Give only this channel its own style (default: the whole server)",
-        background="A background colour such as 'teal' or '#ffcc00'",
+        background="Pick a background, or write a colour or scene in English (e.g. 'teal', 'rainy window')",
         framing="How the portrait is framed, e.g. 'close-up' or 'head and shoulders'",
         seed_policy="random: new look each time; fixed: same for all; per_user: stable per member",
         allow_member_choice="Let members pick another style with /profile's style option",
+        unlinkable="Redraw portraits that face matching could tie to the member's photo (default: on)",
     )
-    @app_commands.autocomplete(style=style_autocomplete)
+    @app_commands.autocomplete(style=style_autocomplete, background=background_autocomplete)
     async def set_style(
         self,
         interaction: discord.Interaction,
@@ -106,11 +121,15 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
         framing: str | None = None,
         seed_policy: SeedPolicy | None = None,
         allow_member_choice: bool | None = None,
+        unlinkable: bool | None = None,
     ) -> None:
         services = services_of(interaction)
         guild_id = interaction.guild_id
         assert guild_id is not None  # guild_only
-        services.engine.catalog.get(style)
+        style = services.engine.catalog.get(style).name  # an old built-in name gets its new one
+        if background is not None:
+            # A label typed in any language, not picked from the list, still means its named background.
+            background = background_labels.named(background) or background
         if channel is not None:
             current = (await services.repo.list_channel_overrides(guild_id)).get(channel.id)
         else:
@@ -127,6 +146,7 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
                 allow_member_choice if allow_member_choice is not None
                 else (current.allow_member_choice if current else False)
             ),
+            "unlinkable": unlinkable if unlinkable is not None else (current.unlinkable if current else True),
             "set_by": interaction.user.id,
         }
         if channel is not None:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import true
 
 from bot.db.types import Snowflake, UInt64, UTCDateTime
 
@@ -95,6 +96,8 @@ class _PresetColumns:
     # The fixed seed, or the base that per-user seeds derive from; unused for "random".
     seed: Mapped[int | None] = mapped_column(UInt64)
     allow_member_choice: Mapped[bool] = mapped_column(Boolean)
+    # Redraw portraits that face matching would tie to the selfie (inference/queue/unlinkable.py).
+    unlinkable: Mapped[bool] = mapped_column(Boolean, server_default=true())
     set_by: Mapped[int] = mapped_column(Snowflake)
     set_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, get_args
@@ -109,6 +109,8 @@ class ResolvedPreset:
     seed_policy: SeedPolicy = "random"
     seed: int | None = None
     allow_member_choice: bool = False
+    # Portraits here are redrawn until face matching cannot tie them to the selfie (on by default).
+    unlinkable: bool = True
     source: PresetSource = "default"
     set_by: int | None = None
     set_at: datetime | None = None
@@ -138,6 +140,7 @@ def _ranked(model: type[ServerPreset] | type[ChannelOverride], rank: int, where:
             model.seed_policy,
             model.seed,
             model.allow_member_choice,
+            model.unlinkable,
             model.set_by,
             model.set_at,
         )
@@ -160,6 +163,7 @@ def _default_ranked() -> Select[Any]:
             cast(literal("random"), String).label("seed_policy"),
             cast(null(), BigInteger).label("seed"),
             true().label("allow_member_choice"),  # no admin has asked for one look here yet
+            true().label("unlinkable"),
             cast(null(), BigInteger).label("set_by"),
             cast(null(), DateTime(timezone=True)).label("set_at"),
         )
@@ -200,6 +204,7 @@ def _preset_from_row(row: Any, source: PresetSource) -> ResolvedPreset:
         seed_policy=row.seed_policy,
         seed=row.seed,
         allow_member_choice=row.allow_member_choice,
+        unlinkable=row.unlinkable,
         source=source,
         set_by=row.set_by,
         set_at=row.set_at,
@@ -269,9 +274,11 @@ class Repository(JobLog):
 
     # --- styles --------------------------------------------------------------------------------
 
-    async def sync_styles(self, styles: Iterable[StyleLike]) -> None:
+    async def sync_styles(self, styles: Iterable[StyleLike], renamed: Mapping[str, str] | None = None) -> None:
         """Record the catalog's published styles at start. Styles it no longer ships are disabled,
-        not deleted: presets and history still name them."""
+        not deleted: presets and history still name them. `renamed` (old -> new, see
+        `StyleCatalog.renamed`) moves presets, channel overrides and show/hide choices that name a
+        renamed built-in onto its new name, so a room keeps its look across the rename."""
         now = self._clock()
         rows = {s.name: {"name": s.name, "description": s.description or ""} for s in styles}
         async with self._sessions.begin() as session:
@@ -286,6 +293,9 @@ class Repository(JobLog):
                     where=or_(Style.description != stmt.excluded.description, Style.enabled.is_(False)),
                 )
                 await session.execute(stmt)
+            for old, new in (renamed or {}).items():
+                if new in rows:
+                    await self._move_style(session, old, new)
             await session.execute(
                 update(Style)
                 .where(Style.name.not_in(list(rows)), Style.enabled.is_(True))
@@ -333,10 +343,13 @@ class Repository(JobLog):
         seed_policy: SeedPolicy = "random",
         seed: int | None = None,
         allow_member_choice: bool = False,
+        unlinkable: bool = True,
         set_by: int,
     ) -> ResolvedPreset:
         """Pin the server's look. Two admins at once: the last write wins, whole, never mixed."""
-        preset = self._new_preset(style, background, framing, seed_policy, seed, allow_member_choice, set_by, "server")
+        preset = self._new_preset(
+            style, background, framing, seed_policy, seed, allow_member_choice, unlinkable, set_by, "server"
+        )
         await self._upsert_preset(ServerPreset, {"guild_id": guild_id}, guild_id, preset)
         return preset
 
@@ -351,10 +364,13 @@ class Repository(JobLog):
         seed_policy: SeedPolicy = "random",
         seed: int | None = None,
         allow_member_choice: bool = False,
+        unlinkable: bool = True,
         set_by: int,
     ) -> ResolvedPreset:
         """Give one channel its own complete look; the server preset does not fill its gaps."""
-        preset = self._new_preset(style, background, framing, seed_policy, seed, allow_member_choice, set_by, "channel")
+        preset = self._new_preset(
+            style, background, framing, seed_policy, seed, allow_member_choice, unlinkable, set_by, "channel"
+        )
         keys = {"guild_id": guild_id, "channel_id": channel_id}
         await self._upsert_preset(ChannelOverride, keys, guild_id, preset)
         return preset
@@ -421,16 +437,18 @@ class Repository(JobLog):
         seed_policy: str,
         seed: int | None,
         allow_member_choice: bool,
+        unlinkable: bool,
         set_by: int,
         source: PresetSource,
     ) -> ResolvedPreset:
         return ResolvedPreset(
             style=style,
-            background=_touch(background, "background colour"),
+            background=_touch(background, "background (a colour or scene in English)"),
             framing=_touch(framing, "framing"),
             seed_policy=seed_policy,  # type: ignore[arg-type]  # checked by _seed
             seed=_seed(seed_policy, seed),
             allow_member_choice=allow_member_choice,
+            unlinkable=unlinkable,
             source=source,
             set_by=set_by,
             set_at=self._clock(),
@@ -450,6 +468,7 @@ class Repository(JobLog):
             "seed_policy": preset.seed_policy,
             "seed": preset.seed,
             "allow_member_choice": preset.allow_member_choice,
+            "unlinkable": preset.unlinkable,
             "set_by": preset.set_by,
             "set_at": preset.set_at,
         }
@@ -470,6 +489,22 @@ class Repository(JobLog):
         except IntegrityError as exc:
             # The foreign key backs up the check above (e.g. a style row removed by hand meanwhile).
             raise UnknownStyle(preset.style) from exc
+
+    @staticmethod
+    async def _move_style(session: AsyncSession, old: str, new: str) -> None:
+        """Rows naming `old` now name `new`. A server that already chose to show or hide `new`
+        keeps that choice; its choice about `old` goes."""
+        for model in (ServerPreset, ChannelOverride):
+            await session.execute(
+                update(model).where(model.style == old).values(style=new).execution_options(synchronize_session=False)
+            )
+        shown = ServerStyleSetting
+        decided = select(shown.guild_id).where(shown.style == new).scalar_subquery()
+        await session.execute(
+            update(shown).where(shown.style == old, shown.guild_id.not_in(decided)).values(style=new)
+            .execution_options(synchronize_session=False)
+        )
+        await session.execute(delete(shown).where(shown.style == old).execution_options(synchronize_session=False))
 
     @staticmethod
     async def _style_state(session: AsyncSession, guild_id: int, style: str) -> tuple[bool, bool]:

@@ -3,7 +3,7 @@
 ```python
 queue = GenerationQueue(engine, settings)
 queue.start()
-handle = queue.submit(face, "simpsons", user_id=member.id, guild_id=guild.id)
+handle = queue.submit(face, "sunny-cartoon", user_id=member.id, guild_id=guild.id)
 async for event in handle.events():
     ...  # Queued, Started, Step, then Done | Failed | Cancelled
 ```

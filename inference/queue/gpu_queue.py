@@ -322,6 +322,7 @@ class GenerationQueue:
         previews: bool = True,
         deadline: float | None = None,
         safety: SafetyLevel = "strict",
+        unlinkable: bool = True,
     ) -> JobHandle:
         """Queue one portrait, or raise `QueueClosed`, `AlreadyQueued`, `UnknownStyleError` or
         `QueueFull` at once. `deadline` is a `time.monotonic()` instant; by default
@@ -359,6 +360,7 @@ class GenerationQueue:
             background=background,
             framing=framing,
             safety=safety,
+            unlinkable=unlinkable,
         )
         job = Job(
             id=uuid.uuid4().hex[:12],

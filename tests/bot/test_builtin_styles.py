@@ -33,9 +33,10 @@ async def test_profile_runs_the_plus_ip_adapter_and_style_list_marks_built_ins(
     listing = await world.standin.send_slash_command("style list", user=world.admin, enforce_permissions=False)
     shown = await listing.wait_for_message(timeout=30)
     titles = {e["title"] for e in shown.embeds}
-    assert {"Springfield (built in)", "Anime (built in)", "Pixel Art (built in)", "Tiny Style", "Other Style"} <= titles
-    springfield = next(e for e in shown.embeds if e["title"] == "Springfield (built in)")
-    assert "yellow" in springfield["description"]
+    built_in = {"Sunny Cartoon (built in)", "Anime (built in)", "Pixel Art (built in)"}
+    assert built_in | {"Tiny Style", "Other Style"} <= titles
+    sunny = next(e for e in shown.embeds if e["title"] == "Sunny Cartoon (built in)")
+    assert "yellow" in sunny["description"]
     # Samples leave as freshly encoded PNGs; built-ins have none.
     assert sorted(f.filename for f in shown.files) == ["sample-other-style.png", "sample-tiny-style.png"]
     for upload in shown.files:
@@ -49,3 +50,23 @@ async def test_a_member_gets_a_portrait_in_a_built_in_prompt_style(world: World,
     )
     final = await interaction.wait_for_final_file(timeout=180)
     assert final.files[0].filename == "portrait-pixel-art.png" and "Pixel Art" in (final.content or "")
+
+
+async def test_a_reroll_button_posted_before_the_rename_draws_the_renamed_style(
+    world: World, selfie_bytes: bytes
+) -> None:
+    """Buttons under portraits drawn as `simpsons` are still out there; pressing one draws `sunny-cartoon`."""
+    from tests.bot.test_profile import custom_id, profile
+    from tests.discord_standin.interactions import walk_components
+
+    member = world.members[0]
+    first = await (await profile(world, member, selfie_bytes)).wait_for_final_file(timeout=120)
+    stored = world.standin.message(first.message_id)
+    fresh = custom_id(first, "mmpp:reroll")
+    old = fresh.replace(":tiny-style:", ":simpsons:")
+    for component in walk_components(stored.components):
+        if component.get("custom_id") == fresh:
+            component["custom_id"] = old  # what the message showed before the rename
+    second = await (await world.standin.send_component(stored, old, user=member)).wait_for_final_file(timeout=120)
+    assert second.files[0].filename == "portrait-sunny-cartoon.png"
+    assert "Sunny Cartoon" in (second.content or "")

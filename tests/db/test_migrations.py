@@ -101,3 +101,21 @@ async def test_a_schema_from_a_newer_mmpp_is_refused_clearly(database: Database)
 
     with pytest.raises(MigrationError, match=r"'9999'.*newer MMPP"):
         await database.upgrade_to_head()
+
+
+async def test_presets_stored_before_the_guard_existed_get_it_on(database_url: str) -> None:
+    async with Database(database_url) as db:
+        await db.upgrade("0003")
+        async with db.connect() as connection:
+            await connection.execute(text(
+                "INSERT INTO styles (name, description, enabled, first_seen_at, updated_at) "
+                "VALUES ('anime', '', true, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            ))
+            await connection.execute(text(
+                "INSERT INTO server_presets (guild_id, style, seed_policy, allow_member_choice, set_by, set_at) "
+                "VALUES (1, 'anime', 'random', false, 2, '2026-01-01 00:00:00')"
+            ))
+            await connection.commit()
+        await db.upgrade("head")
+        preset = await Repository(db.sessions, default_style="anime").get_server_preset(1)
+        assert preset is not None and preset.style == "anime" and preset.unlinkable

@@ -249,3 +249,16 @@ async def test_bad_touches_are_refused_with_a_reason(
     with pytest.raises(InvalidPresetValue, match=complaint):
         await repo.set_server_preset(GUILD, "pixar", set_by=ADMIN, **options)  # type: ignore[arg-type]
     assert await repo.get_server_preset(GUILD) is None
+
+
+async def test_the_unlinkable_guard_is_on_unless_a_room_turns_it_off(repo: Repository) -> None:
+    assert (await repo.resolve(GUILD, CHANNEL)).unlinkable  # the default, no preset at all
+    assert (await repo.resolve(None, None)).unlinkable  # DMs
+    await repo.set_server_preset(GUILD, "pixar", set_by=ADMIN)
+    assert (await repo.resolve(GUILD, CHANNEL)).unlinkable
+    await repo.set_channel_override(GUILD, CHANNEL, "noir", unlinkable=False, set_by=ADMIN)
+    assert not (await repo.resolve(GUILD, CHANNEL)).unlinkable
+    assert (await repo.resolve(GUILD, OTHER_CHANNEL)).unlinkable
+    server = await repo.get_server_preset(GUILD)
+    assert server is not None and server.unlinkable
+    assert not (await repo.list_channel_overrides(GUILD))[CHANNEL].unlinkable

@@ -106,3 +106,18 @@ def test_warm_up_measures_batch_sizes_and_the_queue_follows(styled_model_dir: Pa
     engine = Engine.from_settings(settings)
     assert 1 <= engine.preferred_batch_size <= 3
     assert GenerationQueue(engine, settings).max_batch_size == engine.preferred_batch_size
+
+
+@needs_compiler
+def test_the_guards_weaker_ip_adapter_holds_for_one_call_compiled_or_not(
+    compiled: Engine, plain: Engine, selfie_bytes: bytes
+) -> None:
+    """A redraw's `ip_adapter_scale` (inference/queue/unlinkable.py) changes that call only, and the
+    compiled slot draws it as named adapters do."""
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        before = draw(compiled, selfie_bytes, "wide-style")
+        weak = draw(compiled, selfie_bytes, "wide-style", ip_adapter_scale=0.0)
+        after = draw(compiled, selfie_bytes, "wide-style")
+    assert np.abs(before - weak).max() > 2, "the face's weight changed the picture"
+    assert (before == after).all(), "the style's own scale is back for the next call"
+    assert np.abs(weak - draw(plain, selfie_bytes, "wide-style", ip_adapter_scale=0.0)).max() <= 2

@@ -56,7 +56,7 @@ ON_DEFAULT = {
     "dtype": "all three: auto is fp32 on the CPU (bf16 is a GPU's)",
     "devices": "bot: one engine on DEVICE",
     "builtin_styles": "bot and worker: the six prompt styles beside the model folder's",
-    "default_style": "bot: /profile draws simpsons, a built-in",
+    "default_style": "bot: /profile draws sunny-cartoon, a built-in",
     "attention": "all three", "channels_last": "all three", "fuse_qkv": "all three", "compile": "all three",
     "warmup": "all three", "fast_preset": "all three",
     "max_upload_bytes": "bot", "max_image_pixels": "bot and generate", "min_image_side": "bot and generate",
@@ -146,7 +146,7 @@ async def test_an_empty_environment_resolves_what_a_start_resolves(
     # Styles: ./styles does not exist yet; the built-ins serve, the default among them.
     catalog = load_catalog(settings)
     assert settings.sources.styles_dir == Path("styles") and catalog.errors == []
-    assert sorted(catalog.names()) == ["animated-3d", "anime", "comic-ink", "pixel-art", "simpsons", "watercolor"]
+    assert sorted(catalog.names()) == ["animated-3d", "anime", "comic-ink", "pixel-art", "sunny-cartoon", "watercolor"]
     assert settings.default_style in catalog
     # The database: SQLite in the working folder, made and migrated.
     from bot.db import open_database
@@ -247,7 +247,7 @@ async def test_quick_start_as_written_on_the_defaults(
     with engine.connect() as connection:
         rows = connection.execute(text("select style, outcome from generation_log")).all()
     engine.dispose()
-    assert [tuple(row) for row in rows] == [("simpsons", "delivered")]  # DEFAULT_STYLE, a built-in
+    assert [tuple(row) for row in rows] == [("sunny-cartoon", "delivered")]  # DEFAULT_STYLE, a built-in
 
 
 async def test_mmpp_worker_with_only_redis_url_draws_for_the_bot(

@@ -312,7 +312,8 @@ class RemoteSlot:
             started_at = job.started_at if job.started_at is not None else started
             queue.batch_measured([job], seconds / max(1, job.batch_size))
             result = GenerationResult(
-                image=image, seed=int(fields[b"seed"]), style=job.style, seconds=seconds, flagged=image is None
+                image=image, seed=int(fields[b"seed"]), style=job.style, seconds=seconds, flagged=image is None,
+                linkable=fields.get(b"l") == b"1",
             )
             timings = Timings(
                 waited_s=started_at - job.submitted_at, ran_s=now - started_at, engine_s=seconds,

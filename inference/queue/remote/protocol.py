@@ -148,6 +148,7 @@ def encode_batch(batch_id: str, jobs: list[tuple[str, int, GenerationRequest, bo
                 "id": job_id, "attempt": attempt, "previews": previews,
                 "style": r.style, "seed": r.seed, "steps": r.steps, "lora_scale": r.lora_scale,
                 "background": r.background, "framing": r.framing, "safety": r.safety, "fast": r.fast,
+                "unlinkable": r.unlinkable,
                 "face": to_png(r.face.face), "control": to_png(r.face.control),
                 "box": [r.face.box.x, r.face.box.y, r.face.box.w, r.face.box.h],
                 "source_size": list(r.face.source_size),
@@ -173,6 +174,8 @@ def decode_batch(payload: dict) -> tuple[str, float, list[RemoteJob]]:
             safety="relaxed" if item.get("safety") == "relaxed" else "strict",
             # The fast preset: None (absent from an older bot) leaves it to the worker's FAST_PRESET.
             fast=None if item.get("fast") is None else bool(item["fast"]),
+            # Only an explicit false turns the guard off (a bot that predates the field gets it on).
+            unlinkable=item.get("unlinkable") is not False,
         )
         jobs.append(RemoteJob(str(item["id"]), int(item["attempt"]), request, bool(item["previews"])))
     return str(payload["batch"]), float(payload["not_after"]), jobs

@@ -52,7 +52,7 @@ class CancelPolling:
     def __init__(self, engine: EngineLike, client: redis.Redis, keys: dict[int, str]) -> None:
         self._engine = engine
         self._client = client
-        self._keys = keys  # id(request) -> its cancel key
+        self._keys = keys  # id(request.cancel) -> its cancel key (a redraw's request shares the flag)
 
     @property
     def catalog(self) -> StyleCatalog:
@@ -60,7 +60,7 @@ class CancelPolling:
 
     def _poll(self, requests: Sequence[GenerationRequest]) -> None:
         try:
-            flags = self._client.mget([self._keys[id(r)] for r in requests])
+            flags = self._client.mget([self._keys[id(r.cancel)] for r in requests])
         except p.REDIS_ERRORS:
             return  # Redis is away: keep drawing, the bot decides what a lost connection means
         for request, flag in zip(requests, flags, strict=True):
@@ -122,7 +122,8 @@ class StreamSink:
             self._add(job, {"k": "filtered", "seed": event.result.seed, "s": event.result.seconds})
         elif isinstance(event, Done):
             result = event.result
-            self._add(job, {"k": "done", "seed": result.seed, "s": result.seconds}, png=result.png())
+            fields = {"k": "done", "seed": result.seed, "s": result.seconds, "l": 1 if result.linkable else None}
+            self._add(job, fields, png=result.png())
         elif isinstance(event, Failed):
             self._add(job, {"k": "failed", "code": event.code})
         elif isinstance(event, Cancelled):
@@ -166,7 +167,7 @@ class RemoteWorker:
                 sink.finish(job, Failed("expired", "expired"))
             log_event(log, logging.WARNING, "batch expired before start", batch=batch_id, jobs=len(jobs))
             return "expired"
-        keys = {id(j.request): p.cancel_key(j.id, j.attempt) for j in remote_jobs}
+        keys = {id(j.request.cancel): p.cancel_key(j.id, j.attempt) for j in remote_jobs}
         gpu = GpuWorker(
             CancelPolling(self.engine, self.client, keys), sink, preview_every=self.settings.preview_every, name=self.id
         )

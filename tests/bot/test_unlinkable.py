@@ -1,0 +1,82 @@
+"""The unlinkable guard as a member and an admin meet it through Discord.
+
+The tiny model's noise never matches anyone, so the engine's results are swapped for the selfie
+photo itself (mirrored): the real worker then measures, redraws and finally tells the member.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from PIL import Image, ImageOps
+
+from bot.portrait import STILL_LINKABLE
+from tests.bot.conftest import World, closed_log_rows
+from tests.bot.test_profile import custom_id, profile
+from tests.bot.test_rooms import style_command
+
+
+@pytest.fixture
+def bot_overrides() -> dict[str, object]:
+    return {"user_daily_quota": 3}
+
+
+@pytest.fixture
+def selfie_engine(world: World, monkeypatch: pytest.MonkeyPatch, astronaut: Image.Image) -> list[int]:
+    """Every portrait comes back as the member's own photo; returns the engine calls' batch sizes."""
+    engine = world.services.engine
+    real = engine.generate
+    calls: list[int] = []
+    mirrored = ImageOps.mirror(astronaut)
+
+    def linkable(requests, on_step=None):  # type: ignore[no-untyped-def]
+        calls.append(len(requests))
+        return [r if r.image is None else replace(r, image=mirrored) for r in real(requests, on_step)]
+
+    monkeypatch.setattr(engine, "generate", linkable)
+    return calls
+
+
+async def test_a_portrait_that_stays_linkable_is_redrawn_free_and_the_member_is_told(
+    world: World, selfie_bytes: bytes, selfie_engine: list[int]
+) -> None:
+    member = world.members[0]
+    final = await (await profile(world, member, selfie_bytes)).wait_for_final_file(timeout=120)
+    assert STILL_LINKABLE in (final.content or "")
+    assert selfie_engine == [1, 1, 1], "drawn once, then two more tries"
+    # One request, one log row: the quota counts rows, so the redraws cost the member nothing of it.
+    [row] = await closed_log_rows(world, 1)
+    assert row.user_id == member.id and row.outcome == "delivered"
+
+
+async def test_an_admin_turns_it_off_and_a_member_may_only_where_members_choose(
+    world: World, selfie_bytes: bytes, selfie_engine: list[int]
+) -> None:
+    # A locked room: members may not turn it off themselves.
+    await style_command(world, "set", world.admin, style="tiny-style", allow_member_choice=False)
+    refused = await (await profile(world, world.members[0], selfie_bytes, unlinkable=False)).wait_for_message()
+    assert refused.ephemeral and "unlinkable" in (refused.content or "") and selfie_engine == []
+
+    shown = await style_command(world, "set", world.admin, style="tiny-style", unlinkable=False)
+    assert "off: the most likeness" in shown
+    final = await (await profile(world, world.members[1], selfie_bytes)).wait_for_final_file(timeout=120)
+    assert STILL_LINKABLE not in (final.content or "") and selfie_engine == [1]
+
+    # Where members choose, one may turn it off for their own portrait only.
+    await style_command(world, "set", world.admin, style="tiny-style", unlinkable=True, allow_member_choice=True)
+    final = await (await profile(world, world.members[2], selfie_bytes, unlinkable=False)).wait_for_final_file(
+        timeout=120
+    )
+    assert STILL_LINKABLE not in (final.content or "") and selfie_engine == [1, 1]
+    # Its Reroll keeps the member's choice...
+    reroll = custom_id(final, "mmpp:reroll")
+    assert reroll.endswith(":l")
+    again = await (await world.standin.send_component(final, reroll)).wait_for_final_file(timeout=120)
+    assert STILL_LINKABLE not in (again.content or "") and selfie_engine == [1, 1, 1]
+    # ...while the room lets members choose; locked again, the guard is back for the next reroll.
+    await style_command(world, "set", world.admin, style="tiny-style", allow_member_choice=False)
+    third = await (await world.standin.send_component(again, custom_id(again, "mmpp:reroll"))).wait_for_final_file(
+        timeout=120
+    )
+    assert STILL_LINKABLE in (third.content or "") and selfie_engine == [1, 1, 1, 1, 1, 1]

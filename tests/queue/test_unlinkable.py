@@ -1,0 +1,139 @@
+"""The unlinkable guard in the real worker, local and remote: a portrait that matches the selfie is
+drawn again (new seed, weaker IP-Adapter, at most two more tries), and one that still matches says so.
+
+The tiny model's noise never looks like anyone, so the engine here draws for real (steps, cancel)
+and then hands back the selfie photo itself as its "portrait" for the first `linkable_calls` calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from PIL import Image, ImageOps
+from pydantic import SecretStr
+
+from inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
+from inference.preprocess import PreparedFace
+from inference.queue import Done, GenerationQueue
+from inference.queue.unlinkable import REDRAW_IP_FACTORS
+from inference.styles import StyleCatalog
+from mmpp.settings import Settings
+from tests.queue.conftest import collect
+from tests.queue.test_remote import open_remote
+
+
+class SelfieEngine:
+    """The real engine whose first `linkable_calls` results are swapped for the selfie, mirrored."""
+
+    def __init__(self, engine: Engine, selfie: Image.Image, linkable_calls: int) -> None:
+        self.engine = engine
+        self.resolution = engine.resolution
+        self.selfie = ImageOps.mirror(selfie)
+        self.linkable_calls = linkable_calls
+        self.requests: list[GenerationRequest] = []
+
+    @property
+    def catalog(self) -> StyleCatalog:
+        return self.engine.catalog
+
+    def generate(
+        self, requests: Sequence[GenerationRequest], on_step: Callable[[StepProgress], None] | None = None
+    ) -> list[GenerationResult]:
+        call = len(self.requests)
+        self.requests.extend(requests)
+        results = self.engine.generate(requests, on_step)
+        if call < self.linkable_calls:
+            return [r if r.image is None else replace(r, image=self.selfie) for r in results]
+        return results
+
+
+def local_queue(settings: Settings, engine: SelfieEngine) -> GenerationQueue:
+    return GenerationQueue(engine, settings, initial_job_s=1.0, stop_timeout_s=5)  # type: ignore[arg-type]
+
+
+async def test_a_linkable_portrait_is_redrawn_until_it_is_not(
+    queue_settings: Settings, real_engine: Engine, face: PreparedFace, astronaut: Image.Image
+) -> None:
+    engine = SelfieEngine(real_engine, astronaut, linkable_calls=1)
+    queue = local_queue(queue_settings, engine)
+    queue.start()
+    try:
+        events = await collect(queue.submit(face, "tiny-style", user_id=1, guild_id=1, seed=5, steps=2))
+    finally:
+        await queue.shutdown(grace_s=5)
+    done = events[-1]
+    assert isinstance(done, Done) and not done.result.linkable
+    first, second = engine.requests
+    base = real_engine.catalog.get("tiny-style").definition.ip_adapter_scale
+    assert first.ip_adapter_scale is None and second.ip_adapter_scale == base * REDRAW_IP_FACTORS[0]
+    assert second.seed != first.seed and done.result.seed == second.seed
+    # The member gets the redraw (the tiny model's picture), never the one that matched.
+    assert done.result.image is not None and done.result.image.size == (64, 64)
+
+
+async def test_still_linkable_after_two_more_tries_says_so(
+    queue_settings: Settings, real_engine: Engine, face: PreparedFace, astronaut: Image.Image
+) -> None:
+    engine = SelfieEngine(real_engine, astronaut, linkable_calls=99)
+    queue = local_queue(queue_settings, engine)
+    queue.start()
+    try:
+        events = await collect(queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2))
+    finally:
+        await queue.shutdown(grace_s=5)
+    done = events[-1]
+    assert isinstance(done, Done) and done.result.linkable and done.result.image is not None
+    base = real_engine.catalog.get("tiny-style").definition.ip_adapter_scale
+    assert [r.ip_adapter_scale for r in engine.requests] == [None, *(base * f for f in REDRAW_IP_FACTORS)]
+    assert len({r.seed for r in engine.requests}) == 3
+
+
+async def test_turned_off_nothing_is_redrawn_and_noise_never_fires_it(
+    queue_settings: Settings, real_engine: Engine, face: PreparedFace, astronaut: Image.Image
+) -> None:
+    queue = local_queue(queue_settings, off := SelfieEngine(real_engine, astronaut, linkable_calls=99))
+    queue.start()
+    try:
+        events = await collect(queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2, unlinkable=False))
+        done = events[-1]
+        assert isinstance(done, Done) and not done.result.linkable and len(off.requests) == 1
+    finally:
+        await queue.shutdown(grace_s=5)
+    queue = local_queue(queue_settings, tiny := SelfieEngine(real_engine, astronaut, linkable_calls=0))
+    queue.start()
+    try:
+        events = await collect(queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2))
+        done = events[-1]
+        assert isinstance(done, Done) and not done.result.linkable and len(tiny.requests) == 1
+    finally:
+        await queue.shutdown(grace_s=5)
+
+
+async def test_through_a_remote_worker_the_switch_and_the_verdict_travel(
+    redis_url: str, queue_settings: Settings, real_engine: Engine, face: PreparedFace, astronaut: Image.Image
+) -> None:
+    engine = SelfieEngine(real_engine, astronaut, linkable_calls=99)
+    settings = queue_settings.model_copy(update={"redis_url": SecretStr(redis_url)})
+    async for remote in open_remote(redis_url, settings, engine):  # type: ignore[arg-type]
+        events = await collect(remote.queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2))
+        done = events[-1]
+        assert isinstance(done, Done) and done.result.linkable and len(engine.requests) == 3
+        events = await collect(
+            remote.queue.submit(face, "tiny-style", user_id=2, guild_id=1, steps=2, unlinkable=False)
+        )
+        done = events[-1]
+        assert isinstance(done, Done) and not done.result.linkable and len(engine.requests) == 4
+        assert remote.leftovers() == []
+
+
+def test_the_switch_travels_and_a_bot_that_predates_it_gets_the_guard(face: PreparedFace) -> None:
+    from inference.queue.remote import protocol as p
+
+    request = GenerationRequest(face=face, style="tiny-style", seed=1, unlinkable=False)
+    payload = p.deserialize(p.serialize(p.encode_batch("b", [("j", 0, request, False)], 0.0)))
+    [job] = p.decode_batch(payload)[2]
+    assert job.request.unlinkable is False
+    del payload["jobs"][0]["unlinkable"]  # what an older bot sends
+    [job] = p.decode_batch(payload)[2]
+    assert job.request.unlinkable is True
