@@ -9,6 +9,7 @@ From there every path ends in an answer to the member and a closed log row.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -18,11 +19,13 @@ import discord
 
 from bot.db import ResolvedPreset
 from bot.db.repository import InteractionRef, JobKind, Outcome
+from bot.db.safety import ServerSafetyStore
 from bot.delivery import TOKEN_LIFETIME, Recipient, deliver_portrait, send_elsewhere
+from bot.i18n import N_, match, tr, tr_error
 from bot.replies import ProgressMessage, ReplyDeleted, answer_error, defer, send_error
 from bot.safety_policy import safety_level
 from bot.services import Services, services_of
-from bot.style_rules import check_style_allowed
+from bot.style_rules import check_style_allowed, room_preset
 from inference.engine import random_seed
 from inference.preprocess import LocatedFace
 from inference.queue import (
@@ -36,7 +39,7 @@ from inference.queue import (
     QueueFull,
     Started,
     Step,
-    describe_wait,
+    discord_time,
 )
 from inference.safety import FILTERED_MESSAGE
 from mmpp.errors import UserFacingError
@@ -72,7 +75,7 @@ class CancelledWhilePreparing(UserFacingError):
     code = "cancelled"
 
     def __init__(self) -> None:
-        super().__init__("Cancelled. Run /profile again whenever you like.")
+        super().__init__(N_("Cancelled. Run /profile again whenever you like."))
 
 
 class StillPreparing(UserFacingError):
@@ -80,7 +83,7 @@ class StillPreparing(UserFacingError):
 
     def __init__(self) -> None:
         super().__init__(
-            "I'm still reading the picture you sent a moment ago. Wait for that portrait before asking for another."
+            N_("I'm still reading the picture you sent a moment ago. Wait for that portrait before asking for another.")
         )
 
 
@@ -119,16 +122,33 @@ def interaction_ref(interaction: discord.Interaction) -> InteractionRef:
 
 
 def recipient(interaction: discord.Interaction) -> Recipient:
-    return Recipient(
-        interaction.user.id, interaction.guild_id, interaction.channel_id,
-        private=bool(interaction.extras.get("ephemeral", False)),
-    )
+    return Recipient(interaction.user.id, interaction.guild_id, interaction.channel_id)
 
 
 async def tell(interaction: discord.Interaction, message: str) -> None:
-    """An ephemeral error through the interaction; when that is gone, the channel or a DM."""
+    """An ephemeral message through the interaction; when that is gone, a DM (never the channel)."""
     if not await send_error(interaction, message):
-        await send_elsewhere(interaction.client, recipient(interaction), f"{interaction.user.mention} {message}")
+        await send_elsewhere(interaction.client, recipient(interaction), message)
+
+
+async def public_by_default(services: Services, interaction: discord.Interaction) -> bool:
+    """Whether this server chose that portraits go to the channel at once (`/style set public:`)."""
+    if interaction.guild_id is None:
+        return False
+    return await ServerSafetyStore(services.database.sessions).public_by_default(interaction.guild_id)
+
+
+def portrait_filename(style: str, index: int = 0) -> str:
+    return f"portrait-{style}.png" if index == 0 else f"portrait-{style}-{index + 1}.png"
+
+
+def public_line(interaction: discord.Interaction, title: str) -> str:
+    """What the room reads with a posted portrait: in the server's language, the room's own."""
+    where: str | None = None
+    if interaction.guild_locale is not None:
+        where = match(interaction.guild_locale)
+    return tr(where or interaction, "{member} posted a new **{title}** profile photo.",
+              member=interaction.user.mention, title=title)
 
 
 async def make_portrait(interaction: discord.Interaction, services: Services, order: PortraitOrder) -> None:
@@ -156,7 +176,7 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
     except UserFacingError as exc:
         if log_id is not None:
             await services.repo.release(log_id, exc.code)
-        await tell(interaction, exc.message)
+        await tell(interaction, tr_error(interaction, exc))
         return
     except BaseException:
         if log_id is not None:
@@ -177,7 +197,7 @@ async def follow(
     log_id: int,
     located: LocatedFace,
 ) -> None:
-    """The job's events to the member's reply, then the result to the member, then the log."""
+    """The job's events to the member's private reply, then the result to the member, then the log."""
     user = interaction.user
     token = order.token
     if token is None and order.buttons:
@@ -198,37 +218,42 @@ async def follow(
         async for event in handle.events():
             match event:
                 case Queued(position=position, estimated_wait_s=wait):
-                    ahead = "You're next" if position <= 1 else f"You're number {position} in line"
-                    await progress.show(f"⏳ {ahead} for a **{title}** portrait ({describe_wait(wait)}).")
+                    if position <= 1:
+                        text = tr(interaction, "⏳ You're next for a **{title}** portrait (ready {when}).",
+                                  title=title, when=discord_time(wait))
+                    else:
+                        text = tr(interaction, "⏳ You're number {position} in line for a **{title}** portrait "
+                                  "(ready {when}).", position=position, title=title, when=discord_time(wait))
+                    await progress.show(text)
                 case Started():
                     await services.repo.log_started(log_id)
-                    await progress.show(f"🎨 Drawing your **{title}** portrait…", force=True)
+                    await progress.show(tr(interaction, "🎨 Drawing your **{title}** portrait…", title=title),
+                                        force=True)
                 case Step(i=i, n=n, preview=preview):
-                    await progress.show(f"🎨 Drawing your **{title}** portrait… step {i}/{n}", preview=preview)
+                    await progress.show(
+                        tr(interaction, "🎨 Drawing your **{title}** portrait… step {i}/{n}", title=title, i=i, n=n),
+                        preview=preview,
+                    )
                 case Done(result=result) if result.flagged:
                     # Never posted: the member hears why, the log says so, the quota counts it.
                     outcome, reason = "filtered", None
                     forget_face()
-                    await tell(interaction, FILTERED_MESSAGE)
+                    await tell(interaction, tr(interaction, FILTERED_MESSAGE))
                 case Done(result=result):
-                    view = PortraitView(user.id, order.style, token) if token else None
-                    content = f"{user.mention}, here is your **{title}** portrait (seed `{result.seed}`)."
-                    outcome = await deliver_portrait(
-                        interaction, progress, recipient(interaction),
-                        content, result.png(), f"portrait-{order.style}.png", view,
-                    )
+                    outcome = await deliver(interaction, services, order, progress, token, title, [result.png()],
+                                            [result.seed])
                     reason = None
                     if outcome == "undelivered":
-                        forget_face()
+                        log_event(log, logging.INFO, "kept for /last", user=user.id)
                 case Failed(reason=message, code=code):
                     outcome = "interrupted" if code == "shutdown" else "timeout" if code == "timeout" else "failed"
                     reason = code
                     forget_face()
-                    await tell(interaction, message)
+                    await tell(interaction, tr(interaction, message))
                 case Cancelled(reason=message):
                     outcome, reason = "cancelled", None
                     forget_face()
-                    await progress.show(f"✖️ {message}", force=True, clear_preview=True)
+                    await progress.show(f"✖️ {tr(interaction, message)}", force=True, clear_preview=True)
     except ReplyDeleted:
         # Someone deleted the reply: nobody is waiting for this portrait any more.
         handle.cancel()
@@ -242,13 +267,73 @@ async def follow(
         services.inflight.discard(log_id)
 
 
-class PortraitView(discord.ui.View):
-    """Reroll (same face, same style, new seed) and Delete, for the portrait's owner."""
+async def deliver(
+    interaction: discord.Interaction,
+    services: Services,
+    order: PortraitOrder,
+    progress: ProgressMessage,
+    token: str | None,
+    title: str,
+    pngs: list[bytes],
+    seeds: list[int],
+) -> Outcome:
+    """The finished set in the member's private reply, each picture with its own Post button; in a
+    server that chose "public by default", posted in the channel at once as if Post was pressed.
+    The set stays in memory (`bot.results`) for Post and `/last` whichever way it reached them."""
+    user = interaction.user
+    kept = services.results.put(user.id, order.style, pngs, seeds) if order.buttons else None
+    public = order.buttons and await public_by_default(services, interaction)
+    seed_text = ", ".join(f"`{s}`" for s in seeds)
+    if not order.buttons:
+        content = tr(interaction, "Here is a **{title}** sample (seed {seeds}).", title=title, seeds=seed_text)
+    elif public:
+        content = tr(interaction, "Here is your **{title}** portrait (seed {seeds}); it is posted in the channel too.",
+                     title=title, seeds=seed_text)
+    else:
+        content = tr(interaction, "Here is your **{title}** portrait (seed {seeds}). Only you can see it: press "
+                     "**Post** to show it in the channel.", title=title, seeds=seed_text)
+    view = None
+    if token is not None and kept is not None:
+        view = PortraitView(interaction, user.id, order.style, token, kept, len(pngs), post=not public)
+    # In a DM there is no room to post to: Reroll and Delete only.
+    dm_view = PortraitView(interaction, user.id, order.style, token, kept, 0, post=False) if token and kept else None
+    note = tr(interaction, "(I couldn't update my earlier reply, so here it is.)")
+    outcome = await deliver_portrait(
+        interaction, progress, recipient(interaction), content, pngs[0], portrait_filename(order.style), view,
+        note=note, dm_view=dm_view,
+    )
+    if public and outcome == "delivered":
+        try:
+            await interaction.followup.send(
+                public_line(interaction, title), file=discord.File(io.BytesIO(pngs[0]), portrait_filename(order.style)),
+                allowed_mentions=discord.AllowedMentions.none(), ephemeral=False,
+            )
+            if kept and (entry := services.results.get(kept, user.id)) is not None:
+                entry.posted.add(0)
+        except discord.HTTPException as exc:
+            log_event(log, logging.WARNING, "public post failed", user=user.id, status=exc.status)
+    return outcome
 
-    def __init__(self, owner_id: int, style: str, token: str) -> None:
+
+class PortraitView(discord.ui.View):
+    """Post (one per picture, unless posted already), Reroll (same face and style, a new set) and
+    Delete, for the portrait's owner."""
+
+    def __init__(
+        self, where: discord.Interaction, owner_id: int, style: str, token: str | None, kept: str, count: int,
+        *, post: bool = True, reroll: bool = True,
+    ) -> None:
         super().__init__(timeout=None)
-        self.add_item(RerollButton(owner_id, style, token))
-        self.add_item(DeleteButton(owner_id, token))
+        if post:
+            for index in range(count):
+                self.add_item(PostButton(owner_id, style, kept, index, label=post_label(where, index, count)))
+        if reroll and token is not None:
+            self.add_item(RerollButton(owner_id, style, token, label=tr(where, "Reroll")))
+            self.add_item(DeleteButton(owner_id, token, kept, label=tr(where, "Delete")))
+
+
+def post_label(where: discord.Interaction, index: int, count: int) -> str:
+    return tr(where, "Post") if count == 1 else tr(where, "Post #{n}", n=index + 1)
 
 
 class NotYours(UserFacingError):
@@ -256,14 +341,15 @@ class NotYours(UserFacingError):
 
 
 REROLL_ID = r"mmpp:reroll:(?P<owner>\d+):(?P<style>[a-z0-9-]+):(?P<token>[\w-]+)"
-DELETE_ID = r"mmpp:delete:(?P<owner>\d+):(?P<token>[\w-]+)"
+DELETE_ID = r"mmpp:delete:(?P<owner>\d+):(?P<token>[\w-]+)(?::(?P<kept>[\w-]+))?"
+POST_ID = r"mmpp:post:(?P<owner>\d+):(?P<style>[a-z0-9-]+):(?P<kept>[\w-]+):(?P<index>\d)"
 
 
 class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=REROLL_ID):
-    def __init__(self, owner_id: int, style: str, token: str) -> None:
+    def __init__(self, owner_id: int, style: str, token: str, *, label: str = "Reroll") -> None:
         super().__init__(
             discord.ui.Button(
-                label="Reroll", emoji="🎲", style=discord.ButtonStyle.primary,
+                label=label, emoji="🎲", style=discord.ButtonStyle.secondary,
                 custom_id=f"mmpp:reroll:{owner_id}:{style}:{token}",
             )
         )
@@ -286,13 +372,13 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=REROLL_ID
     async def reroll(self, interaction: discord.Interaction) -> None:
         services = services_of(interaction)
         if interaction.user.id != self.owner_id:
-            raise NotYours("Only the member who made this portrait can reroll it.")
+            raise NotYours(N_("Only the member who made this portrait can reroll it."))
         face = services.faces.get(self.token, self.owner_id)
         if face is None:
-            raise NotYours("I no longer have that selfie (I keep it only briefly, in memory). Run /profile again.")
+            raise NotYours(N_("I no longer have that selfie (I keep it only briefly, in memory). Run /profile again."))
         with admission(services, interaction.user.id):
             await defer(interaction)
-            preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+            preset = await room_preset(services, interaction)
             await check_style_allowed(services, interaction.guild_id, preset, self.style, reroll=True)
             # A new seed even where the room fixes seeds: a reroll that drew the same picture would be no reroll.
             order = PortraitOrder(
@@ -301,28 +387,93 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=REROLL_ID
             await make_portrait(interaction, services, order)
 
 
-class DeleteButton(discord.ui.DynamicItem[discord.ui.Button], template=DELETE_ID):
-    def __init__(self, owner_id: int, token: str) -> None:
+class PostButton(discord.ui.DynamicItem[discord.ui.Button], template=POST_ID):
+    """Publishes one picture in the channel, with a short public line: the member's own choice."""
+
+    def __init__(self, owner_id: int, style: str, kept: str, index: int, *, label: str = "Post") -> None:
         super().__init__(
             discord.ui.Button(
-                label="Delete", emoji="🗑️", style=discord.ButtonStyle.secondary,
-                custom_id=f"mmpp:delete:{owner_id}:{token}",
+                label=label, emoji="📣", style=discord.ButtonStyle.primary,
+                custom_id=f"mmpp:post:{owner_id}:{style}:{kept}:{index}",
             )
         )
-        self.owner_id, self.token = owner_id, token
+        self.owner_id, self.style, self.kept, self.index = owner_id, style, kept, index
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: object
+    ) -> PostButton:
+        groups = match.groupdict()  # type: ignore[attr-defined]
+        return cls(int(groups["owner"]), groups["style"], groups["kept"], int(groups["index"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        try:
+            await self.post(interaction)
+        except Exception as exc:
+            await answer_error(interaction, exc)
+
+    async def post(self, interaction: discord.Interaction) -> None:
+        services = services_of(interaction)
+        if interaction.user.id != self.owner_id:
+            raise NotYours(N_("Only the member who made this portrait can post it."))
+        entry = services.results.get(self.kept, self.owner_id)
+        if entry is not None and self.index in entry.posted:
+            raise NotYours(N_("You've already posted this one."))
+        style = self.style
+        if entry is not None and self.index < len(entry.pngs):
+            png = entry.pngs[self.index]
+        else:
+            # Past the memory limits: the picture is still on the message the button belongs to.
+            png = await png_from_message(services, interaction, portrait_filename(style, self.index))
+        title = services.engine.catalog.get(style).definition.title if style in services.engine.catalog else style
+        # A new public message in the channel, answering the click: the room sees it from here on.
+        await interaction.response.send_message(
+            public_line(interaction, title), file=discord.File(io.BytesIO(png), portrait_filename(style)),
+            allowed_mentions=discord.AllowedMentions.none(), ephemeral=False,
+        )
+        if entry is not None:
+            entry.posted.add(self.index)
+
+
+class PortraitGone(UserFacingError):
+    code = "portrait_gone"
+
+
+async def png_from_message(services: Services, interaction: discord.Interaction, filename: str) -> bytes:
+    """The picture from the message's own attachment (Discord's CDN only, size-capped)."""
+    for attachment in interaction.message.attachments if interaction.message else []:
+        if attachment.filename == filename:
+            async with services.downloader.slots:
+                return await services.downloader.fetch(attachment.url)
+    raise PortraitGone(N_("I no longer have that portrait. Run /profile again."))
+
+
+class DeleteButton(discord.ui.DynamicItem[discord.ui.Button], template=DELETE_ID):
+    def __init__(self, owner_id: int, token: str, kept: str | None = None, *, label: str = "Delete") -> None:
+        suffix = f":{kept}" if kept else ""
+        super().__init__(
+            discord.ui.Button(
+                label=label, emoji="🗑️", style=discord.ButtonStyle.secondary,
+                custom_id=f"mmpp:delete:{owner_id}:{token}{suffix}",
+            )
+        )
+        self.owner_id, self.token, self.kept = owner_id, token, kept
 
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Button, match: object
     ) -> DeleteButton:
         groups = match.groupdict()  # type: ignore[attr-defined]
-        return cls(int(groups["owner"]), groups["token"])
+        return cls(int(groups["owner"]), groups["token"], groups.get("kept"))
 
     async def callback(self, interaction: discord.Interaction) -> None:
         try:
             if interaction.user.id != self.owner_id:
-                raise NotYours("Only the member who made this portrait can delete it.")
-            services_of(interaction).faces.forget(self.token)
+                raise NotYours(N_("Only the member who made this portrait can delete it."))
+            services = services_of(interaction)
+            services.faces.forget(self.token)
+            if self.kept:
+                services.results.forget(self.kept)
             await interaction.response.defer()
             await interaction.delete_original_response()
         except Exception as exc:

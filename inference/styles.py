@@ -20,7 +20,7 @@ from typing import Literal
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mmpp.errors import UserFacingError
+from mmpp.errors import N_, UserFacingError
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -289,7 +289,9 @@ class StyleCatalog:
             return self.styles[name]
         except KeyError:
             known = ", ".join(sorted(self.styles)) or "none"
-            raise UnknownStyleError(f"There is no style called '{name}'. Styles available: {known}.") from None
+            raise UnknownStyleError(
+                N_("There is no style called '{style}'. Styles available: {known}."), style=name, known=known
+            ) from None
 
     def names(self) -> list[str]:
         return sorted(self.styles)

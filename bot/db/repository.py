@@ -159,7 +159,8 @@ def _default_ranked() -> Select[Any]:
             cast(null(), String).label("framing"),
             cast(literal("random"), String).label("seed_policy"),
             cast(null(), BigInteger).label("seed"),
-            true().label("allow_member_choice"),  # no admin has asked for one look here yet
+            # One look until an admin chooses otherwise: a room's portraits match from the start.
+            false().label("allow_member_choice"),
             cast(null(), BigInteger).label("set_by"),
             cast(null(), DateTime(timezone=True)).label("set_at"),
         )
@@ -408,8 +409,8 @@ class Repository(JobLog):
             shown = [listing.name for listing in await self.list_styles(guild_id) if listing.enabled]
             if not shown:
                 raise NoStyleShown()
-            return ResolvedPreset(style=shown[0], allow_member_choice=True)
-        return ResolvedPreset(style=self.default_style, allow_member_choice=True)
+            return ResolvedPreset(style=shown[0])
+        return ResolvedPreset(style=self.default_style)
 
     # --- helpers -------------------------------------------------------------------------------
 

@@ -34,7 +34,9 @@ async def test_guild_profile_ends_with_one_png_after_progress_edits(world: World
     final = await interaction.wait_for_final_file(timeout=60)
 
     assert interaction.callback is not None and interaction.callback.loading  # deferred at once
-    assert not interaction.callback.ephemeral
+    assert interaction.callback.ephemeral, "the member alone sees it is on its way"
+    assert all(a.ephemeral for a in interaction.actions), "progress and result are the member's alone"
+    assert world.standin.public_messages() == [], "nothing public before Post"
     progress = [a.content or "" for a in interaction.actions[1 : interaction.actions.index(final)]]
     assert any("in line" in text or "You're next" in text for text in progress)
     assert any(re.search(r"step \d+/4", text) for text in progress)
@@ -44,8 +46,8 @@ async def test_guild_profile_ends_with_one_png_after_progress_edits(world: World
     image = png_of(final)
     assert image.format == "PNG" and image.size == (64, 64)
     assert final.files[0].filename == "portrait-tiny-style.png"
-    assert "Tiny Style" in (final.content or "") and f"<@{member.user.id}>" in (final.content or "")
-    assert {cid.split(":")[1] for cid in final.custom_ids} == {"reroll", "delete"}
+    assert "Tiny Style" in (final.content or "") and "<@" not in (final.content or ""), "a private reply pings nobody"
+    assert {cid.split(":")[1] for cid in final.custom_ids} == {"post", "reroll", "delete"}
 
     [row] = await closed_log_rows(world, 1)
     assert (row.user_id, row.guild_id, row.style, row.outcome) == (
@@ -62,12 +64,17 @@ async def test_dm_profile_lets_the_member_pick_a_style(world: World, selfie_byte
     assert final.files[0].filename == "portrait-other-style.png"
 
 
-async def test_style_autocomplete_offers_the_catalog(world: World) -> None:
-    interaction = await world.standin.send_autocomplete(
-        "profile", {"style": "oth"}, focused="style", user=world.members[0]
+async def test_style_autocomplete_offers_only_what_the_member_may_pick(world: World) -> None:
+    async def offered(user: object) -> list[tuple[str, str]]:
+        interaction = await world.standin.send_autocomplete("profile", {"style": "oth"}, focused="style", user=user)
+        return [(c["name"], c["value"]) for c in await interaction.wait_for_choices()]
+
+    assert await offered(world.members[0]) == [], "an unconfigured server gives everyone one look"
+    assert await offered(world.dm_user) == [("Other Style", "other-style")], "in DMs any published style"
+    await world.services.repo.set_server_preset(
+        world.guild.id, "tiny-style", allow_member_choice=True, set_by=world.admin.user.id
     )
-    choices = await interaction.wait_for_choices()
-    assert [(c["name"], c["value"]) for c in choices] == [("Other Style", "other-style")]
+    assert await offered(world.members[0]) == [("Other Style", "other-style")]
 
 
 async def test_reroll_draws_again_with_a_new_seed_and_delete_removes_it(world: World, selfie_bytes: bytes) -> None:
@@ -151,3 +158,76 @@ async def test_cancel_stops_a_waiting_portrait(world: World, selfie_bytes: bytes
     engine_gate.release.set()
     await running.wait_for_final_file(timeout=60)
     assert not any(a.has_files and a.components for a in waiting.actions)
+
+
+async def test_post_publishes_that_portrait_in_the_channel_and_only_then(world: World, selfie_bytes: bytes) -> None:
+    member = world.members[1]
+    interaction = await profile(world, member, selfie_bytes)
+    final = await interaction.wait_for_final_file(timeout=60)
+    assert final.ephemeral and "Only you can see it" in (final.content or "")
+    assert world.standin.public_messages() == []
+
+    stranger = await world.standin.send_component(final, custom_id(final, "mmpp:post"), user=world.members[2])
+    assert (await stranger.wait_for_message()).ephemeral and world.standin.public_messages() == []
+
+    post = await world.standin.send_component(final, custom_id(final, "mmpp:post"))
+    shown = await post.wait_for_message()
+    [public] = world.standin.public_messages()
+    assert public.id == shown.message_id and public.channel_id == interaction.channel_id
+    assert [a["filename"] for a in public.attachments] == ["portrait-tiny-style.png"]
+    assert f"<@{member.user.id}>" in public.content and "Tiny Style" in public.content
+    assert shown.data.get("allowed_mentions", {}).get("parse") == [], "posting pings nobody"
+    assert public.attachments[0]["size"] == final.files[0].size, "the very picture the member saw"
+
+    again = await world.standin.send_component(final, custom_id(final, "mmpp:post"))
+    assert (await again.wait_for_message()).ephemeral and len(world.standin.public_messages()) == 1
+
+
+async def test_a_korean_member_reads_korean_and_the_room_reads_its_own_language(
+    world: World, selfie_bytes: bytes
+) -> None:
+    member = world.members[0]
+    interaction = await world.standin.send_slash_command(
+        "profile", user=member, attachments={"selfie": ("me.jpg", selfie_bytes)}, locale="ko"
+    )
+    final = await interaction.wait_for_final_file(timeout=60)
+    progress = " ".join(a.content or "" for a in interaction.actions[1:-1])
+    assert "그리는 중이에요" in progress and re.search(r"<t:\d+:R>", progress), "waits are Discord timestamps"
+    assert "나만 볼 수 있어요" in (final.content or "")
+    assert {b["label"] for b in final.buttons} == {"올리기", "다시 그리기", "지우기"}
+    assert world.standin.public_messages() == []
+
+    # An English-speaking stranger is refused in English; the room's line follows the server's language.
+    stranger = await world.standin.send_component(final, custom_id(final, "mmpp:post"), user=world.members[1])
+    assert "Only the member who made this portrait" in ((await stranger.wait_for_message()).content or "")
+    post = await world.standin.send_component(final, custom_id(final, "mmpp:post"), locale="ko")
+    await post.wait_for_message()
+    [public] = world.standin.public_messages()
+    assert "posted a new **Tiny Style** profile photo" in public.content  # the server speaks English
+
+    world.guild.preferred_locale = "ko"
+    french = await world.standin.send_slash_command(
+        "profile", user=world.members[2], attachments={"selfie": ("me.jpg", selfie_bytes)}, locale="fr"
+    )
+    done = await french.wait_for_final_file(timeout=60)
+    assert "나만 볼 수 있어요" in (done.content or ""), "no French catalogue: the server's Korean"
+    posted = await world.standin.send_component(done, custom_id(done, "mmpp:post"), locale="fr")
+    await posted.wait_for_message()
+    assert "님이 새 **Tiny Style** 프로필 사진을 올렸어요" in world.standin.public_messages()[-1].content
+
+
+async def test_commands_carry_korean_names_and_install_anywhere_but_style(world: World) -> None:
+    commands = {c["name"]: c for c in world.standin.synced_commands()}
+    profile_command = commands["profile"]
+    assert profile_command["name_localizations"]["ko"] == "프로필"
+    assert profile_command["description_localizations"]["ko"].startswith("셀카를")
+    selfie = next(o for o in profile_command["options"] if o["name"] == "selfie")
+    assert selfie["name_localizations"]["ko"] == "셀카"
+    assert sorted(profile_command["integration_types"]) == [0, 1] and sorted(profile_command["contexts"]) == [0, 1, 2]
+    menu = commands["Make profile photo"]
+    assert menu["name_localizations"]["ko"] == "프로필 사진 만들기" and sorted(menu["integration_types"]) == [0, 1]
+    style = commands["style"]
+    assert style["integration_types"] == [0] and style["contexts"] == [0], "admins' /style stays in servers"
+    assert "nsfw" not in {o["name"] for o in style["options"]}, "the safety switch is a /style set field"
+    for name in ("styles", "last", "queue", "cancel"):
+        assert sorted(commands[name]["integration_types"]) == [0, 1], name

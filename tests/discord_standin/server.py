@@ -269,6 +269,16 @@ class StandIn:
         """Messages the bot posted with its own token (channel posts and DMs), in order."""
         return list(self.state.channel_messages)
 
+    def public_messages(self) -> list[StoredMessage]:
+        """Every bot message the others in a server channel can see, in order: interaction replies,
+        follow-ups and channel posts alike, "thinking…" placeholders included; not ephemeral ones
+        (flag 64), deleted ones, or anything in a DM."""
+        dms = {c.id for c in self.state.dm_channels.values()}
+        return [
+            m for m in self.state.messages.values()
+            if not m.ephemeral and not m.deleted and m.channel_id not in dms and m.guild_id is not None
+        ]
+
     def message(self, message_id: int) -> StoredMessage:
         try:
             return self.state.messages[message_id]
