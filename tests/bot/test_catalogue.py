@@ -159,6 +159,12 @@ def test_translations_keep_their_fields_and_names_are_valid_discord_names(langua
             assert NAME_RULE.match(text) and text == text.lower(), f"not a valid command name: {text!r}"
 
 
+def test_no_member_is_told_to_run_an_admin_command() -> None:
+    """Only /style's own answers (read by admins) may name /style's subcommands."""
+    told = [f for f in message_ids() if "/style " in f.msgid and "style_admin.py" not in f.where]
+    assert told == []
+
+
 def test_the_scan_catches_a_bypass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The bypass scan is not vacuous: an English reply written straight into a cog is caught."""
     cogs = tmp_path / "bot" / "cogs"
