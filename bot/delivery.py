@@ -54,6 +54,8 @@ async def send_elsewhere(
     png: bytes | None = None,
     filename: str = "portrait.png",
     view: discord.ui.View | None = None,
+    extras: list[tuple[bytes, str]] | None = None,
+    embed: discord.Embed | None = None,
 ) -> bool:
     """Send `content` (and the PNG) to the member's DMs; False if their DMs are closed or Discord fails.
     Never the channel: what the member has not chosen to post stays private."""
@@ -62,7 +64,11 @@ async def send_elsewhere(
         # A fresh File per try: a failed upload has consumed the previous one.
         out: dict[str, object] = {"content": content, "allowed_mentions": _mentions(to.user_id)}
         if png is not None:
-            out["file"] = discord.File(io.BytesIO(png), filename=filename)
+            files = [discord.File(io.BytesIO(png), filename=filename)]
+            files += [discord.File(io.BytesIO(data), filename=name) for data, name in extras or []]
+            out["files"] = files
+        if embed is not None:
+            out["embed"] = embed
         if view is not None:
             out["view"] = view
         return out
@@ -87,17 +93,22 @@ async def deliver_portrait(
     *,
     note: str,
     dm_view: discord.ui.View | None = None,
+    extras: list[tuple[bytes, str]] | None = None,
+    embed: discord.Embed | None = None,
 ) -> Delivery:
     """The reply first; when it cannot be edited any more, a DM. A reply someone
     deleted raises `ReplyDeleted`: nobody is waiting for this portrait."""
     try:
-        await progress.finish(content, discord.File(io.BytesIO(png), filename=filename), view)
+        files = [discord.File(io.BytesIO(png), filename=filename)]
+        files += [discord.File(io.BytesIO(data), filename=name) for data, name in extras or []]
+        await progress.finish(content, files, view, embed)
         return "delivered"
     except discord.HTTPException as exc:
         if exc.code == UNKNOWN_MESSAGE:
             raise ReplyDeleted() from exc  # someone deleted the reply: not a failure to work around
         log_event(log, logging.WARNING, "final edit failed", user=to.user_id, status=exc.status, code=exc.code)
-    if await send_elsewhere(interaction.client, to, f"{content}\n{note}", png=png, filename=filename, view=dm_view):
+    if await send_elsewhere(interaction.client, to, f"{content}\n{note}", png=png, filename=filename, view=dm_view,
+                             extras=extras, embed=embed):
         return "delivered_fallback"
     return "undelivered"
 

@@ -26,6 +26,7 @@ from bot.replies import ProgressMessage, ReplyDeleted, answer_error, defer, send
 from bot.safety_policy import safety_level
 from bot.services import Services, services_of
 from bot.style_rules import check_style_allowed, room_preset
+from bot.wear import PREVIEW_FILENAME, avatar_png, circle_preview, guide_embed
 from inference.engine import random_seed
 from inference.preprocess import LocatedFace
 from inference.queue import (
@@ -281,6 +282,9 @@ async def deliver(
     server that chose "public by default", posted in the channel at once as if Post was pressed.
     The set stays in memory (`bot.results`) for Post and `/last` whichever way it reached them."""
     user = interaction.user
+    if order.buttons:
+        # The size Discord takes for an avatar (the engine's own on a production model).
+        pngs = await asyncio.to_thread(lambda: [avatar_png(p) for p in pngs])
     kept = services.results.put(user.id, order.style, pngs, seeds) if order.buttons else None
     public = order.buttons and await public_by_default(services, interaction)
     seed_text = ", ".join(f"`{s}`" for s in seeds)
@@ -298,9 +302,14 @@ async def deliver(
     # In a DM there is no room to post to: Reroll and Delete only.
     dm_view = PortraitView(interaction, user.id, order.style, token, kept, 0, post=False) if token and kept else None
     note = tr(interaction, "(I couldn't update my earlier reply, so here it is.)")
+    extras, embed = [], None
+    if order.buttons:
+        # How to wear it: the circle Discord will crop it to, and where to put it.
+        extras = [(await asyncio.to_thread(circle_preview, pngs[0]), PREVIEW_FILENAME)]
+        embed = guide_embed(interaction)
     outcome = await deliver_portrait(
         interaction, progress, recipient(interaction), content, pngs[0], portrait_filename(order.style), view,
-        note=note, dm_view=dm_view,
+        note=note, dm_view=dm_view, extras=extras, embed=embed,
     )
     if public and outcome == "delivered":
         try:

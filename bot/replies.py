@@ -125,6 +125,10 @@ class ProgressMessage:
             return
         self._last, self._last_content, self._preview = now, content, None
 
-    async def finish(self, content: str, file: discord.File, view: discord.ui.View | None) -> None:
-        kwargs = {"view": view} if view is not None else {}
-        await self.interaction.edit_original_response(content=content, attachments=[file], **kwargs)
+    async def finish(
+        self, content: str, files: list[discord.File], view: discord.ui.View | None, embed: discord.Embed | None = None
+    ) -> None:
+        kwargs: dict[str, object] = {"view": view} if view is not None else {}
+        if embed is not None:
+            kwargs["embed"] = embed
+        await self.interaction.edit_original_response(content=content, attachments=files, **kwargs)  # type: ignore[arg-type]

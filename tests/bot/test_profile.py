@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 
+import numpy as np
 from PIL import Image
 
 from tests.bot.conftest import EngineGate, World, closed_log_rows
@@ -12,7 +13,7 @@ from tests.discord_standin import BotAction, InteractionRecord
 
 
 def png_of(action: BotAction) -> Image.Image:
-    [upload] = action.files
+    upload = action.files[0]
     image = Image.open(io.BytesIO(upload.data))
     image.load()
     return image
@@ -44,8 +45,14 @@ async def test_guild_profile_ends_with_one_png_after_progress_edits(world: World
     assert previews and all(f.filename == "preview.png" for f in previews)
 
     image = png_of(final)
-    assert image.format == "PNG" and image.size == (64, 64)
-    assert final.files[0].filename == "portrait-tiny-style.png"
+    assert image.format == "PNG" and image.size == (1024, 1024), "the size Discord takes for an avatar"
+    assert [f.filename for f in final.files] == ["portrait-tiny-style.png", "avatar-preview.png"]
+    with Image.open(io.BytesIO(final.files[1].data)) as circle:
+        alpha = np.asarray(circle.convert("RGBA"))[..., 3]
+        assert alpha[0, 0] == 0 and alpha[128, 128] == 255, "the preview is cropped to Discord's circle"
+    [guide] = final.embeds
+    assert "Change Avatar" in guide["description"] and "Nitro" in guide["description"]
+    assert guide["thumbnail"]["url"] == "attachment://avatar-preview.png"
     assert "Tiny Style" in (final.content or "") and "<@" not in (final.content or ""), "a private reply pings nobody"
     assert {cid.split(":")[1] for cid in final.custom_ids} == {"post", "reroll", "delete"}
 
@@ -195,6 +202,7 @@ async def test_a_korean_member_reads_korean_and_the_room_reads_its_own_language(
     assert "그리는 중이에요" in progress and re.search(r"<t:\d+:R>", progress), "waits are Discord timestamps"
     assert "나만 볼 수 있어요" in (final.content or "")
     assert {b["label"] for b in final.buttons} == {"올리기", "다시 그리기", "지우기"}
+    assert final.embeds[0]["title"] == "프로필 사진으로 쓰는 법" and "아바타 변경" in final.embeds[0]["description"]
     assert world.standin.public_messages() == []
 
     # An English-speaking stranger is refused in English; the room's line follows the server's language.

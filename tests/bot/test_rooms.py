@@ -164,7 +164,7 @@ async def test_twenty_members_at_once_all_get_an_answer_in_fair_order(
     engine_gate.release.set()
     finals = await asyncio.gather(*(i.wait_for_final_file(timeout=120) for i in interactions))
 
-    assert len(finals) == 20 and all(len(f.files) == 1 for f in finals)
+    assert len(finals) == 20 and all(len(f.files) == 2 for f in finals)
     for final in finals:
         image = Image.open(io.BytesIO(final.files[0].data))
         assert np.asarray(image).std() > 0

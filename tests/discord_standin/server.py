@@ -36,6 +36,7 @@ from .interactions import (
     nest_subcommands,
 )
 from .models import FakeChannel, FakeGuild, FakeMember, FakeRole, FakeUser
+from .payloads import ATTACHMENT_SIZE_LIMIT
 from .records import BotAction, CallbackType, EventLog, InteractionRecord, walk_components
 from .rest import RestApi
 from .state import StandInState, StoredMessage
@@ -91,7 +92,8 @@ class StandIn:
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        app = web.Application()
+        # Discord takes requests as large as its attachments allow (ten files), not aiohttp's 1 MB default.
+        app = web.Application(client_max_size=10 * ATTACHMENT_SIZE_LIMIT + 1024 * 1024)
         app.router.add_get("/gateway", self.gateway.handle)
         app.router.add_get("/gateway/", self.gateway.handle)
         self.rest.add_routes(app)
