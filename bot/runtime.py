@@ -88,7 +88,8 @@ class BotRuntime:
                 identity = await check_token(token)
             except TokenRejected as exc:
                 raise BotStartError(exc.message) from None
-            log_event(log, logging.INFO, "token accepted", user=identity.user, invite=identity.invite_url)
+            log_event(log, logging.INFO, "token accepted", user=identity.user, invite=identity.invite_url,
+                      user_install=identity.user_install_url)
             engine, queue = await open_queue(settings)
             if settings.default_style not in engine.catalog:
                 fallback = engine.catalog.names()[0]

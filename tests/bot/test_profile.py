@@ -239,3 +239,34 @@ async def test_commands_carry_korean_names_and_install_anywhere_but_style(world:
     assert "nsfw" not in {o["name"] for o in style["options"]}, "the safety switch is a /style set field"
     for name in ("styles", "last", "queue", "cancel"):
         assert sorted(commands[name]["integration_types"]) == [0, 1], name
+
+
+async def test_a_user_installed_profile_uses_the_servers_preset_else_any_style(
+    world: World, selfie_bytes: bytes
+) -> None:
+    member = world.members[0]
+
+    async def offered() -> list[str]:
+        typing = await world.standin.send_autocomplete(
+            "profile", {"style": ""}, focused="style", user=member, installed_by="user"
+        )
+        return [c["value"] for c in await typing.wait_for_choices()]
+
+    # Nobody in that server chose a look: the default, with any published style allowed.
+    assert await offered() == ["other-style", "tiny-style"]
+    mine = await world.standin.send_slash_command(
+        "profile", {"style": "other-style"}, user=member, attachments={"selfie": ("me.jpg", selfie_bytes)},
+        installed_by="user", locale="ko",
+    )
+    final = await mine.wait_for_final_file(timeout=60)
+    assert final.files[0].filename == "portrait-other-style.png" and final.ephemeral
+    assert [a.kind for a in mine.actions if a.kind == "followup"] == [], "the one reply is edited, no follow-ups"
+
+    # Where its admins stored a preset, that preset holds for user installs too.
+    await world.services.repo.set_server_preset(world.guild.id, "tiny-style", set_by=world.admin.user.id)
+    assert await offered() == []
+    refused = await world.standin.send_slash_command(
+        "profile", {"style": "other-style"}, user=member, attachments={"selfie": ("me.jpg", selfie_bytes)},
+        installed_by="user", locale="ko",
+    )
+    assert "같은 스타일(Tiny Style)" in ((await refused.wait_for_message()).content or "")

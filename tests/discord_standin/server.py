@@ -354,8 +354,10 @@ class StandIn:
         locale: str = "en-US",
         context: int | None = None,
         enforce_permissions: bool = True,
+        installed_by: str = "guild",
     ) -> InteractionRecord:
         """A member runs `/name`. `name` may hold subcommands: "style set" → /style set.
+        `installed_by="user"`: through the member's own install of the app, not the server's.
 
         `options` maps option names to values: str/int/float/bool, FakeUser/FakeMember, FakeRole,
         FakeChannel, or an attachment from `register_attachment`. `attachments` is a shortcut for
@@ -391,6 +393,7 @@ class StandIn:
             app_permissions=app_permissions,
             locale=locale,
             context=ctx,
+            installed_by=installed_by,
         )
         return await self._dispatch(record, f"{plain.username} runs /{name} {sorted(values)}")
 
@@ -404,6 +407,7 @@ class StandIn:
         guild_id: int | None = None,
         channel_id: int | None = None,
         locale: str = "en-US",
+        installed_by: str = "guild",
     ) -> InteractionRecord:
         """A member types into option `focused` of `/name`; `options[focused]` is the partial text."""
         if focused not in options:
@@ -423,6 +427,7 @@ class StandIn:
             member=member,
             channel=channel,
             locale=locale,
+            installed_by=installed_by,
         )
         return await self._dispatch(
             record, f"{plain.username} types {options[focused]!r} into /{name} {focused}"

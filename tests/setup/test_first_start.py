@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import discord
 
-from bot.invite import needed_permissions
+from bot.invite import needed_permissions, user_install_url
 from tests.discord_standin import StandIn
 from tests.setup.conftest import REPO, run_env
 
@@ -71,6 +71,11 @@ async def test_run_bot_on_a_fresh_clone_reaches_connected_and_logs_the_invite(
     assert query["scope"] == ["bot applications.commands"]
     assert query["permissions"] == [str(needed_permissions().value)]
     assert standin.token not in text
+
+
+def test_the_user_install_link_adds_only_the_commands_to_a_members_account() -> None:
+    query = parse_qs(urlsplit(user_install_url(1234)).query)
+    assert query == {"client_id": ["1234"], "scope": ["applications.commands"], "integration_type": ["1"]}
 
 
 def test_the_invite_asks_only_for_what_the_bot_uses() -> None:
