@@ -16,7 +16,8 @@ from bot.cogs.queue_cmds import QueueCog
 from bot.cogs.style_admin import StyleCog
 from bot.discord_endpoints import proxy_rate_limit_trace
 from bot.i18n import CommandTranslator
-from bot.portrait import DeleteButton, PostButton, RerollButton
+from bot.portrait import RerollButton
+from bot.posting import DeleteButton, PostButton
 from bot.recovery import close_open_jobs
 from bot.replies import answer_error
 from bot.services import Services

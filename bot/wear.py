@@ -22,7 +22,7 @@ def avatar_png(png: bytes) -> bytes:
             return png
         square = image.convert("RGB").resize((AVATAR_SIDE, AVATAR_SIDE), Image.Resampling.LANCZOS)
     out = io.BytesIO()
-    square.save(out, format="PNG")
+    square.save(out, format="PNG", compress_level=1)  # fast: the upload size hardly matters at this size
     return out.getvalue()
 
 

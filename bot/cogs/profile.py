@@ -11,7 +11,8 @@ from discord.ext import commands
 
 from bot.db import ResolvedPreset
 from bot.i18n import N_, name_str, text_str, tr
-from bot.portrait import PortraitOrder, PortraitView, admission, make_portrait, portrait_filename
+from bot.portrait import PortraitOrder, PortraitView, admission, make_portrait
+from bot.posting import portrait_filename
 from bot.replies import defer
 from bot.services import Services, services_of
 from bot.style_rules import check_style_allowed, room_preset

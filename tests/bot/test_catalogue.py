@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("bot", "inference", "mmpp")
 # Modules whose strings reach members; the rest (CLI, start-up, training) speak to the operator.
 MEMBER_MODULES = (
-    "bot/portrait.py", "bot/replies.py", "bot/delivery.py", "bot/style_rules.py", "bot/download.py",
+    "bot/portrait.py", "bot/posting.py", "bot/wear.py", "bot/results.py", "bot/replies.py", "bot/delivery.py",
+    "bot/style_rules.py", "bot/download.py",
     "bot/cogs/*.py", "bot/db/errors.py", "bot/db/job_log.py",
     "inference/preprocess.py", "inference/queue/errors.py", "inference/safety.py",
 )

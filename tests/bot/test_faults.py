@@ -48,7 +48,7 @@ async def test_a_final_edit_failing_with_5xx_for_good_sends_the_portrait_by_dm_n
     engine_gate.release.set()
 
     post = await dm_post(world, member.user)
-    assert [a["filename"] for a in post.attachments] == ["portrait-tiny-style.png"]
+    assert [a["filename"] for a in post.attachments] == ["portrait-tiny-style.png", "avatar-preview.png"]
     assert "couldn't update my earlier reply" in post.content
     assert {c.split(":")[1] for c in post.custom_ids} == {"reroll", "delete"}, "no Post in a DM"
     assert fault.hits == 5  # discord.py's own retries ran out first
@@ -92,7 +92,7 @@ async def test_a_sustained_429_on_the_final_edit_falls_back_too(
     fault = world.standin.inject_fault("PATCH", world.standin.original_reply_path(interaction), 429, retry_after=0.2)
     engine_gate.release.set()
     post = await dm_post(world, member.user)
-    assert [a["filename"] for a in post.attachments] == ["portrait-tiny-style.png"]
+    assert [a["filename"] for a in post.attachments] == ["portrait-tiny-style.png", "avatar-preview.png"]
     assert fault.hits == 5
     [row] = await closed_log_rows(world, 1)
     assert row.outcome == "delivered_fallback"

@@ -270,3 +270,21 @@ async def test_a_user_installed_profile_uses_the_servers_preset_else_any_style(
         installed_by="user", locale="ko",
     )
     assert "같은 스타일(Tiny Style)" in ((await refused.wait_for_message()).content or "")
+
+
+async def test_styles_shows_members_only_what_they_may_pick_in_their_language(world: World) -> None:
+    one_look = await world.standin.send_slash_command("styles", user=world.members[0], locale="ko")
+    shown = await one_look.wait_for_message()
+    assert shown.ephemeral and "모두 같은 스타일(**Tiny Style**)" in (shown.content or "")
+    assert [e["title"] for e in shown.embeds] == ["Tiny Style"]
+
+    await world.services.repo.set_server_preset(
+        world.guild.id, "tiny-style", allow_member_choice=True, set_by=world.admin.user.id
+    )
+    await world.services.repo.set_style_enabled(world.guild.id, "other-style", False, world.admin.user.id)
+    choice = await world.standin.send_slash_command("styles", user=world.members[0])
+    listed = await choice.wait_for_message()
+    assert "style option of /profile" in (listed.content or "")
+    assert [e["title"] for e in listed.embeds] == ["Tiny Style"], "a hidden style is never shown to members"
+    anywhere = await world.standin.send_slash_command("styles", user=world.dm_user)
+    assert [e["title"] for e in (await anywhere.wait_for_message()).embeds] == ["Other Style", "Tiny Style"]
