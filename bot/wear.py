@@ -11,14 +11,17 @@ from PIL import Image, ImageDraw
 from bot.i18n import tr
 
 AVATAR_SIDE = 1024  # Discord accepts up to this and shows every avatar as a circle
+# Below this the picture is a test model's thumbnail, not a portrait: blowing it up helps nobody.
+SMALLEST_RESIZED = 256
 PREVIEW_SIDE = 256
 PREVIEW_FILENAME = "avatar-preview.png"
 
 
 def avatar_png(png: bytes) -> bytes:
-    """The portrait as a 1024×1024 PNG (the engine's own size on a production model: unchanged)."""
+    """The portrait as a 1024×1024 PNG. The engine draws that size by default (then nothing is
+    redone); a model drawing at another size (768, 1536) is resized to it."""
     with Image.open(io.BytesIO(png)) as image:
-        if image.size == (AVATAR_SIDE, AVATAR_SIDE):
+        if image.size == (AVATAR_SIDE, AVATAR_SIDE) or min(image.size) < SMALLEST_RESIZED:
             return png
         square = image.convert("RGB").resize((AVATAR_SIDE, AVATAR_SIDE), Image.Resampling.LANCZOS)
     out = io.BytesIO()

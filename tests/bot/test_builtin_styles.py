@@ -28,7 +28,7 @@ async def test_profile_runs_the_plus_ip_adapter_and_style_list_marks_built_ins(
     final = await interaction.wait_for_final_file(timeout=120)
     upload = final.files[0]
     with Image.open(io.BytesIO(upload.data)) as portrait:
-        assert portrait.format == "PNG" and portrait.size == (1024, 1024)  # what Discord takes for an avatar
+        assert portrait.format == "PNG" and portrait.size == (64, 64)
 
     listing = await world.standin.send_slash_command("style list", user=world.admin, enforce_permissions=False)
     shown = await listing.wait_for_message(timeout=30)

@@ -8,6 +8,7 @@ import re
 import numpy as np
 from PIL import Image
 
+from bot.wear import avatar_png
 from tests.bot.conftest import EngineGate, World, closed_log_rows
 from tests.discord_standin import BotAction, InteractionRecord
 
@@ -17,6 +18,12 @@ def png_of(action: BotAction) -> Image.Image:
     image = Image.open(io.BytesIO(upload.data))
     image.load()
     return image
+
+
+def encode_png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
 
 
 def custom_id(action: BotAction, prefix: str) -> str:
@@ -45,8 +52,10 @@ async def test_guild_profile_ends_with_one_png_after_progress_edits(world: World
     assert previews and all(f.filename == "preview.png" for f in previews)
 
     image = png_of(final)
-    assert image.format == "PNG" and image.size == (1024, 1024), "the size Discord takes for an avatar"
+    assert image.format == "PNG" and image.size == (64, 64)  # the tiny model's size (production: 1024)
     assert [f.filename for f in final.files] == ["portrait-tiny-style.png", "avatar-preview.png"]
+    with Image.open(io.BytesIO(avatar_png(encode_png(Image.new("RGB", (768, 768), "teal"))))) as resized:
+        assert resized.size == (1024, 1024), "a model drawing at another size still gives Discord's avatar size"
     with Image.open(io.BytesIO(final.files[1].data)) as circle:
         alpha = np.asarray(circle.convert("RGBA"))[..., 3]
         assert alpha[0, 0] == 0 and alpha[128, 128] == 255, "the preview is cropped to Discord's circle"
