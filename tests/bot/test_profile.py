@@ -297,3 +297,24 @@ async def test_styles_shows_members_only_what_they_may_pick_in_their_language(wo
     assert [e["title"] for e in listed.embeds] == ["Tiny Style"], "a hidden style is never shown to members"
     anywhere = await world.standin.send_slash_command("styles", user=world.dm_user)
     assert [e["title"] for e in (await anywhere.wait_for_message()).embeds] == ["Other Style", "Tiny Style"]
+
+
+async def test_a_server_that_chose_public_by_default_gets_each_portrait_posted_at_once(
+    world: World, selfie_bytes: bytes
+) -> None:
+    setting = await world.standin.send_slash_command(
+        "style set", {"public": True}, user=world.admin, enforce_permissions=False, locale="ko"
+    )
+    answer = await setting.wait_for_message()
+    assert answer.ephemeral and "완성되는 즉시 채널에 게시" in str(answer.embeds)
+    assert world.standin.public_messages() == []
+
+    member = world.members[1]
+    interaction = await profile(world, member, selfie_bytes)
+    final = await interaction.wait_for_final_file(timeout=60)
+    assert final.ephemeral and "posted in the channel too" in (final.content or "")
+    assert not any(c.startswith("mmpp:post:") for c in final.custom_ids), "nothing left to post"
+    posted = await interaction.wait_for(lambda a: a.kind == "followup", timeout=30)
+    [public] = world.standin.public_messages()
+    assert public.id == posted.message_id and f"<@{member.user.id}>" in public.content
+    assert [a["filename"] for a in public.attachments] == ["portrait-tiny-style.png"]
