@@ -66,11 +66,12 @@ def reason_of(text: str) -> str:
 
 
 def is_answer(action: BotAction) -> bool:
-    """The end of a request as the member sees it: the portrait, or a message only they see, or
-    the reply saying it was cancelled."""
+    """The end of a request as the member sees it: the portrait, or a message only they see that is
+    not a progress update (every reply is private now), or the reply saying it was cancelled."""
     if action.has_files and bool(action.components):
         return True
-    if action.message is not None and not action.loading and action.ephemeral:
+    progress = (action.content or "").startswith(("⏳", "🎨"))
+    if action.message is not None and not action.loading and action.ephemeral and not progress:
         return True
     return "cancelled" in (action.content or "").lower()
 

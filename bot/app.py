@@ -10,11 +10,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
+from bot.cogs.member_styles import MemberStylesCog
 from bot.cogs.profile import ProfileCog
 from bot.cogs.queue_cmds import QueueCog
 from bot.cogs.style_admin import StyleCog
 from bot.discord_endpoints import proxy_rate_limit_trace
-from bot.portrait import DeleteButton, RerollButton
+from bot.i18n import CommandTranslator
+from bot.portrait import RerollButton
+from bot.posting import DeleteButton, PostButton
 from bot.recovery import close_open_jobs
 from bot.replies import answer_error
 from bot.services import Services
@@ -45,15 +48,16 @@ class MMPPBot(commands.AutoShardedBot):
         self._recovery: asyncio.Task[int] | None = None
 
     async def setup_hook(self) -> None:
-        for cog in (ProfileCog(self), StyleCog(self), QueueCog(self)):
+        for cog in (ProfileCog(self), MemberStylesCog(self), StyleCog(self), QueueCog(self)):
             await self.add_cog(cog)
         # Buttons keep working after a restart: their custom ids carry all they need.
-        self.add_dynamic_items(RerollButton, DeleteButton)
+        self.add_dynamic_items(RerollButton, DeleteButton, PostButton)
         self.services.queue.start()
         self.purge_log.start()
         self.forget_old_faces.start()
         # Before the gateway connects, so every open row is a previous run's, none of this one's.
         left_open = own_jobs(self.services.settings, await self.services.repo.open_jobs())
+        await self.tree.set_translator(CommandTranslator())
         await self.sync_commands()
         if left_open:
             self._recovery = asyncio.create_task(
@@ -66,12 +70,14 @@ class MMPPBot(commands.AutoShardedBot):
         self.purge_log.cancel()
         self.forget_old_faces.cancel()
         self.services.faces.clear()
+        self.services.results.clear()
         await super().close()
 
     @tasks.loop(minutes=1)
     async def forget_old_faces(self) -> None:
-        """Reroll faces leave memory on time even when nobody touches the cache."""
+        """Reroll faces and kept portraits leave memory on time even when nobody touches the caches."""
         self.services.faces.sweep()
+        self.services.results.sweep()
 
     @tasks.loop(hours=24)
     async def purge_log(self) -> None:

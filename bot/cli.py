@@ -59,7 +59,9 @@ def run_invite(args: argparse.Namespace) -> int:
 
     async def ask() -> None:
         identity = await check_token(token)
-        print(identity.invite_url, file=sys.stdout)  # only the link on stdout: `mmpp invite | xclip` works
+        # Only the links on stdout, the server invite first: `mmpp invite | head -1 | xclip` works.
+        print(identity.invite_url, file=sys.stdout)
+        print(identity.user_install_url, file=sys.stdout)
 
     asyncio.run(ask())
     return 0

@@ -1,13 +1,14 @@
 """Getting a finished portrait, or a "not made" notice, to the member whatever Discord does.
 
-The first way is always the interaction's own reply. When that fails for good (its token expired,
-discord.py's retries of a 5xx ran out, a 429 that does not end), the portrait goes to the channel
-as a new message that mentions the member, or to their DMs; the message itself says why it came
-that way. The caller logs what really happened: `delivered`, `delivered_fallback` or
-`undelivered`.
+The first way is always the interaction's own (private) reply. When that fails for good (its token
+expired, discord.py's retries of a 5xx ran out, a 429 that does not end), the portrait goes to the
+member's DMs, never to the channel: nothing is public until its member says so. The message itself
+says why it came that way. If DMs are closed too, the portrait stays in memory for a while
+(`bot.results`) and `/last` shows it. The caller logs what really happened: `delivered`,
+`delivered_fallback` or `undelivered`.
 
 Notices for jobs a restart interrupted use the same chain, from ids alone: the interaction's
-webhook while its token is valid, then the channel, then a DM.
+webhook while its token is valid, then a DM.
 """
 
 from __future__ import annotations
@@ -39,8 +40,6 @@ class Recipient:
     user_id: int
     guild_id: int | None
     channel_id: int | None
-    # A reply only its member could see (an admin's /style preview) never goes to the channel.
-    private: bool = False
 
 
 def _mentions(user_id: int) -> discord.AllowedMentions:
@@ -55,24 +54,25 @@ async def send_elsewhere(
     png: bytes | None = None,
     filename: str = "portrait.png",
     view: discord.ui.View | None = None,
+    extras: list[tuple[bytes, str]] | None = None,
+    embed: discord.Embed | None = None,
 ) -> bool:
-    """Post `content` (and the PNG) in the channel with a mention, else in a DM; False if neither worked."""
+    """Send `content` (and the PNG) to the member's DMs; False if their DMs are closed or Discord fails.
+    Never the channel: what the member has not chosen to post stays private."""
 
     def kwargs() -> dict[str, object]:
         # A fresh File per try: a failed upload has consumed the previous one.
         out: dict[str, object] = {"content": content, "allowed_mentions": _mentions(to.user_id)}
         if png is not None:
-            out["file"] = discord.File(io.BytesIO(png), filename=filename)
+            files = [discord.File(io.BytesIO(png), filename=filename)]
+            files += [discord.File(io.BytesIO(data), filename=name) for data, name in extras or []]
+            out["files"] = files
+        if embed is not None:
+            out["embed"] = embed
         if view is not None:
             out["view"] = view
         return out
 
-    if to.guild_id is not None and to.channel_id is not None and not to.private:
-        try:
-            await client.get_partial_messageable(to.channel_id).send(**kwargs())  # type: ignore[arg-type]
-            return True
-        except discord.HTTPException as exc:
-            log_event(log, logging.WARNING, "channel fallback failed", user=to.user_id, status=exc.status)
     try:
         dm = await client.create_dm(discord.Object(to.user_id))  # type: ignore[arg-type]
         await dm.send(**kwargs())  # type: ignore[arg-type]
@@ -90,18 +90,25 @@ async def deliver_portrait(
     png: bytes,
     filename: str,
     view: discord.ui.View | None,
+    *,
+    note: str,
+    dm_view: discord.ui.View | None = None,
+    extras: list[tuple[bytes, str]] | None = None,
+    embed: discord.Embed | None = None,
 ) -> Delivery:
-    """The reply first; when it cannot be edited any more, the channel or a DM. A reply someone
+    """The reply first; when it cannot be edited any more, a DM. A reply someone
     deleted raises `ReplyDeleted`: nobody is waiting for this portrait."""
     try:
-        await progress.finish(content, discord.File(io.BytesIO(png), filename=filename), view)
+        files = [discord.File(io.BytesIO(png), filename=filename)]
+        files += [discord.File(io.BytesIO(data), filename=name) for data, name in extras or []]
+        await progress.finish(content, files, view, embed)
         return "delivered"
     except discord.HTTPException as exc:
         if exc.code == UNKNOWN_MESSAGE:
             raise ReplyDeleted() from exc  # someone deleted the reply: not a failure to work around
         log_event(log, logging.WARNING, "final edit failed", user=to.user_id, status=exc.status, code=exc.code)
-    note = "(I couldn't update my earlier reply, so here it is.)"
-    if await send_elsewhere(interaction.client, to, f"{content}\n{note}", png=png, filename=filename, view=view):
+    if await send_elsewhere(interaction.client, to, f"{content}\n{note}", png=png, filename=filename, view=dm_view,
+                             extras=extras, embed=embed):
         return "delivered_fallback"
     return "undelivered"
 

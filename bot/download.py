@@ -18,7 +18,7 @@ import yarl
 
 from inference.loader import image_limits
 from inference.preprocess import check_upload_size
-from mmpp.errors import UserFacingError
+from mmpp.errors import N_, UserFacingError
 from mmpp.logs import log_event
 from mmpp.settings import Settings
 
@@ -88,7 +88,7 @@ class Downloader:
         if parsed is None or not parsed.is_absolute() or not any(o.allows(parsed) for o in self.origins):
             log_event(log, logging.WARNING, "download refused", host=parsed.host if parsed else None)
             raise DownloadRefused(
-                "I can only read pictures uploaded to Discord. Attach the photo to the command itself."
+                N_("I can only read pictures uploaded to Discord. Attach the photo to the command itself.")
             )
         return parsed
 
@@ -103,7 +103,8 @@ class Downloader:
                 async with self._session.get(target, allow_redirects=False) as response:
                     if response.status != 200:
                         raise DownloadFailed(
-                            f"Discord would not give me your picture (HTTP {response.status}). Please upload it again."
+                            N_("Discord would not give me your picture (HTTP {status}). Please upload it again."),
+                            status=response.status,
                         )
                     declared = response.content_length
                     if declared is not None:
@@ -114,11 +115,12 @@ class Downloader:
                         check_upload_size(len(body), self.limits)
         except TimeoutError:
             raise DownloadFailed(
-                f"Your picture took longer than {self.timeout_s:g} s to download. Please try again."
+                N_("Your picture took longer than {seconds} s to download. Please try again."),
+                seconds=f"{self.timeout_s:g}",
             ) from None
         except aiohttp.ClientError as exc:
             raise DownloadFailed(
-                f"I couldn't download your picture ({exc.__class__.__name__}). Please try again."
+                N_("I couldn't download your picture ({what}). Please try again."), what=exc.__class__.__name__
             ) from None
         return bytes(body)
 

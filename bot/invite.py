@@ -62,6 +62,16 @@ class BotIdentity:
     def invite_url(self) -> str:
         return discord.utils.oauth_url(self.application_id, permissions=needed_permissions(), scopes=INVITE_SCOPES)
 
+    @property
+    def user_install_url(self) -> str:
+        return user_install_url(self.application_id)
+
+
+def user_install_url(application_id: int) -> str:
+    """The link a member uses to add /profile to their own account, usable in any server or DM.
+    Discord's user install (`integration_type=1`) takes only the commands scope: no bot user, no permissions."""
+    return discord.utils.oauth_url(application_id, scopes=("applications.commands",)) + "&integration_type=1"
+
 
 def unreachable(exc: BaseException) -> str:
     """The one line for a Discord that cannot be reached, at start-up's token check and first connection alike."""
@@ -94,4 +104,6 @@ def print_invite(identity: BotIdentity, out: TextIO | None = None) -> None:
     """The link on a line of its own, so a terminal makes it clickable and a person can copy it whole."""
     out = out or sys.stderr
     print(f"Invite {identity.user} to a server with this link:", file=out)
-    print(identity.invite_url, file=out, flush=True)
+    print(identity.invite_url, file=out)
+    print("Or add its commands to your own account (any server, any DM) with this one:", file=out)
+    print(identity.user_install_url, file=out, flush=True)

@@ -9,6 +9,7 @@ From there every path ends in an answer to the member and a closed log row.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -18,11 +19,15 @@ import discord
 
 from bot.db import ResolvedPreset
 from bot.db.repository import InteractionRef, JobKind, Outcome
+from bot.db.safety import ServerSafetyStore
 from bot.delivery import TOKEN_LIFETIME, Recipient, deliver_portrait, send_elsewhere
+from bot.i18n import N_, tr, tr_error
+from bot.posting import DeleteButton, NotYours, PostButton, portrait_filename, post_label, public_line
 from bot.replies import ProgressMessage, ReplyDeleted, answer_error, defer, send_error
 from bot.safety_policy import safety_level
 from bot.services import Services, services_of
-from bot.style_rules import check_style_allowed
+from bot.style_rules import check_style_allowed, room_preset
+from bot.wear import PREVIEW_FILENAME, avatar_png, circle_preview, guide_embed
 from inference.engine import random_seed
 from inference.preprocess import LocatedFace
 from inference.queue import (
@@ -36,7 +41,7 @@ from inference.queue import (
     QueueFull,
     Started,
     Step,
-    describe_wait,
+    discord_time,
 )
 from inference.safety import FILTERED_MESSAGE
 from mmpp.errors import UserFacingError
@@ -71,7 +76,7 @@ class PortraitOrder:
 
 
 # Told with a portrait the guard could not make unlinkable (see inference/queue/unlinkable.py).
-STILL_LINKABLE = (
+STILL_LINKABLE = N_(
     "⚠️ This portrait still looks enough like your photo that face matching could link the two: "
     "reroll, or think twice before you use it."
 )
@@ -81,7 +86,7 @@ class CancelledWhilePreparing(UserFacingError):
     code = "cancelled"
 
     def __init__(self) -> None:
-        super().__init__("Cancelled. Run /profile again whenever you like.")
+        super().__init__(N_("Cancelled. Run /profile again whenever you like."))
 
 
 class StillPreparing(UserFacingError):
@@ -89,7 +94,7 @@ class StillPreparing(UserFacingError):
 
     def __init__(self) -> None:
         super().__init__(
-            "I'm still reading the picture you sent a moment ago. Wait for that portrait before asking for another."
+            N_("I'm still reading the picture you sent a moment ago. Wait for that portrait before asking for another.")
         )
 
 
@@ -128,16 +133,20 @@ def interaction_ref(interaction: discord.Interaction) -> InteractionRef:
 
 
 def recipient(interaction: discord.Interaction) -> Recipient:
-    return Recipient(
-        interaction.user.id, interaction.guild_id, interaction.channel_id,
-        private=bool(interaction.extras.get("ephemeral", False)),
-    )
+    return Recipient(interaction.user.id, interaction.guild_id, interaction.channel_id)
 
 
 async def tell(interaction: discord.Interaction, message: str) -> None:
-    """An ephemeral error through the interaction; when that is gone, the channel or a DM."""
+    """An ephemeral message through the interaction; when that is gone, a DM (never the channel)."""
     if not await send_error(interaction, message):
-        await send_elsewhere(interaction.client, recipient(interaction), f"{interaction.user.mention} {message}")
+        await send_elsewhere(interaction.client, recipient(interaction), message)
+
+
+async def public_by_default(services: Services, interaction: discord.Interaction) -> bool:
+    """Whether this server chose that portraits go to the channel at once (`/style set public:`)."""
+    if interaction.guild_id is None:
+        return False
+    return await ServerSafetyStore(services.database.sessions).public_by_default(interaction.guild_id)
 
 
 async def make_portrait(interaction: discord.Interaction, services: Services, order: PortraitOrder) -> None:
@@ -166,7 +175,7 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
     except UserFacingError as exc:
         if log_id is not None:
             await services.repo.release(log_id, exc.code)
-        await tell(interaction, exc.message)
+        await tell(interaction, tr_error(interaction, exc))
         return
     except BaseException:
         if log_id is not None:
@@ -187,7 +196,7 @@ async def follow(
     log_id: int,
     located: LocatedFace,
 ) -> None:
-    """The job's events to the member's reply, then the result to the member, then the log."""
+    """The job's events to the member's private reply, then the result to the member, then the log."""
     user = interaction.user
     token = order.token
     if token is None and order.buttons:
@@ -208,40 +217,42 @@ async def follow(
         async for event in handle.events():
             match event:
                 case Queued(position=position, estimated_wait_s=wait):
-                    ahead = "You're next" if position <= 1 else f"You're number {position} in line"
-                    await progress.show(f"⏳ {ahead} for a **{title}** portrait ({describe_wait(wait)}).")
+                    if position <= 1:
+                        text = tr(interaction, "⏳ You're next for a **{title}** portrait (ready {when}).",
+                                  title=title, when=discord_time(wait))
+                    else:
+                        text = tr(interaction, "⏳ You're number {position} in line for a **{title}** portrait "
+                                  "(ready {when}).", position=position, title=title, when=discord_time(wait))
+                    await progress.show(text)
                 case Started():
                     await services.repo.log_started(log_id)
-                    await progress.show(f"🎨 Drawing your **{title}** portrait…", force=True)
+                    await progress.show(tr(interaction, "🎨 Drawing your **{title}** portrait…", title=title),
+                                        force=True)
                 case Step(i=i, n=n, preview=preview):
-                    await progress.show(f"🎨 Drawing your **{title}** portrait… step {i}/{n}", preview=preview)
+                    await progress.show(
+                        tr(interaction, "🎨 Drawing your **{title}** portrait… step {i}/{n}", title=title, i=i, n=n),
+                        preview=preview,
+                    )
                 case Done(result=result) if result.flagged:
                     # Never posted: the member hears why, the log says so, the quota counts it.
                     outcome, reason = "filtered", None
                     forget_face()
-                    await tell(interaction, FILTERED_MESSAGE)
+                    await tell(interaction, tr(interaction, FILTERED_MESSAGE))
                 case Done(result=result):
-                    likeness = order.unlinkable is False
-                    view = PortraitView(user.id, order.style, token, likeness=likeness) if token else None
-                    content = f"{user.mention}, here is your **{title}** portrait (seed `{result.seed}`)."
-                    if result.linkable:
-                        content += "\n" + STILL_LINKABLE
-                    outcome = await deliver_portrait(
-                        interaction, progress, recipient(interaction),
-                        content, result.png(), f"portrait-{order.style}.png", view,
-                    )
+                    outcome = await deliver(interaction, services, order, progress, token, title, [result.png()],
+                                            [result.seed], linkable=bool(result.linkable))
                     reason = None
                     if outcome == "undelivered":
-                        forget_face()
+                        log_event(log, logging.INFO, "kept for /last", user=user.id)
                 case Failed(reason=message, code=code):
                     outcome = "interrupted" if code == "shutdown" else "timeout" if code == "timeout" else "failed"
                     reason = code
                     forget_face()
-                    await tell(interaction, message)
+                    await tell(interaction, tr(interaction, message))
                 case Cancelled(reason=message):
                     outcome, reason = "cancelled", None
                     forget_face()
-                    await progress.show(f"✖️ {message}", force=True, clear_preview=True)
+                    await progress.show(f"✖️ {tr(interaction, message)}", force=True, clear_preview=True)
     except ReplyDeleted:
         # Someone deleted the reply: nobody is waiting for this portrait any more.
         handle.cancel()
@@ -255,29 +266,100 @@ async def follow(
         services.inflight.discard(log_id)
 
 
+async def deliver(
+    interaction: discord.Interaction,
+    services: Services,
+    order: PortraitOrder,
+    progress: ProgressMessage,
+    token: str | None,
+    title: str,
+    pngs: list[bytes],
+    seeds: list[int],
+    *,
+    linkable: bool = False,
+) -> Outcome:
+    """The finished set in the member's private reply, each picture with its own Post button; in a
+    server that chose "public by default", posted in the channel at once as if Post was pressed.
+    The set stays in memory (`bot.results`) for Post and `/last` whichever way it reached them."""
+    user = interaction.user
+    drawn = pngs
+    if order.buttons:
+        # The size Discord takes for an avatar (the engine's own on a production model).
+        pngs = await asyncio.to_thread(lambda: [avatar_png(p) for p in drawn])
+    kept = services.results.put(user.id, order.style, pngs, seeds) if order.buttons else None
+    # A portrait face matching could tie to the selfie is never posted for the member: they decide.
+    public = order.buttons and not linkable and await public_by_default(services, interaction)
+    seed_text = ", ".join(f"`{s}`" for s in seeds)
+    if not order.buttons:
+        content = tr(interaction, "Here is a **{title}** sample (seed {seeds}).", title=title, seeds=seed_text)
+    elif public:
+        content = tr(interaction, "Here is your **{title}** portrait (seed {seeds}); it is posted in the channel too.",
+                     title=title, seeds=seed_text)
+    else:
+        content = tr(interaction, "Here is your **{title}** portrait (seed {seeds}). Only you can see it: press "
+                     "**Post** to show it in the channel.", title=title, seeds=seed_text)
+    if linkable:
+        content += "\n" + tr(interaction, STILL_LINKABLE)
+    likeness = order.unlinkable is False
+    view = None
+    if token is not None and kept is not None:
+        view = PortraitView(
+            interaction, user.id, order.style, token, kept, len(pngs), post=not public, likeness=likeness
+        )
+    # In a DM there is no room to post to: Reroll and Delete only.
+    dm_view = (
+        PortraitView(interaction, user.id, order.style, token, kept, 0, post=False, likeness=likeness)
+        if token and kept else None
+    )
+    note = tr(interaction, "(I couldn't update my earlier reply, so here it is.)")
+    extras, embed = [], None
+    if order.buttons:
+        # How to wear it: the circle Discord will crop it to, and where to put it.
+        extras = [(await asyncio.to_thread(circle_preview, drawn[0]), PREVIEW_FILENAME)]
+        embed = guide_embed(interaction)
+    outcome = await deliver_portrait(
+        interaction, progress, recipient(interaction), content, pngs[0], portrait_filename(order.style), view,
+        note=note, dm_view=dm_view, extras=extras, embed=embed,
+    )
+    if public and outcome == "delivered":
+        try:
+            await interaction.followup.send(
+                public_line(interaction, title), file=discord.File(io.BytesIO(pngs[0]), portrait_filename(order.style)),
+                allowed_mentions=discord.AllowedMentions.none(), ephemeral=False,
+            )
+            if kept and (entry := services.results.get(kept, user.id)) is not None:
+                entry.posted.add(0)
+        except discord.HTTPException as exc:
+            log_event(log, logging.WARNING, "public post failed", user=user.id, status=exc.status)
+    return outcome
+
+
 class PortraitView(discord.ui.View):
-    """Reroll (same face, same style, new seed) and Delete, for the portrait's owner."""
+    """Post (one per picture, unless posted already), Reroll (same face and style, a new set) and
+    Delete, for the portrait's owner."""
 
-    def __init__(self, owner_id: int, style: str, token: str, *, likeness: bool = False) -> None:
+    def __init__(
+        self, where: discord.Interaction, owner_id: int, style: str, token: str | None, kept: str, count: int,
+        *, post: bool = True, reroll: bool = True, likeness: bool = False,
+    ) -> None:
         super().__init__(timeout=None)
-        self.add_item(RerollButton(owner_id, style, token, likeness=likeness))
-        self.add_item(DeleteButton(owner_id, token))
-
-
-class NotYours(UserFacingError):
-    code = "not_yours"
+        if post:
+            for index in range(count):
+                self.add_item(PostButton(owner_id, style, kept, index, label=post_label(where, index, count)))
+        if reroll and token is not None:
+            self.add_item(RerollButton(owner_id, style, token, label=tr(where, "Reroll"), likeness=likeness))
+            self.add_item(DeleteButton(owner_id, token, kept, label=tr(where, "Delete")))
 
 
 # A trailing ":l": the member turned the unlinkable guard off for this portrait, and a reroll keeps that.
 REROLL_ID = r"mmpp:reroll:(?P<owner>\d+):(?P<style>[a-z0-9-]+):(?P<token>[\w-]+)(?P<likeness>:l)?"
-DELETE_ID = r"mmpp:delete:(?P<owner>\d+):(?P<token>[\w-]+)"
 
 
 class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=REROLL_ID):
-    def __init__(self, owner_id: int, style: str, token: str, *, likeness: bool = False) -> None:
+    def __init__(self, owner_id: int, style: str, token: str, *, label: str = "Reroll", likeness: bool = False) -> None:
         super().__init__(
             discord.ui.Button(
-                label="Reroll", emoji="🎲", style=discord.ButtonStyle.primary,
+                label=label, emoji="🎲", style=discord.ButtonStyle.secondary,
                 custom_id=f"mmpp:reroll:{owner_id}:{style}:{token}" + (":l" if likeness else ""),
             )
         )
@@ -300,13 +382,13 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=REROLL_ID
     async def reroll(self, interaction: discord.Interaction) -> None:
         services = services_of(interaction)
         if interaction.user.id != self.owner_id:
-            raise NotYours("Only the member who made this portrait can reroll it.")
+            raise NotYours(N_("Only the member who made this portrait can reroll it."))
         face = services.faces.get(self.token, self.owner_id)
         if face is None:
-            raise NotYours("I no longer have that selfie (I keep it only briefly, in memory). Run /profile again.")
+            raise NotYours(N_("I no longer have that selfie (I keep it only briefly, in memory). Run /profile again."))
         with admission(services, interaction.user.id):
             await defer(interaction)
-            preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+            preset = await room_preset(services, interaction)
             # A button posted before a built-in was renamed carries its old name.
             style = services.engine.catalog.canonical(self.style)
             await check_style_allowed(services, interaction.guild_id, preset, style, reroll=True)
@@ -318,31 +400,3 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=REROLL_ID
                 unlinkable=False if keep_off else None,
             )
             await make_portrait(interaction, services, order)
-
-
-class DeleteButton(discord.ui.DynamicItem[discord.ui.Button], template=DELETE_ID):
-    def __init__(self, owner_id: int, token: str) -> None:
-        super().__init__(
-            discord.ui.Button(
-                label="Delete", emoji="🗑️", style=discord.ButtonStyle.secondary,
-                custom_id=f"mmpp:delete:{owner_id}:{token}",
-            )
-        )
-        self.owner_id, self.token = owner_id, token
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: object
-    ) -> DeleteButton:
-        groups = match.groupdict()  # type: ignore[attr-defined]
-        return cls(int(groups["owner"]), groups["token"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        try:
-            if interaction.user.id != self.owner_id:
-                raise NotYours("Only the member who made this portrait can delete it.")
-            services_of(interaction).faces.forget(self.token)
-            await interaction.response.defer()
-            await interaction.delete_original_response()
-        except Exception as exc:
-            await answer_error(interaction, exc)

@@ -41,7 +41,7 @@ async def close_open_jobs(
         async with asyncio.timeout(timeout_s):
             for job in jobs:
                 ref = job.interaction
-                to = Recipient(job.user_id, job.guild_id, job.channel_id, private=job.kind == "preview")
+                to = Recipient(job.user_id, job.guild_id, job.channel_id)
                 how = await notify(
                     client, to, notice(job, why),
                     application_id=ref.application_id if ref else None,

@@ -11,16 +11,17 @@ import discord
 from discord import app_commands
 from PIL import Image
 
+from bot.i18n import tr, tr_error
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)
 
 
-async def defer(interaction: discord.Interaction, *, ephemeral: bool = False) -> None:
-    """Show "thinking…" at once (Discord wants an answer within 3 s) and remember who may see it."""
-    interaction.extras["ephemeral"] = ephemeral
-    await interaction.response.defer(thinking=True, ephemeral=ephemeral)
+async def defer(interaction: discord.Interaction) -> None:
+    """Show "thinking…" at once (Discord wants an answer within 3 s), to the member alone: nothing is
+    public until they press Post."""
+    await interaction.response.defer(thinking=True, ephemeral=True)
 
 
 class ReplyDeleted(Exception):
@@ -31,17 +32,16 @@ UNKNOWN_MESSAGE = 10008
 
 
 async def send_error(interaction: discord.Interaction, message: str) -> bool:
-    """An ephemeral message only the member sees; a public "thinking…" placeholder is removed first,
-    so an error never stays in the channel. False when the interaction can no longer reach them."""
+    """An ephemeral message only the member sees. After a (private) deferral it replaces the
+    "thinking…" reply, so the flow keeps to its one reply (what user-installed apps are allowed).
+    False when the interaction can no longer reach them."""
     try:
         if not interaction.response.is_done():
             await interaction.response.send_message(message, ephemeral=True)
             return True
-        if not interaction.extras.get("ephemeral", False):
-            try:
-                await interaction.delete_original_response()
-            except discord.NotFound:
-                pass
+        if interaction.response.type == discord.InteractionResponseType.deferred_channel_message:
+            await interaction.edit_original_response(content=message, attachments=[], view=None)
+            return True
         await interaction.followup.send(message, ephemeral=True)
         return True
     except discord.HTTPException as exc:
@@ -55,18 +55,18 @@ async def answer_error(interaction: discord.Interaction, error: BaseException) -
     the unexpected is logged with its traceback."""
     original = getattr(error, "original", error)
     if isinstance(original, UserFacingError):
-        message = original.message
+        message = tr_error(interaction, original)
         log_event(log, logging.INFO, "refused", code=original.code, user=interaction.user.id,
                   guild=interaction.guild_id)
     elif isinstance(error, app_commands.MissingPermissions):
-        message = "You need the Manage Server permission to change this server's portrait style."
+        message = tr(interaction, "You need the Manage Server permission to change this server's portrait style.")
     elif isinstance(error, app_commands.NoPrivateMessage):
-        message = "This command works only in a server."
+        message = tr(interaction, "This command works only in a server.")
     elif isinstance(error, app_commands.CheckFailure):
-        message = "You can't use this command here."
+        message = tr(interaction, "You can't use this command here.")
     else:
         log.error("interaction failed", exc_info=original)
-        message = "Something went wrong on my side. It has been logged; please try again in a moment."
+        message = tr(interaction, "Something went wrong on my side. It has been logged; please try again in a moment.")
     await send_error(interaction, message)
 
 
@@ -125,6 +125,10 @@ class ProgressMessage:
             return
         self._last, self._last_content, self._preview = now, content, None
 
-    async def finish(self, content: str, file: discord.File, view: discord.ui.View | None) -> None:
-        kwargs = {"view": view} if view is not None else {}
-        await self.interaction.edit_original_response(content=content, attachments=[file], **kwargs)
+    async def finish(
+        self, content: str, files: list[discord.File], view: discord.ui.View | None, embed: discord.Embed | None = None
+    ) -> None:
+        kwargs: dict[str, object] = {"view": view} if view is not None else {}
+        if embed is not None:
+            kwargs["embed"] = embed
+        await self.interaction.edit_original_response(content=content, attachments=files, **kwargs)  # type: ignore[arg-type]

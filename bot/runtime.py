@@ -22,6 +22,7 @@ from bot.download import Downloader
 from bot.face_cache import FaceCache
 from bot.invite import TokenRejected, check_token, print_invite, read_token, unreachable
 from bot.recovery import close_open_jobs
+from bot.results import ResultStore
 from bot.services import Services
 from bot.sharding import own_jobs, shard_options
 from mmpp.errors import UserFacingError
@@ -87,7 +88,8 @@ class BotRuntime:
             except TokenRejected as exc:
                 raise BotStartError(exc.message) from None
             if settings.log_format == "json":
-                log_event(log, logging.INFO, "token accepted", user=identity.user, invite=identity.invite_url)
+                log_event(log, logging.INFO, "token accepted", user=identity.user, invite=identity.invite_url,
+                          user_install=identity.user_install_url)
             else:
                 log_event(log, logging.INFO, "token accepted", user=identity.user)
                 print_invite(identity)  # the link alone on its line, where a terminal makes it clickable
@@ -114,6 +116,7 @@ class BotRuntime:
         self.services = Services(
             settings, engine, queue, database, repo, faces, Downloader(settings),
             Decoder(image_limits(settings), settings.max_concurrent_decodes),
+            ResultStore(settings.reroll_ttl_s, max_bytes=settings.reroll_cache_mb * 2**20),
         )
         await self.services.decoder.start()
         self.bot = MMPPBot(self.services, **shard_options(settings), **self.client_options)
@@ -187,6 +190,7 @@ class BotRuntime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._client_task
         self.services.faces.clear()
+        self.services.results.clear()
         await self.services.database.dispose()
         self.services = None
 

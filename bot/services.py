@@ -1,4 +1,4 @@
-"""What the bot's cogs share: settings, engine, queue, repository, and the in-memory face cache."""
+"""What the bot's cogs share: settings, engine, queue, repository, and the in-memory face and result caches."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot.face_cache import FaceCache
+from bot.results import ResultStore
 from mmpp.settings import Settings
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ class Services:
     downloader: Downloader
     # Decodes and face searches, in worker processes, a bounded number at once bot-wide.
     decoder: Decoder
+    # Finished portraits, for Post and /last: in memory, under the Reroll cache's limits.
+    results: ResultStore
     # Members whose request is acknowledged but not yet queued (quota, download, face): one each.
     preparing: set[int] = field(default_factory=set)
     # Of those, members who ran /cancel meanwhile: their request stops before it is queued.

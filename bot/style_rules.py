@@ -7,14 +7,28 @@ Names a member sees in an answer are only the styles this server shows them.
 
 from __future__ import annotations
 
+import dataclasses
+
+import discord
+
 from bot.db import ResolvedPreset, StyleHidden
 from bot.services import Services
 from inference.styles import UnknownStyleError
-from mmpp.errors import UserFacingError
+from mmpp.errors import N_, UserFacingError
 
 
 class StyleNoLongerHere(UserFacingError):
     code = "style_no_longer_here"
+
+
+async def room_preset(services: Services, interaction: discord.Interaction) -> ResolvedPreset:
+    """The look for a portrait made here. Where only the member installed the bot (a server it is not
+    in), that server's stored preset if its admins ever chose one, else the default style with any
+    published style allowed: nobody there could have chosen one look."""
+    preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+    if interaction.guild_id is not None and not interaction.is_guild_integration() and preset.source == "default":
+        return dataclasses.replace(preset, allow_member_choice=True)
+    return preset
 
 
 async def shown_styles(services: Services, guild_id: int | None) -> list[str]:
@@ -35,18 +49,25 @@ async def check_style_allowed(
     style is already checked by `resolve` (published, shown here)."""
     if style == preset.style:
         return
-    again = "Run /profile again to get a portrait in this room's style."
     if not preset.allow_member_choice:
         # Only a Reroll gets here: /profile refuses a pick before it asks (see `choose_style`).
         raise StyleNoLongerHere(
-            f"This room now gives everyone the same style ({_title(services, preset.style)}). {again}"
+            N_("This room now gives everyone the same style ({title}). "
+               "Run /profile again to get a portrait in this room's style."),
+            title=_title(services, preset.style),
         )
     shown = await shown_styles(services, guild_id)
     if style in shown:
         return
     if reroll:
-        raise StyleNoLongerHere(f"The {_title(services, style)} style isn't available here any more. {again}")
+        raise StyleNoLongerHere(
+            N_("The {title} style isn't available here any more. "
+               "Run /profile again to get a portrait in this room's style."),
+            title=_title(services, style),
+        )
     if style in services.engine.catalog and guild_id is not None:
         raise StyleHidden(style)
-    names = ", ".join(f"{_title(services, name)} (`{name}`)" for name in shown) or "none"
-    raise UnknownStyleError(f"There is no style called '{style}'. Styles you can pick here: {names}.")
+    names = ", ".join(f"{_title(services, name)} (`{name}`)" for name in shown) or "-"
+    raise UnknownStyleError(
+        N_("There is no style called '{style}'. Styles you can pick here: {names}."), style=style, names=names
+    )

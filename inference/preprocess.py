@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from inference.faces import Box, Face, aligned_square, detect_faces, member_face, other_people
-from mmpp.errors import UserFacingError
+from mmpp.errors import N_, UserFacingError
 
 # The only readers PIL may try on an upload: each other reader is attack surface for formats no
 # phone sends. JPEG covers MPO (phones' multi-picture JPEGs); a GIF gives its first frame.
@@ -84,14 +84,14 @@ class PreparedFace:
 def check_upload_size(size: int, limits: ImageLimits) -> None:
     if size > limits.max_bytes:
         mb = limits.max_bytes // (1024 * 1024)
-        raise ImageTooLarge(f"That file is larger than {mb} MB. Please send a smaller photo.")
+        raise ImageTooLarge(N_("That file is larger than {mb} MB. Please send a smaller photo."), mb=mb)
 
 
 def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
     """Bytes to an upright RGB image with no metadata, within explicit limits."""
     check_upload_size(len(data), limits)
     if not data:
-        raise NotAnImage(f"That file is empty. Please attach a photo ({FORMATS_TEXT}).")
+        raise NotAnImage(N_("That file is empty. Please attach a photo (JPEG, PNG, WebP or GIF)."))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -99,7 +99,9 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _too_many_pixels(limits) from None
     except UnidentifiedImageError:
-        raise NotAnImage(f"That file isn't a picture I can read. Please attach a photo ({FORMATS_TEXT}).") from None
+        raise NotAnImage(
+            N_("That file isn't a picture I can read. Please attach a photo (JPEG, PNG, WebP or GIF).")
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError):
         raise _damaged() from None
     width, height = image.size
@@ -107,8 +109,9 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
         raise _too_many_pixels(limits, (width, height))
     if min(width, height) < limits.min_side:
         raise ImageTooSmall(
-            f"That picture is only {width}x{height} pixels. "
-            f"Please send a photo at least {limits.min_side} pixels on each side."
+            N_("That picture is only {width}x{height} pixels. "
+               "Please send a photo at least {side} pixels on each side."),
+            width=width, height=height, side=limits.min_side,
         )
     try:
         image.seek(0)  # animations: the first frame is the photo
@@ -122,14 +125,19 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
 
 
 def _damaged() -> ImageDamaged:
-    return ImageDamaged("That picture looks damaged or incomplete. Please save it again and send it once more.")
+    return ImageDamaged(N_("That picture looks damaged or incomplete. Please save it again and send it once more."))
 
 
 def _too_many_pixels(limits: ImageLimits, size: tuple[int, int] | None = None) -> ImageTooLarge:
     megapixels = limits.max_pixels // 1_000_000
-    what = f"{size[0]}x{size[1]} pixels" if size else "too many pixels"
+    if size is None:
+        return ImageTooLarge(
+            N_("That picture has too many pixels. Please send one under {megapixels} megapixels, such as a phone "
+               "photo."), megapixels=megapixels,
+        )
     return ImageTooLarge(
-        f"That picture is {what}. Please send one under {megapixels} megapixels, such as a phone photo."
+        N_("That picture is {width}x{height} pixels. Please send one under {megapixels} megapixels, such as a "
+           "phone photo."), width=size[0], height=size[1], megapixels=megapixels,
     )
 
 
@@ -151,18 +159,18 @@ def pick_face(faces: list[Face], limits: ImageLimits) -> Face:
     main = member_face(faces)
     if main is None:
         raise NoFaceFound(
-            "I couldn't find a face in that picture. "
-            "Please use a photo where your face is clearly visible and looking at the camera."
+            N_("I couldn't find a face in that picture. "
+               "Please use a photo where your face is clearly visible and looking at the camera.")
         )
     others = other_people(faces)
     if others:
         raise TooManyFaces(
-            f"I found {len(others) + 1} faces in that picture. "
-            "Please send a photo with only you in it, or crop it to your face."
+            N_("I found {count} faces in that picture. Please send a photo with only you in it, or crop it to your "
+               "face."), count=len(others) + 1,
         )
     if main.box.w < limits.min_face_px:
         raise FaceTooSmall(
-            "Your face is too small in that picture. Please move closer or crop the photo around your face."
+            N_("Your face is too small in that picture. Please move closer or crop the photo around your face.")
         )
     return main
 

@@ -33,7 +33,7 @@ from PIL import Image
 from transformers import CLIPImageProcessor
 
 from inference.loader import ModelUnavailable, _local_or_hub
-from mmpp.errors import UserFacingError
+from mmpp.errors import N_, UserFacingError
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ PRODUCTION_CHECKER = "CompVis/stable-diffusion-safety-checker"
 # diffusers lowers every concept threshold by this much once a special-care concept matched.
 SPECIAL_CARE_ADJUSTMENT = 0.01
 
-FILTERED_MESSAGE = (
+FILTERED_MESSAGE = N_(
     "My safety check flagged the picture I drew, so I won't show it. This happens now and then "
     "with some photos: try again, or with another selfie."
 )

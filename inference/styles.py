@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from inference.backgrounds import background_prompt
-from mmpp.errors import UserFacingError
+from mmpp.errors import N_, UserFacingError
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -316,7 +316,9 @@ class StyleCatalog:
             return self.styles[self.canonical(name)]
         except KeyError:
             known = ", ".join(sorted(self.styles)) or "none"
-            raise UnknownStyleError(f"There is no style called '{name}'. Styles available: {known}.") from None
+            raise UnknownStyleError(
+                N_("There is no style called '{style}'. Styles available: {known}."), style=name, known=known
+            ) from None
 
     def names(self) -> list[str]:
         return sorted(self.styles)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Awaitable, Callable
 
 import discord
@@ -9,12 +10,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.db import ResolvedPreset
-from bot.portrait import PortraitOrder, admission, make_portrait
+from bot.i18n import N_, name_str, text_str, tr
+from bot.portrait import PortraitOrder, PortraitView, admission, make_portrait
+from bot.posting import portrait_filename
 from bot.replies import defer
 from bot.services import Services, services_of
-from bot.style_rules import check_style_allowed
+from bot.style_rules import check_style_allowed, room_preset
 from inference.loader import image_limits
-from inference.preprocess import FORMATS_TEXT, LocatedFace, check_upload_size
+from inference.preprocess import LocatedFace, check_upload_size
 from mmpp.errors import UserFacingError
 
 
@@ -31,7 +34,7 @@ def choose_unlinkable(preset: ResolvedPreset, requested: bool | None) -> bool | 
     where the room lets members choose (and in DMs)."""
     if requested is False and preset.unlinkable and not preset.allow_member_choice:
         raise StyleChoiceNotAllowed(
-            "This server keeps every portrait unlinkable to its photo. Leave the unlinkable option empty."
+            N_("This server keeps every portrait unlinkable to its photo. Leave the unlinkable option empty.")
         )
     return requested
 
@@ -45,8 +48,9 @@ async def choose_style(services: Services, guild_id: int | None, preset: Resolve
     elif not preset.allow_member_choice:
         title = services.engine.catalog.get(preset.style).definition.title
         raise StyleChoiceNotAllowed(
-            f"This server gives everyone the same style ({title}) so portraits match. "
-            "Leave the style option empty to get it."
+            N_("This server gives everyone the same style ({title}) so portraits match. "
+               "Leave the style option empty to get it."),
+            title=title,
         )
     else:
         style = requested
@@ -55,7 +59,10 @@ async def choose_style(services: Services, guild_id: int | None, preset: Resolve
 
 
 async def style_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    """Only what the member may pick: nothing where the room gives everyone one look."""
     services = services_of(interaction)
+    if not (await room_preset(services, interaction)).allow_member_choice:
+        return []
     listings = await services.repo.list_styles(interaction.guild_id)
     current = current.lower()
     choices = []
@@ -94,7 +101,7 @@ async def start_portrait(
     services.downloader.check(source.url)
     with admission(services, interaction.user.id):
         await defer(interaction)
-        preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+        preset = await room_preset(services, interaction)
         style = await choose_style(services, interaction.guild_id, preset, requested_style)
         order = PortraitOrder(
             face=read_selfie(services, source.url), style=style, preset=preset,
@@ -103,22 +110,37 @@ async def start_portrait(
         await make_portrait(interaction, services, order)
 
 
+# Installable to a member's own account as well as to a server, and usable wherever they are.
+EVERYWHERE_KW = {"guilds": True, "dms": True, "private_channels": True}
+INSTALLS_KW = {"guilds": True, "users": True}
+EVERYWHERE = app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True)
+ANY_INSTALL = app_commands.AppInstallationType(guild=True, user=True)
+
+
 class ProfileCog(commands.Cog):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
-        self.avatar_menu = app_commands.ContextMenu(name="Make profile photo", callback=self.from_avatar)
+        self.avatar_menu = app_commands.ContextMenu(
+            name=text_str("Make profile photo"), callback=self.from_avatar,
+            allowed_contexts=EVERYWHERE, allowed_installs=ANY_INSTALL,
+        )
         self.bot.tree.add_command(self.avatar_menu)
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.avatar_menu.name, type=self.avatar_menu.type)
 
-    @app_commands.command(name="profile", description="Turn a selfie into a profile photo in this room's style")
+    @app_commands.command(
+        name=name_str("profile"), description=text_str("Turn a selfie into a profile photo in this room's style")
+    )
+    @app_commands.rename(selfie=name_str("selfie"), style=name_str("style"), unlinkable=name_str("unlinkable"))
     @app_commands.describe(
-        selfie=f"A photo of you with your face clearly visible ({FORMATS_TEXT})",
-        style="Pick a style (in DMs, or where the server lets members choose)",
-        unlinkable="Off: keep more likeness, even if face matching could link the portrait to your photo",
+        selfie=text_str("A photo of you with your face clearly visible (JPEG, PNG, WebP or GIF)"),
+        style=text_str("Pick a style (in DMs, or where the server lets members choose)"),
+        unlinkable=text_str("Off: keep more likeness, even if face matching could link the portrait to your photo"),
     )
     @app_commands.autocomplete(style=style_autocomplete)
+    @app_commands.allowed_contexts(**EVERYWHERE_KW)
+    @app_commands.allowed_installs(**INSTALLS_KW)
     async def profile(
         self,
         interaction: discord.Interaction,
@@ -130,7 +152,35 @@ class ProfileCog(commands.Cog):
 
     async def from_avatar(self, interaction: discord.Interaction, member: discord.User | discord.Member) -> None:
         if member.id != interaction.user.id:
-            raise NotYourAvatar("You can only make a profile photo from your own avatar.")
+            raise NotYourAvatar(N_("You can only make a profile photo from your own avatar."))
         if member.avatar is None:
-            raise NotYourAvatar("You don't have an avatar picture yet. Use /profile with a selfie instead.")
+            raise NotYourAvatar(N_("You don't have an avatar picture yet. Use /profile with a selfie instead."))
         await start_portrait(interaction, member.display_avatar.replace(size=1024, static_format="png"), None)
+
+    @app_commands.command(name=name_str("last"), description=text_str("Show your latest portrait again, privately"))
+    @app_commands.allowed_contexts(**EVERYWHERE_KW)
+    @app_commands.allowed_installs(**INSTALLS_KW)
+    async def last(self, interaction: discord.Interaction) -> None:
+        """The newest portrait kept in memory (for when neither the reply nor a DM reached the member)."""
+        services = services_of(interaction)
+        found = services.results.latest(interaction.user.id)
+        if found is None:
+            minutes = round(services.settings.reroll_ttl_s / 60)
+            await interaction.response.send_message(
+                tr(interaction, "I have no portrait of yours right now: I keep them only {minutes} minutes, "
+                   "in memory.", minutes=minutes),
+                ephemeral=True,
+            )
+            return
+        kept, entry = found
+        title = services.engine.catalog.get(entry.style).definition.title if entry.style in services.engine.catalog \
+            else entry.style
+        files = [discord.File(io.BytesIO(png), portrait_filename(entry.style, i)) for i, png in enumerate(entry.pngs)]
+        face_token = None
+        view = PortraitView(interaction, interaction.user.id, entry.style, face_token, kept, len(entry.pngs),
+                            reroll=False)
+        await interaction.response.send_message(
+            tr(interaction, "Your latest **{title}** portrait. Only you can see it: press **Post** to show it "
+               "in the channel.", title=title),
+            files=files, view=view, ephemeral=True,
+        )

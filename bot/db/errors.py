@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from mmpp.errors import UserFacingError
+from mmpp.errors import N_, UserFacingError
 
 
 class DatabaseUnavailable(UserFacingError):
@@ -22,7 +22,9 @@ class UnknownStyle(UserFacingError):
     code = "unknown_style"
 
     def __init__(self, style: str) -> None:
-        super().__init__(f"There is no style called '{style}'. Use /style list to see the styles you can pick.")
+        super().__init__(
+            N_("There is no style called '{style}'. Use /styles to see the styles you can pick."), style=style
+        )
         self.style = style
 
 
@@ -31,8 +33,8 @@ class StyleHidden(UserFacingError):
 
     def __init__(self, style: str) -> None:
         super().__init__(
-            f"The style '{style}' is turned off on this server. "
-            "An admin can turn it back on, or use /style list to see the styles you can pick."
+            N_("The style '{style}' isn't offered on this server. Use /styles to see the styles you can pick."),
+            style=style,
         )
         self.style = style
 
@@ -42,8 +44,8 @@ class NoStyleShown(UserFacingError):
 
     def __init__(self) -> None:
         super().__init__(
-            "This server has turned every style off, so I can't draw portraits here. "
-            "An admin can turn one back on with /style available."
+            N_("This server has turned every style off, so I can't draw portraits here right now. "
+               "Please ask the server's admins.")
         )
 
 
@@ -56,8 +58,10 @@ class QuotaExceeded(UserFacingError):
 
     code = "quota_exceeded"
 
-    def __init__(self, message: str, *, scope: str, limit: int, used: int, resets_at: datetime) -> None:
-        super().__init__(message, code=f"quota_{scope}")
+    def __init__(
+        self, message: str, *, scope: str, limit: int, used: int, resets_at: datetime, when: str = ""
+    ) -> None:
+        super().__init__(message, code=f"quota_{scope}", limit=limit, used=used, when=when)
         self.scope = scope
         self.limit = limit
         self.used = used

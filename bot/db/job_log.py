@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db.errors import QuotaExceeded
 from bot.db.models import REASON_LENGTH, GenerationLog
+from mmpp.errors import N_
 
 Outcome = Literal[
     "done", "failed", "cancelled", "timeout", "filtered",
@@ -71,12 +72,6 @@ class OpenJob:
 
 def midnight(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def _in_words(delta: timedelta) -> str:
-    minutes = max(1, int(delta.total_seconds() // 60))
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
 
 
 def _counted() -> Any:
@@ -227,17 +222,17 @@ class JobLog:
         guild_limit = self.server_daily_quota if guild_id is not None else 0
         now = self._clock()
         resets_at = midnight(now) + timedelta(days=1)
-        when = f"after 00:00 UTC (in {_in_words(resets_at - now)})"
+        # A Discord timestamp: each member's client shows it in their own language and time zone.
+        when = f"<t:{int(resets_at.timestamp())}:R>"
         if user_limit and usage.user >= user_limit:
             raise QuotaExceeded(
-                f"You have made {usage.user} portraits today, the daily limit of {user_limit}. "
-                f"You can make more {when}.",
-                scope="user", limit=user_limit, used=usage.user, resets_at=resets_at,
+                N_("You have made {used} portraits today, the daily limit of {limit}. You can make more {when}."),
+                scope="user", limit=user_limit, used=usage.user, resets_at=resets_at, when=when,
             )
         if guild_limit and usage.guild >= guild_limit:
             raise QuotaExceeded(
-                f"This server has made its {guild_limit} portraits for today. Members can make more {when}.",
-                scope="server", limit=guild_limit, used=usage.guild, resets_at=resets_at,
+                N_("This server has made its {limit} portraits for today. Members can make more {when}."),
+                scope="server", limit=guild_limit, used=usage.guild, resets_at=resets_at, when=when,
             )
 
     @staticmethod

@@ -19,6 +19,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.expression import true
@@ -164,12 +165,15 @@ class GenerationLog(Base):
 
 
 class ServerSafety(Base):
-    """A server admin's choice about the image safety check. No row: the strict default everywhere."""
+    """A server admin's server-wide choices: the image safety check and whether portraits go public
+    at once. No row: the strict check everywhere, and portraits private until their member posts one."""
 
     __tablename__ = "server_safety"
 
     guild_id: Mapped[int] = mapped_column(Snowflake, primary_key=True, autoincrement=False)
     # In channels Discord marks NSFW, let nudity through (the check still refuses the rest).
     relax_in_nsfw_channels: Mapped[bool] = mapped_column(Boolean)
+    # Post every finished portrait in the channel at once, as rooms that want it public choose.
+    public_by_default: Mapped[bool] = mapped_column(Boolean, server_default=false())
     set_by: Mapped[int] = mapped_column(Snowflake)
     set_at: Mapped[datetime] = mapped_column(UTCDateTime)

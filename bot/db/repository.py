@@ -56,6 +56,7 @@ from bot.db.models import (
     ServerStyleSetting,
     Style,
 )
+from mmpp.errors import N_
 
 if TYPE_CHECKING:
     from bot.db.database import Database
@@ -162,7 +163,8 @@ def _default_ranked() -> Select[Any]:
             cast(null(), String).label("framing"),
             cast(literal("random"), String).label("seed_policy"),
             cast(null(), BigInteger).label("seed"),
-            true().label("allow_member_choice"),  # no admin has asked for one look here yet
+            # One look until an admin chooses otherwise: a room's portraits match from the start.
+            false().label("allow_member_choice"),
             true().label("unlinkable"),
             cast(null(), BigInteger).label("set_by"),
             cast(null(), DateTime(timezone=True)).label("set_at"),
@@ -214,17 +216,26 @@ def _preset_from_row(row: Any, source: PresetSource) -> ResolvedPreset:
 # --- validation ------------------------------------------------------------------------------------
 
 
-def _touch(value: str | None, what: str) -> str | None:
+# The refusal per field, whole sentences so each language can word them its own way.
+_TOUCH_REFUSALS: Final = {
+    "background": N_(
+        "'{value}' is not a background MMPP can use. Write a colour or scene in English: up to {limit} "
+        "letters, digits, spaces or dashes, or a colour like #1e90ff."
+    ),
+    "framing": N_(
+        "'{value}' is not a framing MMPP can use: up to {limit} letters, digits, spaces or dashes."
+    ),
+}
+
+
+def _touch(value: str | None, what: Literal["background", "framing"]) -> str | None:
     if value is None:
         return None
     clean = " ".join(value.split()).lower()
     if not clean:
         return None
     if not _TOUCH.fullmatch(clean):
-        raise InvalidPresetValue(
-            f"'{value}' is not a {what} MMPP can use: up to {TOUCH_LENGTH} letters, digits, spaces "
-            "or dashes, or a colour like #1e90ff."
-        )
+        raise InvalidPresetValue(_TOUCH_REFUSALS[what], value=value, limit=TOUCH_LENGTH)
     return clean
 
 
@@ -424,8 +435,8 @@ class Repository(JobLog):
             shown = [listing.name for listing in await self.list_styles(guild_id) if listing.enabled]
             if not shown:
                 raise NoStyleShown()
-            return ResolvedPreset(style=shown[0], allow_member_choice=True)
-        return ResolvedPreset(style=self.default_style, allow_member_choice=True)
+            return ResolvedPreset(style=shown[0])
+        return ResolvedPreset(style=self.default_style)
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -443,7 +454,7 @@ class Repository(JobLog):
     ) -> ResolvedPreset:
         return ResolvedPreset(
             style=style,
-            background=_touch(background, "background (a colour or scene in English)"),
+            background=_touch(background, "background"),
             framing=_touch(framing, "framing"),
             seed_policy=seed_policy,  # type: ignore[arg-type]  # checked by _seed
             seed=_seed(seed_policy, seed),

@@ -1,7 +1,7 @@
-"""Each server's choice about the image safety check, kept apart from the repository's presets.
+"""Each server's server-wide choices, kept apart from the repository's presets: the image safety
+check, and whether finished portraits are posted in the channel at once ("public by default").
 
-One row per server that chose; no row means the strict default. Read only for interactions in
-channels Discord marks NSFW, so an ordinary /profile costs no query here.
+One row per server that chose; no row means the strict check and private portraits.
 """
 
 from __future__ import annotations
@@ -30,13 +30,30 @@ class ServerSafetyStore:
             row = await session.get(ServerSafety, guild_id)
             return bool(row is not None and row.relax_in_nsfw_channels)
 
+    async def public_by_default(self, guild_id: int) -> bool:
+        async with self._sessions() as session:
+            row = await session.get(ServerSafety, guild_id)
+            return bool(row is not None and row.public_by_default)
+
     async def set_relaxed_in_nsfw_channels(self, guild_id: int, relaxed: bool, *, set_by: int) -> None:
-        values = {"relax_in_nsfw_channels": relaxed, "set_by": set_by, "set_at": self._clock()}
+        await self.set_options(guild_id, relax_in_nsfw_channels=relaxed, set_by=set_by)
+
+    async def set_options(
+        self, guild_id: int, *, set_by: int, relax_in_nsfw_channels: bool | None = None,
+        public_by_default: bool | None = None,
+    ) -> None:
+        """Change the choices given (None: keep what was set); a new row starts from the defaults."""
+        changed: dict[str, object] = {"set_by": set_by, "set_at": self._clock()}
+        if relax_in_nsfw_channels is not None:
+            changed["relax_in_nsfw_channels"] = relax_in_nsfw_channels
+        if public_by_default is not None:
+            changed["public_by_default"] = public_by_default
+        first = {"relax_in_nsfw_channels": False, "public_by_default": False, **changed}
         async with self._sessions.begin() as session:
             dialect = session.get_bind().dialect.name
             insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(ServerSafety)
-            stmt = insert.values(guild_id=guild_id, **values)
-            stmt = stmt.on_conflict_do_update(index_elements=[ServerSafety.guild_id], set_=values)
+            stmt = insert.values(guild_id=guild_id, **first)
+            stmt = stmt.on_conflict_do_update(index_elements=[ServerSafety.guild_id], set_=changed)
             await session.execute(stmt)
 
     async def forget(self, guild_id: int) -> None:

@@ -9,7 +9,7 @@ async for event in handle.events():
 ```
 """
 
-from inference.queue.errors import AlreadyQueued, NoWorkers, QueueClosed, QueueFull, describe_wait
+from inference.queue.errors import AlreadyQueued, NoWorkers, QueueClosed, QueueFull, discord_time
 from inference.queue.gpu_queue import GenerationQueue, JobHandle
 from inference.queue.jobs import (
     Cancelled,
@@ -47,6 +47,6 @@ __all__ = [
     "Step",
     "TerminalEvent",
     "Timings",
-    "describe_wait",
+    "discord_time",
     "expose",
 ]

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from inference.engine import GenerationRequest, random_seed
 from inference.preprocess import PreparedFace
-from inference.queue.errors import AlreadyQueued, NoWorkers, QueueClosed, QueueFull, describe_wait
+from inference.queue.errors import AlreadyQueued, NoWorkers, QueueClosed, QueueFull
 from inference.queue.jobs import (
     TERMINAL,
     Cancelled,
@@ -37,6 +37,7 @@ from inference.queue.scheduler import FairScheduler
 from inference.queue.worker import EngineLike, GpuWorker
 from inference.safety import SafetyLevel
 from inference.styles import StyleCatalog
+from mmpp.errors import N_
 from mmpp.logs import log_event
 from mmpp.settings import Settings
 
@@ -47,10 +48,11 @@ DEFAULT_JOB_S = 15.0
 # Weight of the newest batch in the moving average: recent enough to follow a style switch or a
 # warmer GPU, smooth enough that one odd batch doesn't swing everybody's estimate.
 EMA_ALPHA = 0.3
-SHUTDOWN = Failed("I'm restarting, so your portrait wasn't made. Please try again in a minute.", "shutdown")
+SHUTDOWN = Failed(N_("I'm restarting, so your portrait wasn't made. Please try again in a minute."), "shutdown")
 STOPPED = Failed(
-    "I can't make portraits right now because of an internal error; the bot's admin can see why.", "queue_stopped"
+    N_("I can't make portraits right now because of an internal error; the bot's admin can see why."), "queue_stopped"
 )
+TIMED_OUT = N_("The queue was too busy to start your portrait in time. Please try again.")
 
 
 class Runner(Protocol):
@@ -584,11 +586,7 @@ class GenerationQueue:
             self.finish(job, self._timed_out(job, time.monotonic()))
 
     def _timed_out(self, job: Job, now: float) -> Failed:
-        return Failed(
-            f"The queue was too busy to start your portrait in time (it waited "
-            f"{describe_wait(now - job.submitted_at)}). Please try again.",
-            "timeout",
-        )
+        return Failed(TIMED_OUT, "timeout")
 
 
 def _outcome(event: TerminalEvent) -> str:

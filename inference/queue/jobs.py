@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from inference.engine import GenerationRequest, GenerationResult
+from mmpp.errors import N_
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class Failed:
 
 @dataclass(frozen=True)
 class Cancelled:
-    reason: str = "The portrait was cancelled."
+    reason: str = N_("The portrait was cancelled.")
 
 
 JobEvent = Queued | Started | Step | Done | Failed | Cancelled

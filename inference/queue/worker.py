@@ -23,14 +23,14 @@ from inference.engine import GenerationCancelled, GenerationRequest, GenerationR
 from inference.queue import unlinkable
 from inference.queue.jobs import Cancelled, Done, Failed, Job, JobEvent, Step, TerminalEvent, Timings
 from inference.styles import StyleCatalog
-from mmpp.errors import UserFacingError
+from mmpp.errors import N_, UserFacingError
 from mmpp.logs import log_event
 from mmpp.memory import HeapTrimmer
 
 log = logging.getLogger(__name__)
 
-ENGINE_ERROR = "Something went wrong while drawing your portrait. Please try again."
-OUT_OF_MEMORY = "The GPU ran out of memory while drawing your portrait. Please try again in a minute."
+ENGINE_ERROR = N_("Something went wrong while drawing your portrait. Please try again.")
+OUT_OF_MEMORY = N_("The GPU ran out of memory while drawing your portrait. Please try again in a minute.")
 
 
 class EngineLike(Protocol):

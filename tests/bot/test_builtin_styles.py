@@ -26,7 +26,7 @@ async def test_profile_runs_the_plus_ip_adapter_and_style_list_marks_built_ins(
         "profile", user=world.members[0], attachments={"selfie": ("me.jpg", selfie_bytes)}
     )
     final = await interaction.wait_for_final_file(timeout=120)
-    [upload] = final.files
+    upload = final.files[0]
     with Image.open(io.BytesIO(upload.data)) as portrait:
         assert portrait.format == "PNG" and portrait.size == (64, 64)
 

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from tests.bot.conftest import EngineGate, World, closed_log_rows
-from tests.discord_standin import InteractionRecord, StoredMessage, StreamedAsset
+from tests.discord_standin import FakeUser, InteractionRecord, StoredMessage, StreamedAsset
 
 MB = 1024 * 1024
 
@@ -29,16 +29,17 @@ async def drawing(world: World, member: object, selfie: bytes, gate: EngineGate)
     return interaction
 
 
-async def channel_post(world: World, user_id: int, timeout: float = 40.0) -> StoredMessage:
+async def dm_post(world: World, user: FakeUser, timeout: float = 40.0) -> StoredMessage:
+    dm = world.standin.dm_channel(user).id
     async with asyncio.timeout(timeout):
         while True:
-            posts = [m for m in world.standin.channel_messages if f"<@{user_id}>" in m.content]
+            posts = [m for m in world.standin.channel_messages if m.channel_id == dm]
             if posts:
                 return posts[0]
             await asyncio.sleep(0.05)
 
 
-async def test_a_final_edit_failing_with_5xx_for_good_posts_the_portrait_in_the_channel(
+async def test_a_final_edit_failing_with_5xx_for_good_sends_the_portrait_by_dm_never_the_channel(
     world: World, selfie_bytes: bytes, engine_gate: EngineGate
 ) -> None:
     member = world.members[0]
@@ -46,30 +47,41 @@ async def test_a_final_edit_failing_with_5xx_for_good_posts_the_portrait_in_the_
     fault = world.standin.inject_fault("PATCH", world.standin.original_reply_path(interaction), 502)
     engine_gate.release.set()
 
-    post = await channel_post(world, member.user.id)
-    assert post.channel_id == interaction.channel_id and not post.ephemeral
-    assert [a["filename"] for a in post.attachments] == ["portrait-tiny-style.png"]
+    post = await dm_post(world, member.user)
+    assert [a["filename"] for a in post.attachments] == ["portrait-tiny-style.png", "avatar-preview.png"]
     assert "couldn't update my earlier reply" in post.content
-    assert {c.split(":")[1] for c in post.custom_ids} == {"reroll", "delete"}
+    assert {c.split(":")[1] for c in post.custom_ids} == {"reroll", "delete"}, "no Post in a DM"
     assert fault.hits == 5  # discord.py's own retries ran out first
     [row] = await closed_log_rows(world, 1)
     assert row.outcome == "delivered_fallback"
+    assert world.standin.public_messages() == [], "the member never chose to show it"
 
 
-async def test_expired_token_and_a_closed_channel_deliver_by_dm(
+async def test_expired_token_and_closed_dms_keep_the_portrait_for_last_in_both_languages(
     world: World, selfie_bytes: bytes, engine_gate: EngineGate
 ) -> None:
     member = world.members[1]
     interaction = await drawing(world, member, selfie_bytes, engine_gate)
     world.standin.inject_fault("PATCH", world.standin.original_reply_path(interaction), 404, code=10015)
-    world.standin.inject_fault("POST", rf"/channels/{interaction.channel_id}/messages$", 403, code=50013)
+    dm = world.standin.dm_channel(member.user).id
+    world.standin.inject_fault("POST", rf"/channels/{dm}/messages$", 403, code=50007)
     engine_gate.release.set()
 
-    post = await channel_post(world, member.user.id)
-    assert post.channel_id == world.standin.dm_channel(member.user).id
-    assert [a["filename"] for a in post.attachments] == ["portrait-tiny-style.png"]
     [row] = await closed_log_rows(world, 1)
-    assert row.outcome == "delivered_fallback"
+    assert row.outcome == "undelivered"
+    assert world.standin.public_messages() == [] and not world.standin.channel_messages
+    assert len(world.services.results) == 1, "kept in memory, not in the database"
+
+    for locale, words in (("en-US", "Only you can see it"), ("ko", "나만 볼 수 있어요")):
+        last = await world.standin.send_slash_command("last", user=member, locale=locale)
+        shown = await last.wait_for_message()
+        assert shown.ephemeral and words in (shown.content or "")
+        assert [f.filename for f in shown.files] == ["portrait-tiny-style.png"]
+        assert any(c.startswith("mmpp:post:") for c in shown.custom_ids)
+    nobody = await world.standin.send_slash_command("last", user=world.members[2], locale="ko")
+    empty = await nobody.wait_for_message()
+    assert empty.ephemeral and not empty.files and "15분" in (empty.content or "")
+    assert world.standin.public_messages() == []
 
 
 async def test_a_sustained_429_on_the_final_edit_falls_back_too(
@@ -79,8 +91,8 @@ async def test_a_sustained_429_on_the_final_edit_falls_back_too(
     interaction = await drawing(world, member, selfie_bytes, engine_gate)
     fault = world.standin.inject_fault("PATCH", world.standin.original_reply_path(interaction), 429, retry_after=0.2)
     engine_gate.release.set()
-    post = await channel_post(world, member.user.id)
-    assert [a["filename"] for a in post.attachments] == ["portrait-tiny-style.png"]
+    post = await dm_post(world, member.user)
+    assert [a["filename"] for a in post.attachments] == ["portrait-tiny-style.png", "avatar-preview.png"]
     assert fault.hits == 5
     [row] = await closed_log_rows(world, 1)
     assert row.outcome == "delivered_fallback"

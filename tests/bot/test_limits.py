@@ -74,7 +74,7 @@ async def test_style_previews_count_against_the_daily_quota(world: World) -> Non
     admin = world.admin
     for _ in range(2):
         preview = await world.standin.send_slash_command("style preview", user=admin)
-        await preview.wait_for_final_file(timeout=60, final=lambda a: "here is your" in (a.content or ""))
+        await preview.wait_for_final_file(timeout=60, final=lambda a: "sample" in (a.content or ""))
         await closed_log_rows(world, len(world.standin.interactions))
     third = await world.standin.send_slash_command("style preview", user=admin)
     refusal = await third.wait_for_message(lambda a: "daily limit" in (a.content or ""), timeout=30)

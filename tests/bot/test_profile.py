@@ -5,17 +5,25 @@ from __future__ import annotations
 import io
 import re
 
+import numpy as np
 from PIL import Image
 
+from bot.wear import avatar_png
 from tests.bot.conftest import EngineGate, World, closed_log_rows
 from tests.discord_standin import BotAction, InteractionRecord
 
 
 def png_of(action: BotAction) -> Image.Image:
-    [upload] = action.files
+    upload = action.files[0]
     image = Image.open(io.BytesIO(upload.data))
     image.load()
     return image
+
+
+def encode_png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
 
 
 def custom_id(action: BotAction, prefix: str) -> str:
@@ -34,7 +42,9 @@ async def test_guild_profile_ends_with_one_png_after_progress_edits(world: World
     final = await interaction.wait_for_final_file(timeout=60)
 
     assert interaction.callback is not None and interaction.callback.loading  # deferred at once
-    assert not interaction.callback.ephemeral
+    assert interaction.callback.ephemeral, "the member alone sees it is on its way"
+    assert all(a.ephemeral for a in interaction.actions), "progress and result are the member's alone"
+    assert world.standin.public_messages() == [], "nothing public before Post"
     progress = [a.content or "" for a in interaction.actions[1 : interaction.actions.index(final)]]
     assert any("in line" in text or "You're next" in text for text in progress)
     assert any(re.search(r"step \d+/4", text) for text in progress)
@@ -42,10 +52,18 @@ async def test_guild_profile_ends_with_one_png_after_progress_edits(world: World
     assert previews and all(f.filename == "preview.png" for f in previews)
 
     image = png_of(final)
-    assert image.format == "PNG" and image.size == (64, 64)
-    assert final.files[0].filename == "portrait-tiny-style.png"
-    assert "Tiny Style" in (final.content or "") and f"<@{member.user.id}>" in (final.content or "")
-    assert {cid.split(":")[1] for cid in final.custom_ids} == {"reroll", "delete"}
+    assert image.format == "PNG" and image.size == (64, 64)  # the tiny model's size (production: 1024)
+    assert [f.filename for f in final.files] == ["portrait-tiny-style.png", "avatar-preview.png"]
+    with Image.open(io.BytesIO(avatar_png(encode_png(Image.new("RGB", (768, 768), "teal"))))) as resized:
+        assert resized.size == (1024, 1024), "a model drawing at another size still gives Discord's avatar size"
+    with Image.open(io.BytesIO(final.files[1].data)) as circle:
+        alpha = np.asarray(circle.convert("RGBA"))[..., 3]
+        assert alpha[0, 0] == 0 and alpha[128, 128] == 255, "the preview is cropped to Discord's circle"
+    [guide] = final.embeds
+    assert "Change Avatar" in guide["description"] and "Nitro" in guide["description"]
+    assert guide["thumbnail"]["url"] == "attachment://avatar-preview.png"
+    assert "Tiny Style" in (final.content or "") and "<@" not in (final.content or ""), "a private reply pings nobody"
+    assert {cid.split(":")[1] for cid in final.custom_ids} == {"post", "reroll", "delete"}
 
     [row] = await closed_log_rows(world, 1)
     assert (row.user_id, row.guild_id, row.style, row.outcome) == (
@@ -62,12 +80,17 @@ async def test_dm_profile_lets_the_member_pick_a_style(world: World, selfie_byte
     assert final.files[0].filename == "portrait-other-style.png"
 
 
-async def test_style_autocomplete_offers_the_catalog(world: World) -> None:
-    interaction = await world.standin.send_autocomplete(
-        "profile", {"style": "oth"}, focused="style", user=world.members[0]
+async def test_style_autocomplete_offers_only_what_the_member_may_pick(world: World) -> None:
+    async def offered(user: object) -> list[tuple[str, str]]:
+        interaction = await world.standin.send_autocomplete("profile", {"style": "oth"}, focused="style", user=user)
+        return [(c["name"], c["value"]) for c in await interaction.wait_for_choices()]
+
+    assert await offered(world.members[0]) == [], "an unconfigured server gives everyone one look"
+    assert await offered(world.dm_user) == [("Other Style", "other-style")], "in DMs any published style"
+    await world.services.repo.set_server_preset(
+        world.guild.id, "tiny-style", allow_member_choice=True, set_by=world.admin.user.id
     )
-    choices = await interaction.wait_for_choices()
-    assert [(c["name"], c["value"]) for c in choices] == [("Other Style", "other-style")]
+    assert await offered(world.members[0]) == [("Other Style", "other-style")]
 
 
 async def test_reroll_draws_again_with_a_new_seed_and_delete_removes_it(world: World, selfie_bytes: bytes) -> None:
@@ -151,3 +174,147 @@ async def test_cancel_stops_a_waiting_portrait(world: World, selfie_bytes: bytes
     engine_gate.release.set()
     await running.wait_for_final_file(timeout=60)
     assert not any(a.has_files and a.components for a in waiting.actions)
+
+
+async def test_post_publishes_that_portrait_in_the_channel_and_only_then(world: World, selfie_bytes: bytes) -> None:
+    member = world.members[1]
+    interaction = await profile(world, member, selfie_bytes)
+    final = await interaction.wait_for_final_file(timeout=60)
+    assert final.ephemeral and "Only you can see it" in (final.content or "")
+    assert world.standin.public_messages() == []
+
+    stranger = await world.standin.send_component(final, custom_id(final, "mmpp:post"), user=world.members[2])
+    assert (await stranger.wait_for_message()).ephemeral and world.standin.public_messages() == []
+
+    post = await world.standin.send_component(final, custom_id(final, "mmpp:post"))
+    shown = await post.wait_for_message()
+    [public] = world.standin.public_messages()
+    assert public.id == shown.message_id and public.channel_id == interaction.channel_id
+    assert [a["filename"] for a in public.attachments] == ["portrait-tiny-style.png"]
+    assert f"<@{member.user.id}>" in public.content and "Tiny Style" in public.content
+    assert shown.data.get("allowed_mentions", {}).get("parse") == [], "posting pings nobody"
+    assert public.attachments[0]["size"] == final.files[0].size, "the very picture the member saw"
+
+    again = await world.standin.send_component(final, custom_id(final, "mmpp:post"))
+    assert (await again.wait_for_message()).ephemeral and len(world.standin.public_messages()) == 1
+
+
+async def test_a_korean_member_reads_korean_and_the_room_reads_its_own_language(
+    world: World, selfie_bytes: bytes
+) -> None:
+    member = world.members[0]
+    interaction = await world.standin.send_slash_command(
+        "profile", user=member, attachments={"selfie": ("me.jpg", selfie_bytes)}, locale="ko"
+    )
+    final = await interaction.wait_for_final_file(timeout=60)
+    progress = " ".join(a.content or "" for a in interaction.actions[1:-1])
+    assert "그리는 중이에요" in progress and re.search(r"<t:\d+:R>", progress), "waits are Discord timestamps"
+    assert "나만 볼 수 있어요" in (final.content or "")
+    assert {b["label"] for b in final.buttons} == {"올리기", "다시 그리기", "지우기"}
+    assert final.embeds[0]["title"] == "프로필 사진으로 쓰는 법" and "아바타 변경" in final.embeds[0]["description"]
+    assert world.standin.public_messages() == []
+
+    # An English-speaking stranger is refused in English; the room's line follows the server's language.
+    stranger = await world.standin.send_component(final, custom_id(final, "mmpp:post"), user=world.members[1])
+    assert "Only the member who made this portrait" in ((await stranger.wait_for_message()).content or "")
+    post = await world.standin.send_component(final, custom_id(final, "mmpp:post"), locale="ko")
+    await post.wait_for_message()
+    [public] = world.standin.public_messages()
+    assert "posted a new **Tiny Style** profile photo" in public.content  # the server speaks English
+
+    world.guild.preferred_locale = "ko"
+    french = await world.standin.send_slash_command(
+        "profile", user=world.members[2], attachments={"selfie": ("me.jpg", selfie_bytes)}, locale="fr"
+    )
+    done = await french.wait_for_final_file(timeout=60)
+    assert "나만 볼 수 있어요" in (done.content or ""), "no French catalogue: the server's Korean"
+    posted = await world.standin.send_component(done, custom_id(done, "mmpp:post"), locale="fr")
+    await posted.wait_for_message()
+    assert "님이 새 **Tiny Style** 프로필 사진을 올렸어요" in world.standin.public_messages()[-1].content
+
+
+async def test_commands_carry_korean_names_and_install_anywhere_but_style(world: World) -> None:
+    commands = {c["name"]: c for c in world.standin.synced_commands()}
+    profile_command = commands["profile"]
+    assert profile_command["name_localizations"]["ko"] == "프로필"
+    assert profile_command["description_localizations"]["ko"].startswith("셀카를")
+    selfie = next(o for o in profile_command["options"] if o["name"] == "selfie")
+    assert selfie["name_localizations"]["ko"] == "셀카"
+    assert sorted(profile_command["integration_types"]) == [0, 1] and sorted(profile_command["contexts"]) == [0, 1, 2]
+    menu = commands["Make profile photo"]
+    assert menu["name_localizations"]["ko"] == "프로필 사진 만들기" and sorted(menu["integration_types"]) == [0, 1]
+    style = commands["style"]
+    assert style["integration_types"] == [0] and style["contexts"] == [0], "admins' /style stays in servers"
+    assert "nsfw" not in {o["name"] for o in style["options"]}, "the safety switch is a /style set field"
+    for name in ("styles", "last", "queue", "cancel"):
+        assert sorted(commands[name]["integration_types"]) == [0, 1], name
+
+
+async def test_a_user_installed_profile_uses_the_servers_preset_else_any_style(
+    world: World, selfie_bytes: bytes
+) -> None:
+    member = world.members[0]
+
+    async def offered() -> list[str]:
+        typing = await world.standin.send_autocomplete(
+            "profile", {"style": ""}, focused="style", user=member, installed_by="user"
+        )
+        return [c["value"] for c in await typing.wait_for_choices()]
+
+    # Nobody in that server chose a look: the default, with any published style allowed.
+    assert await offered() == ["other-style", "tiny-style"]
+    mine = await world.standin.send_slash_command(
+        "profile", {"style": "other-style"}, user=member, attachments={"selfie": ("me.jpg", selfie_bytes)},
+        installed_by="user", locale="ko",
+    )
+    final = await mine.wait_for_final_file(timeout=60)
+    assert final.files[0].filename == "portrait-other-style.png" and final.ephemeral
+    assert [a.kind for a in mine.actions if a.kind == "followup"] == [], "the one reply is edited, no follow-ups"
+
+    # Where its admins stored a preset, that preset holds for user installs too.
+    await world.services.repo.set_server_preset(world.guild.id, "tiny-style", set_by=world.admin.user.id)
+    assert await offered() == []
+    refused = await world.standin.send_slash_command(
+        "profile", {"style": "other-style"}, user=member, attachments={"selfie": ("me.jpg", selfie_bytes)},
+        installed_by="user", locale="ko",
+    )
+    assert "같은 스타일(Tiny Style)" in ((await refused.wait_for_message()).content or "")
+
+
+async def test_styles_shows_members_only_what_they_may_pick_in_their_language(world: World) -> None:
+    one_look = await world.standin.send_slash_command("styles", user=world.members[0], locale="ko")
+    shown = await one_look.wait_for_message()
+    assert shown.ephemeral and "모두 같은 스타일(**Tiny Style**)" in (shown.content or "")
+    assert [e["title"] for e in shown.embeds] == ["Tiny Style"]
+
+    await world.services.repo.set_server_preset(
+        world.guild.id, "tiny-style", allow_member_choice=True, set_by=world.admin.user.id
+    )
+    await world.services.repo.set_style_enabled(world.guild.id, "other-style", False, world.admin.user.id)
+    choice = await world.standin.send_slash_command("styles", user=world.members[0])
+    listed = await choice.wait_for_message()
+    assert "style option of /profile" in (listed.content or "")
+    assert [e["title"] for e in listed.embeds] == ["Tiny Style"], "a hidden style is never shown to members"
+    anywhere = await world.standin.send_slash_command("styles", user=world.dm_user)
+    assert [e["title"] for e in (await anywhere.wait_for_message()).embeds] == ["Other Style", "Tiny Style"]
+
+
+async def test_a_server_that_chose_public_by_default_gets_each_portrait_posted_at_once(
+    world: World, selfie_bytes: bytes
+) -> None:
+    setting = await world.standin.send_slash_command(
+        "style set", {"public": True}, user=world.admin, enforce_permissions=False, locale="ko"
+    )
+    answer = await setting.wait_for_message()
+    assert answer.ephemeral and "완성되는 즉시 채널에 게시" in str(answer.embeds)
+    assert world.standin.public_messages() == []
+
+    member = world.members[1]
+    interaction = await profile(world, member, selfie_bytes)
+    final = await interaction.wait_for_final_file(timeout=60)
+    assert final.ephemeral and "posted in the channel too" in (final.content or "")
+    assert not any(c.startswith("mmpp:post:") for c in final.custom_ids), "nothing left to post"
+    posted = await interaction.wait_for(lambda a: a.kind == "followup", timeout=30)
+    [public] = world.standin.public_messages()
+    assert public.id == posted.message_id and f"<@{member.user.id}>" in public.content
+    assert [a["filename"] for a in public.attachments] == ["portrait-tiny-style.png"]

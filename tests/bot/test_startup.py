@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bot.discord_endpoints import reset_endpoints
-from bot.invite import needed_permissions
+from bot.invite import needed_permissions, user_install_url
 from bot.runtime import BotRuntime, BotStartError
 from mmpp.logs import _Formatter
 from tests.bot.conftest import EngineGate, World, bot_settings
@@ -76,6 +76,7 @@ async def test_every_start_gives_the_invite_link(
         assert accepted.fields["invite"] == url and url not in lines  # a field of the record, as before
     else:
         assert url in lines  # a line of its own, that a terminal makes clickable
+        assert user_install_url(standin.application_id) in lines  # and the user-install one
         assert "invite" not in accepted.fields  # said once
 
 
@@ -92,6 +93,7 @@ async def test_mmpp_invite_prints_the_link_and_starts_nothing(tmp_path: Path) ->
         assert out.decode() == (
             f"https://discord.com/oauth2/authorize?client_id={standin.application_id}"
             f"&scope=bot+applications.commands&permissions={needed_permissions().value}\n"
+            f"{user_install_url(standin.application_id)}\n"
         )
         assert not standin.gateway.sessions  # no bot started; no model either (none is configured)
         assert not (tmp_path / "mmpp.sqlite3").exists()
@@ -188,8 +190,8 @@ async def test_stopping_drains_the_queue_and_tells_who_waited(
     await waiting.wait_for_content("You're next", timeout=30)
 
     stopping = asyncio.create_task(world.runtime.stop())
-    told = await waiting.wait_for(lambda a: a.kind == "followup", timeout=30)
-    assert told.ephemeral and "restarting" in (told.content or "")
+    told = await waiting.wait_for_content("restarting", timeout=30)
+    assert told.ephemeral
     engine_gate.release.set()
     await running.wait_for_final_file(timeout=60)  # the running job finishes within the grace time
     await stopping

@@ -45,6 +45,7 @@ async def test_hiding_the_default_style_takes_it_away(world: World, selfie_bytes
 
 
 async def test_members_never_see_hidden_style_names(world: World, selfie_bytes: bytes) -> None:
+    await style_command(world, "set", world.admin, style="tiny-style", allow_member_choice=True)
     await style_command(world, "available", world.admin, style="other-style", shown=False)
 
     # Autocomplete on an admin command runs without the command's permission check.

@@ -69,7 +69,10 @@ async def test_quotas_count_today_and_spare_failures(timed_repo: Repository, clo
     with pytest.raises(QuotaExceeded) as refused:
         await timed_repo.check_quota(ALICE, GUILD)
     assert refused.value.scope == "user" and refused.value.code == "quota_user"
-    assert "daily limit of 3" in refused.value.message and "in 12 h 0 min" in refused.value.message
+    assert "daily limit of 3" in refused.value.message
+    # Midnight UTC as a Discord timestamp, which each client words in its own language and time zone.
+    assert f"<t:{int(refused.value.resets_at.timestamp())}:R>" in refused.value.message
+    assert refused.value.resets_at.hour == 0 and refused.value.resets_at > clock.now
 
     # Carol fills the server's five (Alice's two done or running, Bob's one, Carol's two).
     await timed_repo.check_quota(BOB, GUILD)

@@ -22,9 +22,11 @@ ADMIN = 333_333_333_333_333_333
 
 
 async def test_channel_beats_server_beats_default(repo: Repository) -> None:
+    # An unconfigured server gives one look (the default) until an admin chooses otherwise; DMs any.
     assert await repo.resolve(GUILD, CHANNEL) == ResolvedPreset(
-        style=DEFAULT_STYLE, source="default", allow_member_choice=True
+        style=DEFAULT_STYLE, source="default", allow_member_choice=False
     )
+    assert (await repo.resolve(None, None)).allow_member_choice is True
 
     await repo.set_server_preset(GUILD, "pixar", background="Teal", framing="head and shoulders", set_by=ADMIN)
     server = await repo.resolve(GUILD, CHANNEL)
@@ -136,7 +138,7 @@ async def test_two_admins_at_the_same_moment_leave_one_consistent_row(database_u
 async def test_a_style_that_does_not_exist_is_refused(repo: Repository) -> None:
     with pytest.raises(UnknownStyle) as refused:
         await repo.set_server_preset(GUILD, "vaporwave", set_by=ADMIN)
-    assert "vaporwave" in refused.value.message and "/style list" in refused.value.message
+    assert "vaporwave" in refused.value.message and "/styles" in refused.value.message
 
     with pytest.raises(UnknownStyle):
         await repo.set_channel_override(GUILD, CHANNEL, "vaporwave", set_by=ADMIN)

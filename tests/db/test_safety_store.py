@@ -18,7 +18,7 @@ ADMIN = 333_333_333_333_333_333
 
 async def test_a_hidden_default_gives_way_to_the_first_style_still_shown(repo: Repository) -> None:
     await repo.set_style_enabled(GUILD, DEFAULT_STYLE, False, ADMIN)
-    assert await repo.resolve(GUILD, None) == ResolvedPreset(style="anime", allow_member_choice=True)
+    assert await repo.resolve(GUILD, None) == ResolvedPreset(style="anime")
     assert (await repo.resolve(OTHER_GUILD, None)).style == DEFAULT_STYLE  # only where it was hidden
     # A preset whose style is hidden falls through to the same place, not to the hidden default.
     await repo.set_server_preset(GUILD, "noir", set_by=ADMIN)
@@ -49,3 +49,15 @@ async def test_nsfw_relaxation_is_per_server_and_reset_forgets_it(database: Data
     )
     await store.forget(GUILD)
     assert await store.relaxed_in_nsfw_channels(GUILD) is False
+
+
+async def test_public_by_default_is_per_server_kept_apart_from_the_safety_choice(database: Database) -> None:
+    store = ServerSafetyStore(database.sessions)
+    assert await store.public_by_default(GUILD) is False  # no row: private until the member posts
+    await store.set_options(GUILD, public_by_default=True, set_by=ADMIN)
+    assert (await store.public_by_default(GUILD), await store.relaxed_in_nsfw_channels(GUILD)) == (True, False)
+    await store.set_options(GUILD, relax_in_nsfw_channels=True, set_by=ADMIN)  # one choice keeps the other
+    assert (await store.public_by_default(GUILD), await store.relaxed_in_nsfw_channels(GUILD)) == (True, True)
+    assert await store.public_by_default(OTHER_GUILD) is False
+    await store.forget(GUILD)
+    assert await store.public_by_default(GUILD) is False

@@ -299,6 +299,7 @@ class InteractionFactory:
         locale: str = "en-US",
         context: int | None = None,
         message: StoredMessage | None = None,
+        installed_by: str = "guild",
     ) -> InteractionRecord:
         state = self.state
         payload: JSON = {
@@ -327,6 +328,10 @@ class InteractionFactory:
                 authorizing_integration_owners={"0": str(guild.id)},
                 context=Context.GUILD if context is None else context,
             )
+            if installed_by == "user":
+                # Run through the member's own install of the app: Discord names the user (key "1"),
+                # not the guild, as what authorized it (the server need not have the app at all).
+                payload["authorizing_integration_owners"] = {"1": str(user.id)}
         else:
             # In the bot's DM the guild-install owner is "0": there is no guild.
             payload.update(

@@ -36,6 +36,7 @@ from .interactions import (
     nest_subcommands,
 )
 from .models import FakeChannel, FakeGuild, FakeMember, FakeRole, FakeUser
+from .payloads import ATTACHMENT_SIZE_LIMIT
 from .records import BotAction, CallbackType, EventLog, InteractionRecord, walk_components
 from .rest import RestApi
 from .state import StandInState, StoredMessage
@@ -91,7 +92,8 @@ class StandIn:
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        app = web.Application()
+        # Discord takes requests as large as its attachments allow (ten files), not aiohttp's 1 MB default.
+        app = web.Application(client_max_size=10 * ATTACHMENT_SIZE_LIMIT + 1024 * 1024)
         app.router.add_get("/gateway", self.gateway.handle)
         app.router.add_get("/gateway/", self.gateway.handle)
         self.rest.add_routes(app)
@@ -269,6 +271,16 @@ class StandIn:
         """Messages the bot posted with its own token (channel posts and DMs), in order."""
         return list(self.state.channel_messages)
 
+    def public_messages(self) -> list[StoredMessage]:
+        """Every bot message the others in a server channel can see, in order: interaction replies,
+        follow-ups and channel posts alike, "thinking…" placeholders included; not ephemeral ones
+        (flag 64), deleted ones, or anything in a DM."""
+        dms = {c.id for c in self.state.dm_channels.values()}
+        return [
+            m for m in self.state.messages.values()
+            if not m.ephemeral and not m.deleted and m.channel_id not in dms and m.guild_id is not None
+        ]
+
     def message(self, message_id: int) -> StoredMessage:
         try:
             return self.state.messages[message_id]
@@ -342,8 +354,10 @@ class StandIn:
         locale: str = "en-US",
         context: int | None = None,
         enforce_permissions: bool = True,
+        installed_by: str = "guild",
     ) -> InteractionRecord:
         """A member runs `/name`. `name` may hold subcommands: "style set" → /style set.
+        `installed_by="user"`: through the member's own install of the app, not the server's.
 
         `options` maps option names to values: str/int/float/bool, FakeUser/FakeMember, FakeRole,
         FakeChannel, or an attachment from `register_attachment`. `attachments` is a shortcut for
@@ -379,6 +393,7 @@ class StandIn:
             app_permissions=app_permissions,
             locale=locale,
             context=ctx,
+            installed_by=installed_by,
         )
         return await self._dispatch(record, f"{plain.username} runs /{name} {sorted(values)}")
 
@@ -392,6 +407,7 @@ class StandIn:
         guild_id: int | None = None,
         channel_id: int | None = None,
         locale: str = "en-US",
+        installed_by: str = "guild",
     ) -> InteractionRecord:
         """A member types into option `focused` of `/name`; `options[focused]` is the partial text."""
         if focused not in options:
@@ -411,6 +427,7 @@ class StandIn:
             member=member,
             channel=channel,
             locale=locale,
+            installed_by=installed_by,
         )
         return await self._dispatch(
             record, f"{plain.username} types {options[focused]!r} into /{name} {focused}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import pytest
@@ -26,7 +27,9 @@ async def test_past_capacity_a_submit_fails_at_once_saying_how_long_the_wait_is(
             queue.submit(face, "tiny-style", user_id=4, guild_id=2)
         # The running job plus the two waiting at the seeded 60 s each.
         assert "2 portraits are already waiting" in str(refused.value)
-        assert "about 3 minutes" in str(refused.value)
+        # As a Discord timestamp about 3 minutes on, which each member's client words in their language.
+        moment = int(re.search(r"<t:(\d+):R>", str(refused.value)).group(1))  # type: ignore[union-attr]
+        assert abs(moment - (time.time() + 180)) < 20
         assert "try again" in str(refused.value)
         assert refused.value.code == "queue_full"
 

@@ -8,7 +8,7 @@ import time
 import urllib.request
 
 from inference.preprocess import PreparedFace
-from inference.queue import AlreadyQueued, QueueFull, QueueMetrics, describe_wait, expose
+from inference.queue import AlreadyQueued, QueueFull, QueueMetrics, discord_time, expose
 from tests.queue.conftest import QueueFactory, started
 
 
@@ -67,9 +67,9 @@ def test_each_queue_has_its_own_registry_and_it_can_be_scraped() -> None:
     assert "mmpp_queue_wait_seconds_bucket" in text and "mmpp_queue_depth" in text
 
 
-def test_waits_are_worded_for_people() -> None:
-    assert describe_wait(10) == "less than a minute"
-    assert describe_wait(70) == "about a minute"
-    assert describe_wait(7 * 60) == "about 7 minutes"
-    assert describe_wait(60 * 60) == "about an hour"
-    assert describe_wait(3 * 3600) == "about 3 hours"
+def test_waits_are_discord_timestamps_each_client_words_in_its_language() -> None:
+    import time
+
+    moment = int(discord_time(7 * 60).removeprefix("<t:").removesuffix(":R>"))
+    assert abs(moment - (time.time() + 7 * 60)) < 5
+    assert int(discord_time(-30)[3:-3]) >= int(time.time()), "never a moment in the past"

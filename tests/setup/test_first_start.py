@@ -8,10 +8,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import discord
 
-from bot.invite import needed_permissions
+from bot.invite import needed_permissions, user_install_url
 from tests.discord_standin import StandIn
 from tests.setup.conftest import REPO, run_env
 
@@ -24,6 +25,11 @@ def _bot_env(standin: StandIn, model_dir: Path, tmp_path: Path, token: str) -> d
         "DISCORD_CDN_BASE": standin.cdn_base, "MODEL_DIR": str(model_dir),
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'mmpp.sqlite3'}",
     }
+
+
+def test_the_user_install_link_adds_only_the_commands_to_a_members_account() -> None:
+    query = parse_qs(urlsplit(user_install_url(1234)).query)
+    assert query == {"client_id": ["1234"], "scope": ["applications.commands"], "integration_type": ["1"]}
 
 
 def test_the_invite_asks_only_for_what_the_bot_uses() -> None:

@@ -23,12 +23,11 @@ from arq.connections import ArqRedis, create_pool
 from PIL import Image
 
 from inference.engine import GenerationResult
-from inference.queue.errors import describe_wait
-from inference.queue.gpu_queue import GenerationQueue
+from inference.queue.gpu_queue import TIMED_OUT, GenerationQueue
 from inference.queue.jobs import Cancelled, Done, Failed, Job, JobState, Step, TerminalEvent, Timings
 from inference.queue.remote import protocol as p
 from inference.queue.worker import ENGINE_ERROR, OUT_OF_MEMORY
-from mmpp.errors import UserFacingError
+from mmpp.errors import N_, UserFacingError
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ CLAIM_TTL_S = 10.0
 CLAIM_RETRY_S = 0.05
 RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 LOST = "The GPU worker drawing your portrait stopped, so it wasn't made. Please try again."
-REDIS_LOST = "I lost contact with my GPU workers while drawing your portrait. Please try again."
+REDIS_LOST = N_("I lost contact with my GPU workers while drawing your portrait. Please try again.")
 # Worker failure codes the bot knows how to word; a worker never chooses the words a member reads.
 WORDING = {"out_of_memory": OUT_OF_MEMORY}
 
@@ -323,11 +322,7 @@ class RemoteSlot:
         if kind == "failed":
             code = fields.get(b"code", b"engine_error").decode()
             if code == "expired":
-                waited = describe_wait(time.monotonic() - job.submitted_at)
-                return Failed(
-                    f"The queue was too busy to start your portrait in time (it waited {waited}). Please try again.",
-                    "timeout",
-                )
+                return Failed(TIMED_OUT, "timeout")
             return Failed(WORDING.get(code, ENGINE_ERROR), code)
         if kind == "cancelled":
             return Cancelled()

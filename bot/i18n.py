@@ -1,0 +1,122 @@
+"""Every word a member reads, in their language: gettext catalogues (`bot/locales/<lang>.po`, read
+with Babel), picked by the member's Discord language, then the server's, then English.
+
+English is the source: each message id *is* its English text (with `{name}` fields filled by
+`str.format`), so English needs no catalogue and a missing translation shows English, never a key.
+A catalogue file per other language; adding `bot/locales/ja.po` adds Japanese (see the README).
+
+Command, option and choice names and descriptions go through `CommandTranslator`
+(discord.py's `app_commands.Translator`): names are looked up under the `name` context, since a
+Korean command name must be one word (`msgctxt "name"`), descriptions and choices without one.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+from pathlib import Path
+
+import discord
+from babel.messages.pofile import read_po
+from discord import app_commands
+
+from mmpp.errors import N_
+
+__all__ = ["N_", "CommandTranslator", "language_of", "match", "name_str", "text_str", "tr", "tr_error"]
+
+log = logging.getLogger(__name__)
+
+LOCALES_DIR = Path(__file__).with_name("locales")
+SOURCE_LANGUAGE = "en"
+NAME_CONTEXT = "name"
+
+
+@cache
+def catalogue(language: str) -> dict[tuple[str | None, str], str]:
+    """(context, English) → translation, from `bot/locales/<language>.po`; empty translations left out."""
+    with (LOCALES_DIR / f"{language}.po").open("rb") as file:
+        po = read_po(file, locale=language)
+    return {
+        (message.context, str(message.id)): str(message.string)
+        for message in po
+        if message.id and message.string and not message.fuzzy
+    }
+
+
+@cache
+def languages() -> tuple[str, ...]:
+    """English plus one language per catalogue file."""
+    return (SOURCE_LANGUAGE, *sorted(p.stem for p in LOCALES_DIR.glob("*.po")))
+
+
+def match(locale: discord.Locale | str | None) -> str | None:
+    """The language we speak for a Discord locale ("ko", "en-US", "zh-TW"), if any."""
+    if locale is None:
+        return None
+    code = str(getattr(locale, "value", locale))
+    known = languages()
+    for candidate in (code, code.split("-")[0]):
+        if candidate in known:
+            return candidate
+    return None
+
+
+def language_of(interaction: discord.Interaction | None) -> str:
+    """The member's own Discord language, else the server's, else English."""
+    if interaction is None:
+        return SOURCE_LANGUAGE
+    return match(interaction.locale) or match(interaction.guild_locale) or SOURCE_LANGUAGE
+
+
+Where = discord.Interaction | str | None
+
+
+def tr(where: Where, msgid: str, /, **params: object) -> str:
+    """`msgid` in the language of `where` (an interaction, or a language code), fields filled in."""
+    language = where if isinstance(where, str) else language_of(where)
+    text = msgid if language == SOURCE_LANGUAGE else catalogue(language).get((None, msgid), msgid)
+    return text.format(**params) if params else text
+
+
+def tr_error(where: Where, error: Exception) -> str:
+    """A `UserFacingError`'s sentence in the member's language (its template and fields are kept)."""
+    template = getattr(error, "template", None) or str(error)
+    params = getattr(error, "params", None) or {}
+    try:
+        return tr(where, template, **params)
+    except (KeyError, IndexError):
+        # A translation naming a field the error lacks must not hide the answer: English then.
+        log.warning("catalogue entry does not fit its fields: %r", template)
+        return str(error)
+
+
+def name_str(name: str) -> app_commands.locale_str:
+    """A command, group or option name, translated under the `name` context (one word)."""
+    return app_commands.locale_str(name)
+
+
+def text_str(text: str) -> app_commands.locale_str:
+    """A description or choice name."""
+    return app_commands.locale_str(text)
+
+
+NAME_LOCATIONS = (
+    app_commands.TranslationContextLocation.command_name,
+    app_commands.TranslationContextLocation.group_name,
+    app_commands.TranslationContextLocation.parameter_name,
+)
+
+
+class CommandTranslator(app_commands.Translator):
+    """Names, descriptions and choices of every command, in each language we have a catalogue for."""
+
+    async def translate(
+        self, string: app_commands.locale_str, locale: discord.Locale, context: app_commands.TranslationContextTypes
+    ) -> str | None:
+        language = match(locale)
+        if language is None or language == SOURCE_LANGUAGE:
+            return None
+        # A context menu's name may have spaces and capitals ("Make profile photo"): a description's rules.
+        is_name = context.location in NAME_LOCATIONS and not isinstance(context.data, app_commands.ContextMenu)
+        kind = NAME_CONTEXT if is_name else None
+        return catalogue(language).get((kind, string.message))
