@@ -31,6 +31,7 @@ from inference.queue.jobs import (
     ShutdownReport,
     Started,
     TerminalEvent,
+    set_requests,
 )
 from inference.queue.metrics import QueueMetrics
 from inference.queue.scheduler import FairScheduler
@@ -325,8 +326,10 @@ class GenerationQueue:
         deadline: float | None = None,
         safety: SafetyLevel = "strict",
         unlinkable: bool = True,
+        count: int = 1,
     ) -> JobHandle:
-        """Queue one portrait, or raise `QueueClosed`, `AlreadyQueued`, `UnknownStyleError` or
+        """Queue one portrait (a set of `count` takes: one place, pictures with seeds derived from
+        `seed`), or raise `QueueClosed`, `AlreadyQueued`, `UnknownStyleError` or
         `QueueFull` at once. `deadline` is a `time.monotonic()` instant; by default
         `queue_job_deadline_s` from now. Must be called on the queue's event loop."""
         if self._closing or self._broken:
@@ -372,6 +375,7 @@ class GenerationQueue:
             submitted_at=now,
             deadline=now + self.deadline_s if deadline is None else deadline,
             previews=previews,
+            more=set_requests(request, count),
         )
         job.expiry = loop.call_later(max(0.0, job.deadline - now), self._expire, job)
         self._scheduler.add(job)
@@ -382,7 +386,7 @@ class GenerationQueue:
         self._work.set()
         log_event(
             log, logging.INFO, "job queued",
-            job=job.id, user=user_id, guild=guild_id, style=style, depth=len(self._scheduler),
+            job=job.id, user=user_id, guild=guild_id, style=style, depth=len(self._scheduler), pictures=count,
         )
         return JobHandle(job, self)
 
@@ -492,7 +496,7 @@ class GenerationQueue:
                 self.metrics.wait_seconds.observe(now - job.submitted_at)
                 job.events.push(Started(len(batch), now - job.submitted_at))
             self.metrics.running.inc(len(batch))
-            self.metrics.batch_size.observe(len(batch))
+            self.metrics.batch_size.observe(sum(job.cost for job in batch))
             return batch
         return None
 
