@@ -231,7 +231,8 @@ class RemoteSlot:
         # Wall clock, not monotonic: the worker is another machine. It must not start past this.
         not_after = time.time() + min(j.deadline for j in batch) - time.monotonic()
         payload = await asyncio.to_thread(
-            p.encode_batch, batch_id, [(j.id, j.attempt, j.request, j.previews) for j in batch], not_after
+            p.encode_batch, batch_id, [(j.id, j.attempt, j.request, j.previews) for j in batch], not_after,
+            more_seeds={j.id: [r.seed for r in j.more] for j in batch if j.more},
         )
         try:
             await self.pool.set(_marker(batch_id), b"1", ex=p.EVENT_TTL_S)
@@ -299,26 +300,35 @@ class RemoteSlot:
             queue.emit(job, Step(int(fields[b"i"]), int(fields[b"n"]), preview))
             return None
         if kind in ("done", "filtered"):
-            image = None  # "filtered": the worker's safety check refused the portrait and sent no pixels
-            if kind == "done":
-                png = await self.pool.getdel(p.result_key(job.id, job.attempt))
-                if png is None:
-                    return Failed(ENGINE_ERROR, "result_lost")
-                self.backend.bytes_received += len(png)
-                image = await asyncio.to_thread(_image, png)
+            # "filtered": the worker's safety check refused the portrait and sent no pixels.
+            # A set lists its takes under "t" (seed, linkable, filtered); one picture says it inline.
+            takes = json.loads(fields[b"t"]) if b"t" in fields else [
+                {"seed": int(fields[b"seed"]), "l": fields.get(b"l") == b"1", "f": kind == "filtered"}
+            ]
+            if len(takes) != job.cost:
+                return Failed(ENGINE_ERROR, "result_lost")
             seconds = float(fields.get(b"s", b"0"))
+            results = []
+            for index, take in enumerate(takes):
+                image = None
+                if not take.get("f"):
+                    png = await self.pool.getdel(p.result_key(job.id, job.attempt, index))
+                    if png is None:
+                        return Failed(ENGINE_ERROR, "result_lost")
+                    self.backend.bytes_received += len(png)
+                    image = await asyncio.to_thread(_image, png)
+                results.append(GenerationResult(
+                    image=image, seed=int(take["seed"]), style=job.style, seconds=seconds, flagged=image is None,
+                    linkable=bool(take.get("l")),
+                ))
             now = time.monotonic()
             started_at = job.started_at if job.started_at is not None else started
             queue.batch_measured([job], seconds / max(1, job.batch_size))
-            result = GenerationResult(
-                image=image, seed=int(fields[b"seed"]), style=job.style, seconds=seconds, flagged=image is None,
-                linkable=fields.get(b"l") == b"1",
-            )
             timings = Timings(
                 waited_s=started_at - job.submitted_at, ran_s=now - started_at, engine_s=seconds,
                 batch_size=job.batch_size,
             )
-            return Done(result, timings)
+            return Done(results[0], timings, tuple(results[1:]))
         if kind == "failed":
             code = fields.get(b"code", b"engine_error").decode()
             if code == "expired":
@@ -364,7 +374,8 @@ class RemoteSlot:
         given); `stop` also tells a worker that may still be drawing it (one cut off from us, not
         dead) to give up."""
         try:
-            keys = [p.events_key(job.id, job.attempt), p.result_key(job.id, job.attempt)]
+            keys = [p.events_key(job.id, job.attempt),
+                    *(p.result_key(job.id, job.attempt, take) for take in range(job.cost))]
             if stop:
                 await self.pool.set(p.cancel_key(job.id, job.attempt), b"1", ex=p.EVENT_TTL_S)
             else:
