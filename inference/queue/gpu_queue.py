@@ -406,6 +406,12 @@ class GenerationQueue:
         return sum(j.state is JobState.RUNNING for r in self._workers for j in r.running)
 
     @property
+    def on_gpu(self) -> bool:
+        """Whether a worker draws on a GPU (a local engine's device, or a remote worker's as it
+        registered): what CANDIDATES' default follows."""
+        return any(_is_gpu(getattr(runner, "device", "cpu")) for runner in self._workers)
+
+    @property
     def accepting(self) -> bool:
         return not (self._closing or self._broken)
 
@@ -591,6 +597,10 @@ class GenerationQueue:
 
     def _timed_out(self, job: Job, now: float) -> Failed:
         return Failed(TIMED_OUT, "timeout")
+
+
+def _is_gpu(device: object) -> bool:
+    return str(device).split(":")[0] not in ("cpu", "?", "")
 
 
 def _outcome(event: TerminalEvent) -> str:

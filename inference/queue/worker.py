@@ -77,6 +77,8 @@ class GpuWorker:
     def __init__(self, engine: EngineLike, sink: JobSink, *, preview_every: int, name: str = "gpu0") -> None:
         self.engine = engine
         self.name = name
+        # Where it draws ("cuda:0", "cpu"): the queue's `on_gpu` reads it.
+        self.device = str(getattr(engine, "device", "cpu"))
         self._sink = sink
         self._preview_every = preview_every
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mmpp-{name}")

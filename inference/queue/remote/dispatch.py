@@ -158,6 +158,11 @@ class RemoteSlot:
         self.running_since: float | None = None
         self._gone = asyncio.Event()
 
+    @property
+    def device(self) -> str:
+        """The device its worker said it draws on when it registered."""
+        return str(self.backend.alive.get(self.worker_id, {}).get("device", "cpu"))
+
     def worker_gone(self) -> None:
         self._gone.set()
 
