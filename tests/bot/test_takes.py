@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import pytest
 
@@ -131,3 +132,26 @@ async def test_a_korean_member_reads_the_set_in_korean(world: World, selfie_byte
     final = await interaction.wait_for_final_file(timeout=60)
     assert "2장 그렸어요" in (final.content or "") and "본인만 볼 수 있어요" in (final.content or "")
     assert [b["label"] for b in final.buttons] == ["1번 올리기", "2번 올리기", "다시 그리기", "지우기"]
+
+
+async def test_a_take_the_safety_check_refuses_is_left_out_and_the_member_is_told(
+    world: World, selfie_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checker = world.services.engine.safety
+    assert checker is not None
+    real = checker.check
+
+    def second_refused(images, levels):  # type: ignore[no-untyped-def]
+        verdicts = real(images, levels)
+        return [replace(v, flagged=True) if i == 1 else v for i, v in enumerate(verdicts)]
+
+    monkeypatch.setattr(checker, "check", second_refused)
+    await choose_takes(world, 2)
+    interaction = await profile(world, world.members[0], selfie_bytes)
+    final = await interaction.wait_for_final_file(timeout=60)
+    # Only the first take is shown, as a single portrait with one Post button; nothing else left.
+    assert [f.filename for f in final.files] == ["portrait-tiny-style.png", "avatar-preview.png"]
+    assert len(post_ids(final)) == 1 and "didn't pass the safety check" in (final.content or "")
+    assert world.standin.public_messages() == []
+    [row] = await closed_log_rows(world, 1)
+    assert (row.outcome, row.pictures) == ("delivered", 2), "both takes used the GPU"
