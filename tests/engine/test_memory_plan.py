@@ -152,3 +152,34 @@ def test_the_start_line_names_the_plan_and_its_accounting(tiny_model_dir: Path,
     assert fields["cpu"] == "text_encoders" and fields["offloaded"] == "image_encoder,safety_checker"
     assert fields["fp8"] is False and fields["vae_tiling"] is True and fields["max_batch"] == 2
     assert fields["resident_gib"] > 0 and fields["accounted_peak_gib"] <= fields["budget_gib"]
+
+
+async def test_the_queue_never_batches_more_than_the_plan_fits(engine_8gb: Engine, tiny_model_dir: Path,
+                                                              selfie_bytes: bytes) -> None:
+    from inference.queue.gpu_queue import GenerationQueue
+    from inference.queue.jobs import Done
+
+    settings = load_settings(None, model_dir=tiny_model_dir, device="cpu", dtype="float32", memory_plan="8gb")
+    assert settings.max_batch_size == 4  # the default asks for more than the plan fits
+    batches: list[int] = []
+    generate = engine_8gb.generate
+
+    def counted(requests, on_step=None):  # type: ignore[no-untyped-def]
+        batches.append(len(requests))
+        return generate(requests, on_step)
+
+    engine_8gb.generate = counted  # type: ignore[method-assign]
+    queue = GenerationQueue(engine_8gb, settings, stop_timeout_s=5)
+    try:
+        face = engine_8gb.prepare(selfie_bytes)
+        # Four members at once, one style: all waiting before the worker's first pick.
+        handles = [queue.submit(face, "tiny-style", user_id=u, guild_id=1, steps=1, previews=False)
+                   for u in range(4)]
+        queue.start()
+        outcomes = [await h.outcome() for h in handles]
+    finally:
+        await queue.shutdown(grace_s=5)
+        del engine_8gb.generate
+    assert all(isinstance(o, Done) for o in outcomes)
+    assert queue.max_batch_size == PLAN_8GB.max_batch
+    assert sum(batches) == 4 and max(batches) == PLAN_8GB.max_batch
