@@ -28,7 +28,7 @@ from inference.loader import (
     resolve_device,
     resolve_dtype,
 )
-from inference.memory_plan import MemoryPlan, apply_plan, choose_plan, loads_on_cpu
+from inference.memory_plan import Accounting, MemoryPlan, apply_plan, choose_plan, loads_on_cpu
 from inference.preprocess import ImageLimits, LocatedFace, PreparedFace, locate_face
 from inference.preview import latents_to_preview
 from inference.prompt_cache import PromptCache, text_encoder_adapters
@@ -159,6 +159,8 @@ class Engine:
         self.prompts = PromptCache()
         # FAST_PRESET: requests that do not say draw with their style's fast preset, where it has one.
         self.fast_preset = False
+        # The memory plan's accounting of this engine's own modules (None: placed by the caller).
+        self.memory: Accounting | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -184,10 +186,11 @@ class Engine:
         `plan` says (inference/memory_plan.py; None: left where it is), warmed up if asked."""
         dtype = pipe.unet.dtype
         slot = speed_up(pipe, catalog, options)
-        if plan is not None:  # after the LoRAs: fp8 storage must not reach them
-            apply_plan(pipe, safety, plan, device or pipe.device, dtype, chosen_by=chosen_by)
+        # After the LoRAs: fp8 storage must not reach them.
+        memory = apply_plan(pipe, safety, plan, device or pipe.device, dtype, chosen_by=chosen_by) if plan else None
         engine = cls(pipe, catalog, limits=limits, safety=safety, slot=slot,
                      preferred_batch_size=options.max_batch_size)
+        engine.memory = memory
         engine.fast_preset = options.fast_preset
         if options.warmup:
             engine.preferred_batch_size = warm_up(engine, options)
