@@ -42,6 +42,9 @@ PlanName = Literal["auto", "resident", "12gb", "8gb"]
 GIB = 2**30
 
 # --- the activation allowance, GiB at 1024² with CFG, bf16 and SDPA (stated, not measured) ----------
+# A test checks each against a meta-device trace of the full-size models (inference/memory_trace.py:
+# 0.42 GiB a step per image, 1.5 GiB for a whole decode, 0.38 GiB tiled), with room to spare for what
+# a trace cannot see (cuDNN workspaces, the allocator's rounding).
 # Denoising: latents, the ControlNet's conditioning image and residuals, the UNet's skip connections,
 # attention through SDPA's memory-efficient kernels; CFG doubles the UNet batch, hence per image.
 DENOISE_FIXED_GIB = 0.5

@@ -183,3 +183,32 @@ async def test_the_queue_never_batches_more_than_the_plan_fits(engine_8gb: Engin
     assert all(isinstance(o, Done) for o in outcomes)
     assert queue.max_batch_size == PLAN_8GB.max_batch
     assert sum(batches) == 4 and max(batches) == PLAN_8GB.max_batch
+
+
+# --- the activation allowance against a trace -----------------------------------------------------
+
+# What the trace cannot see (cuDNN workspaces, the allocator's rounding) must fit in what the
+# allowance adds over it.
+TRACE_MARGIN = 1.5
+
+
+def test_the_activation_allowance_clears_a_meta_device_trace_of_the_full_size_models() -> None:
+    from inference.memory_plan import activation_gib
+    from inference.memory_trace import denoise_step_gib, vae_decode_gib
+    from inference.random_model import FULL, _default_dtype, component_builders
+
+    builders = component_builders(FULL)
+    with torch.device("meta"), _default_dtype(torch.bfloat16):
+        unet, controlnet, vae = builders["unet"](), builders["controlnet"](), builders["vae"]()
+    one = denoise_step_gib(unet, controlnet, 1)
+    assert 0.2 < one < 2  # a real trace of 1024² with CFG, not an empty one
+    four = denoise_step_gib(unet, controlnet, 4)
+    per_image = (four - one) / 3  # activations grow linearly with the batch
+    for plan in PLANS.values():
+        for batch in sorted({1, plan.max_batch}):
+            allowance = activation_gib(plan, batch)["denoise"]
+            assert allowance >= TRACE_MARGIN * (one + per_image * (batch - 1)), (plan.name, batch)
+    whole, tiled = vae_decode_gib(vae, tiling=False), vae_decode_gib(vae, tiling=True)
+    assert tiled < whole / 2  # tiles do save memory at 1024²
+    assert activation_gib(RESIDENT, 1)["vae_decode"] >= TRACE_MARGIN * whole
+    assert activation_gib(PLAN_8GB, 1)["vae_decode"] >= TRACE_MARGIN * tiled
