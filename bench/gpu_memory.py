@@ -160,35 +160,38 @@ DIFFUSERS_OPTIONS: dict[str, Callable[[Any, torch.device], None]] = {
 }
 
 
-def diffusers_rows(bench: Bench, models: Models, style_name: str, selfie: bytes) -> list[MemoryRow]:
+def diffusers_rows(bench: Bench, models: Models, style: str, selfie: bytes, options: list[str]) -> list[MemoryRow]:
     rows = []
-    for label, option in DIFFUSERS_OPTIONS.items():
+    for label in options:
         name = f"plain diffusers, {label}"
         if bench.device.type != "cuda" and label != "everything resident":
             rows.append(MemoryRow(name, 1, 1, None, None, None, note="needs CUDA"))
             continue
         release()
         try:
-            pipe, _ = models.copy()
-            catalog = StyleCatalog.load(bench.styles_dir)
-            load_style_adapters(pipe, catalog)
-            style = catalog.get(style_name)
-            pipe.set_adapters([style.name], adapter_weights=[style.definition.lora.scale])  # type: ignore[union-attr]
-            pipe.set_ip_adapter_scale(style.definition.ip_adapter_scale)
-            option(pipe, bench.device)
-            run = plain_call(pipe, style, selfie, bench)
-            seconds, allocated, reserved = measured(bench, run, 1)
-            rows.append(MemoryRow(name, 1, 1, seconds, allocated, reserved))
+            rows.append(diffusers_row(bench, models, style, selfie, label))
         except Exception as exc:  # out of memory, or an option diffusers refuses with these components
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:90]
             rows.append(MemoryRow(name, 1, 1, None, None, None, note=f"failed: {first}"))
             traceback.print_exc()
-        finally:
-            pipe = None  # drop the copy before the next one
     return rows
 
 
-def plain_call(pipe: Any, style: Any, selfie: bytes, bench: Bench) -> Callable[[int], object]:
+def diffusers_row(bench: Bench, models: Models, style_name: str, selfie: bytes, label: str) -> MemoryRow:
+    """One option on a fresh copy; the copy goes when this returns, before the next one is made."""
+    pipe, _ = models.copy()
+    catalog = StyleCatalog.load(bench.styles_dir)
+    load_style_adapters(pipe, catalog)
+    style = catalog.get(style_name)
+    pipe.set_adapters([style.name], adapter_weights=[style.definition.lora.scale])  # type: ignore[union-attr]
+    pipe.set_ip_adapter_scale(style.definition.ip_adapter_scale)
+    DIFFUSERS_OPTIONS[label](pipe, bench.device)
+    seconds, allocated, reserved = measured(bench, plain_call(pipe, style, selfie), 1)
+    return MemoryRow(f"plain diffusers, {label}", 1, 1, seconds, allocated, reserved,
+                     note="prompts encoded every call")
+
+
+def plain_call(pipe: Any, style: Any, selfie: bytes) -> Callable[[int], object]:
     """The diffusers call the engine makes, prompts as text (diffusers encodes them every call)."""
     from inference.preprocess import ImageLimits, locate_face
 
@@ -204,17 +207,19 @@ def plain_call(pipe: Any, style: Any, selfie: bytes, bench: Bench) -> Callable[[
     ).images
 
 
-def run_memory(bench: Bench, style: str, selfie: bytes) -> list[MemoryRow]:
+def run_memory(bench: Bench, style: str, selfie: bytes, plans: list[str] | None = None,
+               options: list[str] | None = None) -> list[MemoryRow]:
+    """Every plan, then every diffusers option (or the ones named: a short GPU session runs a few)."""
     models = Models(bench)
     rows: list[MemoryRow] = []
-    for plan in PLANS.values():
+    for plan in [PLANS[name] for name in plans or PLANS]:
         try:
             rows += plan_rows(bench, models, plan, style, selfie)
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:90]
             rows.append(MemoryRow(f"plan {plan.name}", 1, 1, None, None, None, note=f"failed: {first}"))
             traceback.print_exc()
-    rows += diffusers_rows(bench, models, style, selfie)
+    rows += diffusers_rows(bench, models, style, selfie, options or list(DIFFUSERS_OPTIONS))
     return rows
 
 
