@@ -88,6 +88,17 @@ def test_memory_plan_by_name_overrides_and_the_default_on_a_cpu_is_resident() ->
     assert choose_plan(named.memory_plan, named.gpu_memory_gb, torch.device("cuda"))[0] is PLAN_8GB
 
 
+def test_a_plan_caps_the_batch_and_turns_compile_off_only_over_fp8() -> None:
+    from inference.engine import fit_to_plan
+    from inference.speed import SpeedOptions
+
+    asked = SpeedOptions(compile="default", max_batch_size=4)
+    assert fit_to_plan(asked, RESIDENT) == asked
+    assert (fit_to_plan(asked, PLAN_12GB).compile, fit_to_plan(asked, PLAN_12GB).max_batch_size) == ("default", 2)
+    assert (fit_to_plan(asked, PLAN_8GB).compile, fit_to_plan(asked, PLAN_8GB).max_batch_size) == ("off", 2)
+    assert fit_to_plan(SpeedOptions(max_batch_size=1), PLAN_8GB).max_batch_size == 1  # never raised
+
+
 # --- offloading hooks -----------------------------------------------------------------------------
 
 
