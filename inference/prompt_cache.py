@@ -12,8 +12,9 @@ so styles sharing a prompt share its entry).
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -79,18 +80,50 @@ class PromptCache:
 
     def _encode(self, pipe: StableDiffusionXLControlNetPipeline, keys: list[Key], negative: str, cfg: bool) -> None:
         """One `encode_prompt` call for every missing prompt, on the text encoders' own device."""
-        encoder = pipe.text_encoder_2 if pipe.text_encoder_2 is not None else pipe.text_encoder
-        with torch.no_grad():
+        encoders = [e for e in (pipe.text_encoder, pipe.text_encoder_2) if e is not None]
+        dtype = encoders[-1].dtype
+        with torch.no_grad(), _upcast_on_cpu(encoders, slow_half_on_cpu(encoders[-1])):
             prompt, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
-                prompt=[k[0] for k in keys], device=encoder.device, num_images_per_prompt=1,
+                prompt=[k[0] for k in keys], device=encoders[-1].device, num_images_per_prompt=1,
                 do_classifier_free_guidance=cfg, negative_prompt=[negative] * len(keys),
             )
+        keep = lambda t: t.to("cpu", dtype)  # noqa: E731 (the pipeline's dtype, whatever ran the encoders)
         for i, key in enumerate(keys):
             self._entries[key] = Embeds(
-                prompt=prompt[i].cpu(), pooled=pooled[i].cpu(),
-                negative=negative_embeds[i].cpu() if cfg else None,
-                negative_pooled=negative_pooled[i].cpu() if cfg else None,
+                prompt=keep(prompt[i]), pooled=keep(pooled[i]),
+                negative=keep(negative_embeds[i]) if cfg else None,
+                negative_pooled=keep(negative_pooled[i]) if cfg else None,
             )
+
+
+def slow_half_on_cpu(encoder: torch.nn.Module) -> bool:
+    """A bf16/fp16 model on a CPU without native half-precision matmuls (most desktop CPUs before
+    AVX-512 BF16): there PyTorch's half matmuls are many times slower than float32 ones."""
+    if next(encoder.parameters()).device.type != "cpu":
+        return False
+    dtype = next(encoder.parameters()).dtype
+    if dtype == torch.bfloat16:
+        return not torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if dtype == torch.float16:
+        return not torch.ops.mkldnn._is_mkldnn_fp16_supported()
+    return False
+
+
+@contextlib.contextmanager
+def _upcast_on_cpu(encoders: list[torch.nn.Module], upcast: bool) -> Iterator[None]:
+    """The encoders in float32 for one encode (a miss: rare), back in their own dtype after; exact,
+    since every half value is a float32 value."""
+    if not upcast:
+        yield
+        return
+    dtypes = [next(e.parameters()).dtype for e in encoders]
+    for encoder in encoders:
+        encoder.to(torch.float32)
+    try:
+        yield
+    finally:
+        for encoder, dtype in zip(encoders, dtypes, strict=True):
+            encoder.to(dtype)
 
 
 def text_encoder_adapters(pipe: StableDiffusionXLControlNetPipeline, active: Adapters | None) -> Adapters:

@@ -115,3 +115,29 @@ def test_the_cache_is_bounded_and_forgets_the_least_recently_used(cache_engine: 
         cache.encode(pipe, [prompt], "", cfg=True, adapters=(), device=torch.device("cpu"))
     assert len(cache) == 2 and {k[0] for k in cache._entries} == {"a", "c"}
     assert (cache.hits, cache.misses) == (1, 3)
+
+
+def test_half_precision_text_encoders_on_a_cpu_without_half_matmuls_encode_in_float32(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Most desktop CPUs multiply bf16 many times slower than float32: a memory plan's CPU text
+    encoders then run a miss in float32 and keep the pipeline's dtype for everything else."""
+    import inference.prompt_cache as prompt_cache
+    from inference.loader import load_pipeline
+    from inference.prompt_cache import PromptCache
+    from mmpp.settings import ModelSources
+
+    pipe = load_pipeline(ModelSources.from_model_dir(tiny_model_dir), torch.device("cpu"), torch.bfloat16)
+    seen: list[torch.dtype] = []
+    pipe.text_encoder_2.register_forward_pre_hook(lambda m, a: seen.append(next(m.parameters()).dtype))
+    native = PromptCache().encode(pipe, ["a portrait"], "blurry", cfg=True, adapters=(), device=torch.device("cpu"))
+    assert set(seen) == {torch.bfloat16}  # the prompt and the negative, natively
+    seen.clear()
+    monkeypatch.setattr(prompt_cache, "slow_half_on_cpu", lambda encoder: True)
+    upcast = PromptCache().encode(pipe, ["a portrait"], "blurry", cfg=True, adapters=(), device=torch.device("cpu"))
+    assert seen and set(seen) == {torch.float32}
+    assert next(pipe.text_encoder.parameters()).dtype == next(pipe.text_encoder_2.parameters()).dtype == torch.bfloat16
+    for name, tensor in upcast.items():
+        assert tensor.dtype == torch.bfloat16, name
+        # The same embeddings up to bf16 rounding, not other ones.
+        assert torch.allclose(tensor.float(), native[name].float(), atol=0.05, rtol=0.05), name
