@@ -113,7 +113,8 @@ def choose_plan(name: str, gpu_memory_gb: float | None, device: torch.device) ->
     if name != "auto":
         return PLANS[name], "MEMORY_PLAN"
     if gpu_memory_gb is None:
-        if device.type != "cuda":
+        if device.type != "cuda" or not torch.cuda.is_available():
+            # No CUDA here: the loader names the device the machine lacks, as it always has.
             return RESIDENT, f"{device.type}: no GPU memory to save"
         gpu_memory_gb = torch.cuda.get_device_properties(device).total_memory / GIB
         chosen_by = f"the device reports {gpu_memory_gb:.1f} GiB"
