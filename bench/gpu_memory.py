@@ -103,9 +103,10 @@ def measured(bench: Bench, run: Callable[[int], object], images: int) -> tuple[f
 
 def plan_rows(bench: Bench, models: Models, plan: MemoryPlan, style: str, selfie: bytes) -> list[MemoryRow]:
     release()
+    largest = plan.max_batch or max(bench.batches)
     pipe, safety = models.copy()
     catalog = StyleCatalog.load(bench.styles_dir)
-    engine = Engine.assemble(pipe, catalog, bench.options(max_batch_size=plan.max_batch), safety=safety,
+    engine = Engine.assemble(pipe, catalog, bench.options(max_batch_size=largest), safety=safety,
                              plan=plan, device=bench.device)
     face = engine.prepare(selfie)
     accounting = engine.memory
@@ -114,19 +115,19 @@ def plan_rows(bench: Bench, models: Models, plan: MemoryPlan, style: str, selfie
     def draw(images: int) -> Callable[[int], object]:
         def run(steps: int) -> None:
             requests = [GenerationRequest(face=face, style=style, seed=i, steps=steps) for i in range(images)]
-            for start in range(0, images, plan.max_batch):  # as the queue splits a set
-                engine.generate(requests[start:start + plan.max_batch])
+            for start in range(0, images, largest):  # as the queue splits a set
+                engine.generate(requests[start:start + largest])
         return run
 
     rows = []
     batch_rows: dict[int, MemoryRow] = {}
-    for batch in sorted({1, plan.max_batch}):
+    for batch in sorted({1, largest}):
         seconds, allocated, reserved = measured(bench, draw(batch), batch)
         batch_rows[batch] = MemoryRow(f"plan {plan.name}", batch, batch, seconds, allocated, reserved,
                                       accounting.peak_gib(batch), plan.budget_gib)
         rows.append(batch_rows[batch])
     for images in CANDIDATE_SETS:
-        batch = min(images, plan.max_batch)
+        batch = min(images, largest)
         if images == batch and batch in batch_rows:
             same = batch_rows[batch]
             rows.append(MemoryRow(f"plan {plan.name}, set of {images}", batch, images, same.seconds,

@@ -323,7 +323,7 @@ class Engine:
 def fit_to_plan(options: SpeedOptions, plan: MemoryPlan) -> SpeedOptions:
     """The speed switches within what `plan` holds: never a batch larger than it fits, and no compile
     over fp8 storage (its per-layer casting hooks are not traced)."""
-    fitted = replace(options, max_batch_size=min(options.max_batch_size, plan.max_batch))
+    fitted = replace(options, max_batch_size=min(options.max_batch_size, plan.max_batch or options.max_batch_size))
     if plan.fp8 and options.compile != "off":
         log_event(log, logging.WARNING, "compile off", reason=f"memory plan {plan.name} stores weights in fp8")
         fitted = replace(fitted, compile="off")

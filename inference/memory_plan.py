@@ -12,7 +12,7 @@ single activation: more than a 12 GB card holds. A plan says, per component:
 plus whether the UNet and ControlNet weights are stored in fp8 (cast up to bf16 layer by layer) and
 whether the VAE decodes in tiles, and the largest batch it fits at 1024². `GPU_MEMORY_GB` (default:
 what the device reports) picks the largest plan the card holds; `MEMORY_PLAN` names one outright.
-On a CPU (no GPU memory to save) the default is `resident`.
+On a CPU (no GPU memory to save) the default is `host`: everything in place, no batch cap.
 
 Accounting: weights are counted from the modules themselves (stored bytes, fp8 included); the
 activations are a stated allowance per phase at 1024² (below), scaled by pixel count. A test builds
@@ -78,7 +78,7 @@ class MemoryPlan:
     safety_checker: Placement
     fp8: bool  # UNet and ControlNet weights stored in float8_e4m3fn, computed in bf16
     vae_tiling: bool
-    max_batch: int  # the largest batch at 1024² that the accounting fits in the budget
+    max_batch: int | None  # the largest batch at 1024² that the accounting fits (None: no cap)
 
     def placements(self) -> dict[str, Placement]:
         return {
@@ -106,6 +106,12 @@ PLAN_8GB = MemoryPlan(
     max_batch=2,
 )
 PLANS: dict[str, MemoryPlan] = {p.name: p for p in (RESIDENT, PLAN_12GB, PLAN_8GB)}
+# No GPU (a CPU, or Apple's unified memory): nothing to save, no batch cap beyond MAX_BATCH_SIZE.
+HOST = MemoryPlan(
+    "host", card_gb=0, budget_gib=float("inf"), unet="resident", controlnet="resident", vae="resident",
+    text_encoders="resident", image_encoder="resident", safety_checker="resident", fp8=False, vae_tiling=False,
+    max_batch=None,
+)
 
 
 def choose_plan(name: str, gpu_memory_gb: float | None, device: torch.device) -> tuple[MemoryPlan, str]:
@@ -114,8 +120,8 @@ def choose_plan(name: str, gpu_memory_gb: float | None, device: torch.device) ->
         return PLANS[name], "MEMORY_PLAN"
     if gpu_memory_gb is None:
         if device.type != "cuda" or not torch.cuda.is_available():
-            # No CUDA here: the loader names the device the machine lacks, as it always has.
-            return RESIDENT, f"{device.type}: no GPU memory to save"
+            # No CUDA here (DEVICE=cuda without one: the loader names it, as it always has).
+            return HOST, f"{device.type}: no GPU memory to save"
         gpu_memory_gb = torch.cuda.get_device_properties(device).total_memory / GIB
         chosen_by = f"the device reports {gpu_memory_gb:.1f} GiB"
     else:
@@ -176,7 +182,7 @@ class Accounting:
             "resident_gib": round(self.resident_gib, 2),
             "offloaded_gib": round(self.bytes_where("offload") / GIB, 2),
             "cpu_gib": round(self.bytes_where("cpu") / GIB, 2),
-            "accounted_peak_gib": round(self.peak_gib(self.plan.max_batch), 2),
+            "accounted_peak_gib": round(self.peak_gib(self.plan.max_batch or 1), 2),
             "budget_gib": self.plan.budget_gib,
         }
 
@@ -250,10 +256,10 @@ def apply_plan(
         offloaded=",".join(plan.where("offload")) or "-", fp8=plan.fp8, vae_tiling=plan.vae_tiling,
         max_batch=plan.max_batch, **accounting.fields(),
     )
-    if accounting.peak_gib(plan.max_batch) > plan.budget_gib:
+    if accounting.peak_gib(plan.max_batch or 1) > plan.budget_gib:
         log_event(
             log, logging.WARNING, "memory plan over budget",
-            plan=plan.name, accounted_peak_gib=round(accounting.peak_gib(plan.max_batch), 2),
+            plan=plan.name, accounted_peak_gib=round(accounting.peak_gib(plan.max_batch or 1), 2),
             budget_gib=plan.budget_gib, hint="fewer LoRA styles, or a smaller MEMORY_PLAN",
         )
     return accounting

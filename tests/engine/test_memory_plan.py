@@ -11,6 +11,7 @@ import torch
 from inference.engine import Engine, GenerationRequest
 from inference.memory_plan import (
     GIB,
+    HOST,
     PLAN_8GB,
     PLAN_12GB,
     PLANS,
@@ -80,10 +81,15 @@ def test_a_card_below_every_plan_gets_the_smallest_and_is_told() -> None:
     assert chosen is PLAN_8GB and "may not fit" in why
 
 
-def test_memory_plan_by_name_overrides_and_the_default_on_a_cpu_is_resident() -> None:
+def test_memory_plan_by_name_overrides_and_a_cpu_gets_no_constraint() -> None:
+    from inference.engine import fit_to_plan
+    from inference.speed import SpeedOptions
+
     settings = load_settings(None)  # both settings left unset
     assert (settings.memory_plan, settings.gpu_memory_gb) == ("auto", None)
-    assert choose_plan(settings.memory_plan, settings.gpu_memory_gb, torch.device("cpu"))[0] is RESIDENT
+    plan = choose_plan(settings.memory_plan, settings.gpu_memory_gb, torch.device("cpu"))[0]
+    assert plan is HOST and plan.where("resident") == list(plan.placements())
+    assert fit_to_plan(SpeedOptions(max_batch_size=8), plan).max_batch_size == 8
     named = load_settings(None, memory_plan="8gb", gpu_memory_gb="24")
     assert choose_plan(named.memory_plan, named.gpu_memory_gb, torch.device("cuda"))[0] is PLAN_8GB
 
