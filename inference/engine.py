@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -27,8 +27,10 @@ from inference.loader import (
     load_pipeline,
     make_scheduler,
 )
+from inference.memory_plan import Accounting, MemoryPlan, apply_plan, choose_plan, loads_on_cpu
 from inference.preprocess import ImageLimits, LocatedFace, PreparedFace, locate_face
 from inference.preview import latents_to_preview
+from inference.prompt_cache import PromptCache, text_encoder_adapters
 from inference.safety import ImageFiltered, SafetyChecker, SafetyLevel, load_safety_checker
 from inference.speed import SpeedOptions, fast_adapter_name, speed_up, warm_up
 from inference.styles import Style, StyleCatalog
@@ -159,8 +161,12 @@ class Engine:
             for name, style in catalog.styles.items() if style.definition.fast is not None
         }
         self._active: tuple[tuple[str, float], ...] | None = None
+        # Rendered prompts encoded once (the text encoders may live on the CPU under a memory plan).
+        self.prompts = PromptCache()
         # FAST_PRESET: requests that do not say draw with their style's fast preset, where it has one.
         self.fast_preset = False
+        # The memory plan's accounting of this engine's own modules (None: placed by the caller).
+        self.memory: Accounting | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -168,20 +174,30 @@ class Engine:
         catalog = load_catalog(settings)
         placement.log()
         device, dtype = placement.device, placement.dtype
-        pipe = load_pipeline(settings.sources, device, dtype)
-        safety = load_safety_checker(settings.sources.safety_checker, device, dtype)
-        options = SpeedOptions.from_settings(settings)
-        return cls.assemble(pipe, catalog, options, limits=image_limits(settings), safety=safety)
+        plan, chosen_by = choose_plan(settings.memory_plan, settings.gpu_memory_gb, device)
+        # A plan that keeps anything off the GPU loads into host memory and places each part itself.
+        staging = torch.device("cpu") if loads_on_cpu(plan) else device
+        pipe = load_pipeline(settings.sources, staging, dtype)
+        safety = load_safety_checker(settings.sources.safety_checker, staging, dtype)
+        options = fit_to_plan(SpeedOptions.from_settings(settings), plan)
+        return cls.assemble(pipe, catalog, options, limits=image_limits(settings), safety=safety,
+                            plan=plan, device=device, chosen_by=chosen_by)
 
     @classmethod
     def assemble(
         cls, pipe: StableDiffusionXLControlNetPipeline, catalog: StyleCatalog, options: SpeedOptions,
         *, limits: ImageLimits | None = None, safety: SafetyChecker | None = None,
+        plan: MemoryPlan | None = None, device: torch.device | None = None, chosen_by: str = "",
     ) -> Engine:
-        """A loaded pipeline made fast (inference/speed.py), with its styles, warmed up if asked."""
+        """A loaded pipeline made fast (inference/speed.py), with its styles, placed on `device` as
+        `plan` says (inference/memory_plan.py; None: left where it is), warmed up if asked."""
+        dtype = pipe.unet.dtype
         slot = speed_up(pipe, catalog, options)
+        # After the LoRAs: fp8 storage must not reach them.
+        memory = apply_plan(pipe, safety, plan, device or pipe.device, dtype, chosen_by=chosen_by) if plan else None
         engine = cls(pipe, catalog, limits=limits, safety=safety, slot=slot,
                      preferred_batch_size=options.max_batch_size)
+        engine.memory = memory
         engine.fast_preset = options.fast_preset
         if options.warmup:
             engine.preferred_batch_size = warm_up(engine, options)
@@ -238,15 +254,20 @@ class Engine:
             (self.slot or self.pipe).set_ip_adapter_scale(first.ip_adapter_scale)
 
         started = time.perf_counter()
+        guidance = preset.guidance if preset else definition.guidance
+        embeds = self.prompts.encode(
+            self.pipe, [definition.render_prompt(r.background, r.framing) for r in requests],
+            definition.negative_prompt, cfg=guidance > 1 and self.pipe.unet.config.time_cond_proj_dim is None,
+            adapters=text_encoder_adapters(self.pipe, self._active), device=self.device,
+        )
         output = self.pipe(
-            prompt=[definition.render_prompt(r.background, r.framing) for r in requests],
-            negative_prompt=[definition.negative_prompt] * len(requests),
+            **embeds,
             image=[r.face.control for r in requests],
             ip_adapter_image=[[r.face.face for r in requests]],
             # With a slot the scale is folded into the ControlNet's weights (see inference/compile.py).
             controlnet_conditioning_scale=1.0 if self.slot is not None else definition.controlnet_scale,
             num_inference_steps=steps,
-            guidance_scale=preset.guidance if preset else definition.guidance,
+            guidance_scale=guidance,
             height=self.resolution,
             width=self.resolution,
             generator=[torch.Generator(device="cpu").manual_seed(r.seed) for r in requests],
@@ -308,3 +329,13 @@ class Engine:
             return kwargs
 
         return callback
+
+
+def fit_to_plan(options: SpeedOptions, plan: MemoryPlan) -> SpeedOptions:
+    """The speed switches within what `plan` holds: never a batch larger than it fits, and no compile
+    over fp8 storage (its per-layer casting hooks are not traced)."""
+    fitted = replace(options, max_batch_size=min(options.max_batch_size, plan.max_batch or options.max_batch_size))
+    if plan.fp8 and options.compile != "off":
+        log_event(log, logging.WARNING, "compile off", reason=f"memory plan {plan.name} stores weights in fp8")
+        fitted = replace(fitted, compile="off")
+    return fitted

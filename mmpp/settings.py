@@ -101,6 +101,11 @@ class Settings(BaseSettings):
         default=None, description="One engine per device behind one queue: `cuda:0,cuda:1`, or `auto` for every GPU."
     )
     dtype: DType = "auto"
+    # --- GPU memory (inference/memory_plan.py) --------------------------------------------------
+    gpu_memory_gb: float | None = Field(
+        default=None, gt=0, description="The card's memory in GB; picks the memory plan. Default: what the GPU reports."
+    )
+    memory_plan: Literal["auto", "resident", "12gb", "8gb"] = "auto"
 
     # --- speed (inference/speed.py documents each switch) ---------------------------------------
     attention: Literal["sdpa", "eager"] = "sdpa"
