@@ -20,6 +20,7 @@ from diffusers import SchedulerMixin, StableDiffusionXLControlNetPipeline
 from PIL import Image
 
 from inference.compile import StyleSlot
+from inference.conditioning import PreparedFace, prepare
 from inference.loader import (
     image_limits,
     load_catalog,
@@ -28,7 +29,7 @@ from inference.loader import (
     resolve_device,
     resolve_dtype,
 )
-from inference.preprocess import ImageLimits, LocatedFace, PreparedFace, locate_face
+from inference.preprocess import ImageLimits, LocatedFace, locate_face
 from inference.preview import latents_to_preview
 from inference.safety import ImageFiltered, SafetyChecker, SafetyLevel, load_safety_checker
 from inference.speed import SpeedOptions, fast_adapter_name, speed_up, warm_up
@@ -181,9 +182,10 @@ class Engine:
         return engine
 
     def prepare(self, data: bytes | LocatedFace) -> PreparedFace:
-        """Decode, check and crop a selfie; raises an `ImageRejected` a member can act on."""
+        """Decode, check and crop a selfie, then cut the person out of it (`inference.conditioning`);
+        raises an `ImageRejected` a member can act on."""
         located = data if isinstance(data, LocatedFace) else locate_face(data, self.limits)
-        return located.prepare(self.resolution)
+        return prepare(located, self.resolution)
 
     def switch_style(self, style: Style, lora_scale: float | None = None, *, fast: bool = False) -> None:
         """Adapters, scales and scheduler for `style`; `fast` stacks its fast preset's LoRA (if any)."""

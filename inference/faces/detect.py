@@ -64,6 +64,7 @@ class Face:
     score: float  # the detector's confidence; higher is surer
     left_eye: Point  # the eye on the image's left when the face is upright
     right_eye: Point
+    nose: Point | None = None  # the base of the nose (dlib's fifth point), when the landmarks ran
 
     @property
     def center(self) -> Point:
@@ -169,7 +170,8 @@ def _shifted(face: Face, dx: int, dy: int) -> Face:
     box = Box(face.box.x + dx, face.box.y + dy, face.box.w, face.box.h)
     left = (face.left_eye[0] + dx, face.left_eye[1] + dy)
     right = (face.right_eye[0] + dx, face.right_eye[1] + dy)
-    return Face(box, face.score, left, right)
+    nose = None if face.nose is None else (face.nose[0] + dx, face.nose[1] + dy)
+    return Face(box, face.score, left, right, nose)
 
 
 def _distinct(faces: list[Face]) -> list[Face]:
@@ -215,10 +217,11 @@ def _detect_rotated(gray: np.ndarray, angle: float, scale: float) -> list[Face]:
         points = landmarks(turned, rect).parts()
         left = _mean_point(points[2], points[3], back)
         right = _mean_point(points[0], points[1], back)
+        nose = _apply(back, points[4].x, points[4].y)
         cx, cy = _apply(back, (rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2)
         side = rect.width() / scale
         box = Box(round(cx - side / 2), round(cy - side / 2), round(side), round(side))
-        faces.append(Face(box, float(score), left, right))
+        faces.append(Face(box, float(score), left, right, nose))
     return sorted(faces, key=lambda f: f.box.area, reverse=True)
 
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from inference.conditioning import PreparedFace
 from inference.engine import Engine
-from inference.preprocess import PreparedFace
 from inference.queue import Done, GenerationQueue, Queued
 from inference.queue.devices import DevicesInvalid, load_engines, resolve_devices
 from mmpp.settings import Settings
