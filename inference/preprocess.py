@@ -15,7 +15,16 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from inference.faces import Box, Face, Landmarks, aligned_square, detect_faces, member_face, other_people
+from inference.faces import (
+    Box,
+    Face,
+    Landmarks,
+    aligned_square,
+    detect_faces,
+    leveling_turn,
+    member_face,
+    other_people,
+)
 from mmpp.errors import UserFacingError
 
 # The only readers PIL may try on an upload: each other reader is attack surface for formats no
@@ -162,6 +171,8 @@ class LocatedFace:
     box: Box
     # The eyes and nose in the square; None for a square made without landmarks (the box then stands in).
     marks: Landmarks | None = None
+    # Degrees the photo was turned to level the eyes (counter-clockwise as seen).
+    turned: float = 0.0
 
     def compact(self, max_side: int = CROP_MAX_SIDE) -> LocatedFace:
         """The same square at most `max_side` pixels."""
@@ -172,7 +183,7 @@ class LocatedFace:
         box = Box(round(self.box.x * scale), round(self.box.y * scale), round(self.box.w * scale),
                   round(self.box.h * scale))
         marks = None if self.marks is None else self.marks.scaled(side / self.image.width)
-        return LocatedFace(self.image.resize((side, side), Image.Resampling.LANCZOS), box, marks)
+        return LocatedFace(self.image.resize((side, side), Image.Resampling.LANCZOS), box, marks, self.turned)
 
     def square(self, size: int) -> Image.Image:
         return self.image.resize((size, size), Image.Resampling.LANCZOS)
@@ -180,9 +191,13 @@ class LocatedFace:
 
 def find_face(image: Image.Image, limits: ImageLimits) -> LocatedFace:
     """The one face in a decoded photo, cut out upright; raises what a member should be told."""
-    face = pick_face(detect_faces(image, limits.min_face_px), limits)
+    return square_around(image, pick_face(detect_faces(image, limits.min_face_px), limits))
+
+
+def square_around(image: Image.Image, face: Face) -> LocatedFace:
+    """The upright square around a face already picked (`find_face` without the search)."""
     crop, box, marks = aligned_square(image, face, CROP_MAX_SIDE)
-    return LocatedFace(crop, box, marks)
+    return LocatedFace(crop, box, marks, leveling_turn(face))
 
 
 def locate_face(data: bytes, limits: ImageLimits | None = None) -> LocatedFace:

@@ -38,6 +38,12 @@ class Landmarks:
         return Landmarks(s(self.left_eye), s(self.right_eye), None if self.nose is None else s(self.nose))
 
 
+def leveling_turn(face: Face) -> float:
+    """Degrees counter-clockwise that bring the eyes level. Whole degrees: the eyes' landmarks drift
+    by a fraction of a pixel with what surrounds the face, and the same face must give the same square."""
+    return -float(round(face.roll))
+
+
 def aligned_square(
     image: Image.Image, face: Face, max_side: int, margin: float = CROP_MARGIN
 ) -> tuple[Image.Image, Box, Landmarks]:
@@ -50,9 +56,7 @@ def aligned_square(
     side = face.box.w * (1 + 2 * margin)
     out = max(1, min(max_side, round(side)))
     scale = out / side
-    # Counter-clockwise by this brings the eyes level. Whole degrees: the eyes' landmarks drift by a
-    # fraction of a pixel with what surrounds the face, and the same face must give the same square.
-    angle = -float(round(face.roll))
+    angle = leveling_turn(face)
     radians = math.radians(angle)
     cos, sin = math.cos(radians), math.sin(radians)
     # The square's centre, in the photo: above the face centre along the face's own "up".
