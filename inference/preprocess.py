@@ -156,7 +156,8 @@ def pick_face(faces: list[Face], limits: ImageLimits) -> Face:
         )
     if main.box.w < limits.min_face_px:
         raise FaceTooSmall(
-            "Your face is too small in that picture. Please move closer or crop the photo around your face."
+            f"Your face is only {main.box.w} pixels wide in that picture; I need at least {limits.min_face_px}. "
+            "Please move closer, or send the photo at full size rather than a shrunken copy."
         )
     return main
 
