@@ -125,8 +125,12 @@ def person_mask(square: np.ndarray, box: Box, marks: Landmarks) -> np.ndarray:
     seeds = _seeds(small.shape[0], _scaled_box(box, k), marks.scaled(k))
     background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(GRABCUT_SEED)
-    cv2.grabCut(np.ascontiguousarray(small), seeds, None, background, foreground, GRABCUT_ROUNDS,
-                cv2.GC_INIT_WITH_MASK)
+    try:
+        cv2.grabCut(np.ascontiguousarray(small), seeds, None, background, foreground, GRABCUT_ROUNDS,
+                    cv2.GC_INIT_WITH_MASK)
+    except cv2.error:
+        # Too few pixels of one kind to model (a square mostly face): the outline alone stands.
+        pass
     person = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
     person = _tidied(person, _scaled_box(box, k))
     if k < 1:
