@@ -42,9 +42,10 @@ FACE_CROP_WIDTHS = 1.6
 FACE_CROP_BELOW_EYES = 0.1
 # dlib's face box puts the eyes this far below its top, in box widths.
 EYES_IN_BOX = 0.22
-# GrabCut runs on a copy of the square at most this large: ~40 ms, and the mask is smooth when scaled up.
-MASK_SIDE = 160
-GRABCUT_ROUNDS = 4
+# GrabCut runs on a copy of the square at most this large, three rounds: 30-40 ms of one core, the
+# same masks as larger copies and more rounds on bench/conditioning.py, and smooth when scaled up.
+MASK_SIDE = 128
+GRABCUT_ROUNDS = 3
 # GrabCut starts its colour models from k-means with OpenCV's random generator: seeded, the same
 # photo gets the same mask on every call and every thread.
 GRABCUT_SEED = 1
