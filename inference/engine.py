@@ -20,6 +20,7 @@ from diffusers import SchedulerMixin, StableDiffusionXLControlNetPipeline
 from PIL import Image
 
 from inference.compile import StyleSlot
+from inference.conditioning import PreparedFace, prepare
 from inference.device import place
 from inference.loader import (
     image_limits,
@@ -28,7 +29,7 @@ from inference.loader import (
     make_scheduler,
 )
 from inference.memory_plan import Accounting, MemoryPlan, apply_plan, choose_plan, loads_on_cpu
-from inference.preprocess import ImageLimits, LocatedFace, PreparedFace, locate_face
+from inference.preprocess import ImageLimits, LocatedFace, locate_face
 from inference.preview import latents_to_preview
 from inference.prompt_cache import PromptCache, text_encoder_adapters
 from inference.safety import ImageFiltered, SafetyChecker, SafetyLevel, load_safety_checker
@@ -204,9 +205,10 @@ class Engine:
         return engine
 
     def prepare(self, data: bytes | LocatedFace) -> PreparedFace:
-        """Decode, check and crop a selfie; raises an `ImageRejected` a member can act on."""
+        """Decode, check and crop a selfie, then cut the person out of it (`inference.conditioning`);
+        raises an `ImageRejected` a member can act on."""
         located = data if isinstance(data, LocatedFace) else locate_face(data, self.limits)
-        return located.prepare(self.resolution)
+        return prepare(located, self.resolution)
 
     def switch_style(self, style: Style, lora_scale: float | None = None, *, fast: bool = False) -> None:
         """Adapters, scales and scheduler for `style`; `fast` stacks its fast preset's LoRA (if any)."""

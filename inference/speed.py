@@ -35,7 +35,8 @@ from diffusers.models.attention_processor import (
 from PIL import Image
 
 from inference.compile import CompileMode, StyleSlot, compile_pipeline, fast_lora_path, shapes_to_warm
-from inference.preprocess import Box, PreparedFace
+from inference.conditioning import FACE_SIDE, NEUTRAL_GREY, PreparedFace
+from inference.faces import Box
 from inference.styles import Style, StyleCatalog
 from mmpp.logs import log_event
 from mmpp.settings import Settings
@@ -166,7 +167,7 @@ def load_fast_adapters(pipe: StableDiffusionXLControlNetPipeline, catalog: Style
 
 def warm_face(resolution: int) -> PreparedFace:
     """A grey face and an empty edge map: warm-up needs shapes, not a person."""
-    face = Image.new("RGB", (min(resolution, 448),) * 2, (128, 128, 128))
+    face = Image.new("RGB", (FACE_SIDE, FACE_SIDE), (NEUTRAL_GREY,) * 3)
     control = Image.new("L", (resolution, resolution), 0)
     return PreparedFace(face=face, control=control, box=Box(0, 0, resolution, resolution),
                         source_size=(resolution, resolution))

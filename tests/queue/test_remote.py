@@ -14,8 +14,8 @@ import pytest_asyncio
 import redis
 from pydantic import SecretStr
 
+from inference.conditioning import PreparedFace
 from inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
-from inference.preprocess import PreparedFace
 from inference.queue import Cancelled, Done, Failed, GenerationQueue, NoWorkers, Queued, Started, Step
 from inference.queue.remote import protocol as p
 from inference.queue.remote.dispatch import RemoteBackend

@@ -23,8 +23,9 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from inference.conditioning import PreparedFace
 from inference.engine import GenerationRequest, to_png
-from inference.preprocess import Box, PreparedFace
+from inference.faces import Box
 from inference.styles import StyleCatalog
 from mmpp.logs import register_secret
 
