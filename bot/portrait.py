@@ -187,6 +187,7 @@ async def follow(
     progress = ProgressMessage(interaction, services.settings.progress_edit_interval_s)
     outcome: Outcome = "failed"
     reason: str | None = "ended without a result"
+    recorded = False
 
     def forget_face() -> None:
         # No portrait, no Reroll button: a face kept for this job alone goes now.
@@ -201,7 +202,7 @@ async def follow(
                     ahead = "You're next" if position <= 1 else f"You're number {position} in line"
                     await progress.show(f"⏳ {ahead} for a **{title}** portrait ({describe_wait(wait)}).")
                 case Started():
-                    await services.repo.log_started(log_id)
+                    await services.writes.started(log_id)
                     await progress.show(f"🎨 Drawing your **{title}** portrait…", force=True)
                 case Step(i=i, n=n, preview=preview):
                     await progress.show(f"🎨 Drawing your **{title}** portrait… step {i}/{n}", preview=preview)
@@ -218,6 +219,9 @@ async def follow(
                         content, result.png(), f"portrait-{order.style}.png", view,
                     )
                     reason = None
+                    # The delivery is written before anything else can fail.
+                    await services.writes.finished(log_id, outcome)
+                    recorded = True
                     if outcome == "undelivered":
                         forget_face()
                 case Failed(reason=message, code=code):
@@ -238,7 +242,8 @@ async def follow(
     finally:
         if not handle.done:
             handle.cancel()
-        await services.repo.log_finished(log_id, outcome, reason)
+        if not recorded:
+            await services.writes.finished(log_id, outcome, reason)
         services.inflight.discard(log_id)
 
 

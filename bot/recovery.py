@@ -14,6 +14,7 @@ import logging
 
 import discord
 
+from bot.bookkeeping import DATABASE_ERRORS
 from bot.db import Repository
 from bot.db.repository import OpenJob
 from bot.delivery import Recipient, notify
@@ -48,7 +49,15 @@ async def close_open_jobs(
                     token=ref.token if ref else None,
                     expires_at=ref.expires_at if ref else None,
                 )
-                await repo.log_finished(job.log_id, "interrupted", f"{why}; told by {how}")
+                try:
+                    if how == "already delivered":
+                        await repo.log_finished(job.log_id, "delivered", f"found delivered after: {why}")
+                    else:
+                        await repo.log_finished(job.log_id, "interrupted", f"{why}; told by {how}")
+                except DATABASE_ERRORS as exc:
+                    # Told, but not written: the next start looks again (and finds the notice, not a portrait).
+                    log_event(log, logging.WARNING, "open job not closed", log_id=job.log_id, error=type(exc).__name__)
+                    continue
                 closed += 1
                 log_event(log, logging.INFO, "interrupted job closed", log_id=job.log_id, user=job.user_id, told=how)
     except TimeoutError:

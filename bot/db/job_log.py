@@ -147,7 +147,12 @@ class JobLog:
             return (await session.execute(stmt)).scalar_one()
 
     async def log_started(self, log_id: int) -> None:
-        await self._update_log(log_id, GenerationLog.started_at.is_(None), started_at=self._clock())
+        # Never on a closed row: a late "started" (retried, or racing the end) must not show a
+        # finished job as running.
+        await self._update_log(
+            log_id, and_(GenerationLog.started_at.is_(None), GenerationLog.finished_at.is_(None)),
+            started_at=self._clock(),
+        )
 
     async def log_finished(self, log_id: int, outcome: Outcome, reason: str | None = None) -> bool:
         """Close a log row; the first outcome wins (a late "done" after a "timeout" is ignored).
