@@ -26,7 +26,8 @@ async def open_queue(settings: Settings) -> tuple[Any, GenerationQueue]:
     engines = await asyncio.to_thread(load_engines, settings) if settings.devices else []
     queue = GenerationQueue(engines or None, settings, catalog=front.catalog)
     backend = RemoteBackend(
-        queue, settings.redis_url.get_secret_value(), catalog_fingerprint(front.catalog, front.resolution)
+        queue, settings.redis_url.get_secret_value(), catalog_fingerprint(front.catalog, front.resolution),
+        batch_timeout_s=settings.batch_timeout_s,
     )
     await backend.start()
     queue.on_shutdown(backend.close)

@@ -50,17 +50,32 @@ class Cluster:
         assert self.runtime.services is not None
         return self.runtime.services
 
-    def start_worker(self, name: str) -> None:
+    def start_worker(self, name: str, *, clock_offset_s: float = 0.0, **env_lines: str) -> None:
+        """`mmpp worker` in its own process. `clock_offset_s`: the process's wall clock
+        (`time.time`, which arq and the worker read) is that far off, as on a machine whose clock
+        is wrong; its monotonic clock is untouched, as there."""
         env = {
             **os.environ, "DEVICE": "cpu", "DTYPE": "float32", "OMP_NUM_THREADS": "1", "PREVIEW_EVERY": "2",
-            "MAX_BATCH_SIZE": "4", "LOG_LEVEL": "INFO",
+            "MAX_BATCH_SIZE": "4", "LOG_LEVEL": "INFO", **env_lines,
         }
         log = open(self.workdir / f"{name}.log", "ab")
-        self.workers[name] = subprocess.Popen(
-            [sys.executable, "-m", "mmpp.cli", "worker", "--model-dir", str(self.model_dir),
-             "--redis-url", self.redis.url, "--worker-id", name],
-            cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+        args = ["worker", "--model-dir", str(self.model_dir), "--redis-url", self.redis.url, "--worker-id", name]
+        skewed = (
+            "import sys, time; real = time.time; time.time = lambda: real() + float(sys.argv[1]); "
+            "from mmpp.cli import main; raise SystemExit(main(sys.argv[2:]))"
         )
+        command = [sys.executable, "-c", skewed, str(clock_offset_s), *args] if clock_offset_s else \
+            [sys.executable, "-m", "mmpp.cli", *args]
+        self.workers[name] = subprocess.Popen(command, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def stop_worker(self, name: str) -> None:
+        process = self.workers.pop(name)
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
     def worker_log(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")

@@ -17,6 +17,7 @@ import json
 import logging
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from arq.connections import ArqRedis, create_pool
@@ -44,6 +45,18 @@ CLAIM_RETRY_S = 0.05
 RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 LOST = "The GPU worker drawing your portrait stopped, so it wasn't made. Please try again."
 REDIS_LOST = "I lost contact with my GPU workers while drawing your portrait. Please try again."
+TOO_LONG = (
+    "Your portrait took too long to draw, so I stopped it. It doesn't count against your daily limit; "
+    "please try again."
+)
+# The bot's own deadline for a batch is the worker's BATCH_TIMEOUT_S plus this: the worker stops a
+# batch and says so first; the bot stops waiting when even that word does not come (a hung worker
+# whose heartbeat lives on, a worker that lost its connection).
+FOLLOW_GRACE_S = p.HEARTBEAT_TTL_S
+# arq scores a job with the enqueueing machine's clock and a worker picks it once the score is past
+# on *its* clock: a worker an hour behind would wait an hour. Scored at the epoch, a batch is due on
+# any worker at once; its expiry is a Redis TTL and the not-after time is on Redis's clock.
+DUE_AT_ONCE = datetime.fromtimestamp(1, UTC)
 # Worker failure codes the bot knows how to word; a worker never chooses the words a member reads.
 WORDING = {"out_of_memory": OUT_OF_MEMORY}
 
@@ -55,8 +68,12 @@ class RedisUnavailable(UserFacingError):
 class RemoteBackend:
     """Publishes the bot's catalog, watches worker heartbeats, attaches one slot per live worker."""
 
-    def __init__(self, queue: GenerationQueue, url: str, fingerprint: dict[str, Any]) -> None:
+    def __init__(
+        self, queue: GenerationQueue, url: str, fingerprint: dict[str, Any],
+        *, batch_timeout_s: float = p.DEFAULT_BATCH_TIMEOUT_S,
+    ) -> None:
         self.queue = queue
+        self.batch_timeout_s = batch_timeout_s
         self.url = url
         self.fingerprint = fingerprint
         self.redis_settings = p.redis_settings(url)
@@ -229,16 +246,19 @@ class RemoteSlot:
 
     async def _dispatch(self, batch: list[Job]) -> None:
         batch_id = uuid.uuid4().hex
-        # Wall clock, not monotonic: the worker is another machine. It must not start past this.
-        not_after = time.time() + min(j.deadline for j in batch) - time.monotonic()
-        payload = await asyncio.to_thread(
-            p.encode_batch, batch_id, [(j.id, j.attempt, j.request, j.previews) for j in batch], not_after
-        )
+        left_s = min(j.deadline for j in batch) - time.monotonic()
         try:
+            # The worker is another machine with its own clock: the time it must not start past
+            # is on Redis's clock, which both read.
+            seconds, micros = await self.pool.time()
+            not_after = seconds + micros / 1e6 + left_s
+            payload = await asyncio.to_thread(
+                p.encode_batch, batch_id, [(j.id, j.attempt, j.request, j.previews) for j in batch], not_after
+            )
             await self.pool.set(_marker(batch_id), b"1", ex=p.EVENT_TTL_S)
             await self.pool.enqueue_job(
                 p.BATCH_FUNCTION, payload, _job_id=batch_id, _queue_name=p.worker_queue(self.worker_id),
-                _expires=max(1.0, not_after - time.time()),
+                _expires=max(1.0, left_s), _defer_until=DUE_AT_ONCE,
             )
         except p.REDIS_ERRORS:
             await self._lost(batch, REDIS_LOST)
@@ -254,7 +274,13 @@ class RemoteSlot:
         flagged: set[str] = set()
         started = time.monotonic()
         renewed = time.monotonic()
+        # The bot's own deadline, on its own monotonic clock: no clock of another machine decides
+        # how long a member waits.
+        until = started + self.backend.batch_timeout_s + FOLLOW_GRACE_S
         while pending:
+            if time.monotonic() > until:
+                await self._too_long(list(pending.values()), batch_id)
+                return
             if time.monotonic() - renewed > CLAIM_TTL_S / 4:
                 renewed = time.monotonic()
                 try:
@@ -296,8 +322,13 @@ class RemoteSlot:
         kind = fields.get(b"k", b"").decode()
         self.backend.bytes_received += sum(len(k) + len(v) for k, v in fields.items())
         if kind == "step":
-            preview = _image(fields[b"p"]) if b"p" in fields else None
-            queue.emit(job, Step(int(fields[b"i"]), int(fields[b"n"]), preview))
+            try:
+                step = Step(int(fields[b"i"]), int(fields[b"n"]), _image(fields[b"p"]) if b"p" in fields else None)
+            except (KeyError, ValueError, OSError) as exc:
+                # Progress is decoration: a malformed entry is skipped, the job goes on.
+                log_event(log, logging.WARNING, "progress entry skipped", job=job.id, error=type(exc).__name__)
+                return None
+            queue.emit(job, step)
             return None
         if kind in ("done", "filtered"):
             image = None  # "filtered": the worker's safety check refused the portrait and sent no pixels
@@ -321,6 +352,8 @@ class RemoteSlot:
             return Done(result, timings)
         if kind == "failed":
             code = fields.get(b"code", b"engine_error").decode()
+            if code == "batch_timeout":
+                return Failed(TOO_LONG, "timeout")
             if code == "expired":
                 waited = describe_wait(time.monotonic() - job.submitted_at)
                 return Failed(
@@ -343,6 +376,20 @@ class RemoteSlot:
             except p.REDIS_ERRORS:
                 continue
         return False
+
+    async def _too_long(self, jobs: list[Job], batch_id: str) -> None:
+        """The bot's deadline passed without an end from the worker: its members are told, the
+        worker is asked to stop, and the slot and the members' quota are free again."""
+        for job in jobs:
+            await self._cleanup(job, stop=True)
+            self.backend.queue.finish(job, Failed(TOO_LONG, "timeout"))
+        try:
+            await self.pool.delete(p.arq_job_key(batch_id), _marker(batch_id))
+            await self.pool.zrem(p.worker_queue(self.worker_id), batch_id)
+        except p.REDIS_ERRORS:
+            pass  # they carry TTLs
+        log_event(log, logging.WARNING, "batch past the bot's deadline", worker=self.worker_id, batch=batch_id,
+                  jobs=",".join(j.id for j in jobs))
 
     async def _lost(self, jobs: list[Job], message: str, batch_id: str | None = None) -> None:
         queue = self.backend.queue

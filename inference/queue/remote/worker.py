@@ -35,8 +35,6 @@ from mmpp.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Longest a batch may run before arq gives up on it; a hung GPU should not hold a worker forever.
-BATCH_TIMEOUT_S = 15 * 60
 # arq polls its queue this often; it is the pick-up latency a job pays on an idle worker.
 POLL_DELAY_S = 0.005
 
@@ -160,7 +158,7 @@ class RemoteWorker:
                 previews=j.previews)
             for j in remote_jobs
         ]
-        if time.time() > not_after:
+        if await self._redis_time() > not_after:
             # The member's Discord reply has expired: drawing now would help nobody.
             for job in jobs:
                 sink.finish(job, Failed("expired", "expired"))
@@ -176,11 +174,34 @@ class RemoteWorker:
                 job.started_at = now
                 sink.started(job)
             await gpu.run_batch(jobs)
+        except asyncio.CancelledError:
+            # arq's BATCH_TIMEOUT_S ran out (or the loop was torn down): every member of the batch
+            # hears it now, and the GPU thread stops at its next step.
+            for job in jobs:
+                job.request.cancel.set()
+                sink.finish(job, Failed("batch_timeout", "batch_timeout"))
+            log_event(log, logging.WARNING, "batch stopped, past BATCH_TIMEOUT_S", batch=batch_id, jobs=len(jobs),
+                      timeout_s=self.settings.batch_timeout_s)
+            # The engine is not shared between two batches: the next one starts only once this
+            # one's GPU thread has seen its cancel flags (arq waits for this task, holding its one
+            # job slot; a GPU hung for good keeps the worker busy rather than drawing two at once).
+            await asyncio.to_thread(gpu.close, wait=True)
+            raise
         finally:
             self.busy = False
             self.batches += 1
             gpu.close(wait=False)
         return "done"
+
+    async def _redis_time(self) -> float:
+        """Now on the Redis server's clock, the one the bot set the not-after time on; this
+        machine's own clock may be off by any amount. Unreadable: 0 (start; the bot keeps its own
+        deadline)."""
+        try:
+            seconds, micros = await asyncio.to_thread(self.client.time)
+        except p.REDIS_ERRORS:
+            return 0.0
+        return seconds + micros / 1e6
 
     # --- registration -------------------------------------------------------------------------
 
@@ -211,7 +232,7 @@ class RemoteWorker:
 
     def arq_worker(self) -> Worker:
         return Worker(
-            functions=[func(self.run_batch, name=p.BATCH_FUNCTION, max_tries=1, timeout=BATCH_TIMEOUT_S)],
+            functions=[func(self.run_batch, name=p.BATCH_FUNCTION, max_tries=1, timeout=self.settings.batch_timeout_s)],
             queue_name=p.worker_queue(self.id),
             redis_settings=self.redis_settings,
             max_jobs=1,
