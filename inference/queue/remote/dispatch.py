@@ -114,7 +114,12 @@ class RemoteBackend:
         return worker_id in self.alive
 
     def others_alive(self, worker_id: str) -> bool:
-        return any(w != worker_id for w in self.alive)
+        return any(w != worker_id and not self.alive[w].get("stopping") for w in self.alive)
+
+    def takes_work(self, worker_id: str) -> bool:
+        """Alive and not stopping: a stopping worker finishes its batch but gets no other."""
+        beat = self.alive.get(worker_id)
+        return beat is not None and not beat.get("stopping")
 
     async def _watch(self) -> None:
         while True:
@@ -152,13 +157,16 @@ class RemoteBackend:
                               difference=difference)
                 continue
             alive[worker_id] = beat
+        for worker_id, beat in alive.items():
+            if beat_stopping(beat) and (slot := self.slots.get(worker_id)) is not None:
+                slot.worker_stopping()
         for worker_id in set(self.alive) - set(alive):
             log_event(log, logging.WARNING, "worker gone", worker=worker_id)
             if (slot := self.slots.get(worker_id)) is not None:
                 slot.worker_gone()
         self.alive = alive
         for worker_id in alive:
-            if worker_id not in self.slots:
+            if worker_id not in self.slots and not beat_stopping(alive[worker_id]):
                 log_event(log, logging.INFO, "worker joined", worker=worker_id, device=alive[worker_id].get("device"))
                 slot = RemoteSlot(self, worker_id)
                 self.slots[worker_id] = slot
@@ -179,13 +187,18 @@ class RemoteSlot:
     def worker_gone(self) -> None:
         self._gone.set()
 
+    def worker_stopping(self) -> None:
+        # An idle slot leaves at once; a busy one follows its batch to the end first (`serve`).
+        if not self.running:
+            self._gone.set()
+
     def close(self, *, wait: bool) -> None:
         pass  # nothing of its own to release; its worker keeps running for other bots
 
     async def serve(self) -> None:
         queue = self.backend.queue
         try:
-            while self.backend.is_alive(self.worker_id):
+            while self.backend.takes_work(self.worker_id):
                 # Waiting for work must not outlive the worker: an idle slot of a dead worker would
                 # count as room and hold the queue's view of who can draw.
                 asking = asyncio.ensure_future(queue.next_batch())
@@ -425,6 +438,10 @@ class RemoteSlot:
             await self.pool.delete(*keys)
         except p.REDIS_ERRORS:
             pass  # all of these carry TTLs
+
+
+def beat_stopping(beat: dict[str, Any]) -> bool:
+    return bool(beat.get("stopping"))
 
 
 def _marker(batch_id: str) -> str:

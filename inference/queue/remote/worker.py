@@ -210,17 +210,16 @@ class RemoteWorker:
             "id": self.id, "device": str(getattr(self.engine, "device", "?")), "busy": self.busy,
             "batches": self.batches,
             "max_batch": self.settings.max_batch_size, "fingerprint": self.fingerprint,
+            # Stopping: alive until its batch is delivered, but the bot sends it nothing more.
+            "stopping": self._stopping,
         }
 
     async def _beat(self) -> None:
         """Alive while this key lives; a worker killed with -9 is noticed when it lapses."""
         reported = False
-        while not self._stopping:
+        while True:
             try:
-                await asyncio.to_thread(
-                    self.client.set, p.worker_key(self.id), json.dumps(self.heartbeat()),
-                    px=int(p.HEARTBEAT_TTL_S * 1000),
-                )
+                await self._publish_heartbeat()
                 if reported:
                     log_event(log, logging.INFO, "redis reachable again", worker=self.id)
                 reported = False
@@ -229,6 +228,11 @@ class RemoteWorker:
                     log_event(log, logging.WARNING, "redis unreachable, retrying", worker=self.id)
                 reported = True
             await asyncio.sleep(p.HEARTBEAT_EVERY_S)
+
+    async def _publish_heartbeat(self) -> None:
+        await asyncio.to_thread(
+            self.client.set, p.worker_key(self.id), json.dumps(self.heartbeat()), px=int(p.HEARTBEAT_TTL_S * 1000),
+        )
 
     def arq_worker(self) -> Worker:
         return Worker(
@@ -269,14 +273,20 @@ class RemoteWorker:
                 log_event(log, logging.WARNING, "redis connection lost, reconnecting", worker=self.id)
                 await asyncio.sleep(0.5)
         finally:
+            # A polite stop (SIGTERM): arq's loop is gone, so no new batch is taken; the heartbeat
+            # says "stopping" (the bot sends nothing more) and lives on until the batch on the GPU
+            # is delivered. Without a heartbeat the bot would take this worker for lost and fail or
+            # re-run a batch about to arrive.
             self._stopping = True
-            beat.cancel()
-            # Leave the rotation first, then let the batch on the GPU finish (its member is waiting).
             with contextlib.suppress(*p.REDIS_ERRORS):
-                self.client.delete(p.worker_key(self.id))
+                await self._publish_heartbeat()
             running = [t for t in worker.tasks.values() if not t.done()]
             if running:
-                await asyncio.wait(running, timeout=60)
+                log_event(log, logging.INFO, "stopping after the running batch", worker=self.id)
+                await asyncio.wait(running, timeout=self.settings.batch_timeout_s)
+            beat.cancel()
+            with contextlib.suppress(*p.REDIS_ERRORS):
+                self.client.delete(p.worker_key(self.id))
             with contextlib.suppress(*p.REDIS_ERRORS):
                 await worker.close()
             self.client.close()
