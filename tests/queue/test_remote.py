@@ -19,6 +19,7 @@ from inference.preprocess import PreparedFace
 from inference.queue import Cancelled, Done, Failed, GenerationQueue, NoWorkers, Queued, Started, Step
 from inference.queue.remote import protocol as p
 from inference.queue.remote.dispatch import FOLLOW_GRACE_S, RemoteBackend
+from inference.queue.remote.sealing import Seal
 from inference.queue.remote.worker import RemoteWorker, WorkerRefused, check_catalog
 from mmpp.settings import Settings
 from tests.queue.conftest import ProbeEngine, collect, started
@@ -59,13 +60,14 @@ class Remote:
 async def open_remote(
     url: str, settings: Settings, engine: Engine, worker_id: str = "w1", *,
     bot_batch_timeout_s: float | None = None, worker_settings: dict[str, object] | None = None,
+    bot_secret: str | None = None,
 ) -> AsyncIterator[Remote]:
     """The bot's queue and one worker; by default both on the shipped BATCH_TIMEOUT_S."""
     settings = settings.model_copy(update={"redis_url": SecretStr(url)})
     fingerprint = p.catalog_fingerprint(engine.catalog, engine.resolution)
     queue = GenerationQueue(None, settings, catalog=engine.catalog, initial_job_s=1.0, stop_timeout_s=5)
     timeout = {} if bot_batch_timeout_s is None else {"batch_timeout_s": bot_batch_timeout_s}
-    backend = RemoteBackend(queue, url, fingerprint, **timeout)  # type: ignore[arg-type]
+    backend = RemoteBackend(queue, url, fingerprint, seal=Seal(bot_secret), **timeout)  # type: ignore[arg-type]
     await backend.start()
     queue.on_shutdown(backend.close)
     probe = SlowSteps(engine)
@@ -135,14 +137,16 @@ async def test_a_batch_past_its_discord_deadline_never_starts(
 ) -> None:
     # Straight into the worker's queue, as a bot whose member's reply has expired would have left it.
     request = GenerationRequest(face=face, style="tiny-style", seed=1, steps=2)
-    payload = p.encode_batch("late", [("j-late", 0, request, False)], not_after=time.time() - 1)
+    batch = p.encode_batch("late", [("j-late", 0, request, False)], not_after=time.time() - 1)
+    payload = Seal(None).seal_payload(batch)
     assert remote.backend.pool is not None
     await remote.backend.pool.enqueue_job(p.BATCH_FUNCTION, payload, _job_id="late", _queue_name=p.worker_queue("w1"))
     async with asyncio.timeout(10):
         while not remote.client.exists(p.events_key("j-late", 0)):  # noqa: ASYNC110
             await asyncio.sleep(0.02)
     entries = remote.client.xrange(p.events_key("j-late", 0))
-    assert [(f[b"k"], f.get(b"code")) for _, f in entries] == [(b"failed", b"expired")]
+    opened = [Seal(None).open_event("j-late", 0, f) for _, f in entries]
+    assert [(e["k"], e.get("code")) for e in opened] == [("failed", "expired")]
     assert remote.probe.calls == []
 
 
@@ -184,7 +188,7 @@ async def test_with_no_worker_left_members_are_told_at_once(remote: Remote, face
     waiting = remote.queue.submit(face, "tiny-style", user_id=2, guild_id=2, steps=2)
     # The worker vanishes as a kill -9 would leave it: no goodbye, its heartbeat simply lapses.
     remote.client.delete(p.worker_key("w1"))
-    remote.worker._stopping = True  # no more heartbeats
+    remote.worker._left = True  # no more heartbeats
     t0 = time.monotonic()
     ends = await asyncio.wait_for(asyncio.gather(running.outcome(), waiting.outcome()), 15)
     assert time.monotonic() - t0 < p.HEARTBEAT_TTL_S
@@ -239,6 +243,8 @@ async def test_a_malformed_progress_entry_is_skipped_not_fatal(remote: Remote, f
             if isinstance(event, Started):
                 break
     # Anyone who can write to Redis could add this to the job's stream.
-    remote.client.xadd(p.events_key(handle.id, 0), {"k": "step", "i": "not a number", "n": "4"})
+    key = p.events_key(handle.id, 0)
+    remote.client.xadd(key, Seal(None).seal_event(handle.id, 0, {"k": "step", "i": "not a number", "n": 4}))
+    remote.client.xadd(key, {"k": "step", "i": "2", "n": "4"})  # nor sealed at all
     rest = [e async for e in handle.events()]
     assert isinstance(rest[-1], Done)

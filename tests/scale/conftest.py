@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 import redis
+from cryptography.fernet import Fernet
 
 from bot.discord_endpoints import reset_endpoints
 from bot.runtime import BotRuntime
@@ -31,6 +32,8 @@ from tests.discord_standin import BotAction, FakeGuild, FakeMember, FakeUser, In
 from tests.redis_server import RedisProcess
 
 SLOW_STEPS = 60
+# The cluster runs sealed (QUEUE_SECRET on the bot and the workers); tests/bot's Redis runs in clear.
+QUEUE_SECRET = Fernet.generate_key().decode()
 
 
 @dataclass
@@ -56,7 +59,7 @@ class Cluster:
         is wrong; its monotonic clock is untouched, as there."""
         env = {
             **os.environ, "DEVICE": "cpu", "DTYPE": "float32", "OMP_NUM_THREADS": "1", "PREVIEW_EVERY": "2",
-            "MAX_BATCH_SIZE": "4", "LOG_LEVEL": "INFO", **env_lines,
+            "MAX_BATCH_SIZE": "4", "LOG_LEVEL": "INFO", "QUEUE_SECRET": QUEUE_SECRET, **env_lines,
         }
         log = open(self.workdir / f"{name}.log", "ab")
         args = ["worker", "--model-dir", str(self.model_dir), "--redis-url", self.redis.url, "--worker-id", name]
@@ -159,7 +162,7 @@ async def cluster(scale_model_dir: Path, tmp_path_factory: pytest.TempPathFactor
         dm_user = standin.add_user("dm")
         settings = bot_settings(
             standin, scale_model_dir, workdir, queue_backend="redis", redis_url=server.url, max_batch_size=4,
-            queue_capacity=100, user_daily_quota=100, server_daily_quota=1000,
+            queue_capacity=100, user_daily_quota=100, server_daily_quota=1000, queue_secret=QUEUE_SECRET,
         )
         runtime = BotRuntime(settings, shutdown_grace_s=5.0, client_options={"guild_ready_timeout": 0.05})
         world = Cluster(standin, runtime, server, scale_model_dir, workdir, guilds, members, dm_user)

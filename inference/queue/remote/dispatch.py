@@ -28,6 +28,7 @@ from inference.queue.errors import describe_wait
 from inference.queue.gpu_queue import GenerationQueue
 from inference.queue.jobs import Cancelled, Done, Failed, Job, JobState, Step, TerminalEvent, Timings
 from inference.queue.remote import protocol as p
+from inference.queue.remote.sealing import Forged, Seal
 from inference.queue.worker import ENGINE_ERROR, OUT_OF_MEMORY
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event
@@ -70,9 +71,11 @@ class RemoteBackend:
 
     def __init__(
         self, queue: GenerationQueue, url: str, fingerprint: dict[str, Any],
-        *, batch_timeout_s: float = p.DEFAULT_BATCH_TIMEOUT_S,
+        *, batch_timeout_s: float = p.DEFAULT_BATCH_TIMEOUT_S, seal: Seal | None = None,
     ) -> None:
         self.queue = queue
+        # Without a secret: frames in clear, which `check_transport` allows on a loopback Redis only.
+        self.seal = seal or Seal(None)
         self.batch_timeout_s = batch_timeout_s
         self.url = url
         self.fingerprint = fingerprint
@@ -265,8 +268,9 @@ class RemoteSlot:
             # is on Redis's clock, which both read.
             seconds, micros = await self.pool.time()
             not_after = seconds + micros / 1e6 + left_s
+            jobs = [(j.id, j.attempt, j.request, j.previews) for j in batch]
             payload = await asyncio.to_thread(
-                p.encode_batch, batch_id, [(j.id, j.attempt, j.request, j.previews) for j in batch], not_after
+                lambda: self.backend.seal.seal_payload(p.encode_batch(batch_id, jobs, not_after))
             )
             await self.pool.set(_marker(batch_id), b"1", ex=p.EVENT_TTL_S)
             await self.pool.enqueue_job(
@@ -331,32 +335,41 @@ class RemoteSlot:
 
     async def _event(self, job: Job, fields: dict[bytes, bytes], started: float) -> TerminalEvent | None:
         """Pass one stream entry on to the job's consumer; the terminal event when it ends the job."""
-        queue = self.backend.queue
-        kind = fields.get(b"k", b"").decode()
         self.backend.bytes_received += sum(len(k) + len(v) for k, v in fields.items())
+        try:
+            body = self.backend.seal.open_event(job.id, job.attempt, fields)
+            return await self._opened_event(job, body, started)
+        except (Forged, KeyError, ValueError, TypeError, OSError, SyntaxError) as exc:
+            # Not from this job's worker, or malformed: skipped, and the job goes on (an end that
+            # never verifies ends at the bot's own deadline).
+            log_event(log, logging.WARNING, "event skipped", job=job.id, error=type(exc).__name__)
+            return None
+
+    async def _opened_event(self, job: Job, fields: dict[str, Any], started: float) -> TerminalEvent | None:
+        queue = self.backend.queue
+        kind = str(fields.get("k", ""))
         if kind == "step":
-            try:
-                step = Step(int(fields[b"i"]), int(fields[b"n"]), _image(fields[b"p"]) if b"p" in fields else None)
-            except (KeyError, ValueError, OSError) as exc:
-                # Progress is decoration: a malformed entry is skipped, the job goes on.
-                log_event(log, logging.WARNING, "progress entry skipped", job=job.id, error=type(exc).__name__)
-                return None
-            queue.emit(job, step)
+            preview = fields.get("p")
+            queue.emit(job, Step(int(fields["i"]), int(fields["n"]), _image(preview) if preview else None))
             return None
         if kind in ("done", "filtered"):
             image = None  # "filtered": the worker's safety check refused the portrait and sent no pixels
             if kind == "done":
-                png = await self.pool.getdel(p.result_key(job.id, job.attempt))
-                if png is None:
+                sealed = await self.pool.getdel(p.result_key(job.id, job.attempt))
+                if sealed is None:
                     return Failed(ENGINE_ERROR, "result_lost")
-                self.backend.bytes_received += len(png)
-                image = await asyncio.to_thread(_image, png)
-            seconds = float(fields.get(b"s", b"0"))
+                self.backend.bytes_received += len(sealed)
+                try:
+                    image = await asyncio.to_thread(self.backend.seal.open_result, job.id, job.attempt, sealed)
+                except Forged as exc:
+                    log_event(log, logging.WARNING, "result refused", job=job.id, why=str(exc))
+                    return Failed(ENGINE_ERROR, "result_refused")
+            seconds = float(fields.get("s", 0))
             now = time.monotonic()
             started_at = job.started_at if job.started_at is not None else started
             queue.batch_measured([job], seconds / max(1, job.batch_size))
             result = GenerationResult(
-                image=image, seed=int(fields[b"seed"]), style=job.style, seconds=seconds, flagged=image is None
+                image=image, seed=int(fields["seed"]), style=job.style, seconds=seconds, flagged=image is None
             )
             timings = Timings(
                 waited_s=started_at - job.submitted_at, ran_s=now - started_at, engine_s=seconds,
@@ -364,7 +377,7 @@ class RemoteSlot:
             )
             return Done(result, timings)
         if kind == "failed":
-            code = fields.get(b"code", b"engine_error").decode()
+            code = str(fields.get("code", "engine_error"))
             if code == "batch_timeout":
                 return Failed(TOO_LONG, "timeout")
             if code == "expired":
@@ -449,6 +462,6 @@ def _marker(batch_id: str) -> str:
 
 
 def _image(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
+    image = Image.open(io.BytesIO(data), formats=["PNG"])
     image.load()
     return image

@@ -27,6 +27,7 @@ from inference.loader import load_catalog
 from inference.queue.jobs import Cancelled, Done, Failed, Job, JobEvent, Step, TerminalEvent
 from inference.queue.remote import protocol as p
 from inference.queue.remote.front import model_resolution
+from inference.queue.remote.sealing import Forged, Seal, check_transport
 from inference.queue.worker import EngineLike, GpuWorker
 from inference.styles import StyleCatalog
 from mmpp.errors import UserFacingError
@@ -81,8 +82,9 @@ class CancelPolling:
 class StreamSink:
     """The queue side of `GpuWorker` on a worker: every event goes onto the job's Redis Stream."""
 
-    def __init__(self, client: redis.Redis, attempts: dict[str, int]) -> None:
+    def __init__(self, client: redis.Redis, attempts: dict[str, int], seal: Seal) -> None:
         self._client = client
+        self._seal = seal
         self._attempts = attempts
         self.seconds = 0.0
 
@@ -95,8 +97,9 @@ class StreamSink:
         try:
             with self._client.pipeline(transaction=False) as pipe:
                 if png is not None:
-                    pipe.set(p.result_key(job.id, attempt), png, ex=p.EVENT_TTL_S)
-                pipe.xadd(key, {k: v for k, v in fields.items() if v is not None})
+                    pipe.set(p.result_key(job.id, attempt), self._seal.seal_result(job.id, attempt, png),
+                             ex=p.EVENT_TTL_S)
+                pipe.xadd(key, self._seal.seal_event(job.id, attempt, fields))  # type: ignore[arg-type]
                 pipe.expire(key, p.EVENT_TTL_S)
                 pipe.execute()
         except p.REDIS_ERRORS:
@@ -142,16 +145,24 @@ class RemoteWorker:
         self.redis_settings = p.redis_settings(url)
         # For the GPU thread (cancel flags) and the events: short synchronous commands.
         self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self.seal = Seal(settings.queue_secret.get_secret_value() if settings.queue_secret else None)
         self.busy = False
         self.batches = 0
         self._stopping = False
+        # Gone for good: no heartbeat any more.
+        self._left = False
 
     # --- arq's function -----------------------------------------------------------------------
 
     async def run_batch(self, ctx: dict[str, Any], payload: dict[str, Any]) -> str:
-        batch_id, not_after, remote_jobs = p.decode_batch(payload)
+        try:
+            batch_id, not_after, remote_jobs = p.decode_batch(self.seal.open_payload(payload))
+        except (Forged, KeyError, ValueError, TypeError, OSError) as exc:
+            # Not from a bot holding QUEUE_SECRET: nothing of it is drawn.
+            log_event(log, logging.WARNING, "batch refused", worker=self.id, why=str(exc) or type(exc).__name__)
+            return "refused"
         attempts = {j.id: j.attempt for j in remote_jobs}
-        sink = StreamSink(self.client, attempts)
+        sink = StreamSink(self.client, attempts, self.seal)
         now = time.monotonic()
         jobs = [
             Job(id=j.id, user_id=0, guild_id=None, request=j.request, submitted_at=now, deadline=now,
@@ -217,7 +228,7 @@ class RemoteWorker:
     async def _beat(self) -> None:
         """Alive while this key lives; a worker killed with -9 is noticed when it lapses."""
         reported = False
-        while True:
+        while not self._left:
             try:
                 await self._publish_heartbeat()
                 if reported:
@@ -284,6 +295,7 @@ class RemoteWorker:
             if running:
                 log_event(log, logging.INFO, "stopping after the running batch", worker=self.id)
                 await asyncio.wait(running, timeout=self.settings.batch_timeout_s)
+            self._left = True
             beat.cancel()
             with contextlib.suppress(*p.REDIS_ERRORS):
                 self.client.delete(p.worker_key(self.id))
@@ -332,6 +344,7 @@ async def run_worker(settings: Settings, *, catalog_wait_s: float = 60.0) -> int
     """`mmpp worker`: check the styles against the bot's, load the engine, serve until SIGTERM."""
     url = settings.redis_url.get_secret_value()
     p.redis_settings(url)  # registers the password before anything can log it
+    check_transport(url, Seal(settings.queue_secret.get_secret_value() if settings.queue_secret else None))
     worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
     device = worker_device(settings)
     catalog = load_catalog(settings)
