@@ -21,6 +21,7 @@ from inference.queue.remote import protocol as p
 from inference.queue.remote.dispatch import FOLLOW_GRACE_S, RemoteBackend
 from inference.queue.remote.sealing import Seal
 from inference.queue.remote.worker import RemoteWorker, WorkerRefused, check_catalog
+from mmpp.memory import HeapTrimmer
 from mmpp.settings import Settings
 from tests.queue.conftest import ProbeEngine, collect, started
 
@@ -248,3 +249,21 @@ async def test_a_malformed_progress_entry_is_skipped_not_fatal(remote: Remote, f
     remote.client.xadd(key, {"k": "step", "i": "2", "n": "4"})  # nor sealed at all
     rest = [e async for e in handle.events()]
     assert isinstance(rest[-1], Done)
+
+
+class CountingTrimmer(HeapTrimmer):
+    def __init__(self) -> None:
+        super().__init__(interval_s=0.0)
+        self.trims = 0
+
+    def trim(self) -> bool:
+        self.trims += 1
+        return super().trim()
+
+
+async def test_a_long_running_worker_gives_freed_heap_back_between_batches(remote: Remote, face: PreparedFace) -> None:
+    assert remote.worker.trimmer.interval_s > 0  # the shipped worker trims, at most every few seconds
+    remote.worker.trimmer = trimmer = CountingTrimmer()
+    for user in (1, 2):
+        assert isinstance((await collect(remote.queue.submit(face, "tiny-style", user_id=user, guild_id=1)))[-1], Done)
+    assert trimmer.trims == 2

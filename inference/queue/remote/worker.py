@@ -32,6 +32,7 @@ from inference.queue.worker import EngineLike, GpuWorker
 from inference.styles import StyleCatalog
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event
+from mmpp.memory import HeapTrimmer
 from mmpp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,8 @@ class RemoteWorker:
         self.seal = Seal(settings.queue_secret.get_secret_value() if settings.queue_secret else None)
         self.busy = False
         self.batches = 0
+        # A worker runs for weeks: freed heap goes back to the system between batches, as on the bot.
+        self.trimmer = HeapTrimmer()
         self._stopping = False
         # Gone for good: no heartbeat any more.
         self._left = False
@@ -202,6 +205,8 @@ class RemoteWorker:
             self.busy = False
             self.batches += 1
             gpu.close(wait=False)
+        if self.trimmer.due():
+            await asyncio.to_thread(self.trimmer.trim)
         return "done"
 
     async def _redis_time(self) -> float:
