@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 
 import discord
 
@@ -21,6 +22,10 @@ from bot.delivery import Recipient, notify
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)
+
+# A job older than this is closed without a word: a notice days later, in a channel, about a
+# portrait the member has long stopped waiting for is noise (a bot that was down for a week).
+TELL_WITHIN = timedelta(days=1)
 
 
 def notice(job: OpenJob, why: str) -> str:
@@ -38,9 +43,18 @@ async def close_open_jobs(
     """Tell and close each job; returns how many were closed. With `timeout_s`, what is not done by
     then stays open, and the next start tells those members."""
     closed = 0
+    now = datetime.now(UTC)
     try:
         async with asyncio.timeout(timeout_s):
             for job in jobs:
+                if job.queued_at is not None and now - _aware(job.queued_at) > TELL_WITHIN:
+                    try:
+                        await repo.log_finished(job.log_id, "interrupted", f"{why}; too old to tell")
+                        closed += 1
+                    except DATABASE_ERRORS as exc:
+                        log_event(log, logging.WARNING, "open job not closed", log_id=job.log_id,
+                                  error=type(exc).__name__)
+                    continue
                 ref = job.interaction
                 to = Recipient(job.user_id, job.guild_id, job.channel_id, private=job.kind == "preview")
                 how = await notify(
@@ -63,3 +77,8 @@ async def close_open_jobs(
     except TimeoutError:
         log_event(log, logging.WARNING, "interrupted jobs left for the next start", left=len(jobs) - closed)
     return closed
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; the log stores UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

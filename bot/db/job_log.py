@@ -67,6 +67,7 @@ class OpenJob:
     kind: str
     started: bool
     interaction: InteractionRef | None
+    queued_at: datetime | None = None
 
 
 def midnight(now: datetime) -> datetime:
@@ -181,7 +182,7 @@ class JobLog:
                 ref = InteractionRef(row.interaction_id, row.application_id, row.interaction_token,
                                      row.token_expires_at)
             jobs.append(OpenJob(row.id, row.user_id, row.guild_id, row.channel_id, row.style, row.kind,
-                                row.started_at is not None, ref))
+                                row.started_at is not None, ref, row.queued_at))
         return jobs
 
     async def purge_log(self, older_than_days: int | None = None) -> int:

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,24 @@ async def test_recovery_never_takes_back_a_portrait_the_member_already_has(
     [row] = await closed_log_rows(world, 1)
     assert row.outcome == "delivered"
     assert await world.services.repo.usage_today(member.user.id, world.guild.id) == (1, 1)
+
+
+async def test_recovery_closes_days_old_jobs_without_a_word(world: World) -> None:
+    # A bot that was down for days: its open rows are no reason to post in a channel now.
+    repo = world.services.repo
+    member = world.members[2]
+    old = await repo.log_queued(member.user.id, world.guild.id, world.guild.text_channels[0].id, "tiny-style")
+    fresh = await repo.log_queued(member.user.id, world.guild.id, world.guild.text_channels[0].id, "tiny-style")
+    async with world.services.database.sessions.begin() as session:
+        await session.execute(
+            update(GenerationLog).where(GenerationLog.id == old)
+            .values(queued_at=datetime.now(UTC) - timedelta(days=3))
+        )
+    assert world.runtime.bot is not None
+    jobs = await repo.open_jobs()
+    assert await close_open_jobs(world.runtime.bot, repo, jobs, why="I restarted") == 2
+    told = [m for m in world.standin.channel_messages if f"<@{member.user.id}>" in m.content]
+    assert len(told) == 1  # the fresh one only
+    rows = {r.id: r for r in await closed_log_rows(world, 2)}
+    assert rows[old].outcome == rows[fresh].outcome == "interrupted"
+    assert "too old" in (rows[old].reason or "")
