@@ -160,6 +160,8 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
 
     @app_commands.command(name="list", description="List the styles, with a sample of each")
     async def list_styles(self, interaction: discord.Interaction) -> None:
+        # Acknowledged first: reading ten sample pictures may take longer than Discord's 3 s.
+        await defer(interaction, ephemeral=True)
         services = services_of(interaction)
         listings = await services.repo.list_styles(interaction.guild_id)
         embeds, files = [], []
@@ -180,9 +182,9 @@ class StyleCog(commands.GroupCog, group_name="style", group_description="Choose 
                 embed.set_thumbnail(url=f"attachment://{filename}")
             embeds.append(embed)
         if not embeds:
-            await interaction.response.send_message("No styles are published yet.", ephemeral=True)
+            await interaction.followup.send("No styles are published yet.", ephemeral=True)
             return
-        await interaction.response.send_message(embeds=embeds, files=files, ephemeral=True)
+        await interaction.followup.send(embeds=embeds, files=files, ephemeral=True)
 
     @app_commands.command(name="preview", description="Draw a sample face in this channel's style")
     async def preview(self, interaction: discord.Interaction) -> None:

@@ -127,3 +127,26 @@ async def test_recovery_closes_days_old_jobs_without_a_word(world: World) -> Non
     rows = {r.id: r for r in await closed_log_rows(world, 2)}
     assert rows[old].outcome == rows[fresh].outcome == "interrupted"
     assert "too old" in (rows[old].reason or "")
+
+
+async def test_style_list_is_acknowledged_before_any_sample_is_read(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inference.styles import Style
+
+    held = threading.Event()
+    real = Style.sample_png
+
+    def slow(self: Style) -> bytes | None:
+        held.wait(30)  # sample pictures that take long to read
+        return real(self)
+
+    monkeypatch.setattr(Style, "sample_png", slow)
+    listing = await world.standin.send_slash_command("style list", user=world.admin, enforce_permissions=False)
+    try:
+        callback = await listing.wait_for_callback(timeout=5)
+        assert callback.loading and callback.ephemeral
+    finally:
+        held.set()
+    shown = await listing.wait_for_message(timeout=30)
+    assert shown.ephemeral and len(shown.embeds) == 2
