@@ -194,11 +194,12 @@ def diffusers_row(bench: Bench, models: Models, style_name: str, selfie: bytes, 
 
 def plain_call(pipe: Any, style: Any, selfie: bytes) -> Callable[[int], object]:
     """The diffusers call the engine makes, prompts as text (diffusers encodes them every call)."""
+    from inference.conditioning import prepare
     from inference.preprocess import ImageLimits, locate_face
 
     definition = style.definition
     resolution = pipe.unet.config.sample_size * pipe.vae_scale_factor
-    face = locate_face(selfie, ImageLimits()).prepare(resolution)
+    face = prepare(locate_face(selfie, ImageLimits()), resolution)
     return lambda steps: pipe(
         prompt=[definition.render_prompt()], negative_prompt=[definition.negative_prompt],
         image=[face.control], ip_adapter_image=[[face.face]],

@@ -6,13 +6,11 @@ loaded once at start and a batch only switches between them.
 
 from __future__ import annotations
 
-import io
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -22,6 +20,9 @@ from PIL import Image
 from inference.compile import StyleSlot
 from inference.conditioning import PreparedFace, prepare
 from inference.device import place
+from inference.generation import GenerationRequest as GenerationRequest  # re-exported for callers
+from inference.generation import GenerationResult as GenerationResult
+from inference.generation import to_png as to_png
 from inference.loader import (
     image_limits,
     load_catalog,
@@ -32,7 +33,7 @@ from inference.memory_plan import Accounting, MemoryPlan, apply_plan, choose_pla
 from inference.preprocess import ImageLimits, LocatedFace, locate_face
 from inference.preview import latents_to_preview
 from inference.prompt_cache import PromptCache, text_encoder_adapters
-from inference.safety import ImageFiltered, SafetyChecker, SafetyLevel, load_safety_checker
+from inference.safety import SafetyChecker, SafetyLevel, load_safety_checker
 from inference.speed import SpeedOptions, fast_adapter_name, speed_up, warm_up
 from inference.styles import Style, StyleCatalog
 from mmpp.errors import UserFacingError
@@ -58,48 +59,6 @@ class MixedStylesError(ValueError):
 
 
 @dataclass
-class GenerationRequest:
-    face: PreparedFace
-    style: str
-    seed: int
-    steps: int | None = None
-    lora_scale: float | None = None
-    background: str | None = None
-    framing: str | None = None
-    # The style's fast preset (few-step LoRA, its scheduler/steps/guidance); None: the FAST_PRESET setting.
-    fast: bool | None = None
-    # How strictly the finished image is checked before anyone sees it (see `inference.safety`).
-    safety: SafetyLevel = "strict"
-    # After drawing, measure the portrait against the selfie and redraw one that face matching would
-    # tie back to it (see `inference.queue.unlinkable`); off where a room wants maximum likeness.
-    unlinkable: bool = True
-    # The IP-Adapter's weight for this call; None: the style's own. The guard's redraws weaken it.
-    ip_adapter_scale: float | None = None
-    # Set from any thread to stop this job; the engine looks at it after every denoising step.
-    cancel: threading.Event = field(default_factory=threading.Event)
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    image: Image.Image | None
-    seed: int
-    style: str
-    cancelled: bool = False
-    seconds: float = 0.0
-    # The safety check refused the image: `image` is None, so nothing can post it by mistake.
-    flagged: bool = False
-    # The unlinkable guard was on and even its redraws still match the selfie: the member is told.
-    linkable: bool = False
-
-    def png(self) -> bytes:
-        if self.flagged:
-            raise ImageFiltered()
-        if self.image is None:
-            raise ValueError("a cancelled job has no image")
-        return to_png(self.image)
-
-
-@dataclass
 class StepProgress:
     """Handed to `on_step` after each denoising step; previews are made only when asked for."""
 
@@ -120,14 +79,6 @@ class StepProgress:
 
 
 StepCallback = Callable[[StepProgress], None]
-
-
-def to_png(image: Image.Image) -> bytes:
-    """PNG bytes with no text, EXIF or colour-profile chunks."""
-    clean = Image.frombytes(image.mode, image.size, image.tobytes())
-    buffer = io.BytesIO()
-    clean.save(buffer, format="PNG", optimize=False)
-    return buffer.getvalue()
 
 
 class Engine:

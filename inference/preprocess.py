@@ -97,7 +97,7 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
             N_("That file isn't a picture I can read. Please attach a photo (JPEG, PNG, WebP or GIF).")
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError):
-        raise _damaged() from None
+        raise damaged() from None
     width, height = image.size
     if width * height > limits.max_pixels:
         raise _too_many_pixels(limits, (width, height))
@@ -112,13 +112,13 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
         image.load()
         upright = ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, ValueError, EOFError):
-        raise _damaged() from None
+        raise damaged() from None
     rgb = _to_rgb(upright)
     rgb.info = {}
     return rgb
 
 
-def _damaged() -> ImageDamaged:
+def damaged() -> ImageDamaged:
     return ImageDamaged(N_("That picture looks damaged or incomplete. Please save it again and send it once more."))
 
 

@@ -38,6 +38,8 @@ HEARTBEAT_EVERY_S = 1.0
 HEARTBEAT_TTL_S = 5.0
 # Streams, results and cancel flags outlive a job only by this much (the Discord reply's lifetime).
 EVENT_TTL_S = 15 * 60
+# Longest a batch may run on a worker (BATCH_TIMEOUT_S): a hung GPU should not hold a worker forever.
+DEFAULT_BATCH_TIMEOUT_S = 15 * 60
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
@@ -139,8 +141,9 @@ class RemoteJob:
 
 
 def encode_batch(batch_id: str, jobs: list[tuple[str, int, GenerationRequest, bool]], not_after: float) -> dict:
-    """`jobs`: (job id, attempt, request, previews). `not_after`: a wall-clock time after which the
-    worker must not start the batch (the Discord reply would have expired)."""
+    """`jobs`: (job id, attempt, request, previews). `not_after`: a time on the Redis server's
+    clock (`TIME`) after which the worker must not start the batch (the Discord reply would have
+    expired). Redis's clock, because bot and worker machines' clocks may disagree by any amount."""
     return {
         "batch": batch_id,
         "not_after": not_after,
