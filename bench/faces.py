@@ -1,6 +1,6 @@
 """Face finder benchmark: each candidate detector, and the one the bot uses, on the same photos.
 
-    python bench/faces.py [--n 100] [--cnn-n 20] [--timing-rounds 5] [--skip-cnn]
+    python bench/faces.py [--n 100] [--cnn-n 20] [--timing-rounds 5] [--skip-cnn] [--small-only]
 
 Photos: the 100 faces of scikit-image's `lfw_subset()` (25 px crops, enlarged to 200 px on a
 400 px canvas), the same turned by +30, -30, 90 and 180 degrees, and its 100 non-faces enlarged
@@ -10,6 +10,12 @@ the coffee cup (no face, so every fallback runs). The ratio column is against Op
 cascade, the detector the bot used before, measured in the same run. dlib's CNN takes about a
 second a photo on one core, so it sees only the first `--cnn-n` photos of each set. `--n 10
 --cnn-n 5 --timing-rounds 3` is the quick mode.
+
+Small faces in big photos: the astronaut shrunk until her face is about 52, 58 or 64 px wide
+(dlib's box then measures 48 to 82), pasted at three places into scikit-image's coffee photo
+enlarged to 1, 5, 12 and 40 megapixels (the pixel limit); each row counts the photos where the
+bot's own face finding (`find_face`, step by step) returns her face, and the median seconds per
+photo on one core (target: every face found, under 2 s at 12 MP). `--small-only` prints only these.
 
 Candidates that could not be compared because their weights are not inside a PyPI package, or the
 package cannot install beside numpy 2 and torch 2.13, are listed at the end with the reason.
@@ -39,6 +45,7 @@ from tqdm import tqdm
 
 from inference.faces import detect_faces
 from inference.faces.detect import SEARCH_ANGLES, landmark_model_path
+from inference.preprocess import ImageLimits, ImageRejected, pick_face, square_around
 
 Detector = Callable[[np.ndarray], int]  # an RGB photo in, the number of faces found out
 
@@ -128,14 +135,68 @@ def median_time(detector: Detector, photo: np.ndarray, rounds: int) -> float:
     return statistics.median(times)
 
 
+SMALL_PHOTOS = {1: (1155, 866), 5: (2582, 1936), 12: (4000, 3000), 40: (7300, 5475)}
+SMALL_FACES = (52, 58, 64)
+SMALL_PLACES = ((0.2, 0.15), (0.6, 0.3), (0.35, 0.6))
+ASTRONAUT_FACE = (178, 82, 88)  # her face's box in the 512 px photo: left, top, width
+
+
+def small_face_photo(
+    megapixels: int, face_px: int, place: tuple[float, float]
+) -> tuple[Image.Image, tuple[float, float]]:
+    """A big photo with the astronaut's face about `face_px` wide in it, and that face's centre."""
+    width, height = SMALL_PHOTOS[megapixels]
+    photo = Image.fromarray(skdata.coffee()).resize((width, height), Image.Resampling.BILINEAR)
+    side = round(512 * face_px / ASTRONAUT_FACE[2])
+    x, y = int(width * place[0]), int(height * place[1])
+    photo.paste(Image.fromarray(skdata.astronaut()).resize((side, side), Image.Resampling.LANCZOS), (x, y))
+    k = side / 512
+    fx, fy, fw = ASTRONAUT_FACE
+    return photo, (x + (fx + fw / 2) * k, y + (fy + fw / 2) * k)
+
+
+def small_faces(rounds: int) -> None:
+    limits = ImageLimits()
+    print(f"\nsmall faces ({', '.join(map(str, SMALL_FACES))} px, {len(SMALL_PLACES)} places each), "
+          "the bot's find_face, one core")
+    # CPU seconds too: on a shared machine the wall clock counts other programs' turns.
+    print(f"{'photo':>8s} {'found':>7s} {'widths found (px)':>24s} {'s/photo':>8s} {'cpu s':>6s}")
+    for megapixels in SMALL_PHOTOS:
+        found, widths, times, cpu = 0, [], [], []
+        for face_px in SMALL_FACES:
+            for place in SMALL_PLACES:
+                photo, (cx, cy) = small_face_photo(megapixels, face_px, place)
+                for _ in range(rounds):
+                    started, used = time.perf_counter(), time.process_time()
+                    try:  # `find_face`, step by step, to see which face it picked
+                        face = pick_face(detect_faces(photo, limits.min_face_px), limits)
+                        square_around(photo, face)
+                    except ImageRejected:
+                        face = None
+                    times.append(time.perf_counter() - started)
+                    cpu.append(time.process_time() - used)
+                if face is not None and abs(face.center[0] - cx) < face.box.w / 2 \
+                        and abs(face.center[1] - cy) < face.box.w / 2:
+                    found += 1
+                    widths.append(face.box.w)
+        total = len(SMALL_FACES) * len(SMALL_PLACES)
+        span = f"{min(widths)}-{max(widths)}" if widths else "-"
+        print(f"{megapixels:>5d} MP {found:>3d}/{total:<3d} {span:>24s} {statistics.median(times):8.2f} "
+              f"{statistics.median(cpu):6.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=100, help="faces and non-faces from lfw_subset (max 100)")
     parser.add_argument("--cnn-n", type=int, default=20, help="photos per set for dlib's CNN")
     parser.add_argument("--timing-rounds", type=int, default=5)
     parser.add_argument("--skip-cnn", action="store_true", help="skip dlib's CNN (about a second a photo)")
+    parser.add_argument("--small-only", action="store_true", help="only the small-faces-in-big-photos rows")
     args = parser.parse_args()
     cv2.setNumThreads(1)  # one core, as one upload check gets on the bot
+    if args.small_only:
+        small_faces(max(1, args.timing_rounds // 5))
+        return
 
     lfw = skdata.lfw_subset()
     faces = [enlarged(c) for c in lfw[: min(args.n, 100)]]
@@ -178,6 +239,7 @@ def main() -> None:
     print("\nnot compared:")
     for name, why in NOT_COMPARED.items():
         print(f"  {name}: {why}")
+    small_faces(max(1, args.timing_rounds // 5))
 
 
 _haar_cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")

@@ -2,6 +2,8 @@
 
     python bench/gpu.py                       # on a GPU: full-size SDXL (random weights) built in memory
     python bench/gpu.py --model-dir DIR       # the same, loaded from `mmpp make-random-model DIR`
+    python bench/gpu.py --memory              # only the memory plans against diffusers' offload options
+    python bench/gpu.py --memory --reps 1 --steps 10 --plans 12gb,8gb --diffusers 2,4   # a short GPU session
     python bench/gpu.py --quick               # CPU smoke run on the tiny model (what CI runs)
 
 One process, one device. Every configuration draws at the bench resolution (1024² at full size)
@@ -9,7 +11,8 @@ with CFG, the ControlNet, the IP-Adapter and a LoRA style, for each batch size: 
 (same components, bf16 + SDPA: the baseline), then the engine (which also runs the image safety
 check on every picture) with each speed switch added one at a time, the style switch under compile
 (and whether it recompiled), the fast preset, and the time from nothing to the first image
-(load + compile + warm-up).
+(load + compile + warm-up). Then the memory plans (bench/gpu_memory.py): peak GPU memory and time per
+plan and per candidate set, against plain diffusers' own offload options, with the accounted figures.
 Without CUDA it runs the tiny model, small and few steps, so the script itself is tested.
 """
 
@@ -36,6 +39,7 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
+from bench.gpu_memory import DIFFUSERS_OPTIONS, print_memory_table, run_memory
 from inference.device import place
 from inference.engine import Engine, GenerationRequest
 from inference.loader import load_pipeline
@@ -300,6 +304,12 @@ def main() -> None:
     parser.add_argument("--batches", default="1,4")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--compile-modes", default="default,max-autotune")
+    parser.add_argument("--memory", action="store_true",
+                        help="only the memory plans and diffusers' offload options (bench/gpu_memory.py)")
+    parser.add_argument("--plans", help="memory plans to measure, comma-separated (default: all)")
+    parser.add_argument("--diffusers", help="diffusers' memory options to measure, by number, comma-separated: "
+                        "1 everything resident, 2 model offload, 3 model offload + fp8, 4 group offload, "
+                        "5 sequential offload (default: all)")
     parser.add_argument("--quick", action="store_true",
                         help="CPU smoke run: tiny model, 2 steps, batch 1, one rep, compile traced with the "
                              "eager backend (guards and hotswap checked, no code generated)")
@@ -330,7 +340,13 @@ def main() -> None:
             compile_backend="eager" if args.quick else "inductor",
         )
         prepare_styles(bench, bench.styles_dir.parent)
-        print_table(bench, run(bench))
+        if not args.memory:
+            print_table(bench, run(bench))
+        style = sorted(p.name for p in bench.styles_dir.iterdir() if (p / "style.json").is_file())[0]
+        labels = list(DIFFUSERS_OPTIONS)
+        options = [labels[int(n) - 1] for n in args.diffusers.split(",")] if args.diffusers else None
+        plans = args.plans.split(",") if args.plans else None
+        print_memory_table(bench, run_memory(bench, style, SELFIE, plans, options))
 
 
 SELFIE = selfie()

@@ -36,8 +36,9 @@ from PIL import Image, ImageOps
 from skimage import data as skdata
 
 from inference import likeness
+from inference.conditioning import PreparedFace
 from inference.engine import Engine, GenerationRequest
-from inference.preprocess import ImageRejected, PreparedFace
+from inference.preprocess import ImageRejected
 from inference.tiny_model import make_tiny_model
 from mmpp.settings import load_settings
 

@@ -32,8 +32,9 @@ from collections.abc import Callable, Sequence
 from PIL import Image
 from skimage import data as skdata
 
+from inference.conditioning import PreparedFace, prepare
 from inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
-from inference.preprocess import PreparedFace, locate_face
+from inference.preprocess import locate_face
 from inference.queue import Done, GenerationQueue
 from inference.styles import StyleCatalog
 from inference.tiny_model import make_tiny_model
@@ -198,7 +199,7 @@ async def run(engine: Engine, settings: Settings, selfie: bytes, args: argparse.
     rows.append((f"memory held by {args.deep} queued jobs: queue bookkeeping (tracemalloc)",
                  f"{held / 1024:.0f} KiB ({held / args.deep:.0f} B/job)"))
     tiny = image_bytes(face)
-    full = image_bytes(locate_face(selfie, engine.limits).prepare(1024))
+    full = image_bytes(prepare(locate_face(selfie, engine.limits), 1024))
     rows.append((f"+ each job's face images at {face.face.width} px (this model) / 1024 px (SDXL)",
                  f"{tiny / 1024:.0f} KiB / {full / 2**20:.1f} MiB per job = "
                  f"{tiny * args.deep / 2**20:.1f} MiB / {full * args.deep / 2**30:.2f} GiB for {args.deep}"))

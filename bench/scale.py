@@ -36,8 +36,8 @@ from PIL import Image
 from pydantic import SecretStr
 from skimage import data as skdata
 
+from inference.conditioning import PreparedFace
 from inference.engine import Engine
-from inference.preprocess import PreparedFace
 from inference.queue import Done, GenerationQueue
 from inference.queue.remote import protocol as p
 from inference.queue.remote.dispatch import RemoteBackend

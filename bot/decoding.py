@@ -13,13 +13,18 @@ This module imports only what a worker needs (no torch), so workers start in abo
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
-from inference.preprocess import ImageLimits, LocatedFace, locate_face_crop
+from inference.preprocess import ImageLimits, LocatedFace, damaged, locate_face_crop
+from mmpp.logs import log_event
+
+log = logging.getLogger(__name__)
 
 PARENT_POLL_S = 1.0
 
@@ -66,10 +71,29 @@ class Decoder:
         await asyncio.gather(*(loop.run_in_executor(self._executor(), _ready) for _ in range(self.workers)))
 
     async def locate(self, data: bytes) -> LocatedFace:
-        """Decode `data` and locate its one face (raises the `ImageRejected` a member can act on)."""
+        """Decode `data` and locate its one face (raises the `ImageRejected` a member can act on).
+
+        A worker that dies (the OOM killer, a decoder crashing on a hostile file) breaks the whole
+        pool, and every decode running in it with it: the pool is rebuilt and each of those is
+        tried once more. A file that breaks the new pool too is taken for the cause and refused
+        as damaged; the bot decodes on."""
         async with self._slots:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor(), locate_face_crop, data, self.limits)
+            for attempt in (1, 2):
+                pool = self._executor()
+                try:
+                    return await loop.run_in_executor(pool, locate_face_crop, data, self.limits)
+                except BrokenProcessPool:
+                    self._replace(pool)
+                    log_event(log, logging.WARNING, "decode worker died, pool rebuilt", attempt=attempt,
+                              upload_bytes=len(data))
+            raise damaged()
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        """Drop a broken pool once, however many decodes saw it break; the next call builds anew."""
+        if self._pool is broken:
+            broken.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def close(self) -> None:
         if self._pool is not None:

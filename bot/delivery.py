@@ -21,7 +21,7 @@ from typing import Literal
 
 import discord
 
-from bot.replies import UNKNOWN_MESSAGE, ProgressMessage, ReplyDeleted
+from bot.replies import PREVIEW_FILENAME, UNKNOWN_MESSAGE, ProgressMessage, ReplyDeleted
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,11 @@ async def deliver_portrait(
     return "undelivered"
 
 
+def shows_portrait(message: discord.Message) -> bool:
+    """A reply that carries a file other than a progress preview carries the member's portrait."""
+    return any(a.filename != PREVIEW_FILENAME for a in message.attachments)
+
+
 def token_usable(expires_at: datetime | None, now: datetime | None = None) -> bool:
     if expires_at is None:
         return False
@@ -128,14 +133,21 @@ async def notify(
     token: str | None = None,
     expires_at: datetime | None = None,
 ) -> str:
-    """Tell a member something about a job from ids alone; returns how ("reply", "elsewhere", "nobody")."""
+    """Tell a member something about a job from ids alone; returns how ("reply", "elsewhere",
+    "nobody"), or "already delivered" when the reply shows their portrait: then nothing is said
+    and nothing is edited (a crash between a delivery and its log write leaves such a row open)."""
     if application_id and token and token_usable(expires_at):
         webhook = discord.Webhook.partial(application_id, token, client=client)
         try:
             # "@original" is the deferred reply; the route takes it where a message id would go.
+            reply = await webhook.fetch_message("@original")  # type: ignore[arg-type]
+            if shows_portrait(reply):
+                return "already delivered"
             await webhook.edit_message("@original", content=content, attachments=[], view=None)  # type: ignore[arg-type]
             return "reply"
         except discord.HTTPException as exc:
+            # Deleted, expired or unreadable: the notice goes elsewhere, and an unread reply is
+            # never edited (the edit could take a portrait back).
             log_event(log, logging.INFO, "notice by reply failed", user=to.user_id, status=exc.status)
     if await send_elsewhere(client, to, content):
         return "elsewhere"

@@ -212,6 +212,7 @@ async def follow(
     progress = ProgressMessage(interaction, services.settings.progress_edit_interval_s)
     outcome: Outcome = "failed"
     reason: str | None = "ended without a result"
+    recorded = False
 
     def forget_face() -> None:
         # No portrait, no Reroll button: a face kept for this job alone goes now.
@@ -231,7 +232,7 @@ async def follow(
                                   "(ready {when}).", position=position, title=title, when=discord_time(wait))
                     await progress.show(text)
                 case Started():
-                    await services.repo.log_started(log_id)
+                    await services.writes.started(log_id)
                     await progress.show(tr(interaction, "🎨 Drawing your **{title}** portrait…", title=title),
                                         force=True)
                 case Step(i=i, n=n, preview=preview):
@@ -252,6 +253,9 @@ async def follow(
                                             linkable=any(result.linkable for result in shown),
                                             held_back=len(event.results) - len(shown))
                     reason = None
+                    # The delivery is written before anything else can fail.
+                    await services.writes.finished(log_id, outcome)
+                    recorded = True
                     if outcome == "undelivered":
                         log_event(log, logging.INFO, "kept for /last", user=user.id)
                 case Failed(reason=message, code=code):
@@ -272,7 +276,8 @@ async def follow(
     finally:
         if not handle.done:
             handle.cancel()
-        await services.repo.log_finished(log_id, outcome, reason)
+        if not recorded:
+            await services.writes.finished(log_id, outcome, reason)
         services.inflight.discard(log_id)
 
 

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 
 import discord
 
+from bot.bookkeeping import DATABASE_ERRORS
 from bot.db import Repository
 from bot.db.repository import OpenJob
 from bot.delivery import Recipient, notify
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)
+
+# A job older than this is closed without a word: a notice days later, in a channel, about a
+# portrait the member has long stopped waiting for is noise (a bot that was down for a week).
+TELL_WITHIN = timedelta(days=1)
 
 
 def notice(job: OpenJob, why: str) -> str:
@@ -37,9 +43,18 @@ async def close_open_jobs(
     """Tell and close each job; returns how many were closed. With `timeout_s`, what is not done by
     then stays open, and the next start tells those members."""
     closed = 0
+    now = datetime.now(UTC)
     try:
         async with asyncio.timeout(timeout_s):
             for job in jobs:
+                if job.queued_at is not None and now - _aware(job.queued_at) > TELL_WITHIN:
+                    try:
+                        await repo.log_finished(job.log_id, "interrupted", f"{why}; too old to tell")
+                        closed += 1
+                    except DATABASE_ERRORS as exc:
+                        log_event(log, logging.WARNING, "open job not closed", log_id=job.log_id,
+                                  error=type(exc).__name__)
+                    continue
                 ref = job.interaction
                 to = Recipient(job.user_id, job.guild_id, job.channel_id)
                 how = await notify(
@@ -48,9 +63,22 @@ async def close_open_jobs(
                     token=ref.token if ref else None,
                     expires_at=ref.expires_at if ref else None,
                 )
-                await repo.log_finished(job.log_id, "interrupted", f"{why}; told by {how}")
+                try:
+                    if how == "already delivered":
+                        await repo.log_finished(job.log_id, "delivered", f"found delivered after: {why}")
+                    else:
+                        await repo.log_finished(job.log_id, "interrupted", f"{why}; told by {how}")
+                except DATABASE_ERRORS as exc:
+                    # Told, but not written: the next start looks again (and finds the notice, not a portrait).
+                    log_event(log, logging.WARNING, "open job not closed", log_id=job.log_id, error=type(exc).__name__)
+                    continue
                 closed += 1
                 log_event(log, logging.INFO, "interrupted job closed", log_id=job.log_id, user=job.user_id, told=how)
     except TimeoutError:
         log_event(log, logging.WARNING, "interrupted jobs left for the next start", left=len(jobs) - closed)
     return closed
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; the log stores UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

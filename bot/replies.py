@@ -29,6 +29,8 @@ class ReplyDeleted(Exception):
 
 
 UNKNOWN_MESSAGE = 10008
+# Progress previews go by this name; any other file on a reply is the result (`bot.delivery`).
+PREVIEW_FILENAME = "preview.png"
 
 
 async def send_error(interaction: discord.Interaction, message: str) -> bool:
@@ -113,7 +115,7 @@ class ProgressMessage:
         if clear_preview:
             kwargs["attachments"] = []
         elif self._preview is not None:
-            kwargs["attachments"] = [png_file(self._preview, "preview.png")]
+            kwargs["attachments"] = [png_file(self._preview, PREVIEW_FILENAME)]
         try:
             # Without `attachments`, Discord keeps the preview already shown.
             await self.interaction.edit_original_response(content=content, **kwargs)  # type: ignore[arg-type]

@@ -177,9 +177,15 @@ class BotRuntime:
             async with asyncio.timeout(REPLY_DRAIN_S):
                 while services.inflight or services.preparing:  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
+        # Log writes a busy database refused get the same time to land.
+        await services.writes.drain(REPLY_DRAIN_S)
         if self.bot is not None and self.bot.is_ready():
-            # Whatever is still open (a reply stuck in Discord's retries, say) is told another way.
-            left_open = own_jobs(services.settings, await services.repo.open_jobs())
+            # Whatever is still open (a reply stuck in Discord's retries, say) is told another way;
+            # members who have their answer (only its write failed) are not told anything.
+            left_open = [
+                job for job in own_jobs(services.settings, await services.repo.open_jobs())
+                if job.log_id not in services.writes.answered
+            ]
             if left_open:
                 await close_open_jobs(self.bot, services.repo, left_open, why="I had to stop", timeout_s=REPLY_DRAIN_S)
         await services.downloader.close()

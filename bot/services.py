@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from bot.bookkeeping import LogWrites
 from bot.face_cache import FaceCache
 from bot.results import ResultStore
 from mmpp.settings import Settings
@@ -38,6 +39,11 @@ class Services:
     cancel_requests: set[int] = field(default_factory=set)
     # Log rows of jobs whose reply is still being written; a graceful stop waits for them.
     inflight: set[int] = field(default_factory=set)
+    # Log writes once a job is queued: a database error never stops a job or undoes a delivery.
+    writes: LogWrites = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.writes = LogWrites(self.repo)
 
 
 def services_of(interaction: discord.Interaction) -> Services:

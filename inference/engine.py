@@ -6,13 +6,11 @@ loaded once at start and a batch only switches between them.
 
 from __future__ import annotations
 
-import io
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -20,16 +18,22 @@ from diffusers import SchedulerMixin, StableDiffusionXLControlNetPipeline
 from PIL import Image
 
 from inference.compile import StyleSlot
+from inference.conditioning import PreparedFace, prepare
 from inference.device import place
+from inference.generation import GenerationRequest as GenerationRequest  # re-exported for callers
+from inference.generation import GenerationResult as GenerationResult
+from inference.generation import to_png as to_png
 from inference.loader import (
     image_limits,
     load_catalog,
     load_pipeline,
     make_scheduler,
 )
-from inference.preprocess import ImageLimits, LocatedFace, PreparedFace, locate_face
+from inference.memory_plan import Accounting, MemoryPlan, apply_plan, choose_plan, loads_on_cpu
+from inference.preprocess import ImageLimits, LocatedFace, locate_face
 from inference.preview import latents_to_preview
-from inference.safety import ImageFiltered, SafetyChecker, SafetyLevel, load_safety_checker
+from inference.prompt_cache import PromptCache, text_encoder_adapters
+from inference.safety import SafetyChecker, SafetyLevel, load_safety_checker
 from inference.speed import SpeedOptions, fast_adapter_name, speed_up, warm_up
 from inference.styles import Style, StyleCatalog
 from mmpp.errors import UserFacingError
@@ -55,48 +59,6 @@ class MixedStylesError(ValueError):
 
 
 @dataclass
-class GenerationRequest:
-    face: PreparedFace
-    style: str
-    seed: int
-    steps: int | None = None
-    lora_scale: float | None = None
-    background: str | None = None
-    framing: str | None = None
-    # The style's fast preset (few-step LoRA, its scheduler/steps/guidance); None: the FAST_PRESET setting.
-    fast: bool | None = None
-    # How strictly the finished image is checked before anyone sees it (see `inference.safety`).
-    safety: SafetyLevel = "strict"
-    # After drawing, measure the portrait against the selfie and redraw one that face matching would
-    # tie back to it (see `inference.queue.unlinkable`); off where a room wants maximum likeness.
-    unlinkable: bool = True
-    # The IP-Adapter's weight for this call; None: the style's own. The guard's redraws weaken it.
-    ip_adapter_scale: float | None = None
-    # Set from any thread to stop this job; the engine looks at it after every denoising step.
-    cancel: threading.Event = field(default_factory=threading.Event)
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    image: Image.Image | None
-    seed: int
-    style: str
-    cancelled: bool = False
-    seconds: float = 0.0
-    # The safety check refused the image: `image` is None, so nothing can post it by mistake.
-    flagged: bool = False
-    # The unlinkable guard was on and even its redraws still match the selfie: the member is told.
-    linkable: bool = False
-
-    def png(self) -> bytes:
-        if self.flagged:
-            raise ImageFiltered()
-        if self.image is None:
-            raise ValueError("a cancelled job has no image")
-        return to_png(self.image)
-
-
-@dataclass
 class StepProgress:
     """Handed to `on_step` after each denoising step; previews are made only when asked for."""
 
@@ -117,14 +79,6 @@ class StepProgress:
 
 
 StepCallback = Callable[[StepProgress], None]
-
-
-def to_png(image: Image.Image) -> bytes:
-    """PNG bytes with no text, EXIF or colour-profile chunks."""
-    clean = Image.frombytes(image.mode, image.size, image.tobytes())
-    buffer = io.BytesIO()
-    clean.save(buffer, format="PNG", optimize=False)
-    return buffer.getvalue()
 
 
 class Engine:
@@ -159,8 +113,12 @@ class Engine:
             for name, style in catalog.styles.items() if style.definition.fast is not None
         }
         self._active: tuple[tuple[str, float], ...] | None = None
+        # Rendered prompts encoded once (the text encoders may live on the CPU under a memory plan).
+        self.prompts = PromptCache()
         # FAST_PRESET: requests that do not say draw with their style's fast preset, where it has one.
         self.fast_preset = False
+        # The memory plan's accounting of this engine's own modules (None: placed by the caller).
+        self.memory: Accounting | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -168,29 +126,40 @@ class Engine:
         catalog = load_catalog(settings)
         placement.log()
         device, dtype = placement.device, placement.dtype
-        pipe = load_pipeline(settings.sources, device, dtype)
-        safety = load_safety_checker(settings.sources.safety_checker, device, dtype)
-        options = SpeedOptions.from_settings(settings)
-        return cls.assemble(pipe, catalog, options, limits=image_limits(settings), safety=safety)
+        plan, chosen_by = choose_plan(settings.memory_plan, settings.gpu_memory_gb, device)
+        # A plan that keeps anything off the GPU loads into host memory and places each part itself.
+        staging = torch.device("cpu") if loads_on_cpu(plan) else device
+        pipe = load_pipeline(settings.sources, staging, dtype)
+        safety = load_safety_checker(settings.sources.safety_checker, staging, dtype)
+        options = fit_to_plan(SpeedOptions.from_settings(settings), plan)
+        return cls.assemble(pipe, catalog, options, limits=image_limits(settings), safety=safety,
+                            plan=plan, device=device, chosen_by=chosen_by)
 
     @classmethod
     def assemble(
         cls, pipe: StableDiffusionXLControlNetPipeline, catalog: StyleCatalog, options: SpeedOptions,
         *, limits: ImageLimits | None = None, safety: SafetyChecker | None = None,
+        plan: MemoryPlan | None = None, device: torch.device | None = None, chosen_by: str = "",
     ) -> Engine:
-        """A loaded pipeline made fast (inference/speed.py), with its styles, warmed up if asked."""
+        """A loaded pipeline made fast (inference/speed.py), with its styles, placed on `device` as
+        `plan` says (inference/memory_plan.py; None: left where it is), warmed up if asked."""
+        dtype = pipe.unet.dtype
         slot = speed_up(pipe, catalog, options)
+        # After the LoRAs: fp8 storage must not reach them.
+        memory = apply_plan(pipe, safety, plan, device or pipe.device, dtype, chosen_by=chosen_by) if plan else None
         engine = cls(pipe, catalog, limits=limits, safety=safety, slot=slot,
                      preferred_batch_size=options.max_batch_size)
+        engine.memory = memory
         engine.fast_preset = options.fast_preset
         if options.warmup:
             engine.preferred_batch_size = warm_up(engine, options)
         return engine
 
     def prepare(self, data: bytes | LocatedFace) -> PreparedFace:
-        """Decode, check and crop a selfie; raises an `ImageRejected` a member can act on."""
+        """Decode, check and crop a selfie, then cut the person out of it (`inference.conditioning`);
+        raises an `ImageRejected` a member can act on."""
         located = data if isinstance(data, LocatedFace) else locate_face(data, self.limits)
-        return located.prepare(self.resolution)
+        return prepare(located, self.resolution)
 
     def switch_style(self, style: Style, lora_scale: float | None = None, *, fast: bool = False) -> None:
         """Adapters, scales and scheduler for `style`; `fast` stacks its fast preset's LoRA (if any)."""
@@ -238,15 +207,20 @@ class Engine:
             (self.slot or self.pipe).set_ip_adapter_scale(first.ip_adapter_scale)
 
         started = time.perf_counter()
+        guidance = preset.guidance if preset else definition.guidance
+        embeds = self.prompts.encode(
+            self.pipe, [definition.render_prompt(r.background, r.framing) for r in requests],
+            definition.negative_prompt, cfg=guidance > 1 and self.pipe.unet.config.time_cond_proj_dim is None,
+            adapters=text_encoder_adapters(self.pipe, self._active), device=self.device,
+        )
         output = self.pipe(
-            prompt=[definition.render_prompt(r.background, r.framing) for r in requests],
-            negative_prompt=[definition.negative_prompt] * len(requests),
+            **embeds,
             image=[r.face.control for r in requests],
             ip_adapter_image=[[r.face.face for r in requests]],
             # With a slot the scale is folded into the ControlNet's weights (see inference/compile.py).
             controlnet_conditioning_scale=1.0 if self.slot is not None else definition.controlnet_scale,
             num_inference_steps=steps,
-            guidance_scale=preset.guidance if preset else definition.guidance,
+            guidance_scale=guidance,
             height=self.resolution,
             width=self.resolution,
             generator=[torch.Generator(device="cpu").manual_seed(r.seed) for r in requests],
@@ -308,3 +282,13 @@ class Engine:
             return kwargs
 
         return callback
+
+
+def fit_to_plan(options: SpeedOptions, plan: MemoryPlan) -> SpeedOptions:
+    """The speed switches within what `plan` holds: never a batch larger than it fits, and no compile
+    over fp8 storage (its per-layer casting hooks are not traced)."""
+    fitted = replace(options, max_batch_size=min(options.max_batch_size, plan.max_batch or options.max_batch_size))
+    if plan.fp8 and options.compile != "off":
+        log_event(log, logging.WARNING, "compile off", reason=f"memory plan {plan.name} stores weights in fp8")
+        fitted = replace(fitted, compile="off")
+    return fitted

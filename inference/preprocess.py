@@ -2,7 +2,8 @@
 
 Every rejection is its own `ImageRejected` subclass whose message a Discord member understands.
 The selfie never touches the disk: bytes in, PIL images in memory out, metadata dropped. Finding
-and aligning the face lives in `inference.faces`; this module decides what a member is told.
+and aligning the face lives in `inference.faces`; this module decides what a member is told. What
+the engine is given from the square (person mask, structure, face crop) is `inference.conditioning`.
 """
 
 from __future__ import annotations
@@ -11,20 +12,25 @@ import io
 import warnings
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from inference.faces import Box, Face, aligned_square, detect_faces, member_face, other_people
+from inference.faces import (
+    Box,
+    Face,
+    Landmarks,
+    aligned_square,
+    detect_faces,
+    leveling_turn,
+    member_face,
+    other_people,
+)
 from mmpp.errors import N_, UserFacingError
 
 # The only readers PIL may try on an upload: each other reader is attack surface for formats no
 # phone sends. JPEG covers MPO (phones' multi-picture JPEGs); a GIF gives its first frame.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 FORMATS_TEXT = "JPEG, PNG, WebP or GIF"
-# The IP-Adapter's CLIP encoder looks at 224 px; twice that keeps every detail it can use while a
-# queued job holds 0.6 MB for it instead of 3 MB at SDXL's 1024 px.
-IP_ADAPTER_SIDE = 448
 # The face square is kept at most this large: SDXL's size, so nothing is upscaled that was sharper.
 CROP_MAX_SIDE = 1024
 
@@ -69,18 +75,6 @@ class ImageLimits:
     min_face_px: int = 48
 
 
-@dataclass(frozen=True)
-class PreparedFace:
-    """What the engine needs from a selfie: the face crop for the IP-Adapter (at most 448 px) and
-    its structure (one-channel edges at the model's size) for the ControlNet. `box` is the face
-    within the upright square it was cut from, `source_size` that square's size."""
-
-    face: Image.Image
-    control: Image.Image
-    box: Box
-    source_size: tuple[int, int]
-
-
 def check_upload_size(size: int, limits: ImageLimits) -> None:
     if size > limits.max_bytes:
         mb = limits.max_bytes // (1024 * 1024)
@@ -103,7 +97,7 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
             N_("That file isn't a picture I can read. Please attach a photo (JPEG, PNG, WebP or GIF).")
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError):
-        raise _damaged() from None
+        raise damaged() from None
     width, height = image.size
     if width * height > limits.max_pixels:
         raise _too_many_pixels(limits, (width, height))
@@ -118,13 +112,13 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
         image.load()
         upright = ImageOps.exif_transpose(image)
     except (OSError, SyntaxError, ValueError, EOFError):
-        raise _damaged() from None
+        raise damaged() from None
     rgb = _to_rgb(upright)
     rgb.info = {}
     return rgb
 
 
-def _damaged() -> ImageDamaged:
+def damaged() -> ImageDamaged:
     return ImageDamaged(N_("That picture looks damaged or incomplete. Please save it again and send it once more."))
 
 
@@ -170,18 +164,11 @@ def pick_face(faces: list[Face], limits: ImageLimits) -> Face:
         )
     if main.box.w < limits.min_face_px:
         raise FaceTooSmall(
-            N_("Your face is too small in that picture. Please move closer or crop the photo around your face.")
+            N_("Your face is only {width} pixels wide in that picture; I need at least {minimum}. "
+               "Please move closer, or send the photo at full size rather than a shrunken copy."),
+            width=main.box.w, minimum=limits.min_face_px,
         )
     return main
-
-
-def edge_map(face: Image.Image) -> Image.Image:
-    """Canny edges of the crop: the face's structure for ControlNet, and they need no extra weights."""
-    gray = cv2.cvtColor(np.asarray(face), cv2.COLOR_RGB2GRAY)
-    blurred = cv2.GaussianBlur(gray, (3, 3), 0)
-    # One channel: the ControlNet's image processor makes it RGB at generation time, so a waiting
-    # job holds a third of the memory.
-    return Image.fromarray(cv2.Canny(blurred, 80, 180))
 
 
 @dataclass(frozen=True)
@@ -192,6 +179,10 @@ class LocatedFace:
 
     image: Image.Image
     box: Box
+    # The eyes and nose in the square; None for a square made without landmarks (the box then stands in).
+    marks: Landmarks | None = None
+    # Degrees the photo was turned to level the eyes (counter-clockwise as seen).
+    turned: float = 0.0
 
     def compact(self, max_side: int = CROP_MAX_SIDE) -> LocatedFace:
         """The same square at most `max_side` pixels."""
@@ -201,22 +192,22 @@ class LocatedFace:
         side = max(1, round(self.image.width * scale))
         box = Box(round(self.box.x * scale), round(self.box.y * scale), round(self.box.w * scale),
                   round(self.box.h * scale))
-        return LocatedFace(self.image.resize((side, side), Image.Resampling.LANCZOS), box)
+        marks = None if self.marks is None else self.marks.scaled(side / self.image.width)
+        return LocatedFace(self.image.resize((side, side), Image.Resampling.LANCZOS), box, marks, self.turned)
 
     def square(self, size: int) -> Image.Image:
         return self.image.resize((size, size), Image.Resampling.LANCZOS)
 
-    def prepare(self, size: int) -> PreparedFace:
-        crop = self.square(size)
-        face = crop if size <= IP_ADAPTER_SIDE else crop.resize((IP_ADAPTER_SIDE,) * 2, Image.Resampling.LANCZOS)
-        return PreparedFace(face=face, control=edge_map(crop), box=self.box, source_size=self.image.size)
-
 
 def find_face(image: Image.Image, limits: ImageLimits) -> LocatedFace:
     """The one face in a decoded photo, cut out upright; raises what a member should be told."""
-    face = pick_face(detect_faces(image, limits.min_face_px), limits)
-    crop, box = aligned_square(image, face, CROP_MAX_SIDE)
-    return LocatedFace(crop, box)
+    return square_around(image, pick_face(detect_faces(image, limits.min_face_px), limits))
+
+
+def square_around(image: Image.Image, face: Face) -> LocatedFace:
+    """The upright square around a face already picked (`find_face` without the search)."""
+    crop, box, marks = aligned_square(image, face, CROP_MAX_SIDE)
+    return LocatedFace(crop, box, marks, leveling_turn(face))
 
 
 def locate_face(data: bytes, limits: ImageLimits | None = None) -> LocatedFace:

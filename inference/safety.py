@@ -21,9 +21,11 @@ Two levels:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -76,6 +78,8 @@ class SafetyChecker:
         self.model = model.eval()
         self.processor = processor
         self.source = source
+        # A memory plan that keeps the checker in host memory swaps in its onload context (inference/offload.py).
+        self.onload: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext
 
     @classmethod
     def load(cls, source: str, device: torch.device, dtype: torch.dtype) -> SafetyChecker:
@@ -104,6 +108,10 @@ class SafetyChecker:
             raise ValueError("one safety level per image")
         if not images:
             return []
+        with self.onload():
+            return self._check(images, levels)
+
+    def _check(self, images: Sequence[Image.Image], levels: Sequence[SafetyLevel]) -> list[SafetyVerdict]:
         model = self.model
         pixels = self.processor(images=list(images), return_tensors="pt").pixel_values
         pixels = pixels.to(device=model.device, dtype=model.dtype)

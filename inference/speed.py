@@ -20,7 +20,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 from diffusers import StableDiffusionXLControlNetPipeline
@@ -35,13 +35,12 @@ from diffusers.models.attention_processor import (
 from PIL import Image
 
 from inference.compile import CompileMode, StyleSlot, compile_pipeline, fast_lora_path, shapes_to_warm
-from inference.preprocess import Box, PreparedFace
+from inference.conditioning import FACE_SIDE, NEUTRAL_GREY, PreparedFace
+from inference.faces import Box
+from inference.generation import Drawer, GenerationRequest
 from inference.styles import Style, StyleCatalog
 from mmpp.logs import log_event
 from mmpp.settings import Settings
-
-if TYPE_CHECKING:
-    from inference.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -166,21 +165,19 @@ def load_fast_adapters(pipe: StableDiffusionXLControlNetPipeline, catalog: Style
 
 def warm_face(resolution: int) -> PreparedFace:
     """A grey face and an empty edge map: warm-up needs shapes, not a person."""
-    face = Image.new("RGB", (min(resolution, 448),) * 2, (128, 128, 128))
+    face = Image.new("RGB", (FACE_SIDE, FACE_SIDE), (NEUTRAL_GREY,) * 3)
     control = Image.new("L", (resolution, resolution), 0)
     return PreparedFace(face=face, control=control, box=Box(0, 0, resolution, resolution),
                         source_size=(resolution, resolution))
 
 
-def warm_up(engine: Engine, options: SpeedOptions) -> int:
+def warm_up(engine: Drawer, options: SpeedOptions) -> int:
     """Compile every shape the engine will meet and return the batch size with the best throughput.
 
     One call per (batch size, CFG on/off) that some style or fast preset uses; the quality shapes
     are timed on a second call, after compiling. A member never waits for compilation, and the queue
     batches at the size this device draws fastest per image.
     """
-    from inference.engine import GenerationRequest
-
     started = time.perf_counter()
     face = warm_face(engine.resolution)
     styles = list(engine.catalog.styles.values())

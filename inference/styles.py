@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from string import Formatter
 from typing import Literal
 
 from PIL import Image, UnidentifiedImageError
@@ -62,6 +63,10 @@ class FastPreset(BaseModel):
     guidance: float = Field(default=1.0, ge=0.0, le=30.0, description="1 or less turns CFG off (half the work).")
 
 
+# What a prompt template may name, each plain: `{trigger}`, never `{trigger.x}` or `{trigger:>9}`.
+PLACEHOLDERS = frozenset({"trigger", "framing", "background"})
+
+
 class StyleDefinition(BaseModel):
     """Everything that makes one look; a server preset adds its own touches on top."""
 
@@ -98,11 +103,21 @@ class StyleDefinition(BaseModel):
     @field_validator("prompt")
     @classmethod
     def _known_placeholders(cls, value: str) -> str:
-        unknown = set(re.findall(r"{(\w*)}", value)) - {"trigger", "background", "framing"}
+        """Only {trigger}, {framing} and {background}, plain: the template comes from a style folder
+        anyone may have written, and `str.format` would obey a format spec (`{trigger:>300000000}`
+        builds a 300 MB string) or reach into objects (`{background.__class__}`)."""
+        try:
+            fields = [(name, spec, conversion) for _, name, spec, conversion in Formatter().parse(value)
+                      if name is not None]
+        except ValueError as exc:
+            raise ValueError(f"not a valid template ({exc}); write a literal brace as {{{{ or }}}}") from None
+        unknown = sorted({name for name, _, _ in fields} - PLACEHOLDERS)
         if unknown:
             raise ValueError(
-                f"unknown placeholder(s) {sorted(unknown)}; use {{trigger}}, {{framing}} and {{background}}"
+                f"unknown placeholder(s) {unknown}; use {{trigger}}, {{framing}} and {{background}}"
             )
+        if any(spec or conversion for _, spec, conversion in fields):
+            raise ValueError("placeholders take no format spec or conversion: write {trigger}, not {trigger:...}")
         return value
 
     def render_prompt(self, background: str | None = None, framing: str | None = None) -> str:

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
         default=None, description="One engine per device behind one queue: `cuda:0,cuda:1`, or `auto` for every GPU."
     )
     dtype: DType = "auto"
+    # --- GPU memory (inference/memory_plan.py) --------------------------------------------------
+    gpu_memory_gb: float | None = Field(
+        default=None, gt=0, description="The card's memory in GB; picks the memory plan. Default: what the GPU reports."
+    )
+    memory_plan: Literal["auto", "resident", "12gb", "8gb"] = "auto"
 
     # --- speed (inference/speed.py documents each switch) ---------------------------------------
     attention: Literal["sdpa", "eager"] = "sdpa"
@@ -146,6 +151,14 @@ class Settings(BaseSettings):
     )
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     worker_id: str | None = Field(default=None, description="A worker's name in Redis; default host-pid.")
+    queue_secret: SecretStr | None = Field(
+        default=None,
+        description="Key shared by the bot and its workers; seals faces and results in Redis. Needed off loopback.",
+    )
+    batch_timeout_s: float = Field(
+        default=15 * 60, gt=0,
+        description="Longest one remote batch may run: the worker stops it, the bot tells its members.",
+    )
     # --- gateway shards (issue 12) -------------------------------------------------------------
     shard_count: int | None = Field(default=None, ge=1, description="Total shards; default: Discord's advice.")
     shard_ids: str | None = Field(default=None, description="This process's shards: `0-3` or `0,1,2,3`.")

@@ -21,6 +21,8 @@ class MemberStylesCog(commands.Cog):
     @app_commands.allowed_contexts(**EVERYWHERE_KW)
     @app_commands.allowed_installs(**INSTALLS_KW)
     async def styles(self, interaction: discord.Interaction) -> None:
+        # Acknowledged before any database read or sample decoding: Discord allows 3 s.
+        await interaction.response.defer(ephemeral=True, thinking=True)
         services = services_of(interaction)
         preset = await room_preset(services, interaction)
         if not preset.allow_member_choice:

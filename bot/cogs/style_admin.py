@@ -222,6 +222,8 @@ class StyleCog(
 
     @app_commands.command(name=name_str("list"), description=text_str("List the styles, with a sample of each"))
     async def list_styles(self, interaction: discord.Interaction) -> None:
+        # Acknowledged before any database read or sample decoding: Discord allows 3 s.
+        await interaction.response.defer(ephemeral=True, thinking=True)
         services = services_of(interaction)
         listings = await services.repo.list_styles(interaction.guild_id)
         shown = [(listing.name, listing.enabled) for listing in listings]

@@ -16,6 +16,9 @@ async def send_style_cards(
     note: str | None = None,
 ) -> None:
     """Up to ten styles as embeds with their samples (decoded and re-encoded: only pixels leave)."""
+    # Acknowledged first: reading ten sample pictures may take longer than Discord's 3 s.
+    if not interaction.response.is_done():
+        await interaction.response.defer(ephemeral=True, thinking=True)
     embeds, files = [], []
     for name, enabled in styles[:10]:  # Discord allows ten embeds per message
         if name not in services.engine.catalog:
@@ -38,6 +41,6 @@ async def send_style_cards(
             embed.set_thumbnail(url=f"attachment://{filename}")
         embeds.append(embed)
     if not embeds:
-        await interaction.response.send_message(tr(interaction, "No styles are published yet."), ephemeral=True)
+        await interaction.followup.send(tr(interaction, "No styles are published yet."), ephemeral=True)
         return
-    await interaction.response.send_message(note, embeds=embeds, files=files, ephemeral=True)
+    await interaction.followup.send(note or discord.utils.MISSING, embeds=embeds, files=files, ephemeral=True)

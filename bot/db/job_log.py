@@ -72,6 +72,7 @@ class OpenJob:
     kind: str
     started: bool
     interaction: InteractionRef | None
+    queued_at: datetime | None = None
 
 
 def midnight(now: datetime) -> datetime:
@@ -174,7 +175,12 @@ class JobLog:
             return (await session.execute(stmt)).scalar_one()
 
     async def log_started(self, log_id: int) -> None:
-        await self._update_log(log_id, GenerationLog.started_at.is_(None), started_at=self._clock())
+        # Never on a closed row: a late "started" (retried, or racing the end) must not show a
+        # finished job as running.
+        await self._update_log(
+            log_id, and_(GenerationLog.started_at.is_(None), GenerationLog.finished_at.is_(None)),
+            started_at=self._clock(),
+        )
 
     async def log_finished(self, log_id: int, outcome: Outcome, reason: str | None = None) -> bool:
         """Close a log row; the first outcome wins (a late "done" after a "timeout" is ignored).
@@ -203,7 +209,7 @@ class JobLog:
                 ref = InteractionRef(row.interaction_id, row.application_id, row.interaction_token,
                                      row.token_expires_at)
             jobs.append(OpenJob(row.id, row.user_id, row.guild_id, row.channel_id, row.style, row.kind,
-                                row.started_at is not None, ref))
+                                row.started_at is not None, ref, row.queued_at))
         return jobs
 
     async def purge_log(self, older_than_days: int | None = None) -> int:

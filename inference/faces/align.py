@@ -7,12 +7,13 @@ turned upright here, before the edges and the IP-Adapter crop are made from it.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from inference.faces.detect import Box, Face
+from inference.faces.detect import Box, Face, Point
 
 # Room around the face on each side, as a fraction of its width: hair, ears, the neck. The square
 # is twice the face: what a round avatar shows, and a close-up keeps only this, never the whole photo.
@@ -21,10 +22,33 @@ CROP_MARGIN = 0.5
 HAIR_SHIFT = 0.15
 
 
+@dataclass(frozen=True)
+class Landmarks:
+    """Where the eyes and the base of the nose are in the upright square: what the person mask is
+    seeded from and the IP-Adapter's crop is centred on."""
+
+    left_eye: Point
+    right_eye: Point
+    nose: Point | None
+
+    def scaled(self, factor: float) -> Landmarks:
+        def s(p: Point) -> Point:
+            return (p[0] * factor, p[1] * factor)
+
+        return Landmarks(s(self.left_eye), s(self.right_eye), None if self.nose is None else s(self.nose))
+
+
+def leveling_turn(face: Face) -> float:
+    """Degrees counter-clockwise that bring the eyes level. Whole degrees: the eyes' landmarks drift
+    by a fraction of a pixel with what surrounds the face, and the same face must give the same square."""
+    return -float(round(face.roll))
+
+
 def aligned_square(
     image: Image.Image, face: Face, max_side: int, margin: float = CROP_MARGIN
-) -> tuple[Image.Image, Box]:
-    """The square around `face` with eyes level, at most `max_side` pixels, and the face's box in it.
+) -> tuple[Image.Image, Box, Landmarks]:
+    """The square around `face` with eyes level, at most `max_side` pixels, the face's box in it and
+    its landmarks.
 
     The square is shifted to stay inside the photo where it fits; where it does not (a face filling
     the frame), the photo's edge pixels are repeated rather than the face cut off-centre.
@@ -32,7 +56,7 @@ def aligned_square(
     side = face.box.w * (1 + 2 * margin)
     out = max(1, min(max_side, round(side)))
     scale = out / side
-    angle = -face.roll  # counter-clockwise by this brings the eyes level
+    angle = leveling_turn(face)
     radians = math.radians(angle)
     cos, sin = math.cos(radians), math.sin(radians)
     # The square's centre, in the photo: above the face centre along the face's own "up".
@@ -60,12 +84,18 @@ def aligned_square(
     matrix[0, 2] += out / 2 - rcx
     matrix[1, 2] += out / 2 - rcy
     crop = cv2.warpAffine(region, matrix, (out, out), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    rfx, rfy = to_region(fx, fy)
-    face_x = matrix[0, 0] * rfx + matrix[0, 1] * rfy + matrix[0, 2]
-    face_y = matrix[1, 0] * rfx + matrix[1, 1] * rfy + matrix[1, 2]
+
+    def to_square(point: Point) -> Point:
+        rx, ry = to_region(*point)
+        return (float(matrix[0, 0] * rx + matrix[0, 1] * ry + matrix[0, 2]),
+                float(matrix[1, 0] * rx + matrix[1, 1] * ry + matrix[1, 2]))
+
+    face_x, face_y = to_square((fx, fy))
     face_side = face.box.w * scale
     box = Box(round(face_x - face_side / 2), round(face_y - face_side / 2), round(face_side), round(face_side))
-    return Image.fromarray(crop), box
+    marks = Landmarks(to_square(face.left_eye), to_square(face.right_eye),
+                      None if face.nose is None else to_square(face.nose))
+    return Image.fromarray(crop), box, marks
 
 
 def _inside(center: float, half: float, length: int) -> float:

@@ -31,11 +31,18 @@ HOG_MIN_FACE = 80
 # Orientations tried after an upright miss: sideways phones first, then upside down, then the
 # diagonals, which with the detector's own ±40 degrees leave no roll uncovered.
 SEARCH_ANGLES = (90, 270, 180, 45, -45, 135, -135)
-# Faces too small for the first pass are proposed by OpenCV's Haar cascade (24 px window), which
-# scans this many pixels at most (a 4000x3000 photo halved: faces from 48 px), then each proposal
-# is checked by the HOG detector on an enlarged cut-out; only confirmed faces count.
-SMALL_PASS_PIXELS = 4_000_000
+# Faces too small for the first pass are proposed by OpenCV's Haar cascade (24 px window) on the
+# photo halved, so faces from 48 px are seen, then each proposal is checked by the HOG detector on
+# an enlarged cut-out; only confirmed faces count. `alt2` is the cascade that proposed every 48 to
+# 64 px face of bench/faces.py's small-face rows (`default` missed them in 5 MP photos), and with
+# steps of 1.1 between scales rather than 1.2 none falls between two; one neighbour is enough
+# to propose (a face at the cascade's smallest size gets few), the HOG check weeds out the rest.
+# The pass reads at most this
+# many pixels (the 40 MP limit halved); only a bigger limit shrinks the photo further.
+SMALL_PASS_PIXELS = 10_000_000
 HAAR_MIN_FACE = 24
+HAAR_CASCADE = "haarcascade_frontalface_alt2.xml"
+HAAR_STEP = 1.1
 MAX_PROPOSALS = 24
 # Detections scoring below this are mostly textures and shadows; real faces here score 0.3 to 2.5.
 MIN_SCORE = 0.2
@@ -64,6 +71,7 @@ class Face:
     score: float  # the detector's confidence; higher is surer
     left_eye: Point  # the eye on the image's left when the face is upright
     right_eye: Point
+    nose: Point | None = None  # the base of the nose (dlib's fifth point), when the landmarks ran
 
     @property
     def center(self) -> Point:
@@ -106,7 +114,7 @@ def _models() -> tuple[dlib.fhog_object_detector, dlib.shape_predictor]:
 def _cascade() -> cv2.CascadeClassifier:
     cascade = getattr(_per_thread, "cascade", None)
     if cascade is None:
-        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+        path = cv2.data.haarcascades + HAAR_CASCADE
         cascade = cv2.CascadeClassifier(path)
         if cascade.empty():
             raise RuntimeError(f"OpenCV face cascade missing at {path}")
@@ -151,14 +159,17 @@ def _small_faces(gray: np.ndarray, min_face_px: int, max_face_px: float) -> list
     scale = min(1.0, HAAR_MIN_FACE / min_face_px, math.sqrt(SMALL_PASS_PIXELS / (width * height)))
     small = cv2.equalizeHist(_resized(gray, scale))
     largest = math.ceil(max_face_px * scale * 1.3)
-    found = _cascade().detectMultiScale(small, scaleFactor=1.2, minNeighbors=2, minSize=(HAAR_MIN_FACE,) * 2,
-                                        maxSize=(largest, largest))
-    proposals = sorted(found, key=lambda b: -b[2])[:MAX_PROPOSALS]
+    found, neighbours = _cascade().detectMultiScale2(small, scaleFactor=HAAR_STEP, minNeighbors=1,
+                                                     minSize=(HAAR_MIN_FACE,) * 2, maxSize=(largest, largest))
+    # The surest proposals first (most neighbouring windows agree), not the largest: in a busy photo
+    # the cap must not drop a small real face for big patterns.
+    ranked = sorted(zip(found, np.ravel(neighbours), strict=True), key=lambda p: (-int(p[1]), -int(p[0][2])))
     faces: list[Face] = []
-    for x, y, w, h in proposals:
+    for (x, y, w, h), _ in ranked[:MAX_PROPOSALS]:
         cx, cy, side = (x + w / 2) / scale, (y + h / 2) / scale, w / scale
-        x0, y0 = max(0, round(cx - side)), max(0, round(cy - side))
-        x1, y1 = min(width, round(cx + side)), min(height, round(cy + side))
+        # Room around the proposal: the HOG window sees past the face, and its box then fits the face.
+        x0, y0 = max(0, round(cx - 1.5 * side)), max(0, round(cy - 1.5 * side))
+        x1, y1 = min(width, round(cx + 1.5 * side)), min(height, round(cy + 1.5 * side))
         zoom = 1.5 * HOG_MIN_FACE / side  # the face about 1.5 windows wide
         for face in _detect_rotated(_resized(gray[y0:y1, x0:x1], zoom), 0, zoom):
             faces.append(_shifted(face, x0, y0))
@@ -169,7 +180,8 @@ def _shifted(face: Face, dx: int, dy: int) -> Face:
     box = Box(face.box.x + dx, face.box.y + dy, face.box.w, face.box.h)
     left = (face.left_eye[0] + dx, face.left_eye[1] + dy)
     right = (face.right_eye[0] + dx, face.right_eye[1] + dy)
-    return Face(box, face.score, left, right)
+    nose = None if face.nose is None else (face.nose[0] + dx, face.nose[1] + dy)
+    return Face(box, face.score, left, right, nose)
 
 
 def _distinct(faces: list[Face]) -> list[Face]:
@@ -215,10 +227,11 @@ def _detect_rotated(gray: np.ndarray, angle: float, scale: float) -> list[Face]:
         points = landmarks(turned, rect).parts()
         left = _mean_point(points[2], points[3], back)
         right = _mean_point(points[0], points[1], back)
+        nose = _apply(back, points[4].x, points[4].y)
         cx, cy = _apply(back, (rect.left() + rect.right()) / 2, (rect.top() + rect.bottom()) / 2)
         side = rect.width() / scale
         box = Box(round(cx - side / 2), round(cy - side / 2), round(side), round(side))
-        faces.append(Face(box, float(score), left, right))
+        faces.append(Face(box, float(score), left, right, nose))
     return sorted(faces, key=lambda f: f.box.area, reverse=True)
 
 

@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Protocol
 
+from inference.conditioning import PreparedFace
 from inference.engine import GenerationRequest, random_seed
-from inference.preprocess import PreparedFace
 from inference.queue.errors import AlreadyQueued, NoWorkers, QueueClosed, QueueFull
 from inference.queue.jobs import (
     TERMINAL,

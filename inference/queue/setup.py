@@ -21,12 +21,17 @@ async def open_queue(settings: Settings) -> tuple[Any, GenerationQueue]:
     from inference.queue.remote.dispatch import RemoteBackend
     from inference.queue.remote.front import EngineFront
     from inference.queue.remote.protocol import catalog_fingerprint
+    from inference.queue.remote.sealing import Seal, check_transport
+
+    seal = Seal(settings.queue_secret.get_secret_value() if settings.queue_secret else None)
+    check_transport(settings.redis_url.get_secret_value(), seal)  # before any model loads
 
     front = await asyncio.to_thread(EngineFront.from_settings, settings)
     engines = await asyncio.to_thread(load_engines, settings) if settings.devices else []
     queue = GenerationQueue(engines or None, settings, catalog=front.catalog)
     backend = RemoteBackend(
-        queue, settings.redis_url.get_secret_value(), catalog_fingerprint(front.catalog, front.resolution)
+        queue, settings.redis_url.get_secret_value(), catalog_fingerprint(front.catalog, front.resolution),
+        batch_timeout_s=settings.batch_timeout_s, seal=seal,
     )
     await backend.start()
     queue.on_shutdown(backend.close)

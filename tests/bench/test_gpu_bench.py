@@ -26,3 +26,19 @@ def test_quick_gpu_bench_prints_every_row(tmp_path: Path) -> None:
     assert any(name.startswith("time to first image") for name in names)
     switch = next(line for line in table if "style switch" in line)
     assert "recompiles: 0" in switch
+    # The memory plans: each at batch 1 and its largest batch, its candidate sets, diffusers' options.
+    from inference.memory_plan import PLANS
+
+    for plan in PLANS.values():
+        rows = [line for line in table if line.split("|")[1].strip() == f"plan {plan.name}"]
+        assert sorted(int(line.split("|")[2]) for line in rows) == sorted({1, plan.max_batch}), plan.name
+        assert all(line.split("|")[4].strip() != "-" for line in rows), rows  # seconds per image measured
+        for images in (1, 2, 4):
+            assert f"plan {plan.name}, set of {images}" in names
+    for option in ("everything resident", "enable_model_cpu_offload", "enable_sequential_cpu_offload",
+                   "enable_group_offload (block level, CUDA stream)"):
+        assert f"plain diffusers, {option}" in names
+    # The accounted table at full size, labelled as accounted.
+    assert "Accounted at full size" in done.stdout
+    accounted = {line.split("|")[1].strip(): line for line in table if line.split("|")[2].strip().endswith(" GB")}
+    assert set(accounted) == set(PLANS)

@@ -113,3 +113,15 @@ async def test_retention_purges_old_rows_only(database: Database, timed_repo: Re
     assert await timed_repo.purge_log(older_than_days=1) == 1
     with pytest.raises(ValueError):
         await timed_repo.purge_log(older_than_days=0)
+
+
+async def test_a_late_started_write_never_shows_a_finished_job_as_running(
+    database: Database, timed_repo: Repository
+) -> None:
+    # The "started" write retried (or racing the end) lands after the job was closed.
+    log_id = await timed_repo.log_queued(BOB, GUILD, CHANNEL, "pixar")
+    assert await timed_repo.log_finished(log_id, "cancelled") is True
+    await timed_repo.log_started(log_id)
+    row = await _log_row(database, log_id)
+    assert row.started_at is None and row.outcome == "cancelled"
+    assert await timed_repo.usage_today(BOB, GUILD) == (0, 0)  # a cancel before the GPU started does not count

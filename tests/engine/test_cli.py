@@ -101,3 +101,33 @@ def test_make_tiny_model_writes_the_standard_layout(tmp_path: Path) -> None:
                  "ip-adapter/models/image_encoder/config.json", "styles/tiny-style/style.json",
                  "styles/tiny-style/lora.safetensors"):
         assert (tmp_path / "m" / part).is_file(), part
+
+
+def test_inspect_writes_what_the_engine_would_get(astronaut: Image.Image, tmp_path: Path) -> None:
+    selfie = tmp_path / "tilted.jpg"
+    astronaut.rotate(20, expand=True, fillcolor=(120, 120, 110)).save(selfie, quality=92)
+    out = tmp_path / "seen"
+    done = run_mmpp("inspect", str(selfie), "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    steps = [line.split(":")[0] for line in lines]
+    assert steps[:-1] == ["photo", "face", "rotation", "square", "mask", "structure", "face crop"]
+    assert lines[-1].startswith(f"wrote mask.png, control.png and face.png to {out}")
+    turned = int(lines[2].split("turned ")[1].split(" degrees")[0])
+    assert -25 <= turned <= -15  # she was tilted 20 degrees counter-clockwise
+    with Image.open(out / "control.png") as control, Image.open(out / "mask.png") as mask, \
+            Image.open(out / "face.png") as face:
+        assert control.size == (1024, 1024) and control.mode == "L"
+        assert mask.mode == "L" and mask.width == mask.height
+        assert face.size == (224, 224) and face.mode == "RGB"
+
+
+def test_inspect_says_why_a_photo_cannot_be_used(tmp_path: Path) -> None:
+    from skimage import data as skdata
+
+    photo = tmp_path / "cup.jpg"
+    Image.fromarray(skdata.coffee()).save(photo)
+    done = run_mmpp("inspect", str(photo), "--out", str(tmp_path / "seen"), cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("mmpp: I couldn't find a face in that picture.")
+    assert not (tmp_path / "seen").exists()

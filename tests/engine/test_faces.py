@@ -16,7 +16,14 @@ from skimage import data as skdata
 
 from inference.faces import detect_faces, member_face
 from inference.faces.people import SECOND_PERSON_SIDE
-from inference.preprocess import LocatedFace, NoFaceFound, TooManyFaces, locate_face, locate_face_crop
+from inference.preprocess import (
+    FaceTooSmall,
+    LocatedFace,
+    NoFaceFound,
+    TooManyFaces,
+    locate_face,
+    locate_face_crop,
+)
 from tests.conftest import encode
 
 
@@ -56,13 +63,30 @@ def test_the_crop_centres_the_face_with_room_around_it(astronaut: Image.Image) -
     assert 0 < located.box.y + located.box.h / 2 - located.image.height / 2 < 0.2 * located.box.w
 
 
-def test_a_48_px_face_in_a_4000_px_photo_is_found(astronaut: Image.Image) -> None:
-    room = Image.fromarray(skdata.coffee()).resize((4000, 3000))
-    # The astronaut's face is ~88 px of her 512 px photo: at 280 px it is ~48 px wide.
-    room.paste(astronaut.resize((280, 280)), (2500, 900))
-    located = locate_face(encode(room, quality=90))
-    assert 44 <= located.box.w <= 56
+def photo_with_small_face(astronaut: Image.Image, size: tuple[int, int], face_px: float) -> bytes:
+    """Her face about `face_px` wide (dlib's box; 88 px in her 512 px photo) in a big real photo."""
+    room = Image.fromarray(skdata.coffee()).resize(size, Image.Resampling.BILINEAR)
+    side = round(512 * face_px / 88)
+    room.paste(astronaut.resize((side, side), Image.Resampling.LANCZOS), (size[0] * 3 // 5, size[1] // 4))
+    return encode(room, quality=90)
+
+
+@pytest.mark.parametrize(
+    ("size", "face_px"),
+    [((1155, 866), 52), ((2582, 1936), 58), ((4000, 3000), 52)],
+    ids=["1 MP", "5 MP", "12 MP"],
+)
+def test_a_face_from_48_px_is_found_in_a_photo_up_to_12_megapixels(
+    astronaut: Image.Image, size: tuple[int, int], face_px: int
+) -> None:
+    located = locate_face(photo_with_small_face(astronaut, size, face_px))
+    assert 48 <= located.box.w <= 80
     assert_upright(located)
+
+
+def test_a_face_found_under_48_px_is_refused_saying_how_wide_it_is(astronaut: Image.Image) -> None:
+    with pytest.raises(FaceTooSmall, match=r"only 4\d pixels wide in that picture; I need at least 48\."):
+        locate_face(photo_with_small_face(astronaut, (1155, 866), 44))
 
 
 @pytest.mark.parametrize(

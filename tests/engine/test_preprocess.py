@@ -147,7 +147,7 @@ def test_two_faces_of_similar_size_are_refused(astronaut: Image.Image) -> None:
 
 def test_a_face_too_small_to_draw_from(astronaut: Image.Image) -> None:
     assert detect_faces(astronaut, min_face_px=100), "the face is found at this size"
-    with pytest.raises(FaceTooSmall, match="too small"):
+    with pytest.raises(FaceTooSmall, match=r"only 88 pixels wide in that picture; I need at least 100\."):
         locate_face(encode(astronaut), ImageLimits(min_face_px=100))
 
 
@@ -158,25 +158,12 @@ def test_every_rejection_has_a_one_sentence_message_and_a_code() -> None:
         assert error_type.code not in ("", "error")
 
 
-def test_at_sdxl_size_the_ip_adapter_crop_stays_small(selfie_bytes: bytes) -> None:
-    face = locate_face(selfie_bytes).prepare(1024)
-    assert face.control.size == (1024, 1024) and face.face.size == (448, 448)
-
-
 def test_the_engine_keeps_working_after_bad_input(engine: Engine, selfie_bytes: bytes) -> None:
     for bad in (b"not an image", huge_png(20000, 20000), selfie_bytes[:500]):
         with pytest.raises(ImageRejected):
             engine.prepare(bad)
     result = engine.generate([GenerationRequest(face=engine.prepare(selfie_bytes), style="tiny-style", seed=1)])
     assert result[0].image is not None
-
-
-def test_the_face_crop_is_square_at_model_size_with_an_edge_map(engine: Engine, selfie_bytes: bytes) -> None:
-    face = engine.prepare(selfie_bytes)
-    assert face.face.size == face.control.size == (engine.resolution, engine.resolution)
-    assert face.control.mode == "L"
-    edges = np.asarray(face.control)
-    assert set(np.unique(edges)) <= {0, 255} and edges.max() == 255
 
 
 @pytest.mark.parametrize("fmt", ["BMP", "TIFF", "ICO", "PPM"])

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from inference.conditioning import PreparedFace
 from inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
-from inference.preprocess import PreparedFace
 from inference.queue import GenerationQueue, JobEvent, JobHandle, Started
 from inference.styles import StyleCatalog
 from inference.tiny_model import add_tiny_style, make_tiny_model

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from inference.conditioning import PreparedFace
 from inference.device import DeviceUnavailable, place, present_devices, resolve_device
 from inference.engine import Engine
-from inference.preprocess import PreparedFace
 from inference.queue import Done, GenerationQueue, Queued
 from inference.queue.devices import DevicesInvalid, load_engines, resolve_devices
 from mmpp.settings import Settings, SettingsError, load_settings

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import pytest
 import torch
 
+from inference.conditioning import PreparedFace
 from inference.engine import GenerationRequest
-from inference.preprocess import PreparedFace
 from inference.queue import Cancelled, Done, Failed, QueueClosed, Step
 from inference.styles import UnknownStyleError
 from tests.queue.conftest import QueueFactory, collect, started

@@ -9,7 +9,7 @@ import time
 import pytest
 from PIL import Image
 
-from inference.preprocess import PreparedFace
+from inference.conditioning import PreparedFace
 from inference.queue import Done, Queued, Started, Step
 from tests.queue.conftest import QueueFactory, collect, started
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from inference.preprocess import PreparedFace
+from inference.conditioning import PreparedFace
 from inference.queue import AlreadyQueued, Done, Failed, QueueFull, Started
 from inference.styles import UnknownStyleError
 from tests.queue.conftest import QueueFactory, collect, started

@@ -7,7 +7,7 @@ import contextlib
 import time
 import urllib.request
 
-from inference.preprocess import PreparedFace
+from inference.conditioning import PreparedFace
 from inference.queue import AlreadyQueued, QueueFull, QueueMetrics, discord_time, expose
 from tests.queue.conftest import QueueFactory, started
 

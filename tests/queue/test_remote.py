@@ -14,12 +14,14 @@ import pytest_asyncio
 import redis
 from pydantic import SecretStr
 
+from inference.conditioning import PreparedFace
 from inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
-from inference.preprocess import PreparedFace
 from inference.queue import Cancelled, Done, Failed, GenerationQueue, NoWorkers, Queued, Started, Step
 from inference.queue.remote import protocol as p
-from inference.queue.remote.dispatch import RemoteBackend
+from inference.queue.remote.dispatch import FOLLOW_GRACE_S, RemoteBackend
+from inference.queue.remote.sealing import Seal
 from inference.queue.remote.worker import RemoteWorker, WorkerRefused, check_catalog
+from mmpp.memory import HeapTrimmer
 from mmpp.settings import Settings
 from tests.queue.conftest import ProbeEngine, collect, started
 
@@ -56,15 +58,21 @@ class Remote:
         return found
 
 
-async def open_remote(url: str, settings: Settings, engine: Engine, worker_id: str = "w1") -> AsyncIterator[Remote]:
+async def open_remote(
+    url: str, settings: Settings, engine: Engine, worker_id: str = "w1", *,
+    bot_batch_timeout_s: float | None = None, worker_settings: dict[str, object] | None = None,
+    bot_secret: str | None = None,
+) -> AsyncIterator[Remote]:
+    """The bot's queue and one worker; by default both on the shipped BATCH_TIMEOUT_S."""
     settings = settings.model_copy(update={"redis_url": SecretStr(url)})
     fingerprint = p.catalog_fingerprint(engine.catalog, engine.resolution)
     queue = GenerationQueue(None, settings, catalog=engine.catalog, initial_job_s=1.0, stop_timeout_s=5)
-    backend = RemoteBackend(queue, url, fingerprint)
+    timeout = {} if bot_batch_timeout_s is None else {"batch_timeout_s": bot_batch_timeout_s}
+    backend = RemoteBackend(queue, url, fingerprint, seal=Seal(bot_secret), **timeout)  # type: ignore[arg-type]
     await backend.start()
     queue.on_shutdown(backend.close)
     probe = SlowSteps(engine)
-    worker = RemoteWorker(probe, settings, worker_id, fingerprint)
+    worker = RemoteWorker(probe, settings.model_copy(update=worker_settings or {}), worker_id, fingerprint)
     stop = asyncio.Event()
     serving = asyncio.create_task(worker.serve(stop))
     client = redis.Redis.from_url(url)
@@ -130,14 +138,16 @@ async def test_a_batch_past_its_discord_deadline_never_starts(
 ) -> None:
     # Straight into the worker's queue, as a bot whose member's reply has expired would have left it.
     request = GenerationRequest(face=face, style="tiny-style", seed=1, steps=2)
-    payload = p.encode_batch("late", [("j-late", 0, request, False)], not_after=time.time() - 1)
+    batch = p.encode_batch("late", [("j-late", 0, request, False)], not_after=time.time() - 1)
+    payload = Seal(None).seal_payload(batch)
     assert remote.backend.pool is not None
     await remote.backend.pool.enqueue_job(p.BATCH_FUNCTION, payload, _job_id="late", _queue_name=p.worker_queue("w1"))
     async with asyncio.timeout(10):
         while not remote.client.exists(p.events_key("j-late", 0)):  # noqa: ASYNC110
             await asyncio.sleep(0.02)
     entries = remote.client.xrange(p.events_key("j-late", 0))
-    assert [(f[b"k"], f.get(b"code")) for _, f in entries] == [(b"failed", b"expired")]
+    opened = [Seal(None).open_event("j-late", 0, f) for _, f in entries]
+    assert [(e["k"], e.get("code")) for e in opened] == [("failed", "expired")]
     assert remote.probe.calls == []
 
 
@@ -179,13 +189,84 @@ async def test_with_no_worker_left_members_are_told_at_once(remote: Remote, face
     waiting = remote.queue.submit(face, "tiny-style", user_id=2, guild_id=2, steps=2)
     # The worker vanishes as a kill -9 would leave it: no goodbye, its heartbeat simply lapses.
     remote.client.delete(p.worker_key("w1"))
-    remote.worker._stopping = True  # no more heartbeats
+    remote.worker._left = True  # no more heartbeats
     t0 = time.monotonic()
     ends = await asyncio.wait_for(asyncio.gather(running.outcome(), waiting.outcome()), 15)
     assert time.monotonic() - t0 < p.HEARTBEAT_TTL_S
     assert [(type(e), getattr(e, "code", None)) for e in ends] == [(Failed, "worker_lost"), (Failed, "no_workers")]
     with pytest.raises(NoWorkers):
         remote.queue.submit(face, "tiny-style", user_id=3, guild_id=3)
+
+
+async def test_a_batch_longer_than_batch_timeout_tells_every_member(
+    redis_url: str, queue_settings: Settings, real_engine: Engine, face: PreparedFace
+) -> None:
+    # The worker's BATCH_TIMEOUT_S is short; the bot keeps the shipped one (its own backstop).
+    async for remote in open_remote(redis_url, queue_settings, real_engine, worker_settings={"batch_timeout_s": 1.5}):
+        remote.probe.step_s = 0.5  # 12 steps: 6 s, past the worker's 1.5 s
+        handles = [remote.queue.submit(face, "tiny-style", user_id=u, guild_id=1, steps=12) for u in (1, 2)]
+        sent = time.monotonic()
+        ends = [(await collect(h))[-1] for h in handles]
+        told_s = time.monotonic() - sent
+        assert [type(e) for e in ends] == [Failed, Failed], ends
+        assert all(e.code == "timeout" and "took too long" in e.reason for e in ends)  # type: ignore[union-attr]
+        assert [len(call) for call in remote.probe.calls] == [2]  # one batch, both members told
+        assert told_s < 1.5 + 3.0, told_s
+        # The worker stopped drawing (cancel flags) and is free for the next member.
+        remote.probe.step_s = 0.0
+        after = await collect(remote.queue.submit(face, "tiny-style", user_id=3, guild_id=1, steps=2))
+        assert isinstance(after[-1], Done)
+
+
+async def test_a_worker_that_stops_publishing_mid_batch_is_not_waited_on_forever(
+    redis_url: str, queue_settings: Settings, real_engine: Engine, face: PreparedFace
+) -> None:
+    # The worker keeps the shipped 15 minutes; the bot's own deadline is short.
+    async for remote in open_remote(redis_url, queue_settings, real_engine, bot_batch_timeout_s=1.0):
+        remote.probe.step_s = 9.0  # after step 1, nothing for 9 s, while the heartbeat goes on
+        handle = remote.queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=4)
+        sent = time.monotonic()
+        events = await collect(handle)
+        told_s = time.monotonic() - sent
+        end = events[-1]
+        assert isinstance(end, Failed) and end.code == "timeout" and "took too long" in end.reason
+        assert [e.i for e in events if isinstance(e, Step)] == [1]
+        assert remote.backend.is_alive("w1")  # its heartbeat lived all along
+        assert told_s < 1.0 + FOLLOW_GRACE_S + 1.5, told_s
+        assert remote.queue.job_for(1) is None  # the member may ask again at once
+
+
+async def test_a_malformed_progress_entry_is_skipped_not_fatal(remote: Remote, face: PreparedFace) -> None:
+    remote.probe.step_s = 0.3
+    handle = remote.queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=4)
+    async with asyncio.timeout(30):
+        async for event in handle.events():
+            if isinstance(event, Started):
+                break
+    # Anyone who can write to Redis could add this to the job's stream.
+    key = p.events_key(handle.id, 0)
+    remote.client.xadd(key, Seal(None).seal_event(handle.id, 0, {"k": "step", "i": "not a number", "n": 4}))
+    remote.client.xadd(key, {"k": "step", "i": "2", "n": "4"})  # nor sealed at all
+    rest = [e async for e in handle.events()]
+    assert isinstance(rest[-1], Done)
+
+
+class CountingTrimmer(HeapTrimmer):
+    def __init__(self) -> None:
+        super().__init__(interval_s=0.0)
+        self.trims = 0
+
+    def trim(self) -> bool:
+        self.trims += 1
+        return super().trim()
+
+
+async def test_a_long_running_worker_gives_freed_heap_back_between_batches(remote: Remote, face: PreparedFace) -> None:
+    assert remote.worker.trimmer.interval_s > 0  # the shipped worker trims, at most every few seconds
+    remote.worker.trimmer = trimmer = CountingTrimmer()
+    for user in (1, 2):
+        assert isinstance((await collect(remote.queue.submit(face, "tiny-style", user_id=user, guild_id=1)))[-1], Done)
+    assert trimmer.trims == 2
 
 
 async def test_a_set_travels_to_a_remote_worker_and_back_whole_split_by_the_workers_own_limit(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from inference.conditioning import PreparedFace
 from inference.engine import Engine
-from inference.preprocess import PreparedFace
 from inference.queue import Done, Step
 from mmpp.settings import Settings
 from tests.queue.conftest import collect

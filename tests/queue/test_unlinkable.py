@@ -13,8 +13,8 @@ from dataclasses import replace
 from PIL import Image, ImageOps
 from pydantic import SecretStr
 
+from inference.conditioning import PreparedFace
 from inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
-from inference.preprocess import PreparedFace
 from inference.queue import Done, GenerationQueue
 from inference.queue.unlinkable import REDRAW_IP_FACTORS
 from inference.styles import StyleCatalog

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 import redis
+from cryptography.fernet import Fernet
 
 from bot.discord_endpoints import reset_endpoints
 from bot.runtime import BotRuntime
@@ -31,6 +32,8 @@ from tests.discord_standin import BotAction, FakeGuild, FakeMember, FakeUser, In
 from tests.redis_server import RedisProcess
 
 SLOW_STEPS = 60
+# The cluster runs sealed (QUEUE_SECRET on the bot and the workers); tests/bot's Redis runs in clear.
+QUEUE_SECRET = Fernet.generate_key().decode()
 
 
 @dataclass
@@ -50,17 +53,32 @@ class Cluster:
         assert self.runtime.services is not None
         return self.runtime.services
 
-    def start_worker(self, name: str) -> None:
+    def start_worker(self, name: str, *, clock_offset_s: float = 0.0, **env_lines: str) -> None:
+        """`mmpp worker` in its own process. `clock_offset_s`: the process's wall clock
+        (`time.time`, which arq and the worker read) is that far off, as on a machine whose clock
+        is wrong; its monotonic clock is untouched, as there."""
         env = {
             **os.environ, "DEVICE": "cpu", "DTYPE": "float32", "OMP_NUM_THREADS": "1", "PREVIEW_EVERY": "2",
-            "MAX_BATCH_SIZE": "4", "LOG_LEVEL": "INFO",
+            "MAX_BATCH_SIZE": "4", "LOG_LEVEL": "INFO", "QUEUE_SECRET": QUEUE_SECRET, **env_lines,
         }
         log = open(self.workdir / f"{name}.log", "ab")
-        self.workers[name] = subprocess.Popen(
-            [sys.executable, "-m", "mmpp.cli", "worker", "--model-dir", str(self.model_dir),
-             "--redis-url", self.redis.url, "--worker-id", name],
-            cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+        args = ["worker", "--model-dir", str(self.model_dir), "--redis-url", self.redis.url, "--worker-id", name]
+        skewed = (
+            "import sys, time; real = time.time; time.time = lambda: real() + float(sys.argv[1]); "
+            "from mmpp.cli import main; raise SystemExit(main(sys.argv[2:]))"
         )
+        command = [sys.executable, "-c", skewed, str(clock_offset_s), *args] if clock_offset_s else \
+            [sys.executable, "-m", "mmpp.cli", *args]
+        self.workers[name] = subprocess.Popen(command, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def stop_worker(self, name: str) -> None:
+        process = self.workers.pop(name)
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
     def worker_log(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
@@ -144,7 +162,7 @@ async def cluster(scale_model_dir: Path, tmp_path_factory: pytest.TempPathFactor
         dm_user = standin.add_user("dm")
         settings = bot_settings(
             standin, scale_model_dir, workdir, queue_backend="redis", redis_url=server.url, max_batch_size=4,
-            queue_capacity=100, user_daily_quota=100, server_daily_quota=1000,
+            queue_capacity=100, user_daily_quota=100, server_daily_quota=1000, queue_secret=QUEUE_SECRET,
         )
         runtime = BotRuntime(settings, shutdown_grace_s=5.0, client_options={"guild_ready_timeout": 0.05})
         world = Cluster(standin, runtime, server, scale_model_dir, workdir, guilds, members, dm_user)

@@ -72,6 +72,10 @@ ON_DEFAULT = {
     "reroll_ttl_s": "bot", "reroll_cache_mb": "bot", "shutdown_grace_s": "bot: Ctrl-C stops it gracefully",
     "metrics_port": "bot: no metrics server", "log_level": "all three", "log_format": "all three: text",
     "styles_dir": "the empty environment: ./styles, absent on a fresh clone, leaves the built-ins",
+    "gpu_memory_gb": "all three: unset asks the device; on the CPU that is the host plan (nothing capped)",
+    "memory_plan": "all three: auto picks the plan from GPU_MEMORY_GB (the host plan on the CPU)",
+    "queue_secret": "worker: unset, allowed because its Redis is on loopback (payloads travel unsealed)",
+    "batch_timeout_s": "worker: arq's limit for a batch, 900 s; the bot's own deadline adds a heartbeat",
 }
 # Every other setting, with why no start here runs its default.
 NOT_HERE = {

@@ -17,6 +17,7 @@ import json
 import logging
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from arq.connections import ArqRedis, create_pool
@@ -26,6 +27,7 @@ from inference.engine import GenerationResult
 from inference.queue.gpu_queue import TIMED_OUT, GenerationQueue
 from inference.queue.jobs import Cancelled, Done, Failed, Job, JobState, Step, TerminalEvent, Timings
 from inference.queue.remote import protocol as p
+from inference.queue.remote.sealing import Forged, Seal
 from inference.queue.worker import ENGINE_ERROR, OUT_OF_MEMORY
 from mmpp.errors import N_, UserFacingError
 from mmpp.logs import log_event
@@ -41,8 +43,20 @@ MAX_ATTEMPTS = 2
 CLAIM_TTL_S = 10.0
 CLAIM_RETRY_S = 0.05
 RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
-LOST = "The GPU worker drawing your portrait stopped, so it wasn't made. Please try again."
+LOST = N_("The GPU worker drawing your portrait stopped, so it wasn't made. Please try again.")
 REDIS_LOST = N_("I lost contact with my GPU workers while drawing your portrait. Please try again.")
+TOO_LONG = N_(
+    "Your portrait took too long to draw, so I stopped it. It doesn't count against your daily limit; "
+    "please try again."
+)
+# The bot's own deadline for a batch is the worker's BATCH_TIMEOUT_S plus this: the worker stops a
+# batch and says so first; the bot stops waiting when even that word does not come (a hung worker
+# whose heartbeat lives on, a worker that lost its connection).
+FOLLOW_GRACE_S = p.HEARTBEAT_TTL_S
+# arq scores a job with the enqueueing machine's clock and a worker picks it once the score is past
+# on *its* clock: a worker an hour behind would wait an hour. Scored at the epoch, a batch is due on
+# any worker at once; its expiry is a Redis TTL and the not-after time is on Redis's clock.
+DUE_AT_ONCE = datetime.fromtimestamp(1, UTC)
 # Worker failure codes the bot knows how to word; a worker never chooses the words a member reads.
 WORDING = {"out_of_memory": OUT_OF_MEMORY}
 
@@ -54,8 +68,14 @@ class RedisUnavailable(UserFacingError):
 class RemoteBackend:
     """Publishes the bot's catalog, watches worker heartbeats, attaches one slot per live worker."""
 
-    def __init__(self, queue: GenerationQueue, url: str, fingerprint: dict[str, Any]) -> None:
+    def __init__(
+        self, queue: GenerationQueue, url: str, fingerprint: dict[str, Any],
+        *, batch_timeout_s: float = p.DEFAULT_BATCH_TIMEOUT_S, seal: Seal | None = None,
+    ) -> None:
         self.queue = queue
+        # Without a secret: frames in clear, which `check_transport` allows on a loopback Redis only.
+        self.seal = seal or Seal(None)
+        self.batch_timeout_s = batch_timeout_s
         self.url = url
         self.fingerprint = fingerprint
         self.redis_settings = p.redis_settings(url)
@@ -96,7 +116,12 @@ class RemoteBackend:
         return worker_id in self.alive
 
     def others_alive(self, worker_id: str) -> bool:
-        return any(w != worker_id for w in self.alive)
+        return any(w != worker_id and not self.alive[w].get("stopping") for w in self.alive)
+
+    def takes_work(self, worker_id: str) -> bool:
+        """Alive and not stopping: a stopping worker finishes its batch but gets no other."""
+        beat = self.alive.get(worker_id)
+        return beat is not None and not beat.get("stopping")
 
     async def _watch(self) -> None:
         while True:
@@ -134,13 +159,16 @@ class RemoteBackend:
                               difference=difference)
                 continue
             alive[worker_id] = beat
+        for worker_id, beat in alive.items():
+            if beat_stopping(beat) and (slot := self.slots.get(worker_id)) is not None:
+                slot.worker_stopping()
         for worker_id in set(self.alive) - set(alive):
             log_event(log, logging.WARNING, "worker gone", worker=worker_id)
             if (slot := self.slots.get(worker_id)) is not None:
                 slot.worker_gone()
         self.alive = alive
         for worker_id in alive:
-            if worker_id not in self.slots:
+            if worker_id not in self.slots and not beat_stopping(alive[worker_id]):
                 log_event(log, logging.INFO, "worker joined", worker=worker_id, device=alive[worker_id].get("device"))
                 slot = RemoteSlot(self, worker_id)
                 self.slots[worker_id] = slot
@@ -166,13 +194,18 @@ class RemoteSlot:
     def worker_gone(self) -> None:
         self._gone.set()
 
+    def worker_stopping(self) -> None:
+        # An idle slot leaves at once; a busy one follows its batch to the end first (`serve`).
+        if not self.running:
+            self._gone.set()
+
     def close(self, *, wait: bool) -> None:
         pass  # nothing of its own to release; its worker keeps running for other bots
 
     async def serve(self) -> None:
         queue = self.backend.queue
         try:
-            while self.backend.is_alive(self.worker_id):
+            while self.backend.takes_work(self.worker_id):
                 # Waiting for work must not outlive the worker: an idle slot of a dead worker would
                 # count as room and hold the queue's view of who can draw.
                 asking = asyncio.ensure_future(queue.next_batch())
@@ -233,17 +266,23 @@ class RemoteSlot:
 
     async def _dispatch(self, batch: list[Job]) -> None:
         batch_id = uuid.uuid4().hex
-        # Wall clock, not monotonic: the worker is another machine. It must not start past this.
-        not_after = time.time() + min(j.deadline for j in batch) - time.monotonic()
-        payload = await asyncio.to_thread(
-            p.encode_batch, batch_id, [(j.id, j.attempt, j.request, j.previews) for j in batch], not_after,
-            more_seeds={j.id: [r.seed for r in j.more] for j in batch if j.more},
-        )
+        left_s = min(j.deadline for j in batch) - time.monotonic()
         try:
+            # The worker is another machine with its own clock: the time it must not start past
+            # is on Redis's clock, which both read.
+            seconds, micros = await self.pool.time()
+            not_after = seconds + micros / 1e6 + left_s
+            jobs = [(j.id, j.attempt, j.request, j.previews) for j in batch]
+            more_seeds = {j.id: [r.seed for r in j.more] for j in batch if j.more}
+            payload = await asyncio.to_thread(
+                lambda: self.backend.seal.seal_payload(
+                    p.encode_batch(batch_id, jobs, not_after, more_seeds=more_seeds)
+                )
+            )
             await self.pool.set(_marker(batch_id), b"1", ex=p.EVENT_TTL_S)
             await self.pool.enqueue_job(
                 p.BATCH_FUNCTION, payload, _job_id=batch_id, _queue_name=p.worker_queue(self.worker_id),
-                _expires=max(1.0, not_after - time.time()),
+                _expires=max(1.0, left_s), _defer_until=DUE_AT_ONCE,
             )
         except p.REDIS_ERRORS:
             await self._lost(batch, REDIS_LOST)
@@ -259,7 +298,13 @@ class RemoteSlot:
         flagged: set[str] = set()
         started = time.monotonic()
         renewed = time.monotonic()
+        # The bot's own deadline, on its own monotonic clock: no clock of another machine decides
+        # how long a member waits.
+        until = started + self.backend.batch_timeout_s + FOLLOW_GRACE_S
         while pending:
+            if time.monotonic() > until:
+                await self._too_long(list(pending.values()), batch_id)
+                return
             if time.monotonic() - renewed > CLAIM_TTL_S / 4:
                 renewed = time.monotonic()
                 try:
@@ -297,32 +342,48 @@ class RemoteSlot:
 
     async def _event(self, job: Job, fields: dict[bytes, bytes], started: float) -> TerminalEvent | None:
         """Pass one stream entry on to the job's consumer; the terminal event when it ends the job."""
-        queue = self.backend.queue
-        kind = fields.get(b"k", b"").decode()
         self.backend.bytes_received += sum(len(k) + len(v) for k, v in fields.items())
+        try:
+            body = self.backend.seal.open_event(job.id, job.attempt, fields)
+            return await self._opened_event(job, body, started)
+        except (Forged, KeyError, ValueError, TypeError, OSError, SyntaxError) as exc:
+            # Not from this job's worker, or malformed: skipped, and the job goes on (an end that
+            # never verifies ends at the bot's own deadline).
+            log_event(log, logging.WARNING, "event skipped", job=job.id, error=type(exc).__name__)
+            return None
+
+    async def _opened_event(self, job: Job, fields: dict[str, Any], started: float) -> TerminalEvent | None:
+        queue = self.backend.queue
+        kind = str(fields.get("k", ""))
         if kind == "step":
-            preview = _image(fields[b"p"]) if b"p" in fields else None
-            queue.emit(job, Step(int(fields[b"i"]), int(fields[b"n"]), preview))
+            preview = fields.get("p")
+            queue.emit(job, Step(int(fields["i"]), int(fields["n"]), _image(preview) if preview else None))
             return None
         if kind in ("done", "filtered"):
             # "filtered": the worker's safety check refused the portrait and sent no pixels.
             # A set lists its takes under "t" (seed, linkable, filtered); one picture says it inline.
-            takes = json.loads(fields[b"t"]) if b"t" in fields else [
-                {"seed": int(fields[b"seed"]), "l": fields.get(b"l") == b"1", "f": kind == "filtered"}
+            takes = fields["t"] if "t" in fields else [
+                {"seed": int(fields["seed"]), "l": fields.get("l") in ("1", 1, True), "f": kind == "filtered"}
             ]
             # A worker that predates sets draws one take of a set: the member still gets a portrait.
-            if not 1 <= len(takes) <= job.cost:
+            if not isinstance(takes, list) or not 1 <= len(takes) <= job.cost:
                 return Failed(ENGINE_ERROR, "result_lost")
-            seconds = float(fields.get(b"s", b"0"))
+            seconds = float(fields.get("s", 0))
             results = []
             for index, take in enumerate(takes):
                 image = None
                 if not take.get("f"):
-                    png = await self.pool.getdel(p.result_key(job.id, job.attempt, index))
-                    if png is None:
+                    sealed = await self.pool.getdel(p.result_key(job.id, job.attempt, index))
+                    if sealed is None:
                         return Failed(ENGINE_ERROR, "result_lost")
-                    self.backend.bytes_received += len(png)
-                    image = await asyncio.to_thread(_image, png)
+                    self.backend.bytes_received += len(sealed)
+                    try:
+                        image = await asyncio.to_thread(
+                            self.backend.seal.open_result, p.take_name(job.id, index), job.attempt, sealed
+                        )
+                    except Forged as exc:
+                        log_event(log, logging.WARNING, "result refused", job=job.id, why=str(exc))
+                        return Failed(ENGINE_ERROR, "result_refused")
                 results.append(GenerationResult(
                     image=image, seed=int(take["seed"]), style=job.style, seconds=seconds, flagged=image is None,
                     linkable=bool(take.get("l")),
@@ -336,7 +397,9 @@ class RemoteSlot:
             )
             return Done(results[0], timings, tuple(results[1:]))
         if kind == "failed":
-            code = fields.get(b"code", b"engine_error").decode()
+            code = str(fields.get("code", "engine_error"))
+            if code == "batch_timeout":
+                return Failed(TOO_LONG, "timeout")
             if code == "expired":
                 return Failed(TIMED_OUT, "timeout")
             return Failed(WORDING.get(code, ENGINE_ERROR), code)
@@ -355,6 +418,20 @@ class RemoteSlot:
             except p.REDIS_ERRORS:
                 continue
         return False
+
+    async def _too_long(self, jobs: list[Job], batch_id: str) -> None:
+        """The bot's deadline passed without an end from the worker: its members are told, the
+        worker is asked to stop, and the slot and the members' quota are free again."""
+        for job in jobs:
+            await self._cleanup(job, stop=True)
+            self.backend.queue.finish(job, Failed(TOO_LONG, "timeout"))
+        try:
+            await self.pool.delete(p.arq_job_key(batch_id), _marker(batch_id))
+            await self.pool.zrem(p.worker_queue(self.worker_id), batch_id)
+        except p.REDIS_ERRORS:
+            pass  # they carry TTLs
+        log_event(log, logging.WARNING, "batch past the bot's deadline", worker=self.worker_id, batch=batch_id,
+                  jobs=",".join(j.id for j in jobs))
 
     async def _lost(self, jobs: list[Job], message: str, batch_id: str | None = None) -> None:
         queue = self.backend.queue
@@ -393,11 +470,15 @@ class RemoteSlot:
             pass  # all of these carry TTLs
 
 
+def beat_stopping(beat: dict[str, Any]) -> bool:
+    return bool(beat.get("stopping"))
+
+
 def _marker(batch_id: str) -> str:
     return f"mmpp:batch:{batch_id}"
 
 
 def _image(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
+    image = Image.open(io.BytesIO(data), formats=["PNG"])
     image.load()
     return image

@@ -7,8 +7,9 @@ from __future__ import annotations
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
+from inference.conditioning import PreparedFace, prepare
 from inference.loader import _local_or_hub, image_limits, load_catalog
-from inference.preprocess import LocatedFace, PreparedFace, locate_face
+from inference.preprocess import LocatedFace, locate_face
 from inference.styles import StyleCatalog
 from mmpp.settings import Settings
 
@@ -40,4 +41,4 @@ class EngineFront:
 
     def prepare(self, data: bytes | LocatedFace) -> PreparedFace:
         located = data if isinstance(data, LocatedFace) else locate_face(data, self.limits)
-        return located.prepare(self.resolution)
+        return prepare(located, self.resolution)

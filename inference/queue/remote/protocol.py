@@ -23,8 +23,9 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from inference.conditioning import PreparedFace
 from inference.engine import GenerationRequest, to_png
-from inference.preprocess import Box, PreparedFace
+from inference.faces import Box
 from inference.styles import StyleCatalog
 from mmpp.logs import register_secret
 
@@ -37,6 +38,8 @@ HEARTBEAT_EVERY_S = 1.0
 HEARTBEAT_TTL_S = 5.0
 # Streams, results and cancel flags outlive a job only by this much (the Discord reply's lifetime).
 EVENT_TTL_S = 15 * 60
+# Longest a batch may run on a worker (BATCH_TIMEOUT_S): a hung GPU should not hold a worker forever.
+DEFAULT_BATCH_TIMEOUT_S = 15 * 60
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
@@ -53,6 +56,11 @@ def claim_key(worker_id: str) -> str:
 def worker_queue(worker_id: str) -> str:
     """Each worker has its own arq queue: the bot hands a batch to one worker that said it has room."""
     return f"mmpp:arq:{worker_id}"
+
+
+def take_name(job_id: str, take: int) -> str:
+    """What a set's take is sealed under: the job itself for the first, the job and its number after."""
+    return job_id if take == 0 else f"{job_id}#{take}"
 
 
 def events_key(job_id: str, attempt: int) -> str:
@@ -152,9 +160,11 @@ def encode_batch(
     batch_id: str, jobs: list[tuple[str, int, GenerationRequest, bool]], not_after: float,
     *, more_seeds: dict[str, list[int]] | None = None,
 ) -> dict:
-    """`jobs`: (job id, attempt, request, previews). `not_after`: a wall-clock time after which the
-    worker must not start the batch (the Discord reply would have expired). `more_seeds`: by job id,
-    the seeds of a set's later takes (absent: one take, as a bot that predates sets sends)."""
+    """`jobs`: (job id, attempt, request, previews). `not_after`: a time on the Redis server's
+    clock (`TIME`) after which the worker must not start the batch (the Discord reply would have
+    expired). Redis's clock, because bot and worker machines' clocks may disagree by any amount.
+    `more_seeds`: by job id, the seeds of a set's later takes (absent: one take, as a bot that
+    predates sets sends)."""
     more_seeds = more_seeds or {}
     return {
         "batch": batch_id,

@@ -28,16 +28,16 @@ from inference.loader import load_catalog
 from inference.queue.jobs import Cancelled, Done, Failed, Job, JobEvent, Step, TerminalEvent
 from inference.queue.remote import protocol as p
 from inference.queue.remote.front import model_resolution
+from inference.queue.remote.sealing import Forged, Seal, check_transport
 from inference.queue.worker import EngineLike, GpuWorker
 from inference.styles import StyleCatalog
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event
+from mmpp.memory import HeapTrimmer
 from mmpp.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Longest a batch may run before arq gives up on it; a hung GPU should not hold a worker forever.
-BATCH_TIMEOUT_S = 15 * 60
 # arq polls its queue this often; it is the pick-up latency a job pays on an idle worker.
 POLL_DELAY_S = 0.005
 
@@ -84,8 +84,9 @@ class CancelPolling:
 class StreamSink:
     """The queue side of `GpuWorker` on a worker: every event goes onto the job's Redis Stream."""
 
-    def __init__(self, client: redis.Redis, attempts: dict[str, int], max_batch_size: int) -> None:
+    def __init__(self, client: redis.Redis, attempts: dict[str, int], seal: Seal, max_batch_size: int) -> None:
         self._client = client
+        self._seal = seal
         self._attempts = attempts
         self.seconds = 0.0
         # This worker's own limit: a set larger than it is drawn in several calls here.
@@ -100,8 +101,10 @@ class StreamSink:
         try:
             with self._client.pipeline(transaction=False) as pipe:
                 for take, png in (takes or {}).items():
-                    pipe.set(p.result_key(job.id, attempt, take), png, ex=p.EVENT_TTL_S)
-                pipe.xadd(key, {k: v for k, v in fields.items() if v is not None})
+                    # A later take is sealed under its own name, so no take can stand in for another.
+                    pipe.set(p.result_key(job.id, attempt, take),
+                             self._seal.seal_result(p.take_name(job.id, take), attempt, png), ex=p.EVENT_TTL_S)
+                pipe.xadd(key, self._seal.seal_event(job.id, attempt, fields))  # type: ignore[arg-type]
                 pipe.expire(key, p.EVENT_TTL_S)
                 pipe.execute()
         except p.REDIS_ERRORS:
@@ -125,7 +128,7 @@ class StreamSink:
             takes = [{"seed": r.seed, "l": int(r.linkable), "f": int(r.flagged)} for r in event.results]
             kind = "filtered" if all(r.flagged for r in event.results) else "done"
             pngs = {i: r.png() for i, r in enumerate(event.results) if not r.flagged}
-            self._add(job, {"k": kind, "t": json.dumps(takes), "s": event.result.seconds}, takes=pngs)
+            self._add(job, {"k": kind, "t": takes, "s": event.result.seconds}, takes=pngs)
         elif isinstance(event, Done) and event.result.flagged:
             # The safety check refused it: no pixels leave this machine.
             self._add(job, {"k": "filtered", "seed": event.result.seed, "s": event.result.seconds})
@@ -154,27 +157,36 @@ class RemoteWorker:
         self.redis_settings = p.redis_settings(url)
         # For the GPU thread (cancel flags) and the events: short synchronous commands.
         self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self.seal = Seal(settings.queue_secret.get_secret_value() if settings.queue_secret else None)
         self.busy = False
         self.batches = 0
+        # A worker runs for weeks: freed heap goes back to the system between batches, as on the bot.
+        self.trimmer = HeapTrimmer()
         self._stopping = False
+        # Gone for good: no heartbeat any more.
+        self._left = False
 
     # --- arq's function -----------------------------------------------------------------------
 
     async def run_batch(self, ctx: dict[str, Any], payload: dict[str, Any]) -> str:
         try:
-            batch_id, not_after, remote_jobs = p.decode_batch(payload)
-        except (p.BadPayload, KeyError, TypeError, ValueError) as exc:
-            log_event(log, logging.WARNING, "batch refused, not one a bot sends", why=str(exc)[:200])
+            batch_id, not_after, remote_jobs = p.decode_batch(self.seal.open_payload(payload))
+        except (Forged, KeyError, ValueError, TypeError, OSError) as exc:
+            # Not from a bot holding QUEUE_SECRET (or asking more takes than a bot sends): nothing is drawn.
+            log_event(log, logging.WARNING, "batch refused", worker=self.id, why=str(exc) or type(exc).__name__)
             return "refused"
         attempts = {j.id: j.attempt for j in remote_jobs}
-        sink = StreamSink(self.client, attempts, self.settings.max_batch_size)
+        # This worker's own batch limit, as its memory plan capped it: a set larger than that is split here.
+        limit = self.settings.max_batch_size
+        sink = StreamSink(self.client, attempts, self.seal,
+                          min(limit, getattr(self.engine, "preferred_batch_size", None) or limit))
         now = time.monotonic()
         jobs = [
             Job(id=j.id, user_id=0, guild_id=None, request=j.request, submitted_at=now, deadline=now,
                 previews=j.previews, more=[replace(j.request, seed=seed) for seed in j.more_seeds])
             for j in remote_jobs
         ]
-        if time.time() > not_after:
+        if await self._redis_time() > not_after:
             # The member's Discord reply has expired: drawing now would help nobody.
             for job in jobs:
                 sink.finish(job, Failed("expired", "expired"))
@@ -190,11 +202,36 @@ class RemoteWorker:
                 job.started_at = now
                 sink.started(job)
             await gpu.run_batch(jobs)
+        except asyncio.CancelledError:
+            # arq's BATCH_TIMEOUT_S ran out (or the loop was torn down): every member of the batch
+            # hears it now, and the GPU thread stops at its next step.
+            for job in jobs:
+                job.request.cancel.set()
+                sink.finish(job, Failed("batch_timeout", "batch_timeout"))
+            log_event(log, logging.WARNING, "batch stopped, past BATCH_TIMEOUT_S", batch=batch_id, jobs=len(jobs),
+                      timeout_s=self.settings.batch_timeout_s)
+            # The engine is not shared between two batches: the next one starts only once this
+            # one's GPU thread has seen its cancel flags (arq waits for this task, holding its one
+            # job slot; a GPU hung for good keeps the worker busy rather than drawing two at once).
+            await asyncio.to_thread(gpu.close, wait=True)
+            raise
         finally:
             self.busy = False
             self.batches += 1
             gpu.close(wait=False)
+        if self.trimmer.due():
+            await asyncio.to_thread(self.trimmer.trim)
         return "done"
+
+    async def _redis_time(self) -> float:
+        """Now on the Redis server's clock, the one the bot set the not-after time on; this
+        machine's own clock may be off by any amount. Unreadable: 0 (start; the bot keeps its own
+        deadline)."""
+        try:
+            seconds, micros = await asyncio.to_thread(self.client.time)
+        except p.REDIS_ERRORS:
+            return 0.0
+        return seconds + micros / 1e6
 
     # --- registration -------------------------------------------------------------------------
 
@@ -203,17 +240,16 @@ class RemoteWorker:
             "id": self.id, "device": str(getattr(self.engine, "device", "?")), "busy": self.busy,
             "batches": self.batches,
             "max_batch": self.settings.max_batch_size, "fingerprint": self.fingerprint,
+            # Stopping: alive until its batch is delivered, but the bot sends it nothing more.
+            "stopping": self._stopping,
         }
 
     async def _beat(self) -> None:
         """Alive while this key lives; a worker killed with -9 is noticed when it lapses."""
         reported = False
-        while not self._stopping:
+        while not self._left:
             try:
-                await asyncio.to_thread(
-                    self.client.set, p.worker_key(self.id), json.dumps(self.heartbeat()),
-                    px=int(p.HEARTBEAT_TTL_S * 1000),
-                )
+                await self._publish_heartbeat()
                 if reported:
                     log_event(log, logging.INFO, "redis reachable again", worker=self.id)
                 reported = False
@@ -223,9 +259,14 @@ class RemoteWorker:
                 reported = True
             await asyncio.sleep(p.HEARTBEAT_EVERY_S)
 
+    async def _publish_heartbeat(self) -> None:
+        await asyncio.to_thread(
+            self.client.set, p.worker_key(self.id), json.dumps(self.heartbeat()), px=int(p.HEARTBEAT_TTL_S * 1000),
+        )
+
     def arq_worker(self) -> Worker:
         return Worker(
-            functions=[func(self.run_batch, name=p.BATCH_FUNCTION, max_tries=1, timeout=BATCH_TIMEOUT_S)],
+            functions=[func(self.run_batch, name=p.BATCH_FUNCTION, max_tries=1, timeout=self.settings.batch_timeout_s)],
             queue_name=p.worker_queue(self.id),
             redis_settings=self.redis_settings,
             max_jobs=1,
@@ -262,14 +303,21 @@ class RemoteWorker:
                 log_event(log, logging.WARNING, "redis connection lost, reconnecting", worker=self.id)
                 await asyncio.sleep(0.5)
         finally:
+            # A polite stop (SIGTERM): arq's loop is gone, so no new batch is taken; the heartbeat
+            # says "stopping" (the bot sends nothing more) and lives on until the batch on the GPU
+            # is delivered. Without a heartbeat the bot would take this worker for lost and fail or
+            # re-run a batch about to arrive.
             self._stopping = True
-            beat.cancel()
-            # Leave the rotation first, then let the batch on the GPU finish (its member is waiting).
             with contextlib.suppress(*p.REDIS_ERRORS):
-                self.client.delete(p.worker_key(self.id))
+                await self._publish_heartbeat()
             running = [t for t in worker.tasks.values() if not t.done()]
             if running:
-                await asyncio.wait(running, timeout=60)
+                log_event(log, logging.INFO, "stopping after the running batch", worker=self.id)
+                await asyncio.wait(running, timeout=self.settings.batch_timeout_s)
+            self._left = True
+            beat.cancel()
+            with contextlib.suppress(*p.REDIS_ERRORS):
+                self.client.delete(p.worker_key(self.id))
             with contextlib.suppress(*p.REDIS_ERRORS):
                 await worker.close()
             self.client.close()
@@ -315,6 +363,7 @@ async def run_worker(settings: Settings, *, catalog_wait_s: float = 60.0) -> int
     """`mmpp worker`: check the styles against the bot's, load the engine, serve until SIGTERM."""
     url = settings.redis_url.get_secret_value()
     p.redis_settings(url)  # registers the password before anything can log it
+    check_transport(url, Seal(settings.queue_secret.get_secret_value() if settings.queue_secret else None))
     worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
     device = worker_device(settings)
     catalog = load_catalog(settings)

@@ -1,0 +1,308 @@
+"""Faults, injected from outside, and what members notice: one table.
+
+    python bench/faults.py [--members 3]
+
+Each row injects one fault while `--members` members each run /profile, through the real bot
+(discord.py client, tiny model, SQLite file) and the Discord stand-in; the Redis rows run the
+bot with QUEUE_BACKEND=redis, a private `redis-server` and real `mmpp worker` processes, sealed
+with QUEUE_SECRET. Columns:
+
+* members affected: members whose request was in flight when the fault came;
+* members told: of those, members who got their portrait or a message saying what happened;
+* portraits lost: portraits the member saw and then lost (deleted, replaced) or never got although
+  the GPU drew them;
+* seconds to recover: from the fault to the last member's answer (a portrait or a message).
+
+Targets: every member told, no portrait lost.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as `python bench/faults.py`, this folder would come first on sys.path and bot.py would shadow
+# the `bot` package; the repository root takes its place.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from cryptography.fernet import Fernet
+from PIL import Image
+from skimage import data as skdata
+
+from bot.db.database import SQLITE_BUSY_TIMEOUT_S
+from bot.discord_endpoints import reset_endpoints
+from bot.runtime import BotRuntime
+from inference.queue.remote import protocol as p
+from inference.tiny_model import add_tiny_style, make_tiny_model
+from tests.bot.conftest import bot_settings
+from tests.conftest import encode
+from tests.discord_standin import BotAction, FakeMember, InteractionRecord, StandIn
+from tests.redis_server import RedisProcess
+
+SLOW_STEPS = 40
+
+
+@dataclass
+class Row:
+    fault: str
+    affected: int
+    told: int
+    lost: int
+    recover_s: float
+
+
+def is_portrait(action: BotAction) -> bool:
+    return action.has_files and bool(action.components)
+
+
+def is_answer(action: BotAction) -> bool:
+    return is_portrait(action) or (action.ephemeral and bool(action.content))
+
+
+def portraits_lost(standin: StandIn, interactions: list[InteractionRecord]) -> int:
+    """A portrait the member saw whose message is gone or no longer carries it."""
+    lost = 0
+    for interaction in interactions:
+        for action in interaction.actions:
+            if is_portrait(action) and action.message_id is not None:
+                message = standin.message(action.message_id)
+                if message.deleted or not message.attachments:
+                    lost += 1
+    return lost
+
+
+async def outcome(name: str, standin: StandIn, interactions: list[InteractionRecord], fault_at: float,
+                  timeout: float = 120) -> Row:
+    told, last = 0, fault_at
+    for interaction in interactions:
+        try:
+            await interaction.wait_for(is_answer, timeout=max(1.0, fault_at + timeout - time.monotonic()))
+            told += 1
+            last = max(last, time.monotonic())
+        except TimeoutError:
+            pass
+    await asyncio.sleep(1.0)  # anything that would take a delivered portrait back has happened by now
+    return Row(name, len(interactions), told, portraits_lost(standin, interactions), last - fault_at)
+
+
+@asynccontextmanager
+async def bot(model_dir: Path, workdir: Path, **overrides: object) -> AsyncIterator[tuple[StandIn, list[FakeMember],
+                                                                                           BotRuntime]]:
+    async with StandIn() as standin:
+        guild = standin.add_guild("Art Club")
+        members = [standin.add_member(guild, standin.add_user(f"m{i}")) for i in range(8)]
+        settings = bot_settings(standin, model_dir, workdir, user_daily_quota=100, **overrides)
+        runtime = BotRuntime(settings, shutdown_grace_s=5.0, client_options={"guild_ready_timeout": 0.05})
+        try:
+            await runtime.start()
+            await runtime.wait_ready(timeout=60)
+            await standin.wait_for_commands("profile")
+            yield standin, members, runtime
+        finally:
+            await runtime.stop()
+            reset_endpoints()
+
+
+async def profiles(standin: StandIn, members: list[FakeMember], selfie: bytes, style: str) -> list[InteractionRecord]:
+    attachments = {"selfie": ("me.jpg", selfie)}
+    return [await standin.send_slash_command("profile", {"style": style}, user=m, attachments=attachments)
+            for m in members]
+
+
+# --- faults on the bot's own machine ------------------------------------------------------------
+
+
+async def database_locked(model_dir: Path, root: Path, selfie: bytes, n: int) -> Row:
+    workdir = root / "db-locked"
+    workdir.mkdir()
+    async with bot(model_dir, workdir) as (standin, members, _):
+        interactions = await profiles(standin, members[:n], selfie, "slow-style")
+        for interaction in interactions:
+            await interaction.wait_for_content("⏳", timeout=60)  # reserved and queued
+        other = sqlite3.connect(workdir / "mmpp.sqlite3", isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN EXCLUSIVE")  # another process holds the write lock past the busy timeout
+        fault_at = time.monotonic()
+        await asyncio.sleep(SQLITE_BUSY_TIMEOUT_S + 5)
+        other.execute("ROLLBACK")
+        other.close()
+        return await outcome(f"SQLite locked {SQLITE_BUSY_TIMEOUT_S + 5:.0f} s while drawing and delivering",
+                             standin, interactions, fault_at)
+
+
+async def decoder_killed(model_dir: Path, root: Path, selfie: bytes, n: int) -> Row:
+    workdir = root / "decoder"
+    workdir.mkdir()
+    async with bot(model_dir, workdir) as (standin, members, runtime):
+        assert runtime.services is not None
+        pool = runtime.services.decoder._pool
+        for pid in list(pool._processes or {}) if pool is not None else []:  # type: ignore[attr-defined]
+            os.kill(pid, signal.SIGKILL)
+        fault_at = time.monotonic()
+        await asyncio.sleep(0.5)
+        interactions = await profiles(standin, members[:n], selfie, "tiny-style")
+        return await outcome("decode workers killed (SIGKILL), then uploads", standin, interactions, fault_at)
+
+
+# --- faults between the bot and its GPU workers -------------------------------------------------
+
+
+class Workers:
+    def __init__(self, model_dir: Path, workdir: Path, redis_url: str, secret: str) -> None:
+        self.model_dir, self.workdir, self.redis_url, self.secret = model_dir, workdir, redis_url, secret
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, clock_offset_s: float = 0.0) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "DEVICE": "cpu", "DTYPE": "float32", "OMP_NUM_THREADS": "1", "PREVIEW_EVERY": "1000",
+               "QUEUE_SECRET": self.secret, "LOG_LEVEL": "WARNING"}
+        args = ["worker", "--model-dir", str(self.model_dir), "--redis-url", self.redis_url, "--worker-id", name]
+        skewed = ("import sys, time; real = time.time; time.time = lambda: real() + float(sys.argv[1]); "
+                  "from mmpp.cli import main; raise SystemExit(main(sys.argv[2:]))")
+        command = [sys.executable, "-c", skewed, str(clock_offset_s), *args] if clock_offset_s else \
+            [sys.executable, "-m", "mmpp.cli", *args]
+        log = open(self.workdir / f"{name}.log", "ab")
+        self.processes[name] = subprocess.Popen(command, cwd=self.workdir, env=env, stdout=log,
+                                                stderr=subprocess.STDOUT)
+        return self.processes[name]
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+
+
+async def wait_workers(runtime: BotRuntime, *names: str) -> None:
+    assert runtime.services is not None
+    async with asyncio.timeout(180):
+        while not all(f"remote:{n}" in {r.name for r in runtime.services.queue._workers} for n in names):  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+
+
+async def remote_rows(model_dir: Path, root: Path, selfie: bytes, n: int) -> list[Row]:
+    workdir = root / "remote"
+    workdir.mkdir()
+    server = RedisProcess()
+    server.start()
+    secret = Fernet.generate_key().decode()
+    workers = Workers(model_dir, workdir, server.url, secret)
+    rows = []
+    try:
+        async with bot(model_dir, workdir, queue_backend="redis", redis_url=server.url, queue_secret=secret,
+                       max_batch_size=4, batch_timeout_s=60.0) as (standin, members, runtime):
+            # A worker stopped politely mid-batch, alone (no other worker to take its jobs).
+            polite = workers.start("polite")
+            await wait_workers(runtime, "polite")
+            interactions = await profiles(standin, members[:n], selfie, "slow-style")
+            await interactions[0].wait_for_content("🎨", timeout=60)
+            polite.send_signal(signal.SIGTERM)
+            rows.append(await outcome("worker stopped with SIGTERM mid-batch", standin, interactions,
+                                      time.monotonic()))
+            workers.stop_all()
+
+            # A worker an hour ahead, then one an hour behind.
+            for offset in (3600.0, -3600.0):
+                name = "ahead" if offset > 0 else "behind"
+                workers.start(name, clock_offset_s=offset)
+                await wait_workers(runtime, name)
+                fault_at = time.monotonic()
+                interactions = await profiles(standin, members[:n], selfie, "tiny-style")
+                rows.append(await outcome(f"worker clock {offset / 3600:+.0f} h", standin, interactions, fault_at))
+                workers.stop_all()
+
+            # A worker frozen mid-batch (SIGSTOP) while another one is there.
+            frozen, _ = workers.start("frozen"), workers.start("spare")
+            await wait_workers(runtime, "frozen", "spare")
+            interactions = await profiles(standin, members[:n], selfie, "slow-style")
+            await interactions[0].wait_for_content("🎨", timeout=60)
+            frozen.send_signal(signal.SIGSTOP)
+            rows.append(await outcome("worker frozen mid-batch (SIGSTOP)", standin, interactions, time.monotonic()))
+            workers.stop_all()
+
+            # An intruder with Redis access writes "done" and a portrait of its own for each job.
+            workers.start("honest")
+            await wait_workers(runtime, "honest")
+            interactions = await profiles(standin, members[:n], selfie, "slow-style")
+            await interactions[0].wait_for_content("🎨", timeout=60)
+            fault_at = time.monotonic()
+            forge(server.url, runtime)
+            row = await outcome("forged results written to Redis", standin, interactions, fault_at)
+            forged_shown = sum(1 for i in interactions for a in i.actions if is_portrait(a) and red(a))
+            rows.append(Row(row.fault, row.affected, row.told, row.lost + forged_shown, row.recover_s))
+            workers.stop_all()
+    finally:
+        workers.stop_all()
+        server.stop()
+    return rows
+
+
+def forge(url: str, runtime: BotRuntime) -> None:
+    import io
+
+    import redis
+
+    assert runtime.services is not None
+    png = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(png, format="PNG")
+    client = redis.Redis.from_url(url)
+    try:
+        for slot in list(runtime.services.queue._workers):
+            for job in getattr(slot, "running", []):
+                client.set(p.result_key(job.id, job.attempt), png.getvalue())
+                client.xadd(p.events_key(job.id, job.attempt), {"k": "done", "seed": "1", "s": "1"})
+    finally:
+        client.close()
+
+
+def red(action: BotAction) -> bool:
+    import io
+
+    image = Image.open(io.BytesIO(action.files[0].data)).convert("RGB")
+    return image.getpixel((32, 32)) == (255, 0, 0)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--members", type=int, default=3)
+    args = parser.parse_args()
+    selfie = encode(Image.fromarray(skdata.astronaut()), "JPEG", quality=92)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        model_dir = make_tiny_model(root / "model")
+        add_tiny_style(model_dir, "slow-style", seed=3, steps=SLOW_STEPS)
+        rows = [
+            await database_locked(model_dir, root, selfie, args.members),
+            await decoder_killed(model_dir, root, selfie, args.members),
+        ]
+        if shutil.which("redis-server"):
+            rows += await remote_rows(model_dir, root, selfie, args.members)
+        else:
+            print("redis-server not installed: the Redis rows are skipped")
+    print()
+    print("| fault | members affected | members told | portraits lost | seconds to recover |")
+    print("|---|---:|---:|---:|---:|")
+    for row in rows:
+        print(f"| {row.fault} | {row.affected} | {row.told} | {row.lost} | {row.recover_s:.1f} |")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
