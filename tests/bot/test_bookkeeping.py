@@ -69,7 +69,7 @@ async def test_a_locked_database_neither_stops_the_job_nor_takes_the_portrait_ba
         await asyncio.sleep(SQLITE_BUSY_TIMEOUT_S + 2)
         message = world.standin.message(final.message_id)  # type: ignore[arg-type]
         assert not message.deleted, "the member's portrait was deleted"
-        assert [a["filename"] for a in message.attachments] == ["portrait-tiny-style.png"]
+        assert [a["filename"] for a in message.attachments] == ["portrait-tiny-style.png", "avatar-preview.png"]
         assert not [a for a in interaction.actions if "went wrong" in (a.content or "")]
         assert time.monotonic() - delivered_at > SQLITE_BUSY_TIMEOUT_S
     # Once the lock is gone the write is retried: the row says what the member got, and counts.
@@ -100,7 +100,7 @@ async def test_recovery_never_takes_back_a_portrait_the_member_already_has(
     await close_open_jobs(world.runtime.bot, world.services.repo, jobs, why="I restarted")
 
     message = world.standin.message(final.message_id)  # type: ignore[arg-type]
-    assert [a["filename"] for a in message.attachments] == ["portrait-tiny-style.png"]
+    assert [a["filename"] for a in message.attachments] == ["portrait-tiny-style.png", "avatar-preview.png"]
     assert "wasn't made" not in message.content
     assert not [m for m in world.standin.channel_messages if "wasn't made" in m.content]
     [row] = await closed_log_rows(world, 1)
