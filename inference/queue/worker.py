@@ -125,6 +125,9 @@ class GpuWorker:
         over: set[int] = set()  # id(job) of jobs already finished (failed, cancelled)
         started = time.perf_counter()
         for first in range(0, len(pairs), cap):
+            for job, _ in pairs[first:first + cap]:
+                if id(job) not in over and job.request.cancel.is_set():
+                    self._end([job], Cancelled(), over)  # cancelled between two calls of its set
             chunk = [(job, r) for job, r in pairs[first:first + cap] if id(job) not in over]
             if chunk:
                 results = await self._draw(chunk, loop, over, retry_oom=True)
