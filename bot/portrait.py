@@ -246,6 +246,8 @@ async def follow(
                     # The delivery is written before anything else can fail.
                     await services.writes.finished(log_id, outcome)
                     recorded = True
+                    # A portrait made: the pictures that did not work before no longer count.
+                    services.refused_uploads.forget(user.id)
                     if outcome == "undelivered":
                         log_event(log, logging.INFO, "kept for /last", user=user.id)
                 case Failed(reason=message, code=code):
