@@ -97,7 +97,7 @@ async def test_recovery_never_takes_back_a_portrait_the_member_already_has(
     jobs = await world.services.repo.open_jobs()
     assert [j.log_id for j in jobs] == [row.id]
     assert world.runtime.bot is not None
-    await close_open_jobs(world.runtime.bot, world.services.repo, jobs, why="I restarted")
+    await close_open_jobs(world.runtime.bot, world.services.repo, jobs, why="restart")
 
     message = world.standin.message(final.message_id)  # type: ignore[arg-type]
     assert [a["filename"] for a in message.attachments] == ["portrait-tiny-style.png"]
@@ -121,7 +121,7 @@ async def test_recovery_closes_days_old_jobs_without_a_word(world: World) -> Non
         )
     assert world.runtime.bot is not None
     jobs = await repo.open_jobs()
-    assert await close_open_jobs(world.runtime.bot, repo, jobs, why="I restarted") == 2
+    assert await close_open_jobs(world.runtime.bot, repo, jobs, why="restart") == 2
     told = [m for m in world.standin.channel_messages if f"<@{member.user.id}>" in m.content]
     assert len(told) == 1  # the fresh one only
     rows = {r.id: r for r in await closed_log_rows(world, 2)}
