@@ -138,22 +138,24 @@ async def test_recovery_without_a_reply_to_edit_tells_each_member_by_dm_in_their
     await repo.reserve(korean.user.id, world.guild.id, channel, "tiny-style", kind="preview", language="ko")
     await repo.reserve(english.user.id, world.guild.id, channel, "tiny-style", language="en")
     await repo.log_queued(legacy.user.id, world.guild.id, channel, "tiny-style")
+    # A language whose catalogue the operator has since removed: English, and the others are still told.
+    await repo.reserve(world.dm_user.id, None, None, "tiny-style", language="fr")
     assert world.runtime.bot is not None
-    assert await close_open_jobs(world.runtime.bot, repo, await repo.open_jobs(), why="stop") == 3
+    assert await close_open_jobs(world.runtime.bot, repo, await repo.open_jobs(), why="stop") == 4
 
     def dm_to(member: object) -> str:
-        dm = world.standin.dm_channel(member.user).id  # type: ignore[attr-defined]
-        [post] = [m for m in world.standin.channel_messages if m.channel_id == dm]
+        user = getattr(member, "user", member)
+        [post] = [m for m in world.standin.channel_messages if m.channel_id == world.standin.dm_channel(user).id]
         return post.content
 
     assert dm_to(korean) == (
         f"<@{korean.user.id}> ⚠️ 스타일 미리보기를 다 그리기 전에 멈춰야 해서 미리보기를 만들지 못했어요. "
         "오늘 한도에는 포함되지 않으니 언제든 다시 요청해 주세요."
     )
-    for member in (english, legacy):
-        assert dm_to(member).startswith(f"<@{member.user.id}> ⚠️ I had to stop before your portrait was finished")
+    for user in (english.user, legacy.user, world.dm_user):
+        assert dm_to(user).startswith(f"<@{user.id}> ⚠️ I had to stop before your portrait was finished")
     assert world.standin.public_messages() == []
-    assert {r.outcome for r in await closed_log_rows(world, 3)} == {"interrupted"}
+    assert {r.outcome for r in await closed_log_rows(world, 4)} == {"interrupted"}
 
 
 async def test_style_list_is_acknowledged_before_any_sample_is_read(
