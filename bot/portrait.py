@@ -21,7 +21,7 @@ from bot.db import ResolvedPreset
 from bot.db.repository import InteractionRef, JobKind, Outcome
 from bot.db.safety import ServerSafetyStore
 from bot.delivery import TOKEN_LIFETIME, Recipient, deliver_portrait, send_elsewhere
-from bot.i18n import N_, tr, tr_error
+from bot.i18n import N_, language_of, tr, tr_error
 from bot.posting import DeleteButton, NotYours, PostButton, portrait_filename, post_label, public_line
 from bot.replies import ProgressMessage, ReplyDeleted, answer_error, defer, send_error
 from bot.safety_policy import safety_level
@@ -161,6 +161,7 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
         log_id = await services.repo.reserve(
             user.id, interaction.guild_id, interaction.channel_id, order.style,
             kind=order.kind, seed=seed, interaction=interaction_ref(interaction),
+            language=language_of(interaction),
         )
         located = await order.face()
         face = await asyncio.to_thread(services.engine.prepare, located)
