@@ -31,7 +31,7 @@ from skimage import data as skdata
 
 from bot.discord_endpoints import reset_endpoints
 from bot.runtime import BotRuntime
-from inference.tiny_model import make_tiny_model
+from inference.testing.tiny_model import make_tiny_model
 from tests.bot.conftest import bot_settings
 from tests.conftest import encode
 from tests.discord_standin import StandIn

@@ -28,7 +28,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from inference.engine import Engine, GenerationRequest
-from inference.tiny_model import add_tiny_style, make_tiny_model
+from inference.testing.tiny_model import add_tiny_style, make_tiny_model
 from mmpp.settings import load_settings
 
 

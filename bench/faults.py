@@ -46,7 +46,7 @@ from bot.db.database import SQLITE_BUSY_TIMEOUT_S
 from bot.discord_endpoints import reset_endpoints
 from bot.runtime import BotRuntime
 from inference.queue.remote import protocol as p
-from inference.tiny_model import add_tiny_style, make_tiny_model
+from inference.testing.tiny_model import add_tiny_style, make_tiny_model
 from tests.bot.conftest import bot_settings
 from tests.conftest import encode
 from tests.discord_standin import BotAction, FakeMember, InteractionRecord, StandIn

@@ -65,7 +65,7 @@ class Models:
             return (load_pipeline(sources, torch.device("cpu"), bench.dtype),
                     load_safety_checker(sources.safety_checker, torch.device("cpu"), bench.dtype))
         if self._pipe is None:
-            from inference.random_model import FULL, build_random_pipeline, build_random_safety_checker
+            from inference.testing.random_model import FULL, build_random_pipeline, build_random_safety_checker
 
             self._pipe = build_random_pipeline(FULL, device="cpu", dtype=bench.dtype)
             self._safety = build_random_safety_checker(device="cpu", dtype=bench.dtype)

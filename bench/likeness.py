@@ -39,7 +39,7 @@ from inference import likeness
 from inference.conditioning import PreparedFace
 from inference.engine import Engine, GenerationRequest
 from inference.preprocess import ImageRejected
-from inference.tiny_model import make_tiny_model
+from inference.testing.tiny_model import make_tiny_model
 from mmpp.settings import load_settings
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}

@@ -37,7 +37,7 @@ from inference.engine import Engine, GenerationRequest, GenerationResult, StepPr
 from inference.preprocess import locate_face
 from inference.queue import Done, GenerationQueue
 from inference.styles import StyleCatalog
-from inference.tiny_model import make_tiny_model
+from inference.testing.tiny_model import make_tiny_model
 from mmpp.settings import Settings, load_settings
 
 

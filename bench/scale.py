@@ -41,7 +41,7 @@ from inference.engine import Engine
 from inference.queue import Done, GenerationQueue
 from inference.queue.remote import protocol as p
 from inference.queue.remote.dispatch import RemoteBackend
-from inference.tiny_model import make_tiny_model
+from inference.testing.tiny_model import make_tiny_model
 from mmpp.settings import Settings, load_settings
 
 

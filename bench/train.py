@@ -175,7 +175,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir
         if model_dir is None:
-            from inference.tiny_model import make_tiny_model
+            from inference.testing.tiny_model import make_tiny_model
 
             model_dir = make_tiny_model(Path(tmp) / "model")
         data = write_data(Path(tmp) / "data", count=8, size=args.resolution or 64)

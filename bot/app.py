@@ -61,7 +61,7 @@ class MMPPBot(commands.AutoShardedBot):
         await self.sync_commands()
         if left_open:
             self._recovery = asyncio.create_task(
-                close_open_jobs(self, self.services.repo, left_open, why="I restarted"), name="mmpp-recovery"
+                close_open_jobs(self, self.services.repo, left_open, why="restart"), name="mmpp-recovery"
             )
 
     async def close(self) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+import aiohttp
 import discord
 
 from bot.replies import PREVIEW_FILENAME, UNKNOWN_MESSAGE, ProgressMessage, ReplyDeleted
@@ -97,7 +98,11 @@ async def deliver_portrait(
     embed: discord.Embed | None = None,
 ) -> Delivery:
     """The reply first; when it cannot be edited any more, a DM. A reply someone
-    deleted raises `ReplyDeleted`: nobody is waiting for this portrait."""
+    deleted raises `ReplyDeleted`: nobody is waiting for this portrait.
+
+    A failed edit may have landed all the same (Discord applied it and the answer was lost: a 5xx,
+    a dropped connection), so the reply is read back before the DM: a portrait the member already
+    has (and may have posted) is neither sent twice nor written over by an error."""
     try:
         files = [discord.File(io.BytesIO(png), filename=filename)]
         files += [discord.File(io.BytesIO(data), filename=name) for data, name in extras or []]
@@ -107,6 +112,12 @@ async def deliver_portrait(
         if exc.code == UNKNOWN_MESSAGE:
             raise ReplyDeleted() from exc  # someone deleted the reply: not a failure to work around
         log_event(log, logging.WARNING, "final edit failed", user=to.user_id, status=exc.status, code=exc.code)
+    except (aiohttp.ClientError, OSError) as exc:
+        # No answer at all (reset, timeout): the edit may or may not have been applied.
+        log_event(log, logging.WARNING, "final edit unanswered", user=to.user_id, error=type(exc).__name__)
+    if await reply_shows_portrait(interaction):
+        log_event(log, logging.INFO, "final edit had landed", user=to.user_id)
+        return "delivered"
     if await send_elsewhere(interaction.client, to, f"{content}\n{note}", png=png, filename=filename, view=dm_view,
                              extras=extras, embed=embed):
         return "delivered_fallback"
@@ -116,6 +127,23 @@ async def deliver_portrait(
 def shows_portrait(message: discord.Message) -> bool:
     """A reply that carries a file other than a progress preview carries the member's portrait."""
     return any(a.filename != PREVIEW_FILENAME for a in message.attachments)
+
+
+async def reply_shows_portrait(interaction: discord.Interaction) -> bool:
+    """Whether the interaction's reply, as Discord has it now, carries the portrait. Read afresh (not
+    discord.py's cached copy); a deleted reply raises `ReplyDeleted`, and a reply that cannot be
+    read counts as not showing it (the DM is then the safer side)."""
+    try:
+        reply = await interaction.followup.fetch_message("@original")  # type: ignore[arg-type]
+    except discord.HTTPException as exc:
+        if exc.code == UNKNOWN_MESSAGE:
+            raise ReplyDeleted() from exc
+        log_event(log, logging.INFO, "reply unreadable", status=exc.status, code=exc.code)
+        return False
+    except (aiohttp.ClientError, OSError) as exc:
+        log_event(log, logging.INFO, "reply unreadable", error=type(exc).__name__)
+        return False
+    return shows_portrait(reply)
 
 
 def token_usable(expires_at: datetime | None, now: datetime | None = None) -> bool:

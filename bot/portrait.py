@@ -21,7 +21,7 @@ from bot.db import ResolvedPreset
 from bot.db.repository import InteractionRef, JobKind, Outcome
 from bot.db.safety import ServerSafetyStore
 from bot.delivery import TOKEN_LIFETIME, Recipient, deliver_portrait, send_elsewhere
-from bot.i18n import N_, tr, tr_error
+from bot.i18n import N_, language_of, tr, tr_error
 from bot.posting import DeleteButton, NotYours, PostButton, portrait_filename, post_label, public_line
 from bot.replies import ProgressMessage, ReplyDeleted, answer_error, defer, send_error
 from bot.safety_policy import safety_level
@@ -167,6 +167,7 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
         log_id, takes = await services.repo.reserve_set(
             user.id, interaction.guild_id, interaction.channel_id, order.style, pictures=wanted,
             kind=order.kind, seed=seed, interaction=interaction_ref(interaction),
+            language=language_of(interaction),
         )
         located = await order.face()
         face = await asyncio.to_thread(services.engine.prepare, located)
@@ -256,6 +257,8 @@ async def follow(
                     # The delivery is written before anything else can fail.
                     await services.writes.finished(log_id, outcome)
                     recorded = True
+                    # A portrait made: the pictures that did not work before no longer count.
+                    services.refused_uploads.forget(user.id)
                     if outcome == "undelivered":
                         log_event(log, logging.INFO, "kept for /last", user=user.id)
                 case Failed(reason=message, code=code):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import discord
 
@@ -19,6 +20,7 @@ from bot.bookkeeping import DATABASE_ERRORS
 from bot.db import Repository
 from bot.db.repository import OpenJob
 from bot.delivery import Recipient, notify
+from bot.i18n import N_, SOURCE_LANGUAGE, match, tr
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -28,28 +30,52 @@ log = logging.getLogger(__name__)
 TELL_WITHIN = timedelta(days=1)
 
 
-def notice(job: OpenJob, why: str) -> str:
-    what = "style preview" if job.kind == "preview" else "portrait"
-    again = "/style preview" if job.kind == "preview" else "/profile"
-    return (
-        f"<@{job.user_id}> ⚠️ {why} before your {what} was finished, so it wasn't made. "
-        f"It doesn't count against your daily limit; run {again} again whenever you like."
-    )
+# Why a job was left open: a start found it (the bot restarted), or a stop ran out of time.
+Why = Literal["restart", "stop"]
+# What the log's reason says (for the operator, in English).
+REASONS: dict[Why, str] = {"restart": "I restarted", "stop": "I had to stop"}
+# Whole sentences per case, so each language can word each one naturally.
+NOTICES: dict[tuple[Why, str], str] = {
+    ("restart", "portrait"): N_(
+        "I restarted before your portrait was finished, so it wasn't made. "
+        "It doesn't count against your daily limit; run /profile again whenever you like."
+    ),
+    ("restart", "preview"): N_(
+        "I restarted before your style preview was finished, so it wasn't made. "
+        "It doesn't count against your daily limit; ask for it again whenever you like."
+    ),
+    ("stop", "portrait"): N_(
+        "I had to stop before your portrait was finished, so it wasn't made. "
+        "It doesn't count against your daily limit; run /profile again whenever you like."
+    ),
+    ("stop", "preview"): N_(
+        "I had to stop before your style preview was finished, so it wasn't made. "
+        "It doesn't count against your daily limit; ask for it again whenever you like."
+    ),
+}
+
+
+def notice(job: OpenJob, why: Why) -> str:
+    """The notice in the language the member was answered in when the job opened (the interaction
+    is gone by now); a row from before languages were kept, or of a language since removed, reads English."""
+    kind = "preview" if job.kind == "preview" else "portrait"
+    return f"<@{job.user_id}> ⚠️ " + tr(match(job.language) or SOURCE_LANGUAGE, NOTICES[why, kind])
 
 
 async def close_open_jobs(
-    client: discord.Client, repo: Repository, jobs: list[OpenJob], *, why: str, timeout_s: float | None = None
+    client: discord.Client, repo: Repository, jobs: list[OpenJob], *, why: Why, timeout_s: float | None = None
 ) -> int:
     """Tell and close each job; returns how many were closed. With `timeout_s`, what is not done by
     then stays open, and the next start tells those members."""
     closed = 0
     now = datetime.now(UTC)
+    reason = REASONS[why]
     try:
         async with asyncio.timeout(timeout_s):
             for job in jobs:
                 if job.queued_at is not None and now - _aware(job.queued_at) > TELL_WITHIN:
                     try:
-                        await repo.log_finished(job.log_id, "interrupted", f"{why}; too old to tell")
+                        await repo.log_finished(job.log_id, "interrupted", f"{reason}; too old to tell")
                         closed += 1
                     except DATABASE_ERRORS as exc:
                         log_event(log, logging.WARNING, "open job not closed", log_id=job.log_id,
@@ -65,9 +91,9 @@ async def close_open_jobs(
                 )
                 try:
                     if how == "already delivered":
-                        await repo.log_finished(job.log_id, "delivered", f"found delivered after: {why}")
+                        await repo.log_finished(job.log_id, "delivered", f"found delivered after: {reason}")
                     else:
-                        await repo.log_finished(job.log_id, "interrupted", f"{why}; told by {how}")
+                        await repo.log_finished(job.log_id, "interrupted", f"{reason}; told by {how}")
                 except DATABASE_ERRORS as exc:
                     # Told, but not written: the next start looks again (and finds the notice, not a portrait).
                     log_event(log, logging.WARNING, "open job not closed", log_id=job.log_id, error=type(exc).__name__)

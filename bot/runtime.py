@@ -187,7 +187,7 @@ class BotRuntime:
                 if job.log_id not in services.writes.answered
             ]
             if left_open:
-                await close_open_jobs(self.bot, services.repo, left_open, why="I had to stop", timeout_s=REPLY_DRAIN_S)
+                await close_open_jobs(self.bot, services.repo, left_open, why="stop", timeout_s=REPLY_DRAIN_S)
         await services.downloader.close()
         services.decoder.close()
         if self.bot is not None:

@@ -9,6 +9,7 @@ import discord
 
 from bot.bookkeeping import LogWrites
 from bot.face_cache import FaceCache
+from bot.refusals import RefusedUploads
 from bot.results import ResultStore
 from mmpp.settings import Settings
 
@@ -37,6 +38,8 @@ class Services:
     preparing: set[int] = field(default_factory=set)
     # Of those, members who ran /cancel meanwhile: their request stops before it is queued.
     cancel_requests: set[int] = field(default_factory=set)
+    # Members whose last pictures could not be used: asked to wait before the next download.
+    refused_uploads: RefusedUploads = field(default_factory=RefusedUploads)
     # Log rows of jobs whose reply is still being written; a graceful stop waits for them.
     inflight: set[int] = field(default_factory=set)
     # Log writes once a job is queued: a database error never stops a job or undoes a delivery.

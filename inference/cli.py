@@ -143,7 +143,7 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_make_tiny_model(args: argparse.Namespace) -> int:
-    from inference.tiny_model import make_tiny_model
+    from inference.testing.tiny_model import make_tiny_model
 
     started = time.perf_counter()
     make_tiny_model(args.directory, seed=args.seed, ip_adapter=args.ip_adapter)

@@ -271,7 +271,7 @@ def apply_plan(
 def full_size_accounting(plan: MemoryPlan) -> Accounting:
     """`plan` over production's models built on the meta device (no weight allocated, seconds), with
     fp8 storage applied by the same call the engine makes and room for `LORA_STYLES_ALLOWED` LoRAs."""
-    from inference.random_model import (
+    from inference.testing.random_model import (
         FULL,
         LORA_RANK,
         LORA_TARGETS,

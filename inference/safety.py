@@ -4,7 +4,7 @@ The classifier is diffusers' `StableDiffusionSafetyChecker` (production: the hub
 `CompVis/stable-diffusion-safety-checker`, a CLIP ViT-L/14 image encoder plus 17 "concept" and 3
 "special care" embeddings with one threshold each) and its `CLIPImageProcessor`. It is the checker
 every Stable Diffusion pipeline shipped with, it runs in ~10 ms per image on a GPU, and its weights
-come as safetensors. Tests load a tiny random one from the same layout (`inference.tiny_safety`).
+come as safetensors. Tests load a tiny random one from the same layout (`inference.testing.tiny_safety`).
 
 The scores are computed here from the model's own tensors with diffusers' arithmetic rather than
 through its `forward`, which blacks images out and reports only one yes/no: the bot needs the

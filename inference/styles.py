@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import re
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -37,6 +38,9 @@ WEIGHT_SUFFIX = ".safetensors"
 SAMPLE_MAX_BYTES = 8 * 1024 * 1024
 SAMPLE_MAX_PIXELS = 16_000_000
 SAMPLE_SIDE = 512
+# The only readers PIL may try on a sample: every other decoder (TIFF, ICO, PSD, ...) is attack surface
+# a style folder from a stranger could reach, and no style needs it.
+SAMPLE_FORMATS = ("PNG", "JPEG")
 # Built-in styles that were renamed, old name -> new. Stored presets, channel overrides and Reroll
 # buttons posted before the rename still say the old name; `StyleCatalog.canonical` is the one place
 # that reads this table. A style folder of the old name in STYLES_DIR still wins: it is the operator's.
@@ -191,12 +195,20 @@ class Style:
         if path is None or path.stat().st_size > SAMPLE_MAX_BYTES:
             return None
         try:
-            with Image.open(path) as image:
-                if image.width * image.height > SAMPLE_MAX_PIXELS:
-                    return None
-                image.thumbnail((SAMPLE_SIDE, SAMPLE_SIDE))
-                rgb = image.convert("RGB")
-        except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path, formats=SAMPLE_FORMATS) as image:
+                    if image.width * image.height > SAMPLE_MAX_PIXELS:
+                        return None
+                    image.thumbnail((SAMPLE_SIDE, SAMPLE_SIDE))
+                    rgb = image.convert("RGB")
+        except UnidentifiedImageError:
+            # Another format (or no picture at all): the style goes on without its sample.
+            log_event(log, logging.WARNING, "style sample left out", file=str(path),
+                      reason="not a PNG or JPEG picture")
+            return None
+        except (OSError, Image.DecompressionBombError, Image.DecompressionBombWarning, ValueError,
+                SyntaxError, EOFError):
             return None
         buffer = io.BytesIO()
         rgb.save(buffer, format="PNG")

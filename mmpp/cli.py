@@ -21,7 +21,7 @@ from mmpp.logs import configure_logging
 COMMAND_MODULES = (
     "bot.cli",
     "inference.cli",
-    "inference.random_cli",
+    "inference.testing.random_cli",
     "inference.download",
     "training.cli",
     "bot.db.cli",

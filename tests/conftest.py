@@ -14,7 +14,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from inference.engine import Engine
-from inference.tiny_model import make_tiny_model
+from inference.testing.tiny_model import make_tiny_model
 from mmpp.settings import Settings, load_settings
 
 # Tests see the built-in prompt styles only where they ask for them (`builtin_styles=True`), so every

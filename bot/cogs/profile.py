@@ -17,7 +17,7 @@ from bot.replies import defer
 from bot.services import Services, services_of
 from bot.style_rules import check_style_allowed, room_preset
 from inference.loader import image_limits
-from inference.preprocess import LocatedFace, check_upload_size
+from inference.preprocess import ImageRejected, LocatedFace, check_upload_size
 from mmpp.errors import UserFacingError
 
 
@@ -75,14 +75,19 @@ async def style_autocomplete(interaction: discord.Interaction, current: str) -> 
     return choices[:25]
 
 
-def read_selfie(services: Services, url: str) -> Callable[[], Awaitable[LocatedFace]]:
-    """Download (capped, CDN only) then decode and locate the face in a worker process."""
+def read_selfie(services: Services, url: str, user_id: int) -> Callable[[], Awaitable[LocatedFace]]:
+    """Download (capped, CDN only) then decode and locate the face in a worker process. A picture
+    that cannot be used counts against the member (`bot.refusals`)."""
 
     async def source() -> LocatedFace:
         # Only a compact face crop outlives this call: not the upload, not the whole photo. The
         # slot is held until then, so uploads in memory at once are bounded bot-wide.
         async with services.downloader.slots:
-            return await services.decoder.locate(await services.downloader.fetch(url))
+            try:
+                return await services.decoder.locate(await services.downloader.fetch(url))
+            except ImageRejected:
+                services.refused_uploads.refused(user_id)
+                raise
 
     return source
 
@@ -99,12 +104,13 @@ async def start_portrait(
     if isinstance(source, discord.Attachment):
         check_upload_size(source.size, image_limits(services.settings))  # what it claims; the download checks again
     services.downloader.check(source.url)
+    services.refused_uploads.check(interaction.user.id)
     with admission(services, interaction.user.id):
         await defer(interaction)
         preset = await room_preset(services, interaction)
         style = await choose_style(services, interaction.guild_id, preset, requested_style)
         order = PortraitOrder(
-            face=read_selfie(services, source.url), style=style, preset=preset,
+            face=read_selfie(services, source.url, interaction.user.id), style=style, preset=preset,
             unlinkable=choose_unlinkable(preset, unlinkable),
         )
         await make_portrait(interaction, services, order)

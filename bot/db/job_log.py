@@ -73,6 +73,8 @@ class OpenJob:
     started: bool
     interaction: InteractionRef | None
     queued_at: datetime | None = None
+    # The catalogue language the member was answered in; None for rows written before it was kept.
+    language: str | None = None
 
 
 def midnight(now: datetime) -> datetime:
@@ -108,12 +110,13 @@ class JobLog:
         kind: JobKind = "portrait",
         seed: int | None = None,
         interaction: InteractionRef | None = None,
+        language: str | None = None,
     ) -> int:
         """Check today's quotas and open the job's log row in one serialized transaction; returns
         the row id, or raises `QuotaExceeded`. Give it back with `release` if the job never
-        reaches the GPU."""
+        reaches the GPU. `language` (a catalogue's code) is what a notice after a restart speaks."""
         log_id, _ = await self.reserve_set(
-            user_id, guild_id, channel_id, style, kind=kind, seed=seed, interaction=interaction
+            user_id, guild_id, channel_id, style, kind=kind, seed=seed, interaction=interaction, language=language
         )
         return log_id
 
@@ -128,12 +131,13 @@ class JobLog:
         kind: JobKind = "portrait",
         seed: int | None = None,
         interaction: InteractionRef | None = None,
+        language: str | None = None,
     ) -> tuple[int, int]:
         """`reserve` for a set of up to `pictures` takes: (row id, pictures granted), fewer than asked
         where today's quotas have fewer left, never none (then `QuotaExceeded`)."""
         values: dict[str, Any] = {
             "user_id": user_id, "guild_id": guild_id, "channel_id": channel_id, "style": style, "seed": seed,
-            "kind": kind, "queued_at": self._clock(),
+            "kind": kind, "queued_at": self._clock(), "language": language,
         }
         if interaction is not None:
             values.update(
@@ -209,7 +213,7 @@ class JobLog:
                 ref = InteractionRef(row.interaction_id, row.application_id, row.interaction_token,
                                      row.token_expires_at)
             jobs.append(OpenJob(row.id, row.user_id, row.guild_id, row.channel_id, row.style, row.kind,
-                                row.started_at is not None, ref, row.queued_at))
+                                row.started_at is not None, ref, row.queued_at, row.language))
         return jobs
 
     async def purge_log(self, older_than_days: int | None = None) -> int:

@@ -38,6 +38,7 @@ NAMING_CONVENTION: Final = {
 STYLE_NAME_LENGTH: Final = 64
 TOUCH_LENGTH: Final = 32
 REASON_LENGTH: Final = 200
+LANGUAGE_LENGTH: Final = 8
 SEED_POLICIES: Final = ("random", "fixed", "per_user")
 # "done" is what rows written before delivery was tracked say; new rows say how the portrait reached
 # the member: "delivered" (the reply), "delivered_fallback" (a channel message or DM), "undelivered".
@@ -164,6 +165,9 @@ class GenerationLog(Base):
     application_id: Mapped[int | None] = mapped_column(Snowflake)
     interaction_token: Mapped[str | None] = mapped_column(Text)
     token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The member's language (a catalogue's code: "ko", "en"), so a notice sent after the interaction
+    # is gone reads in their language. Rows from before it was kept have none: English.
+    language: Mapped[str | None] = mapped_column(String(LANGUAGE_LENGTH))
 
 
 class ServerSafety(Base):

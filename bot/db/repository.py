@@ -241,14 +241,17 @@ def _touch(value: str | None, what: Literal["background", "framing"]) -> str | N
 
 def _seed(policy: str, seed: int | None) -> int | None:
     if policy not in get_args(SeedPolicy):
-        raise InvalidPresetValue(f"'{policy}' is not a seed policy; pick one of {', '.join(get_args(SeedPolicy))}.")
+        raise InvalidPresetValue(
+            N_("'{policy}' is not a seed policy; pick one of {choices}."),
+            policy=policy, choices=", ".join(get_args(SeedPolicy)),
+        )
     if policy == "random":
         return None
     if seed is None:
         # Drawn once and stored, so every member (or every job of one member) reuses it.
         return secrets.randbits(32)
     if not 0 <= seed < _UINT64_LIMIT:
-        raise InvalidPresetValue(f"The seed {seed} is out of range; use a whole number from 0 to 2^64-1.")
+        raise InvalidPresetValue(N_("The seed {seed} is out of range; use a whole number from 0 to 2^64-1."), seed=seed)
     return seed
 
 

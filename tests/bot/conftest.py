@@ -19,7 +19,7 @@ from bot.discord_endpoints import reset_endpoints
 from bot.runtime import BotRuntime
 from bot.services import Services
 from inference.engine import Engine, GenerationRequest
-from inference.tiny_model import add_tiny_style
+from inference.testing.tiny_model import add_tiny_style
 from mmpp.settings import Settings, load_settings
 from tests.discord_standin import MANAGE_GUILD, FakeGuild, FakeMember, FakeUser, StandIn
 from tests.redis_server import SHARED, flush, need_redis

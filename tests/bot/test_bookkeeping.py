@@ -97,7 +97,7 @@ async def test_recovery_never_takes_back_a_portrait_the_member_already_has(
     jobs = await world.services.repo.open_jobs()
     assert [j.log_id for j in jobs] == [row.id]
     assert world.runtime.bot is not None
-    await close_open_jobs(world.runtime.bot, world.services.repo, jobs, why="I restarted")
+    await close_open_jobs(world.runtime.bot, world.services.repo, jobs, why="restart")
 
     message = world.standin.message(final.message_id)  # type: ignore[arg-type]
     assert [a["filename"] for a in message.attachments] == ["portrait-tiny-style.png", "avatar-preview.png"]
@@ -121,12 +121,41 @@ async def test_recovery_closes_days_old_jobs_without_a_word(world: World) -> Non
         )
     assert world.runtime.bot is not None
     jobs = await repo.open_jobs()
-    assert await close_open_jobs(world.runtime.bot, repo, jobs, why="I restarted") == 2
+    assert await close_open_jobs(world.runtime.bot, repo, jobs, why="restart") == 2
     told = [m for m in world.standin.channel_messages if f"<@{member.user.id}>" in m.content]
     assert len(told) == 1  # the fresh one only
     rows = {r.id: r for r in await closed_log_rows(world, 2)}
     assert rows[old].outcome == rows[fresh].outcome == "interrupted"
     assert "too old" in (rows[old].reason or "")
+
+
+async def test_recovery_without_a_reply_to_edit_tells_each_member_by_dm_in_their_language(world: World) -> None:
+    # No interaction token kept (nothing to edit): the notice is a DM, worded in the language the
+    # member was answered in when the job opened; a row from before languages were kept, English.
+    repo = world.services.repo
+    channel = world.guild.text_channels[0].id
+    korean, english, legacy = world.members[:3]
+    await repo.reserve(korean.user.id, world.guild.id, channel, "tiny-style", kind="preview", language="ko")
+    await repo.reserve(english.user.id, world.guild.id, channel, "tiny-style", language="en")
+    await repo.log_queued(legacy.user.id, world.guild.id, channel, "tiny-style")
+    # A language whose catalogue the operator has since removed: English, and the others are still told.
+    await repo.reserve(world.dm_user.id, None, None, "tiny-style", language="fr")
+    assert world.runtime.bot is not None
+    assert await close_open_jobs(world.runtime.bot, repo, await repo.open_jobs(), why="stop") == 4
+
+    def dm_to(member: object) -> str:
+        user = getattr(member, "user", member)
+        [post] = [m for m in world.standin.channel_messages if m.channel_id == world.standin.dm_channel(user).id]
+        return post.content
+
+    assert dm_to(korean) == (
+        f"<@{korean.user.id}> ⚠️ 스타일 미리보기를 다 그리기 전에 멈춰야 해서 미리보기를 만들지 못했어요. "
+        "오늘 한도에는 포함되지 않으니 언제든 다시 요청해 주세요."
+    )
+    for user in (english.user, legacy.user, world.dm_user):
+        assert dm_to(user).startswith(f"<@{user.id}> ⚠️ I had to stop before your portrait was finished")
+    assert world.standin.public_messages() == []
+    assert {r.outcome for r in await closed_log_rows(world, 4)} == {"interrupted"}
 
 
 async def test_style_list_is_acknowledged_before_any_sample_is_read(

@@ -198,3 +198,44 @@ async def test_a_reply_deleted_while_drawing_cancels_the_job_and_it_counts(
     assert (row.outcome, row.reason) == ("cancelled", "reply deleted") and row.started_at is not None
     assert not world.standin.channel_messages  # nobody was waiting for it
     assert await world.services.repo.usage_today(member.user.id, world.guild.id) == (1, 1)
+
+
+@pytest.mark.parametrize("lost", [502, 0], ids=["5xx for good after each edit", "connection dropped after the edit"])
+async def test_a_final_edit_discord_applied_is_not_delivered_twice_nor_taken_back(
+    world: World, selfie_bytes: bytes, engine_gate: EngineGate, lost: int
+) -> None:
+    """Discord did the final edit and only its answer was lost: the member already sees the portrait
+    (and may have pressed Post). No copy by DM, no error written over it."""
+    member = world.members[0]
+    interaction = await drawing(world, member, selfie_bytes, engine_gate)
+    fault = world.standin.inject_fault("PATCH", world.standin.original_reply_path(interaction), lost, applied=True)
+    engine_gate.release.set()
+
+    [row] = await closed_log_rows(world, 1, timeout=60)
+    assert fault.hits == (5 if lost else 1)  # discord.py retries a 5xx itself, never a dropped answer
+    assert row.outcome == "delivered"
+    assert interaction.original_message_id is not None
+    reply = world.standin.message(interaction.original_message_id)
+    assert not reply.deleted and "Here is your" in reply.content
+    assert [a["filename"] for a in reply.attachments] == ["portrait-tiny-style.png", "avatar-preview.png"]
+    assert any(c.startswith("mmpp:post:") for c in interaction.last_message.custom_ids)  # type: ignore[union-attr]
+    await asyncio.sleep(0.5)
+    assert not world.standin.channel_messages, "no second copy in the member's DMs"
+
+
+async def test_a_reply_deleted_while_the_final_edits_answer_was_lost_is_not_resent_by_dm(
+    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+) -> None:
+    """The member saw the portrait and pressed Delete before the bot learned the edit had landed:
+    what they deleted does not come back in their DMs."""
+    member = world.members[1]
+    interaction = await drawing(world, member, selfie_bytes, engine_gate)
+    path = world.standin.original_reply_path(interaction)
+    world.standin.inject_fault("PATCH", path, 502, applied=True)
+    world.standin.inject_fault("GET", path, 404, code=10008)  # what Discord answers for a deleted message
+    engine_gate.release.set()
+
+    [row] = await closed_log_rows(world, 1, timeout=60)
+    assert (row.outcome, row.reason) == ("cancelled", "reply deleted")
+    await asyncio.sleep(0.5)
+    assert not world.standin.channel_messages

@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 
 from bot.discord_endpoints import reset_endpoints
 from bot.runtime import BotRuntime
-from inference.tiny_model import add_tiny_style
+from inference.testing.tiny_model import add_tiny_style
 from tests.bot.conftest import bot_settings
 from tests.discord_standin import FakeMember, InteractionRecord, StandIn
 from tests.discord_standin.harness import mmpp_bot_process
@@ -32,13 +32,19 @@ def slow_model_dir(bot_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
     return model_dir
 
 
-def log_rows(tmp_path: Path) -> list[tuple[str | None, str | None]]:
+def sql(tmp_path: Path, statement: str) -> list[tuple[object, ...]]:
+    """A statement on the bot's own SQLite file, as another process (the operator's shell) would run it."""
     engine = create_engine(f"sqlite:///{tmp_path / 'mmpp.sqlite3'}")
     try:
-        with engine.connect() as connection:
-            return [tuple(r) for r in connection.execute(text("select outcome, interaction_token from generation_log"))]
+        with engine.begin() as connection:
+            result = connection.execute(text(statement))
+            return [tuple(r) for r in result] if result.returns_rows else []
     finally:
         engine.dispose()
+
+
+def log_rows(tmp_path: Path) -> list[tuple[str | None, str | None]]:
+    return sql(tmp_path, "select outcome, interaction_token from generation_log")  # type: ignore[return-value]
 
 
 @asynccontextmanager
@@ -59,14 +65,27 @@ async def drawing(standin: StandIn, member: FakeMember, selfie: bytes) -> Intera
     return interaction
 
 
-async def test_kill_9_mid_job_then_restart_tells_the_member_and_closes_the_row(
+async def test_kill_9_mid_job_then_restart_tells_each_member_in_their_language_and_closes_the_rows(
     tmp_path: Path, slow_model_dir: Path, selfie_bytes: bytes
 ) -> None:
     async with StandIn() as standin:
         guild = standin.add_guild("Art Club")
         member = standin.add_member(guild, standin.add_user("ana"))
+        korean = standin.add_member(guild, standin.add_user("minji"))
+        # Stands for a job a bot from before 0006 left open: its row has no language.
+        legacy = standin.add_member(guild, standin.add_user("jun"))
         async with mmpp_bot(standin, tmp_path, slow_model_dir) as bot:
             interaction = await drawing(standin, member, selfie_bytes)
+            # Two more wait behind it, in a Korean Discord client.
+            waiting = [
+                await standin.send_slash_command(
+                    "profile", user=m, locale="ko", attachments={"selfie": ("me.jpg", selfie_bytes)}
+                )
+                for m in (korean, legacy)
+            ]
+            async with asyncio.timeout(30):
+                while len(log_rows(tmp_path)) < 3:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
             workers = psutil.Process(bot.pid).children(recursive=True)
             assert workers  # the face-search processes
             bot.send_signal(signal.SIGKILL)
@@ -74,22 +93,34 @@ async def test_kill_9_mid_job_then_restart_tells_the_member_and_closes_the_row(
         # The bot's helper processes do not outlive it: each restart after a kill would add more.
         _, alive = await asyncio.to_thread(psutil.wait_procs, workers, timeout=15)
         assert not alive, [p.cmdline() for p in alive]
-        [(outcome, token)] = log_rows(tmp_path)
-        assert outcome is None and token == interaction.token  # what the next start needs, never the selfie
+        rows = sql(tmp_path, "select user_id, outcome, interaction_token, language from generation_log")
+        # What the next start needs (the catalogue's language, not the raw locale), never the selfie.
+        assert sorted(rows) == sorted([
+            (member.user.id, None, interaction.token, "en"),
+            (korean.user.id, None, waiting[0].token, "ko"),
+            (legacy.user.id, None, waiting[1].token, "ko"),
+        ])
+        sql(tmp_path, f"update generation_log set language = null where user_id = {legacy.user.id}")
 
         settings = bot_settings(standin, slow_model_dir, tmp_path, default_style="slow-style")
         runtime = BotRuntime(settings, client_options={"guild_ready_timeout": 0.05})
         try:
             await runtime.start()
             await runtime.wait_ready(timeout=60)
-            notice = await interaction.wait_for_content("I restarted before your portrait was finished", timeout=30)
-            assert notice.kind == "edit_original" and not notice.files
+            notices = [
+                await interaction.wait_for_content("I restarted before your portrait was finished", timeout=30),
+                await waiting[0].wait_for_content("프로필 사진을 다 그리기 전에 다시 시작하게 돼서", timeout=30),
+                await waiting[1].wait_for_content("I restarted before your portrait was finished", timeout=30),
+            ]
+            assert all(n.kind == "edit_original" and not n.files for n in notices)
+            assert "/profile" in (notices[1].content or "") and "restarted" not in (notices[1].content or "")
             assert runtime.services is not None
             async with asyncio.timeout(10):
-                while log_rows(tmp_path)[0][0] is None:  # noqa: ASYNC110
+                while any(outcome is None for outcome, _ in log_rows(tmp_path)):  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
-            assert log_rows(tmp_path) == [("interrupted", None)]
-            assert await runtime.services.repo.usage_today(member.user.id, guild.id) == (0, 0)
+            assert log_rows(tmp_path) == [("interrupted", None)] * 3
+            for m in (member, korean, legacy):
+                assert await runtime.services.repo.usage_today(m.user.id, guild.id) == (0, 0)
         finally:
             await runtime.stop()
             reset_endpoints()

@@ -119,3 +119,20 @@ async def test_presets_stored_before_the_guard_existed_get_it_on(database_url: s
         await db.upgrade("head")
         preset = await Repository(db.sessions, default_style="anime").get_server_preset(1)
         assert preset is not None and preset.style == "anime" and preset.unlinkable
+
+
+async def test_a_job_open_across_the_language_upgrade_keeps_no_language(database_url: str) -> None:
+    """A job a crash left open before 0006 is still found after the upgrade, without a language
+    (its notice is then English); a job opened after it keeps the member's."""
+    async with Database(database_url) as db:
+        await db.upgrade("0005")
+        async with db.connect() as connection:
+            await connection.execute(text(
+                "INSERT INTO generation_log (user_id, guild_id, channel_id, style, queued_at, kind) "
+                "VALUES (7, 1, 2, 'anime', '2026-01-01 00:00:00', 'portrait')"
+            ))
+            await connection.commit()
+        await db.upgrade("head")
+        repo = Repository(db.sessions, default_style="anime")
+        await repo.reserve(8, 1, 2, "anime", language="ko")
+        assert [(j.user_id, j.language) for j in await repo.open_jobs()] == [(7, None), (8, "ko")]

@@ -1,7 +1,8 @@
 """Fault injection for the stand-in: Discord having a bad day, and a CDN that lies.
 
 * `Fault`: chosen REST routes answer 5xx, 429 (with or without the `Via` header Discord sends),
-  or any Discord error, a number of times or for good.
+  or any Discord error, a number of times or for good; or the request takes effect and its answer
+  is lost (`applied`), as when Discord did the edit and then failed to say so.
 * `StreamedAsset`: a CDN file generated on the fly (so the stand-in never holds 200 MB) and
   served slowly if asked; it counts the bytes it managed to send.
 """
@@ -27,7 +28,11 @@ class Fault:
     `times=None` fails every matching request; otherwise only the next `times` of them. A 429 says
     `retry_after` seconds and carries `Via` only when `via` (Discord's own 429s always do; a REST
     proxy may drop it). `code` picks a Discord error code for 4xx answers (e.g. 10015 Unknown
-    Webhook, what an expired interaction token gets)."""
+    Webhook, what an expired interaction token gets).
+
+    With `applied` the request is carried out first and only its answer is replaced: Discord did
+    the work and the bot hears a failure. `status=0` then drops the connection with no answer at
+    all (a reset or a timeout on the way back)."""
 
     method: str
     path: str
@@ -36,6 +41,7 @@ class Fault:
     retry_after: float = 0.2
     via: bool = True
     code: int = 0
+    applied: bool = False
     hits: int = 0
     _pattern: re.Pattern[str] = field(init=False, repr=False)
 

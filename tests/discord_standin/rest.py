@@ -167,6 +167,16 @@ class RestApi:
         if request.path.startswith("/gateway"):
             return await handler(request)
         fault = next((f for f in self.faults if f.matches(request)), None)
+        if fault is not None and fault.applied:
+            done = await handler(request)
+            self.state.log.add("fault", f"{request.method} {self._loggable(request.path)} applied, "
+                               f"answer lost ({done.status} -> {fault.status or 'dropped'})")
+            if fault.status == 0:
+                fault.hits += 1
+                assert request.transport is not None
+                request.transport.abort()
+                return done
+            return fault.response()
         if fault is not None:
             await request.read()  # drain the body, as a real server would before answering
             response = fault.response()

@@ -11,8 +11,8 @@ import pytest
 from diffusers import LCMScheduler, UNet2DConditionModel
 
 from inference.engine import Engine, GenerationRequest, StepProgress
-from inference.random_model import write_lora_file
 from inference.styles import FastPreset, LoraSource, StyleError, load_style, write_style
+from inference.testing.random_model import write_lora_file
 from mmpp.settings import load_settings
 
 FAST_STEPS = 2

@@ -19,7 +19,7 @@ from inference.engine import (
     to_png,
 )
 from inference.styles import UnknownStyleError
-from inference.tiny_model import add_tiny_style
+from inference.testing.tiny_model import add_tiny_style
 from mmpp.settings import load_settings
 
 

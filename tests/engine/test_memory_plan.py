@@ -20,7 +20,7 @@ from inference.memory_plan import (
     full_size_accounting,
 )
 from inference.offload import STORAGE_DTYPE, Offloaded
-from inference.random_model import PARAMETER_COUNTS
+from inference.testing.random_model import PARAMETER_COUNTS
 from mmpp.settings import load_settings
 
 # --- accounting at full size, no GPU --------------------------------------------------------------
@@ -212,7 +212,7 @@ TRACE_MARGIN = 1.5
 def test_the_activation_allowance_clears_a_meta_device_trace_of_the_full_size_models() -> None:
     from inference.memory_plan import activation_gib
     from inference.memory_trace import denoise_step_gib, vae_decode_gib
-    from inference.random_model import FULL, _default_dtype, component_builders
+    from inference.testing.random_model import FULL, _default_dtype, component_builders
 
     builders = component_builders(FULL)
     with torch.device("meta"), _default_dtype(torch.bfloat16):

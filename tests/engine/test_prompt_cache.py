@@ -15,7 +15,7 @@ from peft.utils import get_peft_model_state_dict
 from transformers import CLIPTextModel
 
 from inference.engine import Engine, GenerationRequest
-from inference.tiny_model import LORA_TARGETS, add_tiny_style
+from inference.testing.tiny_model import LORA_TARGETS, add_tiny_style
 from mmpp.settings import load_settings
 
 

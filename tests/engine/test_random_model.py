@@ -17,7 +17,7 @@ from safetensors import safe_open
 
 from inference.engine import Engine, GenerationRequest
 from inference.loader import load_catalog, load_style_adapters
-from inference.random_model import (
+from inference.testing.random_model import (
     FULL,
     PARAMETER_COUNTS,
     RandomModelSpec,

@@ -106,3 +106,21 @@ def test_a_huge_sample_is_not_decoded(styles: Path) -> None:
     folder = styles / "tiny-style"
     Image.new("1", (5000, 5000)).save(folder / "sample.png")  # small file, 25 megapixels
     assert load_style(folder).sample_png() is None
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "BMP", "ICO"])
+def test_a_sample_of_another_format_is_left_out_and_the_style_still_loads(
+    styles: Path, fmt: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only the PNG and JPEG readers may see a stranger's sample: every other Pillow decoder is attack
+    surface no style needs. The file is a real picture of its format, named like a PNG."""
+    folder = styles / "tiny-style"
+    Image.new("RGB", (64, 64), "teal").save(folder / "sample.png", format=fmt)
+    style = StyleCatalog.load(styles).get("tiny-style")
+    with caplog.at_level("WARNING", logger="inference.styles"):
+        assert style.sample_png() is None
+    [record] = [r for r in caplog.records if "sample" in r.getMessage()]
+    assert record.fields["file"] == str(folder / "sample.png")
+    # ...and a real PNG or JPEG in its place is still shown.
+    Image.new("RGB", (64, 64), "teal").save(folder / "sample.png", format="JPEG")
+    assert style.sample_png() is not None

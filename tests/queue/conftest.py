@@ -18,7 +18,7 @@ from inference.conditioning import PreparedFace
 from inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
 from inference.queue import GenerationQueue, JobEvent, JobHandle, Started
 from inference.styles import StyleCatalog
-from inference.tiny_model import add_tiny_style, make_tiny_model
+from inference.testing.tiny_model import add_tiny_style, make_tiny_model
 from mmpp.settings import Settings, load_settings
 
 Fault = Callable[[int, Sequence[GenerationRequest]], BaseException | None]

@@ -26,7 +26,7 @@ from bot.discord_endpoints import reset_endpoints
 from bot.runtime import BotRuntime
 from bot.services import Services
 from inference.queue.remote import protocol as p
-from inference.tiny_model import add_tiny_style
+from inference.testing.tiny_model import add_tiny_style
 from tests.bot.conftest import bot_settings
 from tests.discord_standin import BotAction, FakeGuild, FakeMember, FakeUser, InteractionRecord, StandIn
 from tests.redis_server import RedisProcess

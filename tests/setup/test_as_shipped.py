@@ -34,7 +34,7 @@ from inference.download import hub_needs
 from inference.loader import load_catalog
 from inference.queue.devices import resolve_devices
 from inference.queue.remote.protocol import redis_settings
-from inference.random_model import PARAMETER_COUNTS
+from inference.testing.random_model import PARAMETER_COUNTS
 from mmpp.settings import Settings, load_settings
 from tests.bot.conftest import bot_settings
 from tests.discord_standin import StandIn

@@ -46,7 +46,7 @@ from transformers import (
 )
 
 from inference.styles import LoraSource, StyleDefinition, write_style
-from inference.tiny_safety import write_tiny_safety_checker
+from inference.testing.tiny_safety import write_tiny_safety_checker
 
 # --- the configs: production numbers in the comments ----------------------------------------------
 TEXT_DIM = 32  # SDXL: 768 (CLIP ViT-L) and 1280 (OpenCLIP ViT-bigG)

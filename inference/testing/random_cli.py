@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def full_size_bytes() -> int:
-    from inference.random_model import PARAMETER_COUNTS
+    from inference.testing.random_model import PARAMETER_COUNTS
 
     return sum(PARAMETER_COUNTS.values()) * _BYTES_PER_PARAMETER + _SLACK_BYTES
 
@@ -40,13 +40,13 @@ def full_size_bytes() -> int:
 def run_make_random_model(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if args.size == "tiny":
-        from inference.tiny_model import make_tiny_model
+        from inference.testing.tiny_model import make_tiny_model
 
         make_tiny_model(args.directory, seed=args.seed)
     else:
         from tqdm import tqdm
 
-        from inference.random_model import make_random_model
+        from inference.testing.random_model import make_random_model
 
         args.directory.mkdir(parents=True, exist_ok=True)
         need, free = full_size_bytes(), shutil.disk_usage(args.directory).free
