@@ -157,21 +157,26 @@ def _small_faces(gray: np.ndarray, min_face_px: int, max_face_px: float) -> list
     (and given landmarks) by the HOG detector on a cut-out enlarged to its window size."""
     height, width = gray.shape
     scale = min(1.0, HAAR_MIN_FACE / min_face_px, math.sqrt(SMALL_PASS_PIXELS / (width * height)))
-    level = cv2.equalizeHist(_resized(gray, scale))
-    largest = math.ceil(max_face_px * scale * 1.3)
+    base = cv2.equalizeHist(_resized(gray, scale))
+    largest = max_face_px * scale * 1.3  # in `base`'s pixels
+    cascade = _cascade()
+    # OpenCV slides the window two pixels at a time while it is under twice the cascade's own
+    # size and one at a time beyond, so those big sizes cost four times as much per pixel. Each
+    # level stops below that and the next runs on a copy shrunk by the steps it took, which
+    # continues the same sizes: the same windows, about 30% less work than one call.
+    double = 2 * cascade.getOriginalWindowSize()[0] - 1
+    steps = math.ceil(math.log(double / HAAR_MIN_FACE, HAAR_STEP))
     proposals: list[tuple[float, float, float, int]] = []  # centre and side in the photo, neighbours
-    # One octave per level, each on the level before halved: OpenCV slides its window two pixels
-    # at a time while it is under twice its smallest size and one at a time beyond, so the big
-    # sizes cost four times as much per pixel on the full level as on the halved one.
-    while True:
-        top = min(largest, 2 * HAAR_MIN_FACE - 1)
-        found, neighbours = _cascade().detectMultiScale2(level, scaleFactor=HAAR_STEP, minNeighbors=1,
-                                                         minSize=(HAAR_MIN_FACE,) * 2, maxSize=(top, top))
+    shrink = 1.0
+    while HAAR_MIN_FACE <= largest * shrink and min(base.shape) * shrink >= HAAR_MIN_FACE:
+        level = _resized(base, shrink)
+        k = scale * level.shape[1] / base.shape[1]  # the photo's pixels to this level's
+        top = min(double, math.ceil(largest * shrink))
+        found, neighbours = cascade.detectMultiScale2(level, scaleFactor=HAAR_STEP, minNeighbors=1,
+                                                      minSize=(HAAR_MIN_FACE,) * 2, maxSize=(top, top))
         for (x, y, w, _), n in zip(found, np.ravel(neighbours), strict=True):
-            proposals.append(((x + w / 2) / scale, (y + w / 2) / scale, w / scale, int(n)))
-        if largest < 2 * HAAR_MIN_FACE or min(level.shape) < 4 * HAAR_MIN_FACE:
-            break
-        level, scale, largest = _resized(level, 0.5), scale / 2, math.ceil(largest / 2)
+            proposals.append(((x + w / 2) / k, (y + w / 2) / k, w / k, int(n)))
+        shrink /= HAAR_STEP**steps
     # The surest proposals first (most neighbouring windows agree), not the largest: in a busy photo
     # the cap must not drop a small real face for big patterns.
     ranked = sorted(proposals, key=lambda p: (-p[3], -p[2]))
