@@ -157,16 +157,31 @@ def _small_faces(gray: np.ndarray, min_face_px: int, max_face_px: float) -> list
     (and given landmarks) by the HOG detector on a cut-out enlarged to its window size."""
     height, width = gray.shape
     scale = min(1.0, HAAR_MIN_FACE / min_face_px, math.sqrt(SMALL_PASS_PIXELS / (width * height)))
-    small = cv2.equalizeHist(_resized(gray, scale))
-    largest = math.ceil(max_face_px * scale * 1.3)
-    found, neighbours = _cascade().detectMultiScale2(small, scaleFactor=HAAR_STEP, minNeighbors=1,
-                                                     minSize=(HAAR_MIN_FACE,) * 2, maxSize=(largest, largest))
+    base = cv2.equalizeHist(_resized(gray, scale))
+    largest = max_face_px * scale * 1.3  # in `base`'s pixels
+    cascade = _cascade()
+    # OpenCV slides the window two pixels at a time while it is under twice the cascade's own
+    # size and one at a time beyond, so those big sizes cost four times as much per pixel. Each
+    # level stops below that and the next runs on a copy shrunk by the steps it took, which
+    # continues the same sizes: the same windows, about 30% less work than one call.
+    double = 2 * cascade.getOriginalWindowSize()[0] - 1
+    steps = math.ceil(math.log(double / HAAR_MIN_FACE, HAAR_STEP))
+    proposals: list[tuple[float, float, float, int]] = []  # centre and side in the photo, neighbours
+    shrink = 1.0
+    while HAAR_MIN_FACE <= largest * shrink and min(base.shape) * shrink >= HAAR_MIN_FACE:
+        level = _resized(base, shrink)
+        k = scale * level.shape[1] / base.shape[1]  # the photo's pixels to this level's
+        top = min(double, math.ceil(largest * shrink))
+        found, neighbours = cascade.detectMultiScale2(level, scaleFactor=HAAR_STEP, minNeighbors=1,
+                                                      minSize=(HAAR_MIN_FACE,) * 2, maxSize=(top, top))
+        for (x, y, w, _), n in zip(found, np.ravel(neighbours), strict=True):
+            proposals.append(((x + w / 2) / k, (y + w / 2) / k, w / k, int(n)))
+        shrink /= HAAR_STEP**steps
     # The surest proposals first (most neighbouring windows agree), not the largest: in a busy photo
     # the cap must not drop a small real face for big patterns.
-    ranked = sorted(zip(found, np.ravel(neighbours), strict=True), key=lambda p: (-int(p[1]), -int(p[0][2])))
+    ranked = sorted(proposals, key=lambda p: (-p[3], -p[2]))
     faces: list[Face] = []
-    for (x, y, w, h), _ in ranked[:MAX_PROPOSALS]:
-        cx, cy, side = (x + w / 2) / scale, (y + h / 2) / scale, w / scale
+    for cx, cy, side, _ in ranked[:MAX_PROPOSALS]:
         # Room around the proposal: the HOG window sees past the face, and its box then fits the face.
         x0, y0 = max(0, round(cx - 1.5 * side)), max(0, round(cy - 1.5 * side))
         x1, y1 = min(width, round(cx + 1.5 * side)), min(height, round(cy + 1.5 * side))

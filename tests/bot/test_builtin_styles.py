@@ -57,8 +57,11 @@ async def test_a_reroll_button_posted_before_the_rename_draws_the_renamed_style(
 ) -> None:
     """Buttons under portraits drawn as `simpsons` are still out there; pressing one draws `sunny-cartoon`."""
     from tests.bot.test_profile import custom_id, profile
+    from tests.bot.test_rooms import style_command
     from tests.discord_standin.interactions import walk_components
 
+    # A room that lets members pick: the old button names another style than the room's own.
+    await style_command(world, "set", world.admin, style="tiny-style", allow_member_choice=True)
     member = world.members[0]
     first = await (await profile(world, member, selfie_bytes)).wait_for_final_file(timeout=120)
     stored = world.standin.message(first.message_id)

@@ -132,8 +132,11 @@ async def profile(cluster: Cluster, user: FakeMember | FakeUser, selfie: bytes, 
 
 
 def is_answer(action: BotAction) -> bool:
-    """A portrait (a file with its buttons) or a message that tells the member what happened."""
-    return (action.has_files and bool(action.components)) or (action.ephemeral and bool(action.content))
+    """A portrait (a file with its buttons) or a message that tells the member what happened: every
+    reply is private now, so a progress edit (place in line, steps) is not an answer."""
+    progress = (action.content or "").startswith(("⏳", "🎨"))
+    portrait = action.has_files and bool(action.components)
+    return portrait or (action.ephemeral and bool(action.content) and not progress)
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +173,11 @@ async def cluster(scale_model_dir: Path, tmp_path_factory: pytest.TempPathFactor
             await runtime.start()
             await runtime.wait_ready(timeout=30)
             await standin.wait_for_commands("profile", "cancel")
+            # The clubs let members pick (an unconfigured server gives one look): tests ask for slow-style.
+            for guild in guilds:
+                await world.services.repo.set_server_preset(
+                    guild.id, settings.default_style, allow_member_choice=True, set_by=members[0].id
+                )
             world.start_worker("wA")
             world.start_worker("wB")
             await world.wait_workers("wA", "wB")
