@@ -1,6 +1,8 @@
-"""GPU queue benchmark on the tiny model: batching on against off, the queue's own overhead, memory.
+"""GPU queue benchmark on the tiny model: batching on against off, the queue's own overhead, memory,
+and sets of several takes against as many single requests.
 
     python bench/queue.py [--model-dir DIR] [--jobs 32] [--samples 100] [--rounds 3] [--device cpu|cuda]
+                          [--sets-only]
 
 Without --model-dir it builds the tiny random-weight model in a temporary folder. Every number is
 measured in this run; throughput configurations are interleaved over `--rounds` and the best round
@@ -126,6 +128,41 @@ async def deep_queue(engine: Engine, settings: Settings, face: PreparedFace, sty
     return submits, first_pass, held
 
 
+async def one_set(engine: Engine, settings: Settings, selfie: bytes, style: str, takes: int, *,
+                  as_singles: bool) -> float:
+    """Seconds from the selfie to every take drawn: one request for a set of `takes` (one face
+    preparation, one queue place, one batch), or `takes` single requests one after another, each with
+    its own face preparation and trip through the queue (what a member rerolling did before sets)."""
+    update = {"max_batch_size": max(takes, settings.max_batch_size)}
+    async with GenerationQueue(engine, settings.model_copy(update=update)) as queue:
+        began = time.perf_counter()
+        for n in range(takes if as_singles else 1):
+            face = await asyncio.to_thread(engine.prepare, selfie)
+            outcome = await queue.submit(face, style, user_id=1, guild_id=1, seed=n,
+                                         count=1 if as_singles else takes).outcome()
+            if not isinstance(outcome, Done) or len(outcome.results) != (1 if as_singles else takes):
+                raise RuntimeError(f"the set did not finish: {outcome}")
+        return time.perf_counter() - began
+
+
+async def sets(engine: Engine, settings: Settings, selfie: bytes, rounds: int) -> list[tuple[str, str]]:
+    """Seconds per set of 1, 2 and 4 against that many single requests, best of `rounds` (interleaved)."""
+    style = engine.catalog.names()[0]
+    await one_set(engine, settings, selfie, style, 2, as_singles=False)  # warm-up: first calls allocate
+    best: dict[tuple[int, bool], float] = {}
+    for _ in range(rounds):
+        for takes in (1, 2, 4):
+            for singles in (False, True):
+                seconds = await one_set(engine, settings, selfie, style, takes, as_singles=singles)
+                best[takes, singles] = min(seconds, best.get((takes, singles), seconds))
+    rows = []
+    for takes in (1, 2, 4):
+        one, apart = best[takes, False], best[takes, True]
+        rows.append((f"a set of {takes} (one request) / {takes} single request(s) one after another, s",
+                     f"{one:.3f} s / {apart:.3f} s = **{apart / one:.2f}x** faster as a set"))
+    return rows
+
+
 def image_bytes(face: PreparedFace) -> int:
     # PIL pixel buffers live outside Python's allocator, so tracemalloc cannot see them: count them.
     return sum(im.width * im.height * len(im.getbands()) for im in (face.face, face.control))
@@ -177,6 +214,7 @@ def main() -> None:
     parser.add_argument("--deep", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--sets-only", action="store_true", help="only the sets-of-takes rows")
     args = parser.parse_args()
     # The deep-queue row drops 1000 jobs on purpose; their "queue stopped" warnings are noise here.
     logging.getLogger("inference.queue").setLevel(logging.ERROR)
@@ -188,7 +226,8 @@ def main() -> None:
         # The tiny model's own LoRA styles; the built-in prompt styles would sort first.
         settings = load_settings(None, model_dir=model_dir, device=args.device, builtin_styles=False)
         engine = Engine.from_settings(settings)
-        rows = asyncio.run(run(engine, settings, buffer.getvalue(), args))
+        rows = [] if args.sets_only else asyncio.run(run(engine, settings, buffer.getvalue(), args))
+        rows += asyncio.run(sets(engine, settings, buffer.getvalue(), args.rounds))
 
     print(f"\nGPU queue on the tiny model ({engine.device}, {engine.resolution} px, "
           f"{engine.catalog.get(engine.catalog.names()[0]).definition.steps} steps)\n")

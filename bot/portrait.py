@@ -27,6 +27,7 @@ from bot.replies import ProgressMessage, ReplyDeleted, answer_error, defer, send
 from bot.safety_policy import safety_level
 from bot.services import Services, services_of
 from bot.style_rules import check_style_allowed, room_preset
+from bot.takes import takes_for
 from bot.wear import PREVIEW_FILENAME, avatar_png, circle_preview, guide_embed
 from inference.engine import random_seed
 from inference.preprocess import LocatedFace
@@ -74,6 +75,9 @@ class PortraitOrder:
     # The member's own choice about the unlinkable guard where the room allows one; None: the room's.
     unlinkable: bool | None = None
 
+
+# Told with a set one of whose takes the safety check refused (the others are shown).
+HELD_BACK = N_("One or more takes didn't pass the safety check, so they aren't shown.")
 
 # Told with a portrait the guard could not make unlinkable (see inference/queue/unlinkable.py).
 STILL_LINKABLE = N_(
@@ -158,8 +162,10 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
         seed = random_seed()
     log_id: int | None = None
     try:
-        log_id = await services.repo.reserve(
-            user.id, interaction.guild_id, interaction.channel_id, order.style,
+        # A set of takes is one request whose cost is its pictures (fewer where the quota has fewer left).
+        wanted = await takes_for(services, interaction.guild_id) if order.buttons else 1
+        log_id, takes = await services.repo.reserve_set(
+            user.id, interaction.guild_id, interaction.channel_id, order.style, pictures=wanted,
             kind=order.kind, seed=seed, interaction=interaction_ref(interaction),
             language=language_of(interaction),
         )
@@ -171,7 +177,7 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
             face, order.style, user_id=user.id, guild_id=interaction.guild_id, seed=seed,
             background=order.preset.background, framing=order.preset.framing,
             safety=await safety_level(services, interaction),
-            unlinkable=order.preset.unlinkable if order.unlinkable is None else order.unlinkable,
+            unlinkable=order.preset.unlinkable if order.unlinkable is None else order.unlinkable, count=takes,
         )
     except UserFacingError as exc:
         if log_id is not None:
@@ -235,14 +241,18 @@ async def follow(
                         tr(interaction, "🎨 Drawing your **{title}** portrait… step {i}/{n}", title=title, i=i, n=n),
                         preview=preview,
                     )
-                case Done(result=result) if result.flagged:
+                case Done() if all(result.flagged for result in event.results):
                     # Never posted: the member hears why, the log says so, the quota counts it.
                     outcome, reason = "filtered", None
                     forget_face()
                     await tell(interaction, tr(interaction, FILTERED_MESSAGE))
-                case Done(result=result):
-                    outcome = await deliver(interaction, services, order, progress, token, title, [result.png()],
-                                            [result.seed], linkable=bool(result.linkable))
+                case Done():
+                    # A take the safety check refused is left out of the set; the member is told.
+                    shown = [result for result in event.results if not result.flagged]
+                    outcome = await deliver(interaction, services, order, progress, token, title,
+                                            [result.png() for result in shown], [result.seed for result in shown],
+                                            linkable=any(result.linkable for result in shown),
+                                            held_back=len(event.results) - len(shown))
                     reason = None
                     # The delivery is written before anything else can fail.
                     await services.writes.finished(log_id, outcome)
@@ -285,6 +295,7 @@ async def deliver(
     seeds: list[int],
     *,
     linkable: bool = False,
+    held_back: int = 0,
 ) -> Outcome:
     """The finished set in the member's private reply, each picture with its own Post button; in a
     server that chose "public by default", posted in the channel at once as if Post was pressed.
@@ -296,9 +307,14 @@ async def deliver(
         pngs = await asyncio.to_thread(lambda: [avatar_png(p) for p in drawn])
     kept = services.results.put(user.id, order.style, pngs, seeds) if order.buttons else None
     # A portrait face matching could tie to the selfie is never posted for the member: they decide.
-    public = order.buttons and not linkable and await public_by_default(services, interaction)
+    # So is a set of takes: posting them all would flood the room; the member picks one with Post #n.
+    public = order.buttons and not linkable and len(pngs) == 1 and await public_by_default(services, interaction)
     seed_text = ", ".join(f"`{s}`" for s in seeds)
-    if not order.buttons:
+    if len(pngs) > 1:
+        content = tr(interaction, "Here are {n} takes on your **{title}** portrait (seeds {seeds}). Only you can "
+                     "see them: press **Post** with the number of the one you want to show in the channel.",
+                     n=len(pngs), title=title, seeds=seed_text)
+    elif not order.buttons:
         content = tr(interaction, "Here is a **{title}** sample (seed {seeds}).", title=title, seeds=seed_text)
     elif public:
         content = tr(interaction, "Here is your **{title}** portrait (seed {seeds}); it is posted in the channel too.",
@@ -306,6 +322,8 @@ async def deliver(
     else:
         content = tr(interaction, "Here is your **{title}** portrait (seed {seeds}). Only you can see it: press "
                      "**Post** to show it in the channel.", title=title, seeds=seed_text)
+    if held_back:
+        content += "\n" + tr(interaction, HELD_BACK)
     if linkable:
         content += "\n" + tr(interaction, STILL_LINKABLE)
     likeness = order.unlinkable is False
@@ -320,10 +338,13 @@ async def deliver(
         if token and kept else None
     )
     note = tr(interaction, "(I couldn't update my earlier reply, so here it is.)")
-    extras, embed = [], None
+    # A set's later takes ride along as further files, named so Post #n (and a reply past the memory
+    # limits) finds each.
+    extras: list[tuple[bytes, str]] = [(png, portrait_filename(order.style, i)) for i, png in enumerate(pngs)][1:]
+    embed = None
     if order.buttons:
         # How to wear it: the circle Discord will crop it to, and where to put it.
-        extras = [(await asyncio.to_thread(circle_preview, drawn[0]), PREVIEW_FILENAME)]
+        extras.append((await asyncio.to_thread(circle_preview, drawn[0]), PREVIEW_FILENAME))
         embed = guide_embed(interaction)
     outcome = await deliver_portrait(
         interaction, progress, recipient(interaction), content, pngs[0], portrait_filename(order.style), view,

@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     # --- generation defaults ------------------------------------------------------------------
     preview_every: int = Field(default=5, ge=1, description="Send a preview image every N steps.")
     max_batch_size: int = Field(default=4, ge=1)
+    candidates: int | None = Field(
+        default=None, ge=1, le=4,
+        description="Takes per request, shown together (1-4); default 2 when the engines run on a GPU, 1 on the CPU.",
+    )
 
     # --- queue --------------------------------------------------------------------------------
     queue_capacity: int = Field(default=100, ge=1)

@@ -18,6 +18,7 @@ from bot.i18n import N_, name_str, text_str, tr
 from bot.portrait import PortraitOrder, admission, make_portrait
 from bot.replies import defer
 from bot.services import Services, services_of
+from bot.takes import MAX_TAKES, takes_for
 from inference.preprocess import LocatedFace
 
 SEED_POLICY_WORDS = {
@@ -122,7 +123,7 @@ class StyleCog(
         style=name_str("style"), channel=name_str("channel"), background=name_str("background"),
         framing=name_str("framing"), seed_policy=name_str("seed_policy"),
         allow_member_choice=name_str("allow_member_choice"), public=name_str("public"),
-        relax_safety=name_str("relax_safety"), unlinkable=name_str("unlinkable"),
+        relax_safety=name_str("relax_safety"), unlinkable=name_str("unlinkable"), candidates=name_str("candidates"),
     )
     @app_commands.describe(
         style=text_str("The style for everyone's portraits (empty: keep the current one)"),
@@ -134,6 +135,7 @@ class StyleCog(
         public=text_str("Whole server: post portraits in the channel at once instead of privately"),
         relax_safety=text_str("Whole server: let nudity pass the safety check in age-restricted channels"),
         unlinkable=text_str("Redraw portraits that face matching could tie to the member's photo (default: on)"),
+        candidates=text_str("Whole server: takes per request, shown together for the member to pick from (1-4)"),
     )
     @app_commands.choices(seed_policy=[
         app_commands.Choice(name=text_str("random"), value="random"),
@@ -153,6 +155,7 @@ class StyleCog(
         public: bool | None = None,
         relax_safety: bool | None = None,
         unlinkable: bool | None = None,
+        candidates: app_commands.Range[int, 1, MAX_TAKES] | None = None,
     ) -> None:
         services = services_of(interaction)
         guild_id = interaction.guild_id
@@ -193,9 +196,10 @@ class StyleCog(
             where = tr(interaction, "This server")
             done = tr(interaction, "Done. New portraits on this server use this look.")
         store = ServerSafetyStore(services.database.sessions)
-        if public is not None or relax_safety is not None:
+        if public is not None or relax_safety is not None or candidates is not None:
             await store.set_options(
-                guild_id, set_by=interaction.user.id, public_by_default=public, relax_in_nsfw_channels=relax_safety
+                guild_id, set_by=interaction.user.id, public_by_default=public, relax_in_nsfw_channels=relax_safety,
+                candidates=candidates,
             )
         embed = describe_preset(interaction, services, preset, where)
         await add_server_choices(interaction, services, embed)
@@ -273,6 +277,9 @@ async def add_server_choices(interaction: discord.Interaction, services: Service
     embed.add_field(
         name=tr(interaction, "Finished portraits"),
         value=tr(interaction, PUBLIC_WORDS[await store.public_by_default(guild_id)]), inline=False,
+    )
+    embed.add_field(
+        name=tr(interaction, "Takes per request"), value=str(await takes_for(services, guild_id)), inline=False
     )
     value = tr(interaction, SAFETY_WORDS[await store.relaxed_in_nsfw_channels(guild_id)])
     if services.settings.sources.safety_checker is None:

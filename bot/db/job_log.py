@@ -12,6 +12,10 @@ What counts against a quota: open rows (reserved, waiting, running), portraits t
 after the GPU started on them.
 Reservations given back before the GPU was used ("refused"), failures on the bot's side and jobs
 a restart interrupted do not count.
+
+Quotas count pictures, not requests: a set of several takes is one row (one request, one place in
+line) whose cost is its `pictures`. A member with fewer pictures left today than the set asks for
+gets a smaller set (`reserve_set` says how many); with none left, the usual refusal.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ _MADE = ("done", "filtered", "delivered", "delivered_fallback", "undelivered")
 
 
 class Usage(NamedTuple):
-    """Portraits counted against today's quotas (UTC day): this user's, and this server's."""
+    """Pictures counted against today's quotas (UTC day): this user's, and this server's."""
 
     user: int
     guild: int
@@ -111,7 +115,27 @@ class JobLog:
         """Check today's quotas and open the job's log row in one serialized transaction; returns
         the row id, or raises `QuotaExceeded`. Give it back with `release` if the job never
         reaches the GPU. `language` (a catalogue's code) is what a notice after a restart speaks."""
-        values = {
+        log_id, _ = await self.reserve_set(
+            user_id, guild_id, channel_id, style, kind=kind, seed=seed, interaction=interaction, language=language
+        )
+        return log_id
+
+    async def reserve_set(
+        self,
+        user_id: int,
+        guild_id: int | None,
+        channel_id: int | None,
+        style: str,
+        *,
+        pictures: int = 1,
+        kind: JobKind = "portrait",
+        seed: int | None = None,
+        interaction: InteractionRef | None = None,
+        language: str | None = None,
+    ) -> tuple[int, int]:
+        """`reserve` for a set of up to `pictures` takes: (row id, pictures granted), fewer than asked
+        where today's quotas have fewer left, never none (then `QuotaExceeded`)."""
+        values: dict[str, Any] = {
             "user_id": user_id, "guild_id": guild_id, "channel_id": channel_id, "style": style, "seed": seed,
             "kind": kind, "queued_at": self._clock(), "language": language,
         }
@@ -120,11 +144,20 @@ class JobLog:
                 interaction_id=interaction.interaction_id, application_id=interaction.application_id,
                 interaction_token=interaction.token, token_expires_at=interaction.expires_at,
             )
-        stmt = GenerationLog.__table__.insert().values(**values).returning(GenerationLog.id)
         async with self._sessions.begin() as session:
             await self._lock_quota(session, user_id, guild_id)
-            self._raise_if_over(await self._usage(session, user_id, guild_id), guild_id)
-            return (await session.execute(stmt)).scalar_one()
+            usage = await self._usage(session, user_id, guild_id)
+            self._raise_if_over(usage, guild_id)
+            granted = min(pictures, self._left(usage, guild_id))
+            stmt = GenerationLog.__table__.insert().values(**values, pictures=granted).returning(GenerationLog.id)
+            return (await session.execute(stmt)).scalar_one(), granted
+
+    def _left(self, usage: Usage, guild_id: int | None) -> int:
+        """Pictures today's quotas still allow (a large number where neither limits)."""
+        left = [self.user_daily_quota - usage.user] if self.user_daily_quota else []
+        if self.server_daily_quota and guild_id is not None:
+            left.append(self.server_daily_quota - usage.guild)
+        return max(1, min(left, default=1_000_000))
 
     async def release(self, log_id: int, reason: str) -> bool:
         """Give a reservation back: the job was refused before it used the GPU, so it does not count."""
@@ -215,7 +248,7 @@ class JobLog:
 
         def today(where: Any) -> Any:
             return (
-                select(func.count())
+                select(func.coalesce(func.sum(GenerationLog.pictures), 0))
                 .select_from(GenerationLog)
                 .where(where, GenerationLog.queued_at >= since, _counted())
                 .scalar_subquery()

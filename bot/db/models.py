@@ -157,6 +157,8 @@ class GenerationLog(Base):
     reason: Mapped[str | None] = mapped_column(String(REASON_LENGTH))
     # A /style preview is logged (and counted) like a portrait, told apart here.
     kind: Mapped[str] = mapped_column(String(16), server_default="portrait")
+    # A set of several takes is one row whose cost is its pictures: quotas count pictures.
+    pictures: Mapped[int] = mapped_column(Integer, server_default="1")
     # What is needed to tell the member after a crash or restart: the interaction's webhook while
     # its token is valid, else the channel or a DM. The token is erased when the row is closed.
     interaction_id: Mapped[int | None] = mapped_column(Snowflake)
@@ -179,5 +181,7 @@ class ServerSafety(Base):
     relax_in_nsfw_channels: Mapped[bool] = mapped_column(Boolean)
     # Post every finished portrait in the channel at once, as rooms that want it public choose.
     public_by_default: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # Takes per request (1-4); None: the bot's CANDIDATES (by default 2 on a GPU, 1 on the CPU).
+    candidates: Mapped[int | None] = mapped_column(Integer)
     set_by: Mapped[int] = mapped_column(Snowflake)
     set_at: Mapped[datetime] = mapped_column(UTCDateTime)

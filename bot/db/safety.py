@@ -1,5 +1,6 @@
 """Each server's server-wide choices, kept apart from the repository's presets: the image safety
-check, and whether finished portraits are posted in the channel at once ("public by default").
+check, whether finished portraits are posted in the channel at once ("public by default"), and how
+many takes one request draws.
 
 One row per server that chose; no row means the strict check and private portraits.
 """
@@ -35,12 +36,18 @@ class ServerSafetyStore:
             row = await session.get(ServerSafety, guild_id)
             return bool(row is not None and row.public_by_default)
 
+    async def candidates(self, guild_id: int) -> int | None:
+        """The takes per request this server chose; None: the bot's CANDIDATES."""
+        async with self._sessions() as session:
+            row = await session.get(ServerSafety, guild_id)
+            return None if row is None else row.candidates
+
     async def set_relaxed_in_nsfw_channels(self, guild_id: int, relaxed: bool, *, set_by: int) -> None:
         await self.set_options(guild_id, relax_in_nsfw_channels=relaxed, set_by=set_by)
 
     async def set_options(
         self, guild_id: int, *, set_by: int, relax_in_nsfw_channels: bool | None = None,
-        public_by_default: bool | None = None,
+        public_by_default: bool | None = None, candidates: int | None = None,
     ) -> None:
         """Change the choices given (None: keep what was set); a new row starts from the defaults."""
         changed: dict[str, object] = {"set_by": set_by, "set_at": self._clock()}
@@ -48,6 +55,8 @@ class ServerSafetyStore:
             changed["relax_in_nsfw_channels"] = relax_in_nsfw_channels
         if public_by_default is not None:
             changed["public_by_default"] = public_by_default
+        if candidates is not None:
+            changed["candidates"] = candidates
         first = {"relax_in_nsfw_channels": False, "public_by_default": False, **changed}
         async with self._sessions.begin() as session:
             dialect = session.get_bind().dialect.name

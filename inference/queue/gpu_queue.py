@@ -31,6 +31,7 @@ from inference.queue.jobs import (
     ShutdownReport,
     Started,
     TerminalEvent,
+    set_requests,
 )
 from inference.queue.metrics import QueueMetrics
 from inference.queue.scheduler import FairScheduler
@@ -325,8 +326,10 @@ class GenerationQueue:
         deadline: float | None = None,
         safety: SafetyLevel = "strict",
         unlinkable: bool = True,
+        count: int = 1,
     ) -> JobHandle:
-        """Queue one portrait, or raise `QueueClosed`, `AlreadyQueued`, `UnknownStyleError` or
+        """Queue one portrait (a set of `count` takes: one place, pictures with seeds derived from
+        `seed`), or raise `QueueClosed`, `AlreadyQueued`, `UnknownStyleError` or
         `QueueFull` at once. `deadline` is a `time.monotonic()` instant; by default
         `queue_job_deadline_s` from now. Must be called on the queue's event loop."""
         if self._closing or self._broken:
@@ -372,6 +375,7 @@ class GenerationQueue:
             submitted_at=now,
             deadline=now + self.deadline_s if deadline is None else deadline,
             previews=previews,
+            more=set_requests(request, count),
         )
         job.expiry = loop.call_later(max(0.0, job.deadline - now), self._expire, job)
         self._scheduler.add(job)
@@ -382,7 +386,7 @@ class GenerationQueue:
         self._work.set()
         log_event(
             log, logging.INFO, "job queued",
-            job=job.id, user=user_id, guild=guild_id, style=style, depth=len(self._scheduler),
+            job=job.id, user=user_id, guild=guild_id, style=style, depth=len(self._scheduler), pictures=count,
         )
         return JobHandle(job, self)
 
@@ -400,6 +404,12 @@ class GenerationQueue:
     @property
     def running(self) -> int:
         return sum(j.state is JobState.RUNNING for r in self._workers for j in r.running)
+
+    @property
+    def on_gpu(self) -> bool:
+        """Whether a worker draws on a GPU (a local engine's device, or a remote worker's as it
+        registered): what CANDIDATES' default follows."""
+        return any(_is_gpu(getattr(runner, "device", "cpu")) for runner in self._workers)
 
     @property
     def accepting(self) -> bool:
@@ -492,7 +502,7 @@ class GenerationQueue:
                 self.metrics.wait_seconds.observe(now - job.submitted_at)
                 job.events.push(Started(len(batch), now - job.submitted_at))
             self.metrics.running.inc(len(batch))
-            self.metrics.batch_size.observe(len(batch))
+            self.metrics.batch_size.observe(sum(job.cost for job in batch))
             return batch
         return None
 
@@ -587,6 +597,10 @@ class GenerationQueue:
 
     def _timed_out(self, job: Job, now: float) -> Failed:
         return Failed(TIMED_OUT, "timeout")
+
+
+def _is_gpu(device: object) -> bool:
+    return str(device).split(":")[0] not in ("cpu", "?", "")
 
 
 def _outcome(event: TerminalEvent) -> str:

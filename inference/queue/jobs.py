@@ -10,7 +10,7 @@ import asyncio
 import enum
 from collections import deque
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from PIL import Image
 
@@ -50,8 +50,15 @@ class Timings:
 
 @dataclass(frozen=True)
 class Done:
+    """The finished job: `result` is its first picture; a set of several takes has the rest in `more`."""
+
     result: GenerationResult
     timings: Timings
+    more: tuple[GenerationResult, ...] = ()
+
+    @property
+    def results(self) -> tuple[GenerationResult, ...]:
+        return (self.result, *self.more)
 
 
 @dataclass(frozen=True)
@@ -123,6 +130,18 @@ class Job:
     expiry: asyncio.TimerHandle | None = None
     # Runs on a remote worker that were lost (worker killed, Redis restarted) and given back to the line.
     attempt: int = 0
+    # A set of several takes: the requests after the first, each with its own seed (see `set_requests`).
+    more: list[GenerationRequest] = field(default_factory=list)
+
+    @property
+    def requests(self) -> list[GenerationRequest]:
+        """One request per picture the member gets; they share the face and the cancel flag."""
+        return [self.request, *self.more]
+
+    @property
+    def cost(self) -> int:
+        """What the job takes from a batch and from its server's turn: its pictures."""
+        return 1 + len(self.more)
 
     @property
     def bucket(self) -> Hashable:
@@ -141,6 +160,22 @@ class Job:
     @property
     def style(self) -> str:
         return self.request.style
+
+
+# Odd, so i * SEED_STEP mod 2**31 differs for every i: a set's seeds are distinct and follow from the first.
+SEED_STEP = 0x9E3779B1
+SEED_SPACE = 2**31
+
+
+def set_seeds(seed: int, count: int) -> list[int]:
+    """The seeds of a set of `count` takes: the job's own first, then derived from it, so a room with a
+    fixed seed gets the same set every time."""
+    return [seed, *((seed + i * SEED_STEP) % SEED_SPACE for i in range(1, count))]
+
+
+def set_requests(request: GenerationRequest, count: int) -> list[GenerationRequest]:
+    """The requests after the first for a set of `count`; `replace` keeps the one face and cancel flag."""
+    return [replace(request, seed=seed) for seed in set_seeds(request.seed, count)[1:]]
 
 
 @dataclass(frozen=True)

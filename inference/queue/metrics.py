@@ -32,7 +32,8 @@ class QueueMetrics:
             "mmpp_queue_run_seconds", "Start of generation to result, per job.", buckets=RUN_BUCKETS, registry=r
         )
         self.batch_size = Histogram(
-            "mmpp_queue_batch_size", "Jobs per engine call.", buckets=(1, 2, 3, 4, 6, 8, 12, 16), registry=r
+            "mmpp_queue_batch_size", "Pictures per batch (a set of takes counts each).",
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16), registry=r,
         )
         self.jobs = Counter("mmpp_queue_jobs", "Finished jobs by outcome.", ["outcome"], registry=r)
         self.rejected = Counter("mmpp_queue_rejected", "Refused submits by reason.", ["reason"], registry=r)

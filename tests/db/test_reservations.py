@@ -103,3 +103,19 @@ async def test_open_jobs_carry_the_interaction_and_closing_erases_the_token(
     assert await quota_repo.log_finished(running, "interrupted") is True
     assert await quota_repo.log_finished(running, "delivered") is False  # the first close wins
     assert [j.log_id for j in await quota_repo.open_jobs()] == [waiting]
+
+
+async def test_a_set_is_one_request_whose_cost_is_its_pictures(quota_repo: Repository) -> None:
+    # The member's quota is 2 pictures: a set of 2 uses it all, the next request is refused.
+    log_id, granted = await quota_repo.reserve_set(7, GUILD, CHANNEL, "pixar", pictures=2)
+    assert granted == 2
+    assert await quota_repo.usage_today(7, GUILD) == (2, 2)
+    with pytest.raises(QuotaExceeded):
+        await quota_repo.reserve_set(7, GUILD, CHANNEL, "pixar", pictures=2)
+    # Given back before the GPU, the set does not count: its pictures are free again.
+    await quota_repo.release(log_id, "no face")
+    assert await quota_repo.usage_today(7, GUILD) == (0, 0)
+    await quota_repo.reserve(7, GUILD, CHANNEL, "pixar")
+    # One picture left today: a set of four shrinks to one take instead of being refused.
+    assert (await quota_repo.reserve_set(7, GUILD, CHANNEL, "pixar", pictures=4))[1] == 1
+    assert await quota_repo.usage_today(7, GUILD) == (2, 2)

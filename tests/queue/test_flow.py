@@ -120,3 +120,34 @@ async def test_the_wait_estimate_learns_from_measured_jobs(make_queue: QueueFact
         probe.release()
     assert isinstance(queued, Queued) and queued.position == 2
     assert queued.estimated_wait_s == pytest.approx(2 * measured, abs=1.0)
+
+
+async def test_a_set_of_takes_is_one_place_one_engine_call_with_distinct_reproducible_seeds(
+    make_queue: QueueFactory, face: PreparedFace
+) -> None:
+    queue, probe = make_queue(max_batch_size=4)
+    async with queue:
+        first = await queue.submit(face, "tiny-style", user_id=1, guild_id=1, seed=7, count=2).outcome()
+        again = await queue.submit(face, "tiny-style", user_id=1, guild_id=1, seed=7, count=2).outcome()
+    assert isinstance(first, Done) and isinstance(again, Done)
+    assert len(probe.calls) == 2 and all(len(call) == 2 for call in probe.calls)
+    seeds = [r.seed for r in first.results]
+    assert seeds[0] == 7 and len(set(seeds)) == 2
+    # A room with a fixed seed gets the same set again.
+    assert [r.seed for r in again.results] == seeds
+    assert all(r.image is not None for r in first.results)
+
+
+async def test_a_set_larger_than_the_batch_is_drawn_in_several_calls_and_arrives_as_one(
+    make_queue: QueueFactory, face: PreparedFace
+) -> None:
+    queue, probe = make_queue(max_batch_size=1)
+    async with queue:
+        handle = queue.submit(face, "tiny-style", user_id=1, guild_id=1, seed=7, count=3)
+        assert queue.depth == 1  # one place in line
+        events = await collect(handle)
+    done = events[-1]
+    assert isinstance(done, Done) and len(done.results) == 3
+    assert [len(call) for call in probe.calls] == [1, 1, 1]
+    assert [r.seed for r in done.results] == [seed for [seed] in probe.seeds()]
+    assert sum(isinstance(e, Done) for e in events) == 1

@@ -267,3 +267,30 @@ async def test_a_long_running_worker_gives_freed_heap_back_between_batches(remot
     for user in (1, 2):
         assert isinstance((await collect(remote.queue.submit(face, "tiny-style", user_id=user, guild_id=1)))[-1], Done)
     assert trimmer.trims == 2
+
+
+async def test_a_set_travels_to_a_remote_worker_and_back_whole_split_by_the_workers_own_limit(
+    redis_url: str, queue_settings: Settings, real_engine: Engine, face: PreparedFace
+) -> None:
+    # The worker holds two pictures per call: a set of three is drawn in two calls, sent back as one.
+    settings = queue_settings.model_copy(update={"max_batch_size": 2})
+    async for remote in open_remote(redis_url, settings, real_engine):
+        done = (await collect(remote.queue.submit(face, "tiny-style", user_id=1, guild_id=1, seed=11, count=3)))[-1]
+        assert isinstance(done, Done) and len(done.results) == 3
+        seeds = [r.seed for r in done.results]
+        assert seeds[0] == 11 and len(set(seeds)) == 3
+        assert [len(call) for call in remote.probe.seeds()] == [2, 1]
+        assert all(r.image is not None and r.png().startswith(b"\x89PNG") for r in done.results)
+        assert remote.leftovers() == []
+
+
+def test_a_payload_asking_more_takes_than_a_bot_sends_is_refused(face: PreparedFace) -> None:
+    request = GenerationRequest(face=face, style="tiny-style", seed=1)
+    payload = p.deserialize(p.serialize(p.encode_batch("b", [("j", 0, request, False)], 0.0,
+                                                       more_seeds={"j": [2, 3, 4]})))
+    [job] = p.decode_batch(payload)[2]
+    assert job.more_seeds == (2, 3, 4)
+    # Whoever can write to Redis cannot make a worker draw a thousand pictures for one job.
+    payload["jobs"][0]["more_seeds"] = list(range(1000))
+    with pytest.raises(p.BadPayload):
+        p.decode_batch(payload)

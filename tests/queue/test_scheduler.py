@@ -14,6 +14,7 @@ class Item:
     guild: int | None
     user: int = 0
     style: str = "a"
+    cost: int = 1
 
     @property
     def bucket(self) -> Hashable:
@@ -100,3 +101,37 @@ def test_removing_a_waiting_job_closes_the_gap() -> None:
     assert len(s) == 2
     assert names(s.drain()) == ["a0", "a2"]
     assert not s
+
+
+def test_a_set_takes_its_pictures_from_a_batch_and_is_split_by_nobody_else() -> None:
+    s: FairScheduler[Item] = FairScheduler()
+    s.add(Item("set2", guild=1, cost=2))
+    s.add(Item("one", guild=2))
+    s.add(Item("set2b", guild=3, cost=2))
+    # Four pictures fit: the set of two and the single; the next set of two would make five.
+    assert names(s.pick(4)) == ["set2", "one"]
+    # A set larger than the batch still goes whole, as one place (the worker splits the drawing).
+    s.add(Item("set4", guild=4, cost=4))
+    assert names(s.pick(2)) == ["set2b"]
+    assert names(s.pick(2)) == ["set4"]
+
+
+def test_a_server_served_a_set_while_others_waited_sits_out_until_they_had_as_many_pictures() -> None:
+    s: FairScheduler[Item] = FairScheduler()
+    s.add(Item("a-set", guild=1, cost=4))
+    s.add(Item("a-next", guild=1, cost=4))
+    for n in range(4):
+        s.add(Item(f"b{n}", guild=2))
+    assert names(s.pick(1)) == ["a-set"]
+    # Server 1 took four pictures at once: server 2 gets three more turns before server 1's next set.
+    assert names(list(s.order()))[:4] == ["b0", "b1", "b2", "a-next"]
+    assert run_one_at_a_time(s) == ["b0", "b1", "b2", "a-next", "b3"]
+
+
+def test_a_set_drawn_while_nobody_else_waited_owes_nothing() -> None:
+    s: FairScheduler[Item] = FairScheduler()
+    s.add(Item("a-set", guild=1, cost=4))
+    assert names(s.pick(1)) == ["a-set"]
+    s.add(Item("a-next", guild=1, cost=4))
+    s.add(Item("b0", guild=2))
+    assert run_one_at_a_time(s) == ["a-next", "b0"]

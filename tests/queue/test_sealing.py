@@ -17,7 +17,7 @@ from inference.conditioning import PreparedFace
 from inference.engine import Engine, to_png
 from inference.queue import Done, Failed, Started
 from inference.queue.remote import protocol as p
-from inference.queue.remote.sealing import QueueSecretError, Seal, check_transport
+from inference.queue.remote.sealing import Forged, QueueSecretError, Seal, check_transport
 from inference.queue.remote.worker import run_worker
 from inference.queue.setup import open_queue
 from mmpp.settings import Settings
@@ -138,3 +138,13 @@ async def test_bot_and_worker_refuse_to_start_on_a_remote_redis_without_a_secret
         await open_queue(settings)
     with pytest.raises(QueueSecretError):
         await run_worker(settings, catalog_wait_s=0.1)
+
+
+def test_one_take_of_a_set_cannot_stand_in_for_another(astronaut: Image.Image) -> None:
+    # Whoever can write to Redis may move sealed takes between keys; each opens only as itself.
+    seal = Seal(SECRET)
+    second = seal.seal_result(p.take_name("j", 1), 0, to_png(astronaut.resize((64, 64))))
+    assert seal.open_result(p.take_name("j", 1), 0, second).size == (64, 64)
+    for other in (0, 2):
+        with pytest.raises(Forged):
+            seal.open_result(p.take_name("j", other), 0, second)

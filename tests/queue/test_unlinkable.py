@@ -137,3 +137,34 @@ def test_the_switch_travels_and_a_bot_that_predates_it_gets_the_guard(face: Prep
     del payload["jobs"][0]["unlinkable"]  # what an older bot sends
     [job] = p.decode_batch(payload)[2]
     assert job.request.unlinkable is True
+
+
+async def test_each_take_of_a_set_is_judged_and_only_the_matching_one_is_redrawn(
+    queue_settings: Settings, real_engine: Engine, face: PreparedFace, astronaut: Image.Image
+) -> None:
+    engine = SelfieEngine(real_engine, astronaut, linkable_calls=0)
+    selfie = engine.selfie
+
+    def second_take_matches(
+        requests: Sequence[GenerationRequest], on_step: Callable[[StepProgress], None] | None = None
+    ) -> list[GenerationResult]:
+        call = len(engine.requests)
+        engine.requests.extend(requests)
+        results = engine.engine.generate(requests, on_step)
+        # In the set's one call, only its second take comes back as the selfie.
+        return [replace(r, image=selfie) if call == 0 and i == 1 else r for i, r in enumerate(results)]
+
+    engine.generate = second_take_matches  # type: ignore[method-assign]
+    queue = local_queue(queue_settings, engine)
+    queue.start()
+    try:
+        events = await collect(queue.submit(face, "tiny-style", user_id=1, guild_id=1, seed=5, steps=2, count=2))
+    finally:
+        await queue.shutdown(grace_s=5)
+    done = events[-1]
+    assert isinstance(done, Done) and len(done.results) == 2
+    first, second, redraw = engine.requests
+    assert redraw.seed not in (first.seed, second.seed) and redraw.ip_adapter_scale is not None
+    # The first take is kept as drawn; the second is the redraw, and neither is the selfie.
+    assert done.results[0].seed == first.seed and done.results[1].seed == redraw.seed
+    assert all(r.image is not None and r.image.size == (64, 64) and not r.linkable for r in done.results)

@@ -62,6 +62,7 @@ ON_DEFAULT = {
     "max_upload_bytes": "bot", "max_image_pixels": "bot and generate", "min_image_side": "bot and generate",
     "min_face_px": "bot and generate", "download_timeout_s": "bot", "max_concurrent_decodes": "bot",
     "max_concurrent_downloads": "bot", "preview_every": "bot and worker", "max_batch_size": "bot",
+    "candidates": "bot: unset, one take per /profile on the CPU (two where a GPU draws)",
     "queue_capacity": "bot", "queue_job_deadline_s": "bot", "queue_batch_wait_s": "bot",
     "queue_backend": "bot: local", "worker_id": "worker: host-pid, the name it registers under",
     "shard_count": "bot: Discord's advice", "shard_ids": "bot: every shard",
@@ -176,7 +177,9 @@ async def _profile_ends_in_a_portrait(standin: StandIn, selfie: bytes) -> None:
     interaction = await standin.send_slash_command(
         "profile", user=member, attachments={"selfie": ("me.jpg", selfie)}
     )
-    await interaction.wait_for_final_file(timeout=120)
+    final = await interaction.wait_for_final_file(timeout=120)
+    # CANDIDATES unset on the CPU: one take per request.
+    assert len([f for f in final.files if f.filename.startswith("portrait-")]) == 1
 
 
 async def _run_bot_line(standin: StandIn, line: str, clone: Path, env: dict[str, str], selfie: bytes | None) -> str:

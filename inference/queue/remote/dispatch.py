@@ -186,6 +186,11 @@ class RemoteSlot:
         self.running_since: float | None = None
         self._gone = asyncio.Event()
 
+    @property
+    def device(self) -> str:
+        """The device its worker said it draws on when it registered."""
+        return str(self.backend.alive.get(self.worker_id, {}).get("device", "cpu"))
+
     def worker_gone(self) -> None:
         self._gone.set()
 
@@ -268,8 +273,11 @@ class RemoteSlot:
             seconds, micros = await self.pool.time()
             not_after = seconds + micros / 1e6 + left_s
             jobs = [(j.id, j.attempt, j.request, j.previews) for j in batch]
+            more_seeds = {j.id: [r.seed for r in j.more] for j in batch if j.more}
             payload = await asyncio.to_thread(
-                lambda: self.backend.seal.seal_payload(p.encode_batch(batch_id, jobs, not_after))
+                lambda: self.backend.seal.seal_payload(
+                    p.encode_batch(batch_id, jobs, not_after, more_seeds=more_seeds)
+                )
             )
             await self.pool.set(_marker(batch_id), b"1", ex=p.EVENT_TTL_S)
             await self.pool.enqueue_job(
@@ -352,30 +360,42 @@ class RemoteSlot:
             queue.emit(job, Step(int(fields["i"]), int(fields["n"]), _image(preview) if preview else None))
             return None
         if kind in ("done", "filtered"):
-            image = None  # "filtered": the worker's safety check refused the portrait and sent no pixels
-            if kind == "done":
-                sealed = await self.pool.getdel(p.result_key(job.id, job.attempt))
-                if sealed is None:
-                    return Failed(ENGINE_ERROR, "result_lost")
-                self.backend.bytes_received += len(sealed)
-                try:
-                    image = await asyncio.to_thread(self.backend.seal.open_result, job.id, job.attempt, sealed)
-                except Forged as exc:
-                    log_event(log, logging.WARNING, "result refused", job=job.id, why=str(exc))
-                    return Failed(ENGINE_ERROR, "result_refused")
+            # "filtered": the worker's safety check refused the portrait and sent no pixels.
+            # A set lists its takes under "t" (seed, linkable, filtered); one picture says it inline.
+            takes = fields["t"] if "t" in fields else [
+                {"seed": int(fields["seed"]), "l": fields.get("l") in ("1", 1, True), "f": kind == "filtered"}
+            ]
+            # A worker that predates sets draws one take of a set: the member still gets a portrait.
+            if not isinstance(takes, list) or not 1 <= len(takes) <= job.cost:
+                return Failed(ENGINE_ERROR, "result_lost")
             seconds = float(fields.get("s", 0))
+            results = []
+            for index, take in enumerate(takes):
+                image = None
+                if not take.get("f"):
+                    sealed = await self.pool.getdel(p.result_key(job.id, job.attempt, index))
+                    if sealed is None:
+                        return Failed(ENGINE_ERROR, "result_lost")
+                    self.backend.bytes_received += len(sealed)
+                    try:
+                        image = await asyncio.to_thread(
+                            self.backend.seal.open_result, p.take_name(job.id, index), job.attempt, sealed
+                        )
+                    except Forged as exc:
+                        log_event(log, logging.WARNING, "result refused", job=job.id, why=str(exc))
+                        return Failed(ENGINE_ERROR, "result_refused")
+                results.append(GenerationResult(
+                    image=image, seed=int(take["seed"]), style=job.style, seconds=seconds, flagged=image is None,
+                    linkable=bool(take.get("l")),
+                ))
             now = time.monotonic()
             started_at = job.started_at if job.started_at is not None else started
             queue.batch_measured([job], seconds / max(1, job.batch_size))
-            result = GenerationResult(
-                image=image, seed=int(fields["seed"]), style=job.style, seconds=seconds, flagged=image is None,
-                linkable=fields.get("l") in ("1", 1, True),
-            )
             timings = Timings(
                 waited_s=started_at - job.submitted_at, ran_s=now - started_at, engine_s=seconds,
                 batch_size=job.batch_size,
             )
-            return Done(result, timings)
+            return Done(results[0], timings, tuple(results[1:]))
         if kind == "failed":
             code = str(fields.get("code", "engine_error"))
             if code == "batch_timeout":
@@ -437,7 +457,8 @@ class RemoteSlot:
         given); `stop` also tells a worker that may still be drawing it (one cut off from us, not
         dead) to give up."""
         try:
-            keys = [p.events_key(job.id, job.attempt), p.result_key(job.id, job.attempt)]
+            keys = [p.events_key(job.id, job.attempt),
+                    *(p.result_key(job.id, job.attempt, take) for take in range(job.cost))]
             if stop:
                 await self.pool.set(p.cancel_key(job.id, job.attempt), b"1", ex=p.EVENT_TTL_S)
             else:

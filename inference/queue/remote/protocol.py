@@ -58,12 +58,18 @@ def worker_queue(worker_id: str) -> str:
     return f"mmpp:arq:{worker_id}"
 
 
+def take_name(job_id: str, take: int) -> str:
+    """What a set's take is sealed under: the job itself for the first, the job and its number after."""
+    return job_id if take == 0 else f"{job_id}#{take}"
+
+
 def events_key(job_id: str, attempt: int) -> str:
     return f"mmpp:ev:{job_id}:{attempt}"
 
 
-def result_key(job_id: str, attempt: int) -> str:
-    return f"mmpp:png:{job_id}:{attempt}"
+def result_key(job_id: str, attempt: int, take: int = 0) -> str:
+    """The finished picture; a set's later takes (`take` 1, 2, …) each under their own key."""
+    return f"mmpp:png:{job_id}:{attempt}" + (f":{take}" if take else "")
 
 
 def cancel_key(job_id: str, attempt: int) -> str:
@@ -130,20 +136,36 @@ def describe_difference(bot: dict[str, Any], worker: dict[str, Any]) -> str | No
 # --- the batch payload ------------------------------------------------------------------------
 
 
+# The most takes one job may ask for (CANDIDATES' limit): a payload asking more is refused, so
+# whoever can write to Redis cannot make a worker draw without end.
+MAX_TAKES = 4
+
+
+class BadPayload(ValueError):
+    """A batch no bot of ours would send."""
+
+
 @dataclass(frozen=True)
 class RemoteJob:
-    """One job of a batch as the worker receives it."""
+    """One job of a batch as the worker receives it; `more_seeds`: a set's takes after the first."""
 
     id: str
     attempt: int
     request: GenerationRequest
     previews: bool
+    more_seeds: tuple[int, ...] = ()
 
 
-def encode_batch(batch_id: str, jobs: list[tuple[str, int, GenerationRequest, bool]], not_after: float) -> dict:
+def encode_batch(
+    batch_id: str, jobs: list[tuple[str, int, GenerationRequest, bool]], not_after: float,
+    *, more_seeds: dict[str, list[int]] | None = None,
+) -> dict:
     """`jobs`: (job id, attempt, request, previews). `not_after`: a time on the Redis server's
     clock (`TIME`) after which the worker must not start the batch (the Discord reply would have
-    expired). Redis's clock, because bot and worker machines' clocks may disagree by any amount."""
+    expired). Redis's clock, because bot and worker machines' clocks may disagree by any amount.
+    `more_seeds`: by job id, the seeds of a set's later takes (absent: one take, as a bot that
+    predates sets sends)."""
+    more_seeds = more_seeds or {}
     return {
         "batch": batch_id,
         "not_after": not_after,
@@ -156,6 +178,7 @@ def encode_batch(batch_id: str, jobs: list[tuple[str, int, GenerationRequest, bo
                 "face": to_png(r.face.face), "control": to_png(r.face.control),
                 "box": [r.face.box.x, r.face.box.y, r.face.box.w, r.face.box.h],
                 "source_size": list(r.face.source_size),
+                **({"more_seeds": list(more_seeds[job_id])} if more_seeds.get(job_id) else {}),
             }
             for job_id, attempt, r, previews in jobs
         ],
@@ -181,7 +204,11 @@ def decode_batch(payload: dict) -> tuple[str, float, list[RemoteJob]]:
             # Only an explicit false turns the guard off (a bot that predates the field gets it on).
             unlinkable=item.get("unlinkable") is not False,
         )
-        jobs.append(RemoteJob(str(item["id"]), int(item["attempt"]), request, bool(item["previews"])))
+        more = item.get("more_seeds") or []
+        if not isinstance(more, list) or len(more) >= MAX_TAKES:
+            raise BadPayload(f"a job asks for {len(more) + 1 if isinstance(more, list) else '?'} takes")
+        jobs.append(RemoteJob(str(item["id"]), int(item["attempt"]), request, bool(item["previews"]),
+                              tuple(int(s) for s in more)))
     return str(payload["batch"]), float(payload["not_after"]), jobs
 
 

@@ -17,6 +17,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -83,23 +84,26 @@ class CancelPolling:
 class StreamSink:
     """The queue side of `GpuWorker` on a worker: every event goes onto the job's Redis Stream."""
 
-    def __init__(self, client: redis.Redis, attempts: dict[str, int], seal: Seal) -> None:
+    def __init__(self, client: redis.Redis, attempts: dict[str, int], seal: Seal, max_batch_size: int) -> None:
         self._client = client
         self._seal = seal
         self._attempts = attempts
         self.seconds = 0.0
+        # This worker's own limit: a set larger than it is drawn in several calls here.
+        self.max_batch_size = max_batch_size
 
     async def next_batch(self) -> list[Job] | None:  # batches come from arq, not from here
         return None
 
-    def _add(self, job: Job, fields: dict[str, Any], png: bytes | None = None) -> None:
+    def _add(self, job: Job, fields: dict[str, Any], takes: dict[int, bytes] | None = None) -> None:
         attempt = self._attempts[job.id]
         key = p.events_key(job.id, attempt)
         try:
             with self._client.pipeline(transaction=False) as pipe:
-                if png is not None:
-                    pipe.set(p.result_key(job.id, attempt), self._seal.seal_result(job.id, attempt, png),
-                             ex=p.EVENT_TTL_S)
+                for take, png in (takes or {}).items():
+                    # A later take is sealed under its own name, so no take can stand in for another.
+                    pipe.set(p.result_key(job.id, attempt, take),
+                             self._seal.seal_result(p.take_name(job.id, take), attempt, png), ex=p.EVENT_TTL_S)
                 pipe.xadd(key, self._seal.seal_event(job.id, attempt, fields))  # type: ignore[arg-type]
                 pipe.expire(key, p.EVENT_TTL_S)
                 pipe.execute()
@@ -119,13 +123,19 @@ class StreamSink:
         if job.terminal is not None:
             return  # a cancel announced mid-batch, then the batch's own result
         job.terminal = event
-        if isinstance(event, Done) and event.result.flagged:
+        if isinstance(event, Done) and len(event.results) > 1:
+            # A set: each drawn take under its own key, the list of takes in the event.
+            takes = [{"seed": r.seed, "l": int(r.linkable), "f": int(r.flagged)} for r in event.results]
+            kind = "filtered" if all(r.flagged for r in event.results) else "done"
+            pngs = {i: r.png() for i, r in enumerate(event.results) if not r.flagged}
+            self._add(job, {"k": kind, "t": takes, "s": event.result.seconds}, takes=pngs)
+        elif isinstance(event, Done) and event.result.flagged:
             # The safety check refused it: no pixels leave this machine.
             self._add(job, {"k": "filtered", "seed": event.result.seed, "s": event.result.seconds})
         elif isinstance(event, Done):
             result = event.result
             fields = {"k": "done", "seed": result.seed, "s": result.seconds, "l": 1 if result.linkable else None}
-            self._add(job, fields, png=result.png())
+            self._add(job, fields, takes={0: result.png()})
         elif isinstance(event, Failed):
             self._add(job, {"k": "failed", "code": event.code})
         elif isinstance(event, Cancelled):
@@ -162,15 +172,18 @@ class RemoteWorker:
         try:
             batch_id, not_after, remote_jobs = p.decode_batch(self.seal.open_payload(payload))
         except (Forged, KeyError, ValueError, TypeError, OSError) as exc:
-            # Not from a bot holding QUEUE_SECRET: nothing of it is drawn.
+            # Not from a bot holding QUEUE_SECRET (or asking more takes than a bot sends): nothing is drawn.
             log_event(log, logging.WARNING, "batch refused", worker=self.id, why=str(exc) or type(exc).__name__)
             return "refused"
         attempts = {j.id: j.attempt for j in remote_jobs}
-        sink = StreamSink(self.client, attempts, self.seal)
+        # This worker's own batch limit, as its memory plan capped it: a set larger than that is split here.
+        limit = self.settings.max_batch_size
+        sink = StreamSink(self.client, attempts, self.seal,
+                          min(limit, getattr(self.engine, "preferred_batch_size", None) or limit))
         now = time.monotonic()
         jobs = [
             Job(id=j.id, user_id=0, guild_id=None, request=j.request, submitted_at=now, deadline=now,
-                previews=j.previews)
+                previews=j.previews, more=[replace(j.request, seed=seed) for seed in j.more_seeds])
             for j in remote_jobs
         ]
         if await self._redis_time() > not_after:
