@@ -11,15 +11,15 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Protocol
 
 from inference.conditioning import PreparedFace
 from inference.engine import GenerationRequest, random_seed
 from inference.queue.errors import AlreadyQueued, NoWorkers, QueueClosed, QueueFull
+from inference.queue.estimates import DEFAULT_JOB_S, WaitEstimate
+from inference.queue.handle import JobHandle, Runner
 from inference.queue.jobs import (
-    TERMINAL,
     Cancelled,
     Done,
     DroppedJob,
@@ -44,90 +44,11 @@ from mmpp.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Before anything has been measured: SDXL at 1024 px, ~30 steps with ControlNet on a mid-range GPU.
-DEFAULT_JOB_S = 15.0
-# Weight of the newest batch in the moving average: recent enough to follow a style switch or a
-# warmer GPU, smooth enough that one odd batch doesn't swing everybody's estimate.
-EMA_ALPHA = 0.3
 SHUTDOWN = Failed(N_("I'm restarting, so your portrait wasn't made. Please try again in a minute."), "shutdown")
 STOPPED = Failed(
     N_("I can't make portraits right now because of an internal error; the bot's admin can see why."), "queue_stopped"
 )
 TIMED_OUT = N_("The queue was too busy to start your portrait in time. Please try again.")
-
-
-class Runner(Protocol):
-    """One thing that takes batches from the queue: a local GPU (`GpuWorker`) or a remote worker's
-    slot (`inference.queue.remote`). It asks `next_batch` only when it has room for a batch, so the
-    fair order is decided at the last moment."""
-
-    name: str
-    running: list[Job]
-    running_since: float | None
-
-    async def serve(self) -> None: ...
-
-    def close(self, *, wait: bool) -> None: ...
-
-
-class JobHandle:
-    """What `submit` returns: the job's events, its outcome and a way to cancel it."""
-
-    def __init__(self, job: Job, queue: GenerationQueue) -> None:
-        self._job = job
-        self._queue = queue
-
-    @property
-    def id(self) -> str:
-        return self._job.id
-
-    @property
-    def user_id(self) -> int:
-        return self._job.user_id
-
-    @property
-    def guild_id(self) -> int | None:
-        return self._job.guild_id
-
-    @property
-    def style(self) -> str:
-        return self._job.style
-
-    @property
-    def seed(self) -> int:
-        return self._job.request.seed
-
-    @property
-    def state(self) -> JobState:
-        return self._job.state
-
-    @property
-    def done(self) -> bool:
-        return self._job.state is JobState.FINISHED
-
-    async def events(self) -> AsyncIterator[JobEvent]:
-        """Every event for this job, ending with (and including) `Done`, `Failed` or `Cancelled`.
-        Meant for one consumer; pending `Queued` updates collapse to the newest."""
-        while True:
-            if not self._job.events and self._job.terminal is not None:
-                return  # already read to the end (or by another consumer)
-            event = await self._job.events.get()
-            yield event
-            if isinstance(event, TERMINAL):
-                return
-
-    async def outcome(self) -> TerminalEvent:
-        """Wait for the terminal event without consuming `events()`."""
-        await self._job.finished.wait()
-        assert self._job.terminal is not None
-        return self._job.terminal
-
-    def cancel(self) -> bool:
-        """A waiting job leaves at once; a running one stops within one step. False if already over."""
-        return self._queue.cancel(self._job)
-
-    def __repr__(self) -> str:
-        return f"<JobHandle {self.id} user={self.user_id} guild={self.guild_id} {self.style} {self.state.value}>"
 
 
 class GenerationQueue:
@@ -167,8 +88,7 @@ class GenerationQueue:
         self.max_batch_size = min([settings.max_batch_size, *preferred])
         self.metrics = metrics or QueueMetrics()
         self.name = name
-        self._job_s = initial_job_s
-        self._measured = False
+        self._estimate = WaitEstimate(initial_job_s)
         self._stop_timeout_s = stop_timeout_s
         self._scheduler: FairScheduler[Job] = FairScheduler()
         self._by_user: dict[int, Job] = {}
@@ -388,7 +308,7 @@ class GenerationQueue:
             log, logging.INFO, "job queued",
             job=job.id, user=user_id, guild=guild_id, style=style, depth=len(self._scheduler), pictures=count,
         )
-        return JobHandle(job, self)
+        return JobHandle(job, self.cancel)
 
     def _reject(self, reason: str, user_id: int, guild_id: int | None) -> None:
         self.metrics.rejected.labels(reason).inc()
@@ -418,7 +338,7 @@ class GenerationQueue:
     @property
     def seconds_per_job(self) -> float:
         """The moving average of measured engine seconds per job (batches share the cost)."""
-        return self._job_s
+        return self._estimate.job_s
 
     def position(self, user_id: int) -> int | None:
         """The member's place in line (1 = next), 0 while their job runs, None if they have none."""
@@ -432,7 +352,7 @@ class GenerationQueue:
 
     def job_for(self, user_id: int) -> JobHandle | None:
         job = self._by_user.get(user_id)
-        return None if job is None else JobHandle(job, self)
+        return None if job is None else JobHandle(job, self.cancel)
 
     def cancel_user(self, user_id: int) -> bool:
         job = self._by_user.get(user_id)
@@ -452,18 +372,7 @@ class GenerationQueue:
     def estimated_wait(self, position: int) -> float:
         """Seconds until the job at `position` starts: until the first worker frees up, plus the jobs
         ahead at the measured seconds per job, shared among the workers."""
-        return self._first_free() + max(0, position - 1) * self._job_s / max(1, len(self._workers))
-
-    def _first_free(self) -> float:
-        now = time.monotonic()
-        soonest: float | None = None
-        for runner in self._workers:
-            since = runner.running_since
-            left = 0.0
-            if since is not None and runner.running:
-                left = max(0.0, len(runner.running) * self._job_s - (now - since))
-            soonest = left if soonest is None else min(soonest, left)
-        return soonest or 0.0
+        return self._estimate.wait(position, self._workers)
 
     # --- the worker's side (JobSink) ----------------------------------------------------------
 
@@ -567,10 +476,7 @@ class GenerationQueue:
         return True
 
     def batch_measured(self, jobs: Sequence[Job], seconds: float) -> None:
-        per_job = seconds / max(1, len(jobs))
-        # The seed is only a guess: the first measurement replaces it outright.
-        self._job_s = per_job if not self._measured else EMA_ALPHA * per_job + (1 - EMA_ALPHA) * self._job_s
-        self._measured = True
+        self._estimate.measured(len(jobs), seconds)
 
     # --- positions and deadlines --------------------------------------------------------------
 
@@ -585,7 +491,7 @@ class GenerationQueue:
             return
         self._refresh_pending = False
         base = self.estimated_wait(1)
-        per_place = self._job_s / max(1, len(self._workers))
+        per_place = self._estimate.per_place(self._workers)
         for position, job in enumerate(self._scheduler.order(), start=1):
             if job.position != position:
                 job.position = position
