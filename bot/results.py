@@ -34,18 +34,22 @@ class ResultStore:
         self.ttl_s = ttl_s
         self.max_bytes = max_bytes
         self._entries: OrderedDict[str, KeptResult] = OrderedDict()
+        # Kept as a running total (as `FaceCache` does): eviction below must not re-add every entry.
+        self._bytes = 0
 
     @property
     def bytes(self) -> int:
-        return sum(e.size for e in self._entries.values())
+        return self._bytes
 
     def put(self, owner_id: int, style: str, pngs: list[bytes], seeds: list[int]) -> str:
         self.sweep()
         token = secrets.token_urlsafe(9)
-        self._entries[token] = KeptResult(owner_id, style, list(pngs), list(seeds), time.monotonic() + self.ttl_s)
+        entry = KeptResult(owner_id, style, list(pngs), list(seeds), time.monotonic() + self.ttl_s)
+        self._entries[token] = entry
+        self._bytes += entry.size
         # The newest set stays even alone over the cap: it is the one its member may post next.
-        while len(self._entries) > 1 and self.bytes > self.max_bytes:
-            self._entries.popitem(last=False)
+        while len(self._entries) > 1 and self._bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))
         return token
 
     def get(self, token: str, owner_id: int) -> KeptResult | None:
@@ -63,10 +67,11 @@ class ResultStore:
         return None
 
     def forget(self, token: str) -> None:
-        self._entries.pop(token, None)
+        self._drop(token)
 
     def clear(self) -> None:
         self._entries.clear()
+        self._bytes = 0
 
     def __len__(self) -> int:
         self.sweep()
@@ -75,4 +80,9 @@ class ResultStore:
     def sweep(self) -> None:
         now = time.monotonic()
         for token in [t for t, e in self._entries.items() if e.expires_at <= now]:
-            del self._entries[token]
+            self._drop(token)
+
+    def _drop(self, token: str) -> None:
+        entry = self._entries.pop(token, None)
+        if entry is not None:
+            self._bytes -= entry.size
