@@ -29,9 +29,9 @@ from typing import Any
 
 from skimage import data as skdata
 
-from bot.discord_endpoints import reset_endpoints
-from bot.runtime import BotRuntime
-from inference.testing.tiny_model import make_tiny_model
+from mmpp.bot.discord_endpoints import reset_endpoints
+from mmpp.bot.runtime import BotRuntime
+from mmpp.inference.testing.tiny_model import make_tiny_model
 from tests.bot.conftest import bot_settings
 from tests.conftest import encode
 from tests.discord_standin import StandIn

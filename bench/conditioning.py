@@ -10,7 +10,7 @@ spines), scikit-image's immunohistochemistry slide (posters of dense colour deta
 photo (a window onto trees, a building and a sky). Each composite goes through what the bot does
 (JPEG upload, `locate_face`, then the engine's inputs), once on today's path before this change
 (Canny 80/180 on the square after it was resized to the model's size; the IP-Adapter sees that
-whole square) and once through `inference.conditioning`. Measured:
+whole square) and once through `mmpp.inference.conditioning`. Measured:
 
 - room edges: of the control map's line pixels in a busy room, the share with no line in the grey
   room's map within one photo pixel (target <= 5%: the room adds nothing);
@@ -45,9 +45,9 @@ import numpy as np
 from PIL import Image
 from skimage import data as skdata
 
-from inference.conditioning import Conditioning, condition
-from inference.faces import aligned_square, detect_faces
-from inference.preprocess import CROP_MAX_SIDE, ImageLimits, LocatedFace, decode_image, pick_face
+from mmpp.inference.conditioning import Conditioning, condition
+from mmpp.inference.faces import aligned_square, detect_faces
+from mmpp.inference.preprocess import CROP_MAX_SIDE, ImageLimits, LocatedFace, decode_image, pick_face
 
 PERSON_MASK = Path(__file__).resolve().parent / "assets" / "astronaut_person.png"
 ROOM_SIDE = 900

@@ -2,7 +2,7 @@
 
     python bench/db.py [--lookups 10000] [--postgres-url URL] [--no-postgres]
 
-Runs the production code (`bot.db.Database`, `bot.db.Repository`) against a temporary SQLite file
+Runs the production code (`mmpp.bot.db.Database`, `mmpp.bot.db.Repository`) against a temporary SQLite file
 and a throwaway PostgreSQL database (created on MMPP_TEST_POSTGRES_URL's server, dropped after).
 Statements are counted with a SQLAlchemy `before_cursor_execute` listener, not claimed.
 Exits 1 if the SQLite median lookup is over the 2 ms budget.
@@ -35,8 +35,8 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.db.database import Database
-from bot.db.repository import Repository, StyleInfo
+from mmpp.bot.db.database import Database
+from mmpp.bot.db.repository import Repository, StyleInfo
 
 SQLITE_BUDGET_MS = 2.0
 GUILDS = 1_000

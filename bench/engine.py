@@ -27,8 +27,8 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from inference.engine import Engine, GenerationRequest
-from inference.testing.tiny_model import add_tiny_style, make_tiny_model
+from mmpp.inference.engine import Engine, GenerationRequest
+from mmpp.inference.testing.tiny_model import add_tiny_style, make_tiny_model
 from mmpp.settings import load_settings
 
 

@@ -43,9 +43,9 @@ from PIL import Image
 from skimage import data as skdata
 from tqdm import tqdm
 
-from inference.faces import detect_faces
-from inference.faces.detect import SEARCH_ANGLES, landmark_model_path
-from inference.preprocess import ImageLimits, ImageRejected, pick_face, square_around
+from mmpp.inference.faces import detect_faces
+from mmpp.inference.faces.detect import SEARCH_ANGLES, landmark_model_path
+from mmpp.inference.preprocess import ImageLimits, ImageRejected, pick_face, square_around
 
 Detector = Callable[[np.ndarray], int]  # an RGB photo in, the number of faces found out
 
@@ -109,7 +109,7 @@ def dlib_cnn(image: np.ndarray) -> int:
 
 
 def chosen(image: np.ndarray) -> int:
-    """What the bot uses now (`inference.faces.detect_faces`)."""
+    """What the bot uses now (`mmpp.inference.faces.detect_faces`)."""
     return len(detect_faces(Image.fromarray(image)))
 
 

@@ -29,10 +29,10 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from bot.discord_endpoints import override_endpoints
-from bot.invite import TokenRejected, check_token
-from inference.engine import Engine
-from inference.testing.tiny_model import make_tiny_model
+from mmpp.bot.discord_endpoints import override_endpoints
+from mmpp.bot.invite import TokenRejected, check_token
+from mmpp.inference.engine import Engine
+from mmpp.inference.testing.tiny_model import make_tiny_model
 from mmpp.settings import load_settings
 from tests.discord_standin import StandIn
 from tests.setup.conftest import REPO, make_fake_venv, run_env, stamp_for

@@ -40,12 +40,12 @@ from PIL import Image
 from skimage import data as skdata
 
 from bench.gpu_memory import DIFFUSERS_OPTIONS, print_memory_table, run_memory
-from inference.device import place
-from inference.engine import Engine, GenerationRequest
-from inference.loader import load_pipeline
-from inference.safety import load_safety_checker
-from inference.speed import SpeedOptions, synchronize
-from inference.styles import StyleCatalog
+from mmpp.inference.device import place
+from mmpp.inference.engine import Engine, GenerationRequest
+from mmpp.inference.loader import load_pipeline
+from mmpp.inference.safety import load_safety_checker
+from mmpp.inference.speed import SpeedOptions, synchronize
+from mmpp.inference.styles import StyleCatalog
 from mmpp.settings import ModelSources
 
 
@@ -81,7 +81,7 @@ class Bench:
     def pipeline(self) -> object:
         if self.model_dir is not None:
             return load_pipeline(ModelSources.from_model_dir(self.model_dir), self.device, self.dtype)
-        from inference.testing.random_model import FULL, build_random_pipeline
+        from mmpp.inference.testing.random_model import FULL, build_random_pipeline
 
         return build_random_pipeline(FULL, device=self.device, dtype=self.dtype)
 
@@ -90,7 +90,7 @@ class Bench:
         if self.model_dir is not None:
             return load_safety_checker(ModelSources.from_model_dir(self.model_dir).safety_checker, self.device,
                                        self.dtype)
-        from inference.testing.random_model import build_random_safety_checker
+        from mmpp.inference.testing.random_model import build_random_safety_checker
 
         return build_random_safety_checker(device=self.device, dtype=self.dtype)
 
@@ -272,8 +272,8 @@ def prepare_styles(bench: Bench, folder: Path) -> None:
     """Two LoRA styles (the second narrower, with other adapter scales, so a switch changes them all)."""
     from diffusers import UNet2DConditionModel
 
-    from inference.styles import FastPreset, LoraSource
-    from inference.testing.random_model import SDXL_UNET, write_lora_file, write_lora_style
+    from mmpp.inference.styles import FastPreset, LoraSource
+    from mmpp.inference.testing.random_model import SDXL_UNET, write_lora_file, write_lora_style
 
     # A Lightning-like preset: a few-step LoRA with trailing Euler, 4 steps, no CFG.
     fast = FastPreset(lora=LoraSource(source="fast.safetensors"), scheduler="euler_trailing", steps=4, guidance=0.0)
@@ -324,7 +324,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir
         if model_dir is None and size == "tiny":
-            from inference.testing.tiny_model import make_tiny_model
+            from mmpp.inference.testing.tiny_model import make_tiny_model
 
             model_dir = make_tiny_model(Path(tmp) / "tiny")
         bench = Bench(

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from inference.engine import Engine, GenerationRequest
-from inference.loader import load_pipeline, load_style_adapters
-from inference.memory_plan import GIB, PLANS, MemoryPlan, full_size_accounting
-from inference.safety import load_safety_checker
-from inference.speed import synchronize
-from inference.styles import StyleCatalog
+from mmpp.inference.engine import Engine, GenerationRequest
+from mmpp.inference.loader import load_pipeline, load_style_adapters
+from mmpp.inference.memory_plan import GIB, PLANS, MemoryPlan, full_size_accounting
+from mmpp.inference.safety import load_safety_checker
+from mmpp.inference.speed import synchronize
+from mmpp.inference.styles import StyleCatalog
 from mmpp.settings import ModelSources
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class Models:
             return (load_pipeline(sources, torch.device("cpu"), bench.dtype),
                     load_safety_checker(sources.safety_checker, torch.device("cpu"), bench.dtype))
         if self._pipe is None:
-            from inference.testing.random_model import FULL, build_random_pipeline, build_random_safety_checker
+            from mmpp.inference.testing.random_model import FULL, build_random_pipeline, build_random_safety_checker
 
             self._pipe = build_random_pipeline(FULL, device="cpu", dtype=bench.dtype)
             self._safety = build_random_safety_checker(device="cpu", dtype=bench.dtype)
@@ -194,8 +194,8 @@ def diffusers_row(bench: Bench, models: Models, style_name: str, selfie: bytes, 
 
 def plain_call(pipe: Any, style: Any, selfie: bytes) -> Callable[[int], object]:
     """The diffusers call the engine makes, prompts as text (diffusers encodes them every call)."""
-    from inference.conditioning import prepare
-    from inference.preprocess import ImageLimits, locate_face
+    from mmpp.inference.conditioning import prepare
+    from mmpp.inference.preprocess import ImageLimits, locate_face
 
     definition = style.definition
     resolution = pipe.unet.config.sample_size * pipe.vae_scale_factor

@@ -35,11 +35,11 @@ import torch
 from PIL import Image, ImageOps
 from skimage import data as skdata
 
-from inference import likeness
-from inference.conditioning import PreparedFace
-from inference.engine import Engine, GenerationRequest
-from inference.preprocess import ImageRejected
-from inference.testing.tiny_model import make_tiny_model
+from mmpp.inference import likeness
+from mmpp.inference.conditioning import PreparedFace
+from mmpp.inference.engine import Engine, GenerationRequest
+from mmpp.inference.preprocess import ImageRejected
+from mmpp.inference.testing.tiny_model import make_tiny_model
 from mmpp.settings import load_settings
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}

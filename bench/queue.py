@@ -32,12 +32,12 @@ from collections.abc import Callable, Sequence
 from PIL import Image
 from skimage import data as skdata
 
-from inference.conditioning import PreparedFace, prepare
-from inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
-from inference.preprocess import locate_face
-from inference.queue import Done, GenerationQueue
-from inference.styles import StyleCatalog
-from inference.testing.tiny_model import make_tiny_model
+from mmpp.inference.conditioning import PreparedFace, prepare
+from mmpp.inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
+from mmpp.inference.preprocess import locate_face
+from mmpp.inference.queue import Done, GenerationQueue
+from mmpp.inference.styles import StyleCatalog
+from mmpp.inference.testing.tiny_model import make_tiny_model
 from mmpp.settings import Settings, load_settings
 
 
@@ -217,7 +217,7 @@ def main() -> None:
     parser.add_argument("--sets-only", action="store_true", help="only the sets-of-takes rows")
     args = parser.parse_args()
     # The deep-queue row drops 1000 jobs on purpose; their "queue stopped" warnings are noise here.
-    logging.getLogger("inference.queue").setLevel(logging.ERROR)
+    logging.getLogger("mmpp.inference.queue").setLevel(logging.ERROR)
 
     buffer = io.BytesIO()
     Image.fromarray(skdata.astronaut()).save(buffer, "JPEG", quality=92)

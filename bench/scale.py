@@ -36,12 +36,12 @@ from PIL import Image
 from pydantic import SecretStr
 from skimage import data as skdata
 
-from inference.conditioning import PreparedFace
-from inference.engine import Engine
-from inference.queue import Done, GenerationQueue
-from inference.queue.remote import protocol as p
-from inference.queue.remote.dispatch import RemoteBackend
-from inference.testing.tiny_model import make_tiny_model
+from mmpp.inference.conditioning import PreparedFace
+from mmpp.inference.engine import Engine
+from mmpp.inference.queue import Done, GenerationQueue
+from mmpp.inference.queue.remote import protocol as p
+from mmpp.inference.queue.remote.dispatch import RemoteBackend
+from mmpp.inference.testing.tiny_model import make_tiny_model
 from mmpp.settings import Settings, load_settings
 
 

@@ -38,7 +38,7 @@ import psutil
 from PIL import Image
 from skimage import data as skdata
 
-from inference.testing.tiny_model import make_tiny_model
+from mmpp.inference.testing.tiny_model import make_tiny_model
 from tests.conftest import encode
 from tests.discord_standin import BotAction, FakeMember, InteractionRecord, StandIn
 from tests.discord_standin.harness import mmpp_bot_process

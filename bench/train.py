@@ -87,8 +87,8 @@ def child(args: argparse.Namespace) -> None:
     """One configuration, one process: prints a JSON line with its numbers."""
     import torch
 
-    from training.config import make_config
-    from training.trainer import StepInfo, Trainer
+    from mmpp.training.config import make_config
+    from mmpp.training.trainer import StepInfo, Trainer
 
     torch.set_num_threads(args.threads)
     options = CONFIGS[args.child]
@@ -175,7 +175,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir
         if model_dir is None:
-            from inference.testing.tiny_model import make_tiny_model
+            from mmpp.inference.testing.tiny_model import make_tiny_model
 
             model_dir = make_tiny_model(Path(tmp) / "model")
         data = write_data(Path(tmp) / "data", count=8, size=args.resolution or 64)
@@ -215,8 +215,8 @@ def main() -> None:
 
 
 def _eight_bit_problem(args: argparse.Namespace) -> str | None:
-    from inference.device import resolve_device
-    from training.optimizers import eight_bit_problem
+    from mmpp.inference.device import resolve_device
+    from mmpp.training.optimizers import eight_bit_problem
 
     return eight_bit_problem(resolve_device(args.device, "--device").type)
 

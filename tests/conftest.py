@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from inference.engine import Engine
-from inference.testing.tiny_model import make_tiny_model
+from mmpp.inference.engine import Engine
+from mmpp.inference.testing.tiny_model import make_tiny_model
 from mmpp.settings import Settings, load_settings
 
 # Tests see the built-in prompt styles only where they ask for them (`builtin_styles=True`), so every

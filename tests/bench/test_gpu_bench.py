@@ -15,7 +15,7 @@ def test_quick_gpu_bench_prints_every_row(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    # --device defaults to auto, resolved by the bot's own rule (inference.device), and said first.
+    # --device defaults to auto, resolved by the bot's own rule (mmpp.inference.device), and said first.
     assert done.stdout.startswith("device ") and ": --device=auto: " in done.stdout.splitlines()[0]
     table = [line for line in done.stdout.splitlines() if line.startswith("| ")]
     names = [line.split("|")[1].strip() for line in table[1:]]  # after the header row
@@ -27,7 +27,7 @@ def test_quick_gpu_bench_prints_every_row(tmp_path: Path) -> None:
     switch = next(line for line in table if "style switch" in line)
     assert "recompiles: 0" in switch
     # The memory plans: each at batch 1 and its largest batch, its candidate sets, diffusers' options.
-    from inference.memory_plan import PLANS
+    from mmpp.inference.memory_plan import PLANS
 
     for plan in PLANS.values():
         rows = [line for line in table if line.split("|")[1].strip() == f"plan {plan.name}"]

@@ -14,12 +14,12 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from bot.db.models import GenerationLog
-from bot.discord_endpoints import reset_endpoints
-from bot.runtime import BotRuntime
-from bot.services import Services
-from inference.engine import Engine, GenerationRequest
-from inference.testing.tiny_model import add_tiny_style
+from mmpp.bot.db.models import GenerationLog
+from mmpp.bot.discord_endpoints import reset_endpoints
+from mmpp.bot.runtime import BotRuntime
+from mmpp.bot.services import Services
+from mmpp.inference.engine import Engine, GenerationRequest
+from mmpp.inference.testing.tiny_model import add_tiny_style
 from mmpp.settings import Settings, load_settings
 from tests.discord_standin import MANAGE_GUILD, FakeGuild, FakeMember, FakeUser, StandIn
 from tests.redis_server import SHARED, flush, need_redis
@@ -130,8 +130,8 @@ async def remote_worker(request: pytest.FixtureRequest, settings: Settings) -> A
     if settings.queue_backend != "redis":
         yield
         return
-    from inference.queue.remote.protocol import catalog_fingerprint
-    from inference.queue.remote.worker import RemoteWorker
+    from mmpp.inference.queue.remote.protocol import catalog_fingerprint
+    from mmpp.inference.queue.remote.worker import RemoteWorker
 
     engine = request.getfixturevalue("bot_engine")
     worker = RemoteWorker(engine, settings, "bot-tests", catalog_fingerprint(engine.catalog, engine.resolution))

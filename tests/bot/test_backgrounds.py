@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot import background_labels
-from inference.backgrounds import BACKGROUNDS
+from mmpp.bot import background_labels
+from mmpp.inference.backgrounds import BACKGROUNDS
 from tests.bot.conftest import EngineGate, World
 from tests.bot.test_profile import profile
 from tests.bot.test_rooms import style_command

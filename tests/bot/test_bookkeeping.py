@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from bot.db.database import SQLITE_BUSY_TIMEOUT_S
-from bot.db.models import GenerationLog
-from bot.recovery import close_open_jobs
+from mmpp.bot.db.database import SQLITE_BUSY_TIMEOUT_S
+from mmpp.bot.db.models import GenerationLog
+from mmpp.bot.recovery import close_open_jobs
 from tests.bot.conftest import World, closed_log_rows
 
 
@@ -161,7 +161,7 @@ async def test_recovery_without_a_reply_to_edit_tells_each_member_by_dm_in_their
 async def test_style_list_is_acknowledged_before_any_sample_is_read(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from inference.styles import Style
+    from mmpp.inference.styles import Style
 
     held = threading.Event()
     real = Style.sample_png

@@ -25,17 +25,19 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
-from bot.i18n import LOCALES_DIR, NAME_CONTEXT, languages
+from mmpp.bot.i18n import LOCALES_DIR, NAME_CONTEXT, languages
 
 ROOT = Path(__file__).resolve().parents[2]
 # Where message ids may be defined: everything the bot shows a member is in these folders.
-SOURCES = ("bot", "inference", "mmpp")
+SOURCES = ("src/mmpp",)
 # Modules whose strings reach members; the rest (CLI, start-up, training) speak to the operator.
-MEMBER_MODULES = (
-    "bot/portrait.py", "bot/posting.py", "bot/wear.py", "bot/results.py", "bot/replies.py", "bot/delivery.py",
-    "bot/style_rules.py", "bot/download.py", "bot/recovery.py",
-    "bot/cogs/*.py", "bot/db/errors.py", "bot/db/job_log.py", "bot/db/repository.py",
-    "inference/preprocess.py", "inference/queue/errors.py", "inference/safety.py",
+MEMBER_MODULES = tuple(
+    f"src/mmpp/{name}" for name in (
+        "bot/portrait.py", "bot/posting.py", "bot/wear.py", "bot/results.py", "bot/replies.py", "bot/delivery.py",
+        "bot/style_rules.py", "bot/download.py", "bot/recovery.py",
+        "bot/cogs/*.py", "bot/db/errors.py", "bot/db/job_log.py", "bot/db/repository.py",
+        "inference/preprocess.py", "inference/queue/errors.py", "inference/safety.py",
+    )
 )
 CONTENT_CALLS = {"send_message", "send", "edit_original_response", "edit_message", "edit"}
 TEXT_KEYWORDS = {"content", "label", "placeholder", "title", "description", "value", "text"}
@@ -168,7 +170,7 @@ def test_no_member_is_told_to_run_an_admin_command() -> None:
 
 def test_the_scan_catches_a_bypass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The bypass scan is not vacuous: an English reply written straight into a cog is caught."""
-    cogs = tmp_path / "bot" / "cogs"
+    cogs = tmp_path / "src" / "mmpp" / "bot" / "cogs"
     cogs.mkdir(parents=True)
     (cogs / "bad.py").write_text(
         "async def f(i):\n"

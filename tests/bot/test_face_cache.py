@@ -6,9 +6,9 @@ import time
 
 from PIL import Image
 
-from bot.face_cache import FaceCache, face_bytes
-from inference.faces import Box
-from inference.preprocess import LocatedFace
+from mmpp.bot.face_cache import FaceCache, face_bytes
+from mmpp.inference.faces import Box
+from mmpp.inference.preprocess import LocatedFace
 
 MB = 2**20
 

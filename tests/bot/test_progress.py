@@ -6,7 +6,7 @@ from typing import Any
 
 from PIL import Image
 
-from bot.replies import ProgressMessage
+from mmpp.bot.replies import ProgressMessage
 
 
 class RecordedReply:

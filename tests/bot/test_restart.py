@@ -15,9 +15,9 @@ import psutil
 import pytest
 from sqlalchemy import create_engine, text
 
-from bot.discord_endpoints import reset_endpoints
-from bot.runtime import BotRuntime
-from inference.testing.tiny_model import add_tiny_style
+from mmpp.bot.discord_endpoints import reset_endpoints
+from mmpp.bot.runtime import BotRuntime
+from mmpp.inference.testing.tiny_model import add_tiny_style
 from tests.bot.conftest import bot_settings
 from tests.discord_standin import FakeMember, InteractionRecord, StandIn
 from tests.discord_standin.harness import mmpp_bot_process

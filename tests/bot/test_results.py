@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.results import ResultStore
+from mmpp.bot.results import ResultStore
 
 
 def test_kept_sets_stay_under_the_byte_cap_oldest_first_and_the_newest_always_stays() -> None:

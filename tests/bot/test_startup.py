@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.discord_endpoints import reset_endpoints
-from bot.invite import needed_permissions, user_install_url
-from bot.runtime import BotRuntime, BotStartError
+from mmpp.bot.discord_endpoints import reset_endpoints
+from mmpp.bot.invite import needed_permissions, user_install_url
+from mmpp.bot.runtime import BotRuntime, BotStartError
 from mmpp.logs import _Formatter
 from tests.bot.conftest import EngineGate, World, bot_settings
 from tests.discord_standin import StandIn
@@ -103,7 +103,7 @@ async def test_mmpp_invite_prints_the_link_and_starts_nothing(tmp_path: Path) ->
 async def test_a_device_this_machine_lacks_stops_the_start_before_anything(tmp_path: Path, bot_model_dir: Path) -> None:
     import torch
 
-    from inference.device import DeviceUnavailable
+    from mmpp.inference.device import DeviceUnavailable
 
     missing = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU, on any machine
     async with StandIn() as standin:

@@ -9,10 +9,10 @@ from dataclasses import replace
 
 import pytest
 
-from bot.takes import default_takes
-from inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
-from inference.queue import GenerationQueue
-from inference.styles import StyleCatalog
+from mmpp.bot.takes import default_takes
+from mmpp.inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
+from mmpp.inference.queue import GenerationQueue
+from mmpp.inference.styles import StyleCatalog
 from tests.bot.conftest import EngineGate, World, closed_log_rows
 from tests.bot.test_profile import custom_id, profile
 from tests.discord_standin import BotAction

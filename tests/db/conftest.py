@@ -21,8 +21,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.db.database import Database
-from bot.db.repository import Repository, StyleInfo
+from mmpp.bot.db.database import Database
+from mmpp.bot.db.repository import Repository, StyleInfo
 
 T = TypeVar("T")
 

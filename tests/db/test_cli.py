@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.db.migrate import head_revision
+from mmpp.bot.db.migrate import head_revision
 from mmpp.cli import main
 
 
@@ -87,8 +87,8 @@ def test_unknown_revision_is_one_clear_line(sqlite_url: str, capsys: pytest.Capt
 def test_registering_mmpp_db_does_not_load_the_database_stack() -> None:
     # `mmpp --help` imports every command module; ours must not make it pay for SQLAlchemy.
     probe = (
-        "import argparse, sys, bot.db.cli; "
-        "bot.db.cli.register(argparse.ArgumentParser().add_subparsers()); "
+        "import argparse, sys, mmpp.bot.db.cli; "
+        "mmpp.bot.db.cli.register(argparse.ArgumentParser().add_subparsers()); "
         "print(sorted({'sqlalchemy', 'alembic'} & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout

@@ -8,10 +8,10 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from bot.db.database import Database
-from bot.db.errors import QuotaExceeded
-from bot.db.models import GenerationLog
-from bot.db.repository import Repository
+from mmpp.bot.db.database import Database
+from mmpp.bot.db.errors import QuotaExceeded
+from mmpp.bot.db.models import GenerationLog
+from mmpp.bot.db.repository import Repository
 from tests.db.conftest import STYLES, Clock, make_repository
 
 ALICE, BOB, CAROL = 10_001, 10_002, 10_003

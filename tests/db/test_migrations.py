@@ -10,11 +10,11 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
-from bot.db.database import Database, open_database
-from bot.db.errors import MigrationError
-from bot.db.migrate import head_revision
-from bot.db.models import Base
-from bot.db.repository import Repository
+from mmpp.bot.db.database import Database, open_database
+from mmpp.bot.db.errors import MigrationError
+from mmpp.bot.db.migrate import head_revision
+from mmpp.bot.db.models import Base
+from mmpp.bot.db.repository import Repository
 from tests.db.conftest import STYLES
 
 TABLES = {

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from bot.db.database import Database
-from bot.db.errors import InvalidPresetValue, StyleHidden, UnknownStyle
-from bot.db.models import ServerPreset
-from bot.db.repository import Repository, ResolvedPreset
+from mmpp.bot.db.database import Database
+from mmpp.bot.db.errors import InvalidPresetValue, StyleHidden, UnknownStyle
+from mmpp.bot.db.models import ServerPreset
+from mmpp.bot.db.repository import Repository, ResolvedPreset
 from tests.db.conftest import DEFAULT_STYLE, STYLES, make_repository
 
 GUILD = 111_111_111_111_111_111

@@ -9,10 +9,10 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from bot.db.database import Database
-from bot.db.errors import QuotaExceeded
-from bot.db.models import GenerationLog
-from bot.db.repository import InteractionRef, Repository
+from mmpp.bot.db.database import Database
+from mmpp.bot.db.errors import QuotaExceeded
+from mmpp.bot.db.models import GenerationLog
+from mmpp.bot.db.repository import InteractionRef, Repository
 from tests.db.conftest import STYLES, Clock, make_repository
 
 GUILD = 900_000_000_000_000_001

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.db.database import Database
-from bot.db.errors import NoStyleShown
-from bot.db.repository import Repository, ResolvedPreset
-from bot.db.safety import ServerSafetyStore
+from mmpp.bot.db.database import Database
+from mmpp.bot.db.errors import NoStyleShown
+from mmpp.bot.db.repository import Repository, ResolvedPreset
+from mmpp.bot.db.safety import ServerSafetyStore
 from tests.db.conftest import DEFAULT_STYLE, STYLES
 
 GUILD = 111_111_111_111_111_111

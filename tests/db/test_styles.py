@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.db.repository import Repository, StyleInfo, StyleListing
+from mmpp.bot.db.repository import Repository, StyleInfo, StyleListing
 from tests.db.conftest import STYLES
 
 GUILD = 5_000_000_000_000_000_001

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inference.backgrounds import BACKGROUNDS, background_prompt
-from inference.styles import StyleCatalog
+from mmpp.inference.backgrounds import BACKGROUNDS, background_prompt
+from mmpp.inference.styles import StyleCatalog
 
 
 def test_every_named_background_fits_every_built_in_prompt() -> None:

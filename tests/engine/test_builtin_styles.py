@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from inference.engine import Engine, GenerationRequest
-from inference.styles import (
+from mmpp.inference.engine import Engine, GenerationRequest
+from mmpp.inference.styles import (
     StyleCatalog,
     StyleDefinition,
     StyleError,

@@ -69,7 +69,7 @@ def test_a_device_the_machine_lacks_is_named(
 ) -> None:
     import torch
 
-    from inference.device import present_devices
+    from mmpp.inference.device import present_devices
 
     missing = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU, on any machine
     selfie = tmp_path / "me.jpg"

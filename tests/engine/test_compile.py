@@ -15,9 +15,9 @@ import torch
 from diffusers import UNet2DConditionModel
 from torch._dynamo.utils import counters
 
-from inference.engine import Engine, GenerationRequest
-from inference.queue import GenerationQueue
-from inference.testing.random_model import write_lora_style
+from mmpp.inference.engine import Engine, GenerationRequest
+from mmpp.inference.queue import GenerationQueue
+from mmpp.inference.testing.random_model import write_lora_style
 from mmpp.settings import load_settings
 from tests.engine.test_fast_preset import add_fast_preset
 
@@ -112,7 +112,7 @@ def test_warm_up_measures_batch_sizes_and_the_queue_follows(styled_model_dir: Pa
 def test_the_guards_weaker_ip_adapter_holds_for_one_call_compiled_or_not(
     compiled: Engine, plain: Engine, selfie_bytes: bytes
 ) -> None:
-    """A redraw's `ip_adapter_scale` (inference/queue/unlinkable.py) changes that call only, and the
+    """A redraw's `ip_adapter_scale` (src/mmpp/inference/queue/unlinkable.py) changes that call only, and the
     compiled slot draws it as named adapters do."""
     with torch._dynamo.config.patch(error_on_recompile=True):
         before = draw(compiled, selfie_bytes, "wide-style")

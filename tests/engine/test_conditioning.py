@@ -21,9 +21,9 @@ from bench.conditioning import (
     outside_share,
     run_path,
 )
-from inference.conditioning import FACE_SIDE, NEUTRAL_GREY, condition, prepare
-from inference.engine import Engine, GenerationRequest
-from inference.preprocess import LocatedFace, locate_face
+from mmpp.inference.conditioning import FACE_SIDE, NEUTRAL_GREY, condition, prepare
+from mmpp.inference.engine import Engine, GenerationRequest
+from mmpp.inference.preprocess import LocatedFace, locate_face
 from tests.conftest import encode
 
 ROOMS = (GREY, "bookshelf", "window")

@@ -14,9 +14,9 @@ import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 from skimage import data as skdata
 
-from inference.faces import detect_faces, member_face
-from inference.faces.people import SECOND_PERSON_SIDE
-from inference.preprocess import (
+from mmpp.inference.faces import detect_faces, member_face
+from mmpp.inference.faces.people import SECOND_PERSON_SIDE
+from mmpp.inference.preprocess import (
     FaceTooSmall,
     LocatedFace,
     NoFaceFound,

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from diffusers import LCMScheduler, UNet2DConditionModel
 
-from inference.engine import Engine, GenerationRequest, StepProgress
-from inference.styles import FastPreset, LoraSource, StyleError, load_style, write_style
-from inference.testing.random_model import write_lora_file
+from mmpp.inference.engine import Engine, GenerationRequest, StepProgress
+from mmpp.inference.styles import FastPreset, LoraSource, StyleError, load_style, write_style
+from mmpp.inference.testing.random_model import write_lora_file
 from mmpp.settings import load_settings
 
 FAST_STEPS = 2

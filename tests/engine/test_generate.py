@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.engine import (
+from mmpp.inference.engine import (
     Engine,
     GenerationCancelled,
     GenerationRequest,
@@ -18,8 +18,8 @@ from inference.engine import (
     StepProgress,
     to_png,
 )
-from inference.styles import UnknownStyleError
-from inference.testing.tiny_model import add_tiny_style
+from mmpp.inference.styles import UnknownStyleError
+from mmpp.inference.testing.tiny_model import add_tiny_style
 from mmpp.settings import load_settings
 
 

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image, ImageEnhance, ImageOps
 from skimage import data as skdata
 
-from inference import likeness
-from inference.engine import Engine, GenerationRequest, GenerationResult
-from inference.queue.unlinkable import judge
+from mmpp.inference import likeness
+from mmpp.inference.engine import Engine, GenerationRequest, GenerationResult
+from mmpp.inference.queue.unlinkable import judge
 from tests.conftest import encode
 from tests.engine.test_faces import lfw_face
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from inference.engine import Engine, GenerationRequest
-from inference.memory_plan import (
+from mmpp.inference.engine import Engine, GenerationRequest
+from mmpp.inference.memory_plan import (
     GIB,
     HOST,
     PLAN_8GB,
@@ -19,8 +19,8 @@ from inference.memory_plan import (
     choose_plan,
     full_size_accounting,
 )
-from inference.offload import STORAGE_DTYPE, Offloaded
-from inference.testing.random_model import PARAMETER_COUNTS
+from mmpp.inference.offload import STORAGE_DTYPE, Offloaded
+from mmpp.inference.testing.random_model import PARAMETER_COUNTS
 from mmpp.settings import load_settings
 
 # --- accounting at full size, no GPU --------------------------------------------------------------
@@ -82,8 +82,8 @@ def test_a_card_below_every_plan_gets_the_smallest_and_is_told() -> None:
 
 
 def test_memory_plan_by_name_overrides_and_a_cpu_gets_no_constraint() -> None:
-    from inference.engine import fit_to_plan
-    from inference.speed import SpeedOptions
+    from mmpp.inference.engine import fit_to_plan
+    from mmpp.inference.speed import SpeedOptions
 
     settings = load_settings(None)  # both settings left unset
     assert (settings.memory_plan, settings.gpu_memory_gb) == ("auto", None)
@@ -95,8 +95,8 @@ def test_memory_plan_by_name_overrides_and_a_cpu_gets_no_constraint() -> None:
 
 
 def test_a_plan_caps_the_batch_and_turns_compile_off_only_over_fp8() -> None:
-    from inference.engine import fit_to_plan
-    from inference.speed import SpeedOptions
+    from mmpp.inference.engine import fit_to_plan
+    from mmpp.inference.speed import SpeedOptions
 
     asked = SpeedOptions(compile="default", max_batch_size=4)
     assert fit_to_plan(asked, RESIDENT) == asked
@@ -161,7 +161,7 @@ def test_the_8gb_plan_draws_with_fp8_weights_offloaded_encoders_and_a_capped_bat
 def test_the_start_line_names_the_plan_and_its_accounting(tiny_model_dir: Path,
                                                            caplog: pytest.LogCaptureFixture) -> None:
     settings = load_settings(None, model_dir=tiny_model_dir, device="cpu", dtype="float32", memory_plan="12gb")
-    with caplog.at_level(logging.INFO, logger="inference.memory_plan"):
+    with caplog.at_level(logging.INFO, logger="mmpp.inference.memory_plan"):
         Engine.from_settings(settings)
     record = next(r for r in caplog.records if r.getMessage() == "memory plan")
     fields = record.fields  # type: ignore[attr-defined]
@@ -173,8 +173,8 @@ def test_the_start_line_names_the_plan_and_its_accounting(tiny_model_dir: Path,
 
 async def test_the_queue_never_batches_more_than_the_plan_fits(engine_8gb: Engine, tiny_model_dir: Path,
                                                               selfie_bytes: bytes) -> None:
-    from inference.queue.gpu_queue import GenerationQueue
-    from inference.queue.jobs import Done
+    from mmpp.inference.queue.gpu_queue import GenerationQueue
+    from mmpp.inference.queue.jobs import Done
 
     settings = load_settings(None, model_dir=tiny_model_dir, device="cpu", dtype="float32", memory_plan="8gb")
     assert settings.max_batch_size == 4  # the default asks for more than the plan fits
@@ -210,9 +210,9 @@ TRACE_MARGIN = 1.5
 
 
 def test_the_activation_allowance_clears_a_meta_device_trace_of_the_full_size_models() -> None:
-    from inference.memory_plan import activation_gib
-    from inference.memory_trace import denoise_step_gib, vae_decode_gib
-    from inference.testing.random_model import FULL, _default_dtype, component_builders
+    from mmpp.inference.memory_plan import activation_gib
+    from mmpp.inference.memory_trace import denoise_step_gib, vae_decode_gib
+    from mmpp.inference.testing.random_model import FULL, _default_dtype, component_builders
 
     builders = component_builders(FULL)
     with torch.device("meta"), _default_dtype(torch.bfloat16):

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from inference.engine import Engine, GenerationRequest
-from inference.preprocess import (
+from mmpp.inference.engine import Engine, GenerationRequest
+from mmpp.inference.preprocess import (
     FaceTooSmall,
     ImageDamaged,
     ImageLimits,

@@ -20,8 +20,8 @@ import torch
 from diffusers.models.embeddings import ImageProjection, IPAdapterPlusImageProjection
 from safetensors import safe_open
 
-from inference.engine import Engine, GenerationRequest
 from mmpp.cli import main
+from mmpp.inference.engine import Engine, GenerationRequest
 from mmpp.settings import ModelSources, load_settings
 
 # --- production patterns ---------------------------------------------------------------------------
@@ -226,7 +226,7 @@ def test_the_vae_override_decodes_and_vae_none_uses_the_base_vae(
 
 
 def test_pickled_ip_adapter_weights_are_refused_in_one_line(tiny_model_dir: Path) -> None:
-    from inference.loader import ModelUnavailable, load_pipeline
+    from mmpp.inference.loader import ModelUnavailable, load_pipeline
 
     sources = ModelSources.from_model_dir(tiny_model_dir)
     pickled = ModelSources(**{**sources.__dict__, "ip_adapter_weight_name": "ip-adapter-plus-face_sdxl_vit-h.bin"})

@@ -14,8 +14,8 @@ from peft import LoraConfig, inject_adapter_in_model
 from peft.utils import get_peft_model_state_dict
 from transformers import CLIPTextModel
 
-from inference.engine import Engine, GenerationRequest
-from inference.testing.tiny_model import LORA_TARGETS, add_tiny_style
+from mmpp.inference.engine import Engine, GenerationRequest
+from mmpp.inference.testing.tiny_model import LORA_TARGETS, add_tiny_style
 from mmpp.settings import load_settings
 
 
@@ -107,7 +107,7 @@ def test_a_text_encoder_lora_and_its_scale_each_get_their_own_embeddings(
 
 
 def test_the_cache_is_bounded_and_forgets_the_least_recently_used(cache_engine: Engine) -> None:
-    from inference.prompt_cache import PromptCache
+    from mmpp.inference.prompt_cache import PromptCache
 
     cache = PromptCache(capacity=2)
     pipe = cache_engine.pipe
@@ -122,9 +122,9 @@ def test_half_precision_text_encoders_on_a_cpu_without_half_matmuls_encode_in_fl
 ) -> None:
     """Most desktop CPUs multiply bf16 many times slower than float32: a memory plan's CPU text
     encoders then run a miss in float32 and keep the pipeline's dtype for everything else."""
-    import inference.prompt_cache as prompt_cache
-    from inference.loader import load_pipeline
-    from inference.prompt_cache import PromptCache
+    import mmpp.inference.prompt_cache as prompt_cache
+    from mmpp.inference.loader import load_pipeline
+    from mmpp.inference.prompt_cache import PromptCache
     from mmpp.settings import ModelSources
 
     pipe = load_pipeline(ModelSources.from_model_dir(tiny_model_dir), torch.device("cpu"), torch.bfloat16)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from inference.styles import StyleCatalog
+from mmpp.inference.styles import StyleCatalog
 from tests.engine.test_styles import broken, copy_styles
 
 

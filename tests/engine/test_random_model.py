@@ -15,9 +15,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from inference.engine import Engine, GenerationRequest
-from inference.loader import load_catalog, load_style_adapters
-from inference.testing.random_model import (
+from mmpp.cli import main
+from mmpp.inference.engine import Engine, GenerationRequest
+from mmpp.inference.loader import load_catalog, load_style_adapters
+from mmpp.inference.testing.random_model import (
     FULL,
     PARAMETER_COUNTS,
     RandomModelSpec,
@@ -29,7 +30,6 @@ from inference.testing.random_model import (
     random_lora_state_dict,
     write_lora_style,
 )
-from mmpp.cli import main
 from mmpp.settings import load_settings
 
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from inference.safety import FILTERED_MESSAGE, ImageFiltered, SafetyChecker, load_safety_checker
-from inference.testing.tiny_safety import write_tiny_safety_checker
 from mmpp.cli import main
+from mmpp.inference.safety import FILTERED_MESSAGE, ImageFiltered, SafetyChecker, load_safety_checker
+from mmpp.inference.testing.tiny_safety import write_tiny_safety_checker
 from mmpp.settings import load_settings
 
 CPU = torch.device("cpu")

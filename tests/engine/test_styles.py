@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.styles import StyleCatalog, StyleDefinition, UnknownStyleError
+from mmpp.inference.styles import StyleCatalog, StyleDefinition, UnknownStyleError
 
 
 def copy_styles(tiny_model_dir: Path, tmp_path: Path) -> Path:

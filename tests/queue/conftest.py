@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from inference.conditioning import PreparedFace
-from inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
-from inference.queue import GenerationQueue, JobEvent, JobHandle, Started
-from inference.styles import StyleCatalog
-from inference.testing.tiny_model import add_tiny_style, make_tiny_model
+from mmpp.inference.conditioning import PreparedFace
+from mmpp.inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
+from mmpp.inference.queue import GenerationQueue, JobEvent, JobHandle, Started
+from mmpp.inference.styles import StyleCatalog
+from mmpp.inference.testing.tiny_model import add_tiny_style, make_tiny_model
 from mmpp.settings import Settings, load_settings
 
 Fault = Callable[[int, Sequence[GenerationRequest]], BaseException | None]

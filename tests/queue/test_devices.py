@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from inference.conditioning import PreparedFace
-from inference.device import DeviceUnavailable, place, present_devices, resolve_device
-from inference.engine import Engine
-from inference.queue import Done, GenerationQueue, Queued
-from inference.queue.devices import DevicesInvalid, load_engines, resolve_devices
+from mmpp.inference.conditioning import PreparedFace
+from mmpp.inference.device import DeviceUnavailable, place, present_devices, resolve_device
+from mmpp.inference.engine import Engine
+from mmpp.inference.queue import Done, GenerationQueue, Queued
+from mmpp.inference.queue.devices import DevicesInvalid, load_engines, resolve_devices
 from mmpp.settings import Settings, SettingsError, load_settings
 from tests.queue.conftest import ProbeEngine, collect, started
 

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 import pytest
 import torch
 
-from inference.conditioning import PreparedFace
-from inference.engine import GenerationRequest
-from inference.queue import Cancelled, Done, Failed, QueueClosed, Step
-from inference.styles import UnknownStyleError
+from mmpp.inference.conditioning import PreparedFace
+from mmpp.inference.engine import GenerationRequest
+from mmpp.inference.queue import Cancelled, Done, Failed, QueueClosed, Step
+from mmpp.inference.styles import UnknownStyleError
 from tests.queue.conftest import QueueFactory, collect, started
 
 
@@ -77,7 +77,7 @@ async def test_an_engine_error_fails_that_batch_and_the_worker_goes_on(
     queue, probe = make_queue()
     probe.fault = _fault_on({0}, RuntimeError("CUDA error: device-side assert at /secret/path"))
     async with queue:
-        with caplog.at_level(logging.ERROR, logger="inference.queue"):
+        with caplog.at_level(logging.ERROR, logger="mmpp.inference.queue"):
             broken = await queue.submit(face, "tiny-style", user_id=1, guild_id=1).outcome()
         assert isinstance(broken, Failed) and broken.code == "engine_error"
         assert "secret" not in broken.reason and "try again" in broken.reason
@@ -179,7 +179,7 @@ async def test_a_dead_worker_is_loud_fails_the_waiting_and_refuses_new_work(
         raise RuntimeError("scheduler bug")
 
     monkeypatch.setattr(queue._scheduler, "pick", broken_pick)
-    with caplog.at_level(logging.CRITICAL, logger="inference.queue"):
+    with caplog.at_level(logging.CRITICAL, logger="mmpp.inference.queue"):
         async with queue:
             handle = queue.submit(face, "tiny-style", user_id=1, guild_id=1)
             outcome = await asyncio.wait_for(handle.outcome(), timeout=5)

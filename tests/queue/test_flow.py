@@ -9,8 +9,8 @@ import time
 import pytest
 from PIL import Image
 
-from inference.conditioning import PreparedFace
-from inference.queue import Done, Queued, Started, Step
+from mmpp.inference.conditioning import PreparedFace
+from mmpp.inference.queue import Done, Queued, Started, Step
 from tests.queue.conftest import QueueFactory, collect, started
 
 

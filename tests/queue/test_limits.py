@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from inference.conditioning import PreparedFace
-from inference.queue import AlreadyQueued, Done, Failed, QueueFull, Started
-from inference.styles import UnknownStyleError
+from mmpp.inference.conditioning import PreparedFace
+from mmpp.inference.queue import AlreadyQueued, Done, Failed, QueueFull, Started
+from mmpp.inference.styles import UnknownStyleError
 from tests.queue.conftest import QueueFactory, collect, started
 
 

@@ -7,8 +7,8 @@ import contextlib
 import time
 import urllib.request
 
-from inference.conditioning import PreparedFace
-from inference.queue import AlreadyQueued, QueueFull, QueueMetrics, discord_time, expose
+from mmpp.inference.conditioning import PreparedFace
+from mmpp.inference.queue import AlreadyQueued, QueueFull, QueueMetrics, discord_time, expose
 from tests.queue.conftest import QueueFactory, started
 
 

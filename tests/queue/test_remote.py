@@ -14,13 +14,13 @@ import pytest_asyncio
 import redis
 from pydantic import SecretStr
 
-from inference.conditioning import PreparedFace
-from inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
-from inference.queue import Cancelled, Done, Failed, GenerationQueue, NoWorkers, Queued, Started, Step
-from inference.queue.remote import protocol as p
-from inference.queue.remote.dispatch import FOLLOW_GRACE_S, RemoteBackend
-from inference.queue.remote.sealing import Seal
-from inference.queue.remote.worker import RemoteWorker, WorkerRefused, check_catalog
+from mmpp.inference.conditioning import PreparedFace
+from mmpp.inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
+from mmpp.inference.queue import Cancelled, Done, Failed, GenerationQueue, NoWorkers, Queued, Started, Step
+from mmpp.inference.queue.remote import protocol as p
+from mmpp.inference.queue.remote.dispatch import FOLLOW_GRACE_S, RemoteBackend
+from mmpp.inference.queue.remote.sealing import Seal
+from mmpp.inference.queue.remote.worker import RemoteWorker, WorkerRefused, check_catalog
 from mmpp.memory import HeapTrimmer
 from mmpp.settings import Settings
 from tests.queue.conftest import ProbeEngine, collect, started

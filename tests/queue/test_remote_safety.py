@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from inference.conditioning import PreparedFace
-from inference.engine import Engine
-from inference.queue import Done, Step
+from mmpp.inference.conditioning import PreparedFace
+from mmpp.inference.engine import Engine
+from mmpp.inference.queue import Done, Step
 from mmpp.settings import Settings
 from tests.queue.conftest import collect
 from tests.queue.test_remote import open_remote

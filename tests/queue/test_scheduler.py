@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from inference.queue.scheduler import FairScheduler
+from mmpp.inference.queue.scheduler import FairScheduler
 
 
 @dataclass(eq=False)

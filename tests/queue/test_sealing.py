@@ -13,13 +13,13 @@ from cryptography.fernet import Fernet
 from PIL import Image
 from pydantic import SecretStr
 
-from inference.conditioning import PreparedFace
-from inference.engine import Engine, to_png
-from inference.queue import Done, Failed, Started
-from inference.queue.remote import protocol as p
-from inference.queue.remote.sealing import Forged, QueueSecretError, Seal, check_transport
-from inference.queue.remote.worker import run_worker
-from inference.queue.setup import open_queue
+from mmpp.inference.conditioning import PreparedFace
+from mmpp.inference.engine import Engine, to_png
+from mmpp.inference.queue import Done, Failed, Started
+from mmpp.inference.queue.remote import protocol as p
+from mmpp.inference.queue.remote.sealing import Forged, QueueSecretError, Seal, check_transport
+from mmpp.inference.queue.remote.worker import run_worker
+from mmpp.inference.queue.setup import open_queue
 from mmpp.settings import Settings
 from tests.queue.conftest import collect
 from tests.queue.test_remote import Remote, open_remote
@@ -95,7 +95,7 @@ async def test_a_tampered_payload_is_not_drawn(
 ) -> None:
     worker = {"queue_secret": SecretStr(SECRET)}
     async for remote in open_remote(redis_url, queue_settings, real_engine, bot_secret=SECRET, worker_settings=worker):
-        from inference.engine import GenerationRequest
+        from mmpp.inference.engine import GenerationRequest
 
         request = GenerationRequest(face=face, style="tiny-style", seed=1, steps=2)
         sealed = Seal(SECRET).seal_payload(p.encode_batch("t", [("j-t", 0, request, False)], time.time() + 60))

@@ -13,11 +13,11 @@ from dataclasses import replace
 from PIL import Image, ImageOps
 from pydantic import SecretStr
 
-from inference.conditioning import PreparedFace
-from inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
-from inference.queue import Done, GenerationQueue
-from inference.queue.unlinkable import REDRAW_IP_FACTORS
-from inference.styles import StyleCatalog
+from mmpp.inference.conditioning import PreparedFace
+from mmpp.inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
+from mmpp.inference.queue import Done, GenerationQueue
+from mmpp.inference.queue.unlinkable import REDRAW_IP_FACTORS
+from mmpp.inference.styles import StyleCatalog
 from mmpp.settings import Settings
 from tests.queue.conftest import collect
 from tests.queue.test_remote import open_remote
@@ -128,7 +128,7 @@ async def test_through_a_remote_worker_the_switch_and_the_verdict_travel(
 
 
 def test_the_switch_travels_and_a_bot_that_predates_it_gets_the_guard(face: PreparedFace) -> None:
-    from inference.queue.remote import protocol as p
+    from mmpp.inference.queue.remote import protocol as p
 
     request = GenerationRequest(face=face, style="tiny-style", seed=1, unlinkable=False)
     payload = p.deserialize(p.serialize(p.encode_batch("b", [("j", 0, request, False)], 0.0)))

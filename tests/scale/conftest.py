@@ -22,11 +22,11 @@ import pytest_asyncio
 import redis
 from cryptography.fernet import Fernet
 
-from bot.discord_endpoints import reset_endpoints
-from bot.runtime import BotRuntime
-from bot.services import Services
-from inference.queue.remote import protocol as p
-from inference.testing.tiny_model import add_tiny_style
+from mmpp.bot.discord_endpoints import reset_endpoints
+from mmpp.bot.runtime import BotRuntime
+from mmpp.bot.services import Services
+from mmpp.inference.queue.remote import protocol as p
+from mmpp.inference.testing.tiny_model import add_tiny_style
 from tests.bot.conftest import bot_settings
 from tests.discord_standin import BotAction, FakeGuild, FakeMember, FakeUser, InteractionRecord, StandIn
 from tests.redis_server import RedisProcess

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.db import Repository
-from bot.db.database import Database
-from bot.discord_endpoints import reset_endpoints
-from bot.runtime import BotRuntime
-from bot.sharding import ShardsInvalid, parse_shard_ids, shard_options
-from inference.engine import Engine
-from inference.queue.remote.protocol import catalog_fingerprint
-from inference.queue.remote.worker import RemoteWorker
+from mmpp.bot.db import Repository
+from mmpp.bot.db.database import Database
+from mmpp.bot.discord_endpoints import reset_endpoints
+from mmpp.bot.runtime import BotRuntime
+from mmpp.bot.sharding import ShardsInvalid, parse_shard_ids, shard_options
+from mmpp.inference.engine import Engine
+from mmpp.inference.queue.remote.protocol import catalog_fingerprint
+from mmpp.inference.queue.remote.worker import RemoteWorker
 from mmpp.settings import Settings, load_settings
 from tests.bot.conftest import bot_settings
 from tests.discord_standin import FakeGuild, FakeMember, StandIn

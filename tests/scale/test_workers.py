@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from inference.queue.remote import protocol as p
+from mmpp.inference.queue.remote import protocol as p
 from tests.scale.conftest import Cluster, is_answer, profile
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

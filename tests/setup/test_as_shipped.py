@@ -25,16 +25,16 @@ import pytest
 from PIL import Image
 from sqlalchemy import create_engine, text
 
-from bot.discord_endpoints import apply_endpoints, current_endpoints, reset_endpoints
-from bot.invite import BotIdentity
-from bot.runtime import BotRuntime
-from bot.sharding import shard_options
-from inference.device import place, present_devices
-from inference.download import hub_needs
-from inference.loader import load_catalog
-from inference.queue.devices import resolve_devices
-from inference.queue.remote.protocol import redis_settings
-from inference.testing.random_model import PARAMETER_COUNTS
+from mmpp.bot.discord_endpoints import apply_endpoints, current_endpoints, reset_endpoints
+from mmpp.bot.invite import BotIdentity
+from mmpp.bot.runtime import BotRuntime
+from mmpp.bot.sharding import shard_options
+from mmpp.inference.device import place, present_devices
+from mmpp.inference.download import hub_needs
+from mmpp.inference.loader import load_catalog
+from mmpp.inference.queue.devices import resolve_devices
+from mmpp.inference.queue.remote.protocol import redis_settings
+from mmpp.inference.testing.random_model import PARAMETER_COUNTS
 from mmpp.settings import Settings, load_settings
 from tests.bot.conftest import bot_settings
 from tests.discord_standin import StandIn
@@ -154,7 +154,7 @@ async def test_an_empty_environment_resolves_what_a_start_resolves(
     assert sorted(catalog.names()) == ["animated-3d", "anime", "comic-ink", "pixel-art", "sunny-cartoon", "watercolor"]
     assert settings.default_style in catalog
     # The database: SQLite in the working folder, made and migrated.
-    from bot.db import open_database
+    from mmpp.bot.db import open_database
 
     database = await open_database(settings.database_url, upgrade=True)
     await database.dispose()

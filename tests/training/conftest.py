@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from training.config import TrainConfig, make_config
+from mmpp.training.config import TrainConfig, make_config
 
 RESOLUTION = 32
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mmpp.training.buckets import bucket_sizes, bucket_step, nearest_bucket
+from mmpp.training.trainer import Trainer
 from tests.training.conftest import RESOLUTION, ConfigFactory
-from training.buckets import bucket_sizes, bucket_step, nearest_bucket
-from training.trainer import Trainer
 
 # (width, height) of the training pictures: 3:2 and 2:1 landscape, 2:3 portrait, square
 SHAPES = {"landscape": (60, 40), "wide": (64, 32), "portrait": (40, 60), "square": (48, 48)}

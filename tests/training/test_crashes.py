@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from inference.styles import StyleCatalog
 from mmpp.cli import main
+from mmpp.inference.styles import StyleCatalog
+from mmpp.training.checkpoints import CheckpointError
+from mmpp.training.preflight import SETTINGS_FILE, UnwritableError, writable_problem
+from mmpp.training.trainer import StepInfo, Trainer
 from tests.training.conftest import ConfigFactory
-from training.checkpoints import CheckpointError
-from training.preflight import SETTINGS_FILE, UnwritableError, writable_problem
-from training.trainer import StepInfo, Trainer
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from mmpp.cli import main
+from mmpp.training.data import DataError, load_examples, load_folder
 from tests.training.conftest import write_images
-from training.data import DataError, load_examples, load_folder
 
 
 def test_a_captioned_folder_loads_every_image_with_its_caption(style_data: Path) -> None:

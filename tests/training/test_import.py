@@ -15,11 +15,11 @@ from peft.utils import get_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from transformers import CLIPTextModel
 
-from inference.engine import Engine, GenerationRequest
-from inference.styles import StyleCatalog
 from mmpp.cli import main
+from mmpp.inference.engine import Engine, GenerationRequest
+from mmpp.inference.styles import StyleCatalog
 from mmpp.settings import load_settings
-from training.importer import LoraImportError, import_lora
+from mmpp.training.importer import LoraImportError, import_lora
 
 
 def _text_encoder_lora(model_dir: Path) -> dict[str, torch.Tensor]:

@@ -11,9 +11,9 @@ import torch
 from diffusers import DDPMScheduler
 from diffusers.training_utils import compute_snr
 
+from mmpp.training.loss import min_snr_weights, target_for
+from mmpp.training.trainer import Trainer
 from tests.training.conftest import ConfigFactory
-from training.loss import min_snr_weights, target_for
-from training.trainer import Trainer
 
 GAMMA = 5.0
 

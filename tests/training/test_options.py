@@ -15,13 +15,13 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from inference.styles import StyleCatalog
 from mmpp.cli import main
+from mmpp.inference.styles import StyleCatalog
+from mmpp.training.config import ConfigError
+from mmpp.training.data import DataError, image_files
+from mmpp.training.plot import PLOT_FILE, write_plot
+from mmpp.training.trainer import Trainer
 from tests.training.conftest import ConfigFactory, write_images
-from training.config import ConfigError
-from training.data import DataError, image_files
-from training.plot import PLOT_FILE, write_plot
-from training.trainer import Trainer
 
 
 def _changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> bool:
@@ -30,7 +30,7 @@ def _changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) ->
 
 def test_eight_bit_adam_keeps_8_bit_state_and_trains(make_train_config: ConfigFactory) -> None:
     pytest.importorskip("bitsandbytes", reason="bitsandbytes is not installed (pip install 'mmpp[train]')")
-    from training.optimizers import eight_bit_problem
+    from mmpp.training.optimizers import eight_bit_problem
 
     if problem := eight_bit_problem("cpu"):
         pytest.skip(f"bitsandbytes does not run 8-bit Adam on this CPU: {problem}")

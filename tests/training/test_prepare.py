@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.preprocess import detect_faces
 from mmpp.cli import main
-from training.data import DataError, load_folder
-from training.prepare import prepare_data
+from mmpp.inference.preprocess import detect_faces
+from mmpp.training.data import DataError, load_folder
+from mmpp.training.prepare import prepare_data
 
 
 def _raw_style_folder(folder: Path) -> Path:

@@ -13,13 +13,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from inference.engine import Engine, GenerationRequest
-from inference.styles import StyleCatalog
 from mmpp.cli import main
+from mmpp.inference.engine import Engine, GenerationRequest
+from mmpp.inference.styles import StyleCatalog
 from mmpp.settings import load_settings
+from mmpp.training.config import ConfigError, make_config
+from mmpp.training.trainer import Trainer, TrainResult
 from tests.training.conftest import RESOLUTION, ConfigFactory, write_images
-from training.config import ConfigError, make_config
-from training.trainer import Trainer, TrainResult
 
 OVERFIT_STEPS = 24
 

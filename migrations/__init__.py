@@ -1,1 +1,0 @@
-"""Alembic's home for MMPP's schema. A package so `bot.db.migrate` finds it from any directory."""

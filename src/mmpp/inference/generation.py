@@ -1,0 +1,83 @@
+"""What a drawing is asked for and what it gives back, shared by the engine and its speed-ups.
+
+Its own module so that `mmpp.inference.engine` and `mmpp.inference.speed` both depend on it and not on each
+other: the engine uses the speed switches, and the warm-up draws through any engine-like object
+(`Drawer`).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from PIL import Image
+
+from mmpp.inference.conditioning import PreparedFace
+from mmpp.inference.safety import ImageFiltered, SafetyLevel
+from mmpp.inference.styles import Style, StyleCatalog
+
+
+@dataclass
+class GenerationRequest:
+    face: PreparedFace
+    style: str
+    seed: int
+    steps: int | None = None
+    lora_scale: float | None = None
+    background: str | None = None
+    framing: str | None = None
+    # The style's fast preset (few-step LoRA, its scheduler/steps/guidance); None: the FAST_PRESET setting.
+    fast: bool | None = None
+    # How strictly the finished image is checked before anyone sees it (see `mmpp.inference.safety`).
+    safety: SafetyLevel = "strict"
+    # After drawing, measure the portrait against the selfie and redraw one that face matching would
+    # tie back to it (see `mmpp.inference.queue.unlinkable`); off where a room wants maximum likeness.
+    unlinkable: bool = True
+    # The IP-Adapter's weight for this call; None: the style's own. The guard's redraws weaken it.
+    ip_adapter_scale: float | None = None
+    # Set from any thread to stop this job; the engine looks at it after every denoising step.
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    image: Image.Image | None
+    seed: int
+    style: str
+    cancelled: bool = False
+    seconds: float = 0.0
+    # The safety check refused the image: `image` is None, so nothing can post it by mistake.
+    flagged: bool = False
+    # The unlinkable guard was on and even its redraws still match the selfie: the member is told.
+    linkable: bool = False
+
+    def png(self) -> bytes:
+        if self.flagged:
+            raise ImageFiltered()
+        if self.image is None:
+            raise ValueError("a cancelled job has no image")
+        return to_png(self.image)
+
+
+def to_png(image: Image.Image) -> bytes:
+    """PNG bytes with no text, EXIF or colour-profile chunks."""
+    clean = Image.frombytes(image.mode, image.size, image.tobytes())
+    buffer = io.BytesIO()
+    clean.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+class Drawer(Protocol):
+    """What the warm-up needs of an engine."""
+
+    resolution: int
+
+    @property
+    def catalog(self) -> StyleCatalog: ...
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]: ...
+
+    def switch_style(self, style: Style, lora_scale: float | None = None, *, fast: bool = False) -> None: ...

@@ -1,0 +1,52 @@
+"""The GPU job queue: submit a prepared face, get a stream of events ending in a portrait.
+
+```python
+queue = GenerationQueue(engine, settings)
+queue.start()
+handle = queue.submit(face, "sunny-cartoon", user_id=member.id, guild_id=guild.id)
+async for event in handle.events():
+    ...  # Queued, Started, Step, then Done | Failed | Cancelled
+```
+"""
+
+from mmpp.inference.queue.errors import AlreadyQueued, NoWorkers, QueueClosed, QueueFull, discord_time
+from mmpp.inference.queue.gpu_queue import GenerationQueue, JobHandle
+from mmpp.inference.queue.jobs import (
+    Cancelled,
+    Done,
+    DroppedJob,
+    Failed,
+    JobEvent,
+    JobState,
+    Queued,
+    ShutdownReport,
+    Started,
+    Step,
+    TerminalEvent,
+    Timings,
+)
+from mmpp.inference.queue.metrics import QueueMetrics, expose
+
+__all__ = [
+    "AlreadyQueued",
+    "Cancelled",
+    "Done",
+    "DroppedJob",
+    "Failed",
+    "GenerationQueue",
+    "JobEvent",
+    "JobHandle",
+    "JobState",
+    "NoWorkers",
+    "QueueClosed",
+    "QueueFull",
+    "QueueMetrics",
+    "Queued",
+    "ShutdownReport",
+    "Started",
+    "Step",
+    "TerminalEvent",
+    "Timings",
+    "discord_time",
+    "expose",
+]

@@ -1,0 +1,38 @@
+"""Building the queue the settings ask for: local engines (one per device), remote workers through
+Redis, or both. What the bot needs from the models comes back beside it (an engine, or a front that
+only knows the styles and how to prepare a face when the bot draws nothing itself)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from mmpp.inference.queue.devices import load_engines
+from mmpp.inference.queue.gpu_queue import GenerationQueue
+from mmpp.settings import Settings
+
+
+async def open_queue(settings: Settings) -> tuple[Any, GenerationQueue]:
+    """(engine or front, queue). With `QUEUE_BACKEND=redis` the bot loads engines only if DEVICES says so."""
+    if settings.queue_backend == "local":
+        engines = await asyncio.to_thread(load_engines, settings)
+        return engines[0], GenerationQueue(engines, settings)
+
+    from mmpp.inference.queue.remote.dispatch import RemoteBackend
+    from mmpp.inference.queue.remote.front import EngineFront
+    from mmpp.inference.queue.remote.protocol import catalog_fingerprint
+    from mmpp.inference.queue.remote.sealing import Seal, check_transport
+
+    seal = Seal(settings.queue_secret.get_secret_value() if settings.queue_secret else None)
+    check_transport(settings.redis_url.get_secret_value(), seal)  # before any model loads
+
+    front = await asyncio.to_thread(EngineFront.from_settings, settings)
+    engines = await asyncio.to_thread(load_engines, settings) if settings.devices else []
+    queue = GenerationQueue(engines or None, settings, catalog=front.catalog)
+    backend = RemoteBackend(
+        queue, settings.redis_url.get_secret_value(), catalog_fingerprint(front.catalog, front.resolution),
+        batch_timeout_s=settings.batch_timeout_s, seal=seal,
+    )
+    await backend.start()
+    queue.on_shutdown(backend.close)
+    return (engines[0] if engines else front), queue
