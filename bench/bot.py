@@ -29,8 +29,8 @@ from typing import Any
 
 from skimage import data as skdata
 
-from mmpp.bot.discord_endpoints import reset_endpoints
-from mmpp.bot.runtime import BotRuntime
+from mmpp.bot.app.discord_endpoints import reset_endpoints
+from mmpp.bot.app.runtime import BotRuntime
 from mmpp.inference.testing.tiny_model import make_tiny_model
 from tests.bot.conftest import bot_settings
 from tests.conftest import encode

@@ -42,9 +42,9 @@ from cryptography.fernet import Fernet
 from PIL import Image
 from skimage import data as skdata
 
+from mmpp.bot.app.discord_endpoints import reset_endpoints
+from mmpp.bot.app.runtime import BotRuntime
 from mmpp.bot.db.database import SQLITE_BUSY_TIMEOUT_S
-from mmpp.bot.discord_endpoints import reset_endpoints
-from mmpp.bot.runtime import BotRuntime
 from mmpp.inference.queue.remote import protocol as p
 from mmpp.inference.testing.tiny_model import add_tiny_style, make_tiny_model
 from tests.bot.conftest import bot_settings

@@ -29,8 +29,8 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from mmpp.bot.discord_endpoints import override_endpoints
-from mmpp.bot.invite import TokenRejected, check_token
+from mmpp.bot.app.discord_endpoints import override_endpoints
+from mmpp.bot.app.invite import TokenRejected, check_token
 from mmpp.inference.engine import Engine
 from mmpp.inference.testing.tiny_model import make_tiny_model
 from mmpp.settings import load_settings

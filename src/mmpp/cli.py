@@ -19,7 +19,7 @@ from mmpp.logs import configure_logging
 
 # Modules that contribute subcommands, in the order `--help` lists them.
 COMMAND_MODULES = (
-    "mmpp.bot.cli",
+    "mmpp.bot.app.cli",
     "mmpp.inference.cli",
     "mmpp.inference.testing.random_cli",
     "mmpp.inference.download",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 
 def N_(msgid: str) -> str:
-    """Marks an English sentence as a message id of the bot's catalogues (`bot/locales/*.po`);
-    returns it unchanged. The bot translates it where a member reads it (`mmpp.bot.i18n.tr`)."""
+    """Marks an English sentence as a message id of the bot's catalogues (`bot/words/locales/*.po`);
+    returns it unchanged. The bot translates it where a member reads it (`mmpp.bot.words.i18n.tr`)."""
     return msgid
 
 
@@ -14,7 +14,7 @@ class UserFacingError(Exception):
 
     `code` is a stable machine-readable reason, logged and stored in the generation log.
     `message` may be a template with `{fields}` given as keyword arguments: the bot translates the
-    template (`mmpp.bot.i18n.tr_error`) and fills the same fields in the member's language.
+    template (`mmpp.bot.words.i18n.tr_error`) and fills the same fields in the member's language.
     """
 
     code: str = "error"

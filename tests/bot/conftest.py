@@ -14,9 +14,9 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
+from mmpp.bot.app.discord_endpoints import reset_endpoints
+from mmpp.bot.app.runtime import BotRuntime
 from mmpp.bot.db.models import GenerationLog
-from mmpp.bot.discord_endpoints import reset_endpoints
-from mmpp.bot.runtime import BotRuntime
 from mmpp.bot.services import Services
 from mmpp.inference.engine import Engine, GenerationRequest
 from mmpp.inference.testing.tiny_model import add_tiny_style

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mmpp.bot import background_labels
+from mmpp.bot.words import background_labels
 from mmpp.inference.backgrounds import BACKGROUNDS
 from tests.bot.conftest import EngineGate, World
 from tests.bot.test_profile import profile

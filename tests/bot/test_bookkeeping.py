@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
+from mmpp.bot.app.recovery import close_open_jobs
 from mmpp.bot.db.database import SQLITE_BUSY_TIMEOUT_S
 from mmpp.bot.db.models import GenerationLog
-from mmpp.bot.recovery import close_open_jobs
 from tests.bot.conftest import World, closed_log_rows
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
-from mmpp.bot.i18n import LOCALES_DIR, NAME_CONTEXT, languages
+from mmpp.bot.words.i18n import LOCALES_DIR, NAME_CONTEXT, languages
 
 ROOT = Path(__file__).resolve().parents[2]
 # Where message ids may be defined: everything the bot shows a member is in these folders.

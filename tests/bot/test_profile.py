@@ -8,7 +8,7 @@ import re
 import numpy as np
 from PIL import Image
 
-from mmpp.bot.wear import avatar_png
+from mmpp.bot.portrait.wear import avatar_png
 from tests.bot.conftest import EngineGate, World, closed_log_rows
 from tests.discord_standin import BotAction, InteractionRecord
 

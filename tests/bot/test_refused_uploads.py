@@ -9,7 +9,7 @@ import time
 
 from skimage import data as skdata
 
-from mmpp.bot.refusals import ALLOWED_REFUSALS, WINDOW_S, RefusedUploads
+from mmpp.bot.uploads.refusals import ALLOWED_REFUSALS, WINDOW_S, RefusedUploads
 from tests.bot.conftest import World
 from tests.conftest import encode
 from tests.discord_standin import FakeUser

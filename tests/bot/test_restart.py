@@ -15,8 +15,8 @@ import psutil
 import pytest
 from sqlalchemy import create_engine, text
 
-from mmpp.bot.discord_endpoints import reset_endpoints
-from mmpp.bot.runtime import BotRuntime
+from mmpp.bot.app.discord_endpoints import reset_endpoints
+from mmpp.bot.app.runtime import BotRuntime
 from mmpp.inference.testing.tiny_model import add_tiny_style
 from tests.bot.conftest import bot_settings
 from tests.discord_standin import FakeMember, InteractionRecord, StandIn

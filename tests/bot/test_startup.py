@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from mmpp.bot.discord_endpoints import reset_endpoints
-from mmpp.bot.invite import needed_permissions, user_install_url
-from mmpp.bot.runtime import BotRuntime, BotStartError
+from mmpp.bot.app.discord_endpoints import reset_endpoints
+from mmpp.bot.app.invite import needed_permissions, user_install_url
+from mmpp.bot.app.runtime import BotRuntime, BotStartError
 from mmpp.logs import _Formatter
 from tests.bot.conftest import EngineGate, World, bot_settings
 from tests.discord_standin import StandIn

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from mmpp.bot.takes import default_takes
+from mmpp.bot.portrait.takes import default_takes
 from mmpp.inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
 from mmpp.inference.queue import GenerationQueue
 from mmpp.inference.styles import StyleCatalog

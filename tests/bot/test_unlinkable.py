@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 from PIL import Image, ImageOps
 
-from mmpp.bot.portrait import STILL_LINKABLE
+from mmpp.bot.portrait.flow import STILL_LINKABLE
 from tests.bot.conftest import World, closed_log_rows
 from tests.bot.test_profile import custom_id, profile
 from tests.bot.test_rooms import style_command

@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 from PIL import Image
 
-from mmpp.bot.discord_endpoints import reset_endpoints
+from mmpp.bot.app.discord_endpoints import reset_endpoints
 from tests.discord_standin import MANAGE_GUILD, FakeGuild, FakeMember, FakeUser, StandIn
 
 

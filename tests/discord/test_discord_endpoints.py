@@ -1,4 +1,4 @@
-"""`mmpp.bot.discord_endpoints`: where discord.py sends REST calls, opens its gateway and fetches assets."""
+"""`mmpp.bot.app.discord_endpoints`: where discord.py sends REST calls, opens its gateway and fetches assets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import yarl
 from discord import asset, http
 from discord.gateway import DiscordWebSocket
 
-from mmpp.bot.discord_endpoints import apply_endpoints, current_endpoints, override_endpoints, reset_endpoints
+from mmpp.bot.app.discord_endpoints import apply_endpoints, current_endpoints, override_endpoints, reset_endpoints
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import discord
 
-from mmpp.bot.discord_endpoints import override_endpoints
+from mmpp.bot.app.discord_endpoints import override_endpoints
 
 from .server import StandIn
 

@@ -22,8 +22,8 @@ import pytest_asyncio
 import redis
 from cryptography.fernet import Fernet
 
-from mmpp.bot.discord_endpoints import reset_endpoints
-from mmpp.bot.runtime import BotRuntime
+from mmpp.bot.app.discord_endpoints import reset_endpoints
+from mmpp.bot.app.runtime import BotRuntime
 from mmpp.bot.services import Services
 from mmpp.inference.queue.remote import protocol as p
 from mmpp.inference.testing.tiny_model import add_tiny_style

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from mmpp.bot.app.discord_endpoints import reset_endpoints
+from mmpp.bot.app.runtime import BotRuntime
+from mmpp.bot.app.sharding import ShardsInvalid, parse_shard_ids, shard_options
 from mmpp.bot.db import Repository
 from mmpp.bot.db.database import Database
-from mmpp.bot.discord_endpoints import reset_endpoints
-from mmpp.bot.runtime import BotRuntime
-from mmpp.bot.sharding import ShardsInvalid, parse_shard_ids, shard_options
 from mmpp.inference.engine import Engine
 from mmpp.inference.queue.remote.protocol import catalog_fingerprint
 from mmpp.inference.queue.remote.worker import RemoteWorker

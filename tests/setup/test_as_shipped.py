@@ -25,10 +25,10 @@ import pytest
 from PIL import Image
 from sqlalchemy import create_engine, text
 
-from mmpp.bot.discord_endpoints import apply_endpoints, current_endpoints, reset_endpoints
-from mmpp.bot.invite import BotIdentity
-from mmpp.bot.runtime import BotRuntime
-from mmpp.bot.sharding import shard_options
+from mmpp.bot.app.discord_endpoints import apply_endpoints, current_endpoints, reset_endpoints
+from mmpp.bot.app.invite import BotIdentity
+from mmpp.bot.app.runtime import BotRuntime
+from mmpp.bot.app.sharding import shard_options
 from mmpp.inference.device import place, present_devices
 from mmpp.inference.download import hub_needs
 from mmpp.inference.loader import load_catalog

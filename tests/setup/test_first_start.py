@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import discord
 
-from mmpp.bot.invite import needed_permissions, user_install_url
+from mmpp.bot.app.invite import needed_permissions, user_install_url
 from tests.discord_standin import StandIn
 from tests.setup.conftest import REPO, run_env
 

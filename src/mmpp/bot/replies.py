@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 from PIL import Image
 
-from mmpp.bot.i18n import tr, tr_error
+from mmpp.bot.words.i18n import tr, tr_error
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event
 
@@ -29,7 +29,7 @@ class ReplyDeleted(Exception):
 
 
 UNKNOWN_MESSAGE = 10008
-# Progress previews go by this name; any other file on a reply is the result (`mmpp.bot.delivery`).
+# Progress previews go by this name; any other file on a reply is the result (`mmpp.bot.portrait.delivery`).
 PREVIEW_FILENAME = "preview.png"
 
 

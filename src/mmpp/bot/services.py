@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from mmpp.bot.bookkeeping import LogWrites
 from mmpp.bot.face_cache import FaceCache
-from mmpp.bot.refusals import RefusedUploads
+from mmpp.bot.portrait.bookkeeping import LogWrites
 from mmpp.bot.results import ResultStore
+from mmpp.bot.uploads.refusals import RefusedUploads
 from mmpp.settings import Settings
 
 if TYPE_CHECKING:
     from mmpp.bot.db import Database, Repository
-    from mmpp.bot.decoding import Decoder
-    from mmpp.bot.download import Downloader
+    from mmpp.bot.uploads.decoding import Decoder
+    from mmpp.bot.uploads.download import Downloader
     from mmpp.inference.engine import Engine
     from mmpp.inference.queue import GenerationQueue
 
@@ -50,5 +50,5 @@ class Services:
 
 
 def services_of(interaction: discord.Interaction) -> Services:
-    """The services of the bot that received this interaction (see `mmpp.bot.app.MMPPBot`)."""
+    """The services of the bot that received this interaction (see `mmpp.bot.app.app.MMPPBot`)."""
     return interaction.client.services  # type: ignore[attr-defined,no-any-return]

@@ -8,9 +8,9 @@ from discord.ext import commands
 
 from mmpp.bot.cogs.profile import EVERYWHERE_KW, INSTALLS_KW
 from mmpp.bot.cogs.style_cards import send_style_cards
-from mmpp.bot.i18n import name_str, text_str, tr
+from mmpp.bot.portrait.style_rules import room_preset, shown_styles
 from mmpp.bot.services import services_of
-from mmpp.bot.style_rules import room_preset, shown_styles
+from mmpp.bot.words.i18n import name_str, text_str, tr
 
 
 class MemberStylesCog(commands.Cog):

@@ -10,12 +10,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from mmpp.bot.db import ResolvedPreset
-from mmpp.bot.i18n import N_, name_str, text_str, tr
-from mmpp.bot.portrait import PortraitOrder, PortraitView, admission, make_portrait
-from mmpp.bot.posting import portrait_filename
+from mmpp.bot.portrait.flow import PortraitOrder, PortraitView, admission, make_portrait
+from mmpp.bot.portrait.posting import portrait_filename
+from mmpp.bot.portrait.style_rules import check_style_allowed, room_preset
 from mmpp.bot.replies import defer
 from mmpp.bot.services import Services, services_of
-from mmpp.bot.style_rules import check_style_allowed, room_preset
+from mmpp.bot.words.i18n import N_, name_str, text_str, tr
 from mmpp.errors import UserFacingError
 from mmpp.inference.loader import image_limits
 from mmpp.inference.preprocess import ImageRejected, LocatedFace, check_upload_size
@@ -77,7 +77,7 @@ async def style_autocomplete(interaction: discord.Interaction, current: str) -> 
 
 def read_selfie(services: Services, url: str, user_id: int) -> Callable[[], Awaitable[LocatedFace]]:
     """Download (capped, CDN only) then decode and locate the face in a worker process. A picture
-    that cannot be used counts against the member (`mmpp.bot.refusals`)."""
+    that cannot be used counts against the member (`mmpp.bot.uploads.refusals`)."""
 
     async def source() -> LocatedFace:
         # Only a compact face crop outlives this call: not the upload, not the whole photo. The

@@ -7,8 +7,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from mmpp.bot.cogs.profile import EVERYWHERE_KW, INSTALLS_KW
-from mmpp.bot.i18n import name_str, text_str, tr
 from mmpp.bot.services import services_of
+from mmpp.bot.words.i18n import name_str, text_str, tr
 from mmpp.inference.queue import discord_time
 
 

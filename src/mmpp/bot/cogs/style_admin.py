@@ -8,17 +8,17 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from mmpp.bot import background_labels
 from mmpp.bot.cogs.profile import style_autocomplete
 from mmpp.bot.cogs.style_cards import send_style_cards
 from mmpp.bot.db import ResolvedPreset
 from mmpp.bot.db.repository import SeedPolicy
 from mmpp.bot.db.safety import ServerSafetyStore
-from mmpp.bot.i18n import N_, name_str, text_str, tr
-from mmpp.bot.portrait import PortraitOrder, admission, make_portrait
+from mmpp.bot.portrait.flow import PortraitOrder, admission, make_portrait
+from mmpp.bot.portrait.takes import MAX_TAKES, takes_for
 from mmpp.bot.replies import defer
 from mmpp.bot.services import Services, services_of
-from mmpp.bot.takes import MAX_TAKES, takes_for
+from mmpp.bot.words import background_labels
+from mmpp.bot.words.i18n import N_, name_str, text_str, tr
 from mmpp.inference.preprocess import LocatedFace
 
 SEED_POLICY_WORDS = {

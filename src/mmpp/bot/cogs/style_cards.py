@@ -7,8 +7,8 @@ import io
 
 import discord
 
-from mmpp.bot.i18n import tr
 from mmpp.bot.services import Services
+from mmpp.bot.words.i18n import tr
 
 
 async def send_style_cards(

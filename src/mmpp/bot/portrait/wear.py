@@ -8,7 +8,7 @@ import io
 import discord
 from PIL import Image, ImageDraw
 
-from mmpp.bot.i18n import tr
+from mmpp.bot.words.i18n import tr
 
 AVATAR_SIDE = 1024  # Discord accepts up to this and shows every avatar as a circle
 # Below this the picture is a test model's thumbnail, not a portrait: blowing it up helps nobody.

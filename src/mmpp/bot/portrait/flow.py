@@ -20,15 +20,15 @@ import discord
 from mmpp.bot.db import ResolvedPreset
 from mmpp.bot.db.repository import InteractionRef, JobKind, Outcome
 from mmpp.bot.db.safety import ServerSafetyStore
-from mmpp.bot.delivery import TOKEN_LIFETIME, Recipient, deliver_portrait, send_elsewhere
-from mmpp.bot.i18n import N_, language_of, tr, tr_error
-from mmpp.bot.posting import DeleteButton, NotYours, PostButton, portrait_filename, post_label, public_line
+from mmpp.bot.portrait.delivery import TOKEN_LIFETIME, Recipient, deliver_portrait, send_elsewhere
+from mmpp.bot.portrait.posting import DeleteButton, NotYours, PostButton, portrait_filename, post_label, public_line
+from mmpp.bot.portrait.safety_policy import safety_level
+from mmpp.bot.portrait.style_rules import check_style_allowed, room_preset
+from mmpp.bot.portrait.takes import takes_for
+from mmpp.bot.portrait.wear import PREVIEW_FILENAME, avatar_png, circle_preview, guide_embed
 from mmpp.bot.replies import ProgressMessage, ReplyDeleted, answer_error, defer, send_error
-from mmpp.bot.safety_policy import safety_level
 from mmpp.bot.services import Services, services_of
-from mmpp.bot.style_rules import check_style_allowed, room_preset
-from mmpp.bot.takes import takes_for
-from mmpp.bot.wear import PREVIEW_FILENAME, avatar_png, circle_preview, guide_embed
+from mmpp.bot.words.i18n import N_, language_of, tr, tr_error
 from mmpp.errors import UserFacingError
 from mmpp.inference.engine import random_seed
 from mmpp.inference.preprocess import LocatedFace

@@ -4,7 +4,7 @@ the row so it does not count against their quota.
 The bot runs this at start for whatever the previous run left open (even after `kill -9`: the
 rows were written when the job was reserved), and at a graceful stop for what did not end within
 the grace time. Where several shard processes share the database, each answers only for its own
-shards' rows (`mmpp.bot.sharding.own_jobs`).
+shards' rows (`mmpp.bot.app.sharding.own_jobs`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Literal
 
 import discord
 
-from mmpp.bot.bookkeeping import DATABASE_ERRORS
 from mmpp.bot.db import Repository
 from mmpp.bot.db.repository import OpenJob
-from mmpp.bot.delivery import Recipient, notify
-from mmpp.bot.i18n import N_, SOURCE_LANGUAGE, match, tr
+from mmpp.bot.portrait.bookkeeping import DATABASE_ERRORS
+from mmpp.bot.portrait.delivery import Recipient, notify
+from mmpp.bot.words.i18n import N_, SOURCE_LANGUAGE, match, tr
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ write lock), restarting or unreachable, a write that fails must not stop a runni
 delivered portrait into an error. `LogWrites` tries each write once in line; a failure is logged
 and the write is retried in the background until it lands (first outcome still wins, see
 `mmpp.bot.db.job_log`). What is still unwritten when the bot stops stays open for the next start,
-whose recovery looks at the reply before it says anything (`mmpp.bot.recovery`).
+whose recovery looks at the reply before it says anything (`mmpp.bot.app.recovery`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class LogWrites:
         self.retry_delays_s = retry_delays_s
         self._retries: set[asyncio.Task[None]] = set()
         # Rows whose outcome is known but not yet written: the member has their answer, so a stop
-        # does not tell them anything; the row stays open for the next start (see `mmpp.bot.recovery`).
+        # does not tell them anything; the row stays open for the next start (see `mmpp.bot.app.recovery`).
         self.answered: set[int] = set()
 
     async def started(self, log_id: int) -> None:

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from mmpp.memory import limit_arenas
 
     limit_arenas()  # first, before any thread exists: a long-running process's RSS stays flat
-    from mmpp.bot.runtime import run_bot
+    from mmpp.bot.app.runtime import run_bot
     from mmpp.logs import configure_logging
     from mmpp.settings import load_settings
 
@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
 def run_invite(args: argparse.Namespace) -> int:
     import sys
 
-    from mmpp.bot.discord_endpoints import apply_endpoints
-    from mmpp.bot.invite import TokenRejected, check_token, read_token
+    from mmpp.bot.app.discord_endpoints import apply_endpoints
+    from mmpp.bot.app.invite import TokenRejected, check_token, read_token
     from mmpp.logs import register_secret
     from mmpp.settings import load_settings
 

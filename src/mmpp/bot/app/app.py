@@ -10,18 +10,18 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
+from mmpp.bot.app.discord_endpoints import proxy_rate_limit_trace
+from mmpp.bot.app.recovery import close_open_jobs
+from mmpp.bot.app.sharding import own_jobs
 from mmpp.bot.cogs.member_styles import MemberStylesCog
 from mmpp.bot.cogs.profile import ProfileCog
 from mmpp.bot.cogs.queue_cmds import QueueCog
 from mmpp.bot.cogs.style_admin import StyleCog
-from mmpp.bot.discord_endpoints import proxy_rate_limit_trace
-from mmpp.bot.i18n import CommandTranslator
-from mmpp.bot.portrait import RerollButton
-from mmpp.bot.posting import DeleteButton, PostButton
-from mmpp.bot.recovery import close_open_jobs
+from mmpp.bot.portrait.flow import RerollButton
+from mmpp.bot.portrait.posting import DeleteButton, PostButton
 from mmpp.bot.replies import answer_error
 from mmpp.bot.services import Services
-from mmpp.bot.sharding import own_jobs
+from mmpp.bot.words.i18n import CommandTranslator
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 class MMPPBot(commands.AutoShardedBot):
     # Sharded from the start (issue 12): one shard for a small bot, Discord's recommended count (or
-    # SHARD_COUNT/SHARD_IDS, see `mmpp.bot.sharding`) past 2,500 servers, with no code path of its own.
+    # SHARD_COUNT/SHARD_IDS, see `mmpp.bot.app.sharding`) past 2,500 servers, with no code path of its own.
 
     def __init__(self, services: Services, **options: Any) -> None:
         # The bot never joins voice; discord.py's warnings about voice libraries would only confuse.

@@ -15,16 +15,16 @@ from typing import Any
 import aiohttp
 import discord
 
-from mmpp.bot.app import MMPPBot
-from mmpp.bot.decoding import Decoder
-from mmpp.bot.discord_endpoints import apply_endpoints
-from mmpp.bot.download import Downloader
+from mmpp.bot.app.app import MMPPBot
+from mmpp.bot.app.discord_endpoints import apply_endpoints
+from mmpp.bot.app.invite import TokenRejected, check_token, print_invite, read_token, unreachable
+from mmpp.bot.app.recovery import close_open_jobs
+from mmpp.bot.app.sharding import own_jobs, shard_options
 from mmpp.bot.face_cache import FaceCache
-from mmpp.bot.invite import TokenRejected, check_token, print_invite, read_token, unreachable
-from mmpp.bot.recovery import close_open_jobs
 from mmpp.bot.results import ResultStore
 from mmpp.bot.services import Services
-from mmpp.bot.sharding import own_jobs, shard_options
+from mmpp.bot.uploads.decoding import Decoder
+from mmpp.bot.uploads.download import Downloader
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event, register_secret
 from mmpp.settings import Settings

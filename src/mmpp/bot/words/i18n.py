@@ -1,9 +1,9 @@
-"""Every word a member reads, in their language: gettext catalogues (`bot/locales/<lang>.po`, read
+"""Every word a member reads, in their language: gettext catalogues (`bot/words/locales/<lang>.po`, read
 with Babel), picked by the member's Discord language, then the server's, then English.
 
 English is the source: each message id *is* its English text (with `{name}` fields filled by
 `str.format`), so English needs no catalogue and a missing translation shows English, never a key.
-A catalogue file per other language; adding `bot/locales/ja.po` adds Japanese (see the README).
+A catalogue file per other language; adding `bot/words/locales/ja.po` adds Japanese (see the README).
 
 Command, option and choice names and descriptions go through `CommandTranslator`
 (discord.py's `app_commands.Translator`): names are looked up under the `name` context, since a
@@ -33,7 +33,7 @@ NAME_CONTEXT = "name"
 
 @cache
 def catalogue(language: str) -> dict[tuple[str | None, str], str]:
-    """(context, English) → translation, from `bot/locales/<language>.po`; empty translations left out."""
+    """(context, English) → translation, from `bot/words/locales/<language>.po`; empty translations left out."""
     with (LOCALES_DIR / f"{language}.po").open("rb") as file:
         po = read_po(file, locale=language)
     return {

@@ -7,9 +7,9 @@ import io
 
 import discord
 
-from mmpp.bot.i18n import N_, match, tr
 from mmpp.bot.replies import answer_error
 from mmpp.bot.services import Services, services_of
+from mmpp.bot.words.i18n import N_, match, tr
 from mmpp.errors import UserFacingError
 
 

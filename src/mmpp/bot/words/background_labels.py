@@ -1,6 +1,6 @@
 """What members and admins see of the named backgrounds (`mmpp.inference.backgrounds`), per language.
 
-The labels are English message ids of the bot's catalogue (`bot/locales/`), so a new language's
+The labels are English message ids of the bot's catalogue (`bot/words/locales/`), so a new language's
 catalogue labels them too. The prompt never sees these: it gets the English fragment.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from mmpp.bot.i18n import N_, Where, languages, match, tr
+from mmpp.bot.words.i18n import N_, Where, languages, match, tr
 from mmpp.inference.backgrounds import BACKGROUNDS
 
 LABELS: Final[dict[str, str]] = {
