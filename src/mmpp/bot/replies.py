@@ -29,7 +29,7 @@ class ReplyDeleted(Exception):
 
 
 UNKNOWN_MESSAGE = 10008
-# Progress previews go by this name; any other file on a reply is the result (`mmpp.bot.portrait.delivery`).
+# Progress previews go by this name; any other file on a reply is the result (`mmpp.bot.portrait.reach`).
 PREVIEW_FILENAME = "preview.png"
 
 

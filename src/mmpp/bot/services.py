@@ -1,4 +1,6 @@
-"""What the bot's cogs share: settings, engine, queue, repository, and the in-memory face and result caches."""
+"""What the bot's cogs and buttons share: settings, the queue's one front, the database, the
+in-memory face and result caches, and the two owners of request state (`Admissions` for requests
+being prepared, `LogWrites` for replies still being written)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import discord
 
 from mmpp.bot.face_cache import FaceCache
 from mmpp.bot.portrait.bookkeeping import LogWrites
+from mmpp.bot.portrait.order import Admissions
 from mmpp.bot.results import ResultStore
 from mmpp.bot.uploads.refusals import RefusedUploads
 from mmpp.settings import Settings
@@ -17,15 +20,14 @@ if TYPE_CHECKING:
     from mmpp.bot.db import Database, Repository
     from mmpp.bot.uploads.decoding import Decoder
     from mmpp.bot.uploads.download import Downloader
-    from mmpp.inference.engine import Engine
-    from mmpp.inference.queue import GenerationQueue
+    from mmpp.inference.queue import QueueFront
 
 
 @dataclass
 class Services:
     settings: Settings
-    engine: Engine
-    queue: GenerationQueue
+    # Faces prepared, styles read, jobs admitted and submitted: whichever backend draws.
+    queue: QueueFront
     database: Database
     repo: Repository
     faces: FaceCache
@@ -34,18 +36,15 @@ class Services:
     decoder: Decoder
     # Finished portraits, for Post and /last: in memory, under the Reroll cache's limits.
     results: ResultStore
-    # Members whose request is acknowledged but not yet queued (quota, download, face): one each.
-    preparing: set[int] = field(default_factory=set)
-    # Of those, members who ran /cancel meanwhile: their request stops before it is queued.
-    cancel_requests: set[int] = field(default_factory=set)
     # Members whose last pictures could not be used: asked to wait before the next download.
     refused_uploads: RefusedUploads = field(default_factory=RefusedUploads)
-    # Log rows of jobs whose reply is still being written; a graceful stop waits for them.
-    inflight: set[int] = field(default_factory=set)
-    # Log writes once a job is queued: a database error never stops a job or undoes a delivery.
+    # Requests acknowledged but not queued yet (one per member), and /cancel for them.
+    admissions: Admissions = field(init=False)
+    # Log writes once a job is queued, and the replies still being written (a graceful stop waits).
     writes: LogWrites = field(init=False)
 
     def __post_init__(self) -> None:
+        self.admissions = Admissions(self.queue)
         self.writes = LogWrites(self.repo)
 
 

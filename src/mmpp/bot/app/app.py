@@ -17,8 +17,7 @@ from mmpp.bot.cogs.member_styles import MemberStylesCog
 from mmpp.bot.cogs.profile import ProfileCog
 from mmpp.bot.cogs.queue_cmds import QueueCog
 from mmpp.bot.cogs.style_admin import StyleCog
-from mmpp.bot.portrait.flow import RerollButton
-from mmpp.bot.portrait.posting import DeleteButton, PostButton
+from mmpp.bot.portrait.buttons import DeleteButton, PostButton, RerollButton
 from mmpp.bot.replies import answer_error
 from mmpp.bot.services import Services
 from mmpp.bot.words.i18n import CommandTranslator

@@ -19,7 +19,7 @@ import discord
 from mmpp.bot.db import Repository
 from mmpp.bot.db.repository import OpenJob
 from mmpp.bot.portrait.bookkeeping import DATABASE_ERRORS
-from mmpp.bot.portrait.delivery import Recipient, notify
+from mmpp.bot.portrait.reach import Recipient, notify
 from mmpp.bot.words.i18n import N_, SOURCE_LANGUAGE, match, tr
 from mmpp.logs import log_event
 

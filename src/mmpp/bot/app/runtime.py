@@ -93,16 +93,17 @@ class BotRuntime:
             else:
                 log_event(log, logging.INFO, "token accepted", user=identity.user)
                 print_invite(identity)  # the link alone on its line, where a terminal makes it clickable
-            engine, queue = await open_queue(settings)
+            queue = await open_queue(settings)
+            catalog = queue.catalog
             # A bot.env written before a built-in was renamed may still name it the old way.
-            settings = settings.model_copy(update={"default_style": engine.catalog.canonical(settings.default_style)})
-            if settings.default_style not in engine.catalog:
-                fallback = engine.catalog.names()[0]
+            settings = settings.model_copy(update={"default_style": catalog.canonical(settings.default_style)})
+            if settings.default_style not in catalog:
+                fallback = catalog.names()[0]
                 log_event(log, logging.WARNING, "default style missing, using another",
                           wanted=settings.default_style, using=fallback)
                 settings = settings.model_copy(update={"default_style": fallback})
             repo = Repository.from_settings(database, settings)
-            await repo.sync_styles(engine.catalog.styles.values(), renamed=engine.catalog.renamed())
+            await repo.sync_styles(catalog.styles.values(), renamed=catalog.renamed())
             if settings.metrics_port:
                 try:
                     expose(settings.metrics_port, queue.metrics.registry)
@@ -114,14 +115,14 @@ class BotRuntime:
             raise
         faces = FaceCache(settings.reroll_ttl_s, max_bytes=settings.reroll_cache_mb * 2**20)
         self.services = Services(
-            settings, engine, queue, database, repo, faces, Downloader(settings),
+            settings, queue, database, repo, faces, Downloader(settings),
             Decoder(image_limits(settings), settings.max_concurrent_decodes),
             ResultStore(settings.reroll_ttl_s, max_bytes=settings.reroll_cache_mb * 2**20),
         )
         await self.services.decoder.start()
         self.bot = MMPPBot(self.services, **shard_options(settings), **self.client_options)
-        log_event(log, logging.INFO, "starting", database=database.display_url, styles=",".join(engine.catalog.names()),
-                  device=str(engine.device))
+        log_event(log, logging.INFO, "starting", database=database.display_url, styles=",".join(catalog.names()),
+                  device=str(getattr(queue.preparer, "device", "?")))
         self._client_task = asyncio.create_task(self._run_client(token), name="mmpp-discord")
 
     async def _run_client(self, token: str) -> None:
@@ -175,7 +176,7 @@ class BotRuntime:
         # Let replies of finished jobs, and answers to requests still being prepared, reach Discord.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(REPLY_DRAIN_S):
-                while services.inflight or services.preparing:  # noqa: ASYNC110
+                while services.writes.busy or services.admissions.busy:  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
         # Log writes a busy database refused get the same time to land.
         await services.writes.drain(REPLY_DRAIN_S)

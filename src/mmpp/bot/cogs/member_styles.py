@@ -6,10 +6,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from mmpp.bot.cogs.profile import EVERYWHERE_KW, INSTALLS_KW
-from mmpp.bot.cogs.style_cards import send_style_cards
-from mmpp.bot.portrait.style_rules import room_preset, shown_styles
+from mmpp.bot.contexts import EVERYWHERE_KW, INSTALLS_KW
+from mmpp.bot.portrait.rules import room_preset, shown_styles
 from mmpp.bot.services import services_of
+from mmpp.bot.style_cards import send_style_cards
 from mmpp.bot.words.i18n import name_str, text_str, tr
 
 
@@ -26,7 +26,7 @@ class MemberStylesCog(commands.Cog):
         services = services_of(interaction)
         preset = await room_preset(services, interaction)
         if not preset.allow_member_choice:
-            title = services.engine.catalog.get(preset.style).definition.title
+            title = services.queue.catalog.get(preset.style).definition.title
             note = tr(interaction, "Everyone here gets the same style, **{title}**, so portraits match.", title=title)
             await send_style_cards(interaction, services, [(preset.style, True)], admin=False, note=note)
             return

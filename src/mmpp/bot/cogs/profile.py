@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Awaitable, Callable
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from mmpp.bot.contexts import ANY_INSTALL, EVERYWHERE, EVERYWHERE_KW, INSTALLS_KW
 from mmpp.bot.db import ResolvedPreset
-from mmpp.bot.portrait.flow import PortraitOrder, PortraitView, admission, make_portrait
-from mmpp.bot.portrait.posting import portrait_filename
-from mmpp.bot.portrait.style_rules import check_style_allowed, room_preset
+from mmpp.bot.portrait.buttons import PortraitView
+from mmpp.bot.portrait.deliver import Keep, portrait_filename
+from mmpp.bot.portrait.follow import make_portrait
+from mmpp.bot.portrait.order import FaceSource, PortraitOrder
+from mmpp.bot.portrait.rules import check_style_allowed, room_preset, style_autocomplete, style_title
 from mmpp.bot.replies import defer
 from mmpp.bot.services import Services, services_of
 from mmpp.bot.words.i18n import N_, name_str, text_str, tr
@@ -42,11 +44,11 @@ def choose_unlinkable(preset: ResolvedPreset, requested: bool | None) -> bool | 
 async def choose_style(services: Services, guild_id: int | None, preset: ResolvedPreset, requested: str | None) -> str:
     """The room's style, or the member's pick where the room allows one; hidden styles are refused."""
     if requested is not None:
-        requested = services.engine.catalog.canonical(requested)
+        requested = services.queue.catalog.canonical(requested)
     if requested is None or requested == preset.style:
         style = preset.style
     elif not preset.allow_member_choice:
-        title = services.engine.catalog.get(preset.style).definition.title
+        title = services.queue.catalog.get(preset.style).definition.title
         raise StyleChoiceNotAllowed(
             N_("This server gives everyone the same style ({title}) so portraits match. "
                "Leave the style option empty to get it."),
@@ -58,24 +60,7 @@ async def choose_style(services: Services, guild_id: int | None, preset: Resolve
     return style
 
 
-async def style_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-    """Only what the member may pick: nothing where the room gives everyone one look."""
-    services = services_of(interaction)
-    if not (await room_preset(services, interaction)).allow_member_choice:
-        return []
-    listings = await services.repo.list_styles(interaction.guild_id)
-    current = current.lower()
-    choices = []
-    for listing in listings:
-        if not listing.enabled or listing.name not in services.engine.catalog:
-            continue
-        title = services.engine.catalog.get(listing.name).definition.title
-        if current in listing.name or current in title.lower():
-            choices.append(app_commands.Choice(name=title, value=listing.name))
-    return choices[:25]
-
-
-def read_selfie(services: Services, url: str, user_id: int) -> Callable[[], Awaitable[LocatedFace]]:
+def read_selfie(services: Services, url: str, user_id: int) -> FaceSource:
     """Download (capped, CDN only) then decode and locate the face in a worker process. A picture
     that cannot be used counts against the member (`mmpp.bot.uploads.refusals`)."""
 
@@ -105,22 +90,15 @@ async def start_portrait(
         check_upload_size(source.size, image_limits(services.settings))  # what it claims; the download checks again
     services.downloader.check(source.url)
     services.refused_uploads.check(interaction.user.id)
-    with admission(services, interaction.user.id):
+    with services.admissions.admit(interaction.user.id):
         await defer(interaction)
         preset = await room_preset(services, interaction)
         style = await choose_style(services, interaction.guild_id, preset, requested_style)
         order = PortraitOrder(
             face=read_selfie(services, source.url, interaction.user.id), style=style, preset=preset,
-            unlinkable=choose_unlinkable(preset, unlinkable),
+            unlinkable=choose_unlinkable(preset, unlinkable), offer=PortraitView,
         )
         await make_portrait(interaction, services, order)
-
-
-# Installable to a member's own account as well as to a server, and usable wherever they are.
-EVERYWHERE_KW = {"guilds": True, "dms": True, "private_channels": True}
-INSTALLS_KW = {"guilds": True, "users": True}
-EVERYWHERE = app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True)
-ANY_INSTALL = app_commands.AppInstallationType(guild=True, user=True)
 
 
 class ProfileCog(commands.Cog):
@@ -178,13 +156,11 @@ class ProfileCog(commands.Cog):
                 ephemeral=True,
             )
             return
-        kept, entry = found
-        title = services.engine.catalog.get(entry.style).definition.title if entry.style in services.engine.catalog \
-            else entry.style
+        result_token, entry = found
+        title = style_title(services, entry.style)
         files = [discord.File(io.BytesIO(png), portrait_filename(entry.style, i)) for i, png in enumerate(entry.pngs)]
-        face_token = None
-        view = PortraitView(interaction, interaction.user.id, entry.style, face_token, kept, len(entry.pngs),
-                            reroll=False)
+        # Post only: what /last keeps has no face to reroll from.
+        view = PortraitView(interaction, interaction.user.id, entry.style, Keep(result_token), len(entry.pngs))
         await interaction.response.send_message(
             tr(interaction, "Your latest **{title}** portrait. Only you can see it: press **Post** to show it "
                "in the channel.", title=title),

@@ -6,7 +6,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from mmpp.bot.cogs.profile import EVERYWHERE_KW, INSTALLS_KW
+from mmpp.bot.contexts import EVERYWHERE_KW, INSTALLS_KW
 from mmpp.bot.services import services_of
 from mmpp.bot.words.i18n import name_str, text_str, tr
 from mmpp.inference.queue import discord_time
@@ -38,9 +38,8 @@ class QueueCog(commands.Cog):
         services = services_of(interaction)
         if services.queue.cancel_user(interaction.user.id):
             text = tr(interaction, "Cancelled. Run /profile again whenever you like.")
-        elif interaction.user.id in services.preparing:
+        elif services.admissions.cancel(interaction.user.id):
             # Still being downloaded or read: it stops before it reaches the queue.
-            services.cancel_requests.add(interaction.user.id)
             text = tr(interaction, "Cancelled. Run /profile again whenever you like.")
         else:
             text = tr(interaction, "You have no portrait on the way.")

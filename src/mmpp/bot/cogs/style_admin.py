@@ -8,15 +8,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from mmpp.bot.cogs.profile import style_autocomplete
-from mmpp.bot.cogs.style_cards import send_style_cards
 from mmpp.bot.db import ResolvedPreset
 from mmpp.bot.db.repository import SeedPolicy
 from mmpp.bot.db.safety import ServerSafetyStore
-from mmpp.bot.portrait.flow import PortraitOrder, admission, make_portrait
-from mmpp.bot.portrait.takes import MAX_TAKES, takes_for
+from mmpp.bot.portrait.follow import make_portrait
+from mmpp.bot.portrait.order import SampleOrder
+from mmpp.bot.portrait.rules import MAX_TAKES, style_autocomplete, style_title, takes_for
 from mmpp.bot.replies import defer
 from mmpp.bot.services import Services, services_of
+from mmpp.bot.style_cards import send_style_cards
 from mmpp.bot.words import background_labels
 from mmpp.bot.words.i18n import N_, name_str, text_str, tr
 from mmpp.inference.preprocess import LocatedFace
@@ -37,9 +37,9 @@ async def any_style_autocomplete(interaction: discord.Interaction, current: str)
     current = current.lower()
     choices = []
     for listing in await services.repo.list_styles(interaction.guild_id):
-        if listing.name not in services.engine.catalog or current not in listing.name:
+        if listing.name not in services.queue.catalog or current not in listing.name:
             continue
-        title = services.engine.catalog.get(listing.name).definition.title
+        title = services.queue.catalog.get(listing.name).definition.title
         if not listing.enabled:
             title = tr(interaction, "{title} (hidden)", title=title)
         choices.append(app_commands.Choice(name=title, value=listing.name))
@@ -78,8 +78,7 @@ def sample_face() -> bytes:
 def describe_preset(
     interaction: discord.Interaction, services: Services, preset: ResolvedPreset, where: str
 ) -> discord.Embed:
-    catalog = services.engine.catalog
-    title = catalog.get(preset.style).definition.title if preset.style in catalog else preset.style
+    title = style_title(services, preset.style)
     embed = discord.Embed(title=f"{where}: {title}", colour=discord.Colour.blurple())
     embed.add_field(name=tr(interaction, "Style"), value=f"`{preset.style}`")
     background = background_labels.label(preset.background, interaction) if preset.background else None
@@ -161,7 +160,7 @@ class StyleCog(
         guild_id = interaction.guild_id
         assert guild_id is not None  # guild_only
         if style is not None:
-            style = services.engine.catalog.get(style).name  # an old built-in name gets its new one
+            style = services.queue.catalog.get(style).name  # an old built-in name gets its new one
         if background is not None:
             # A label typed in any language, not picked from the list, still means its named background.
             background = background_labels.named(background) or background
@@ -171,7 +170,7 @@ class StyleCog(
             current = await services.repo.get_server_preset(guild_id)
         if style is None:
             style = current.style if current else (await services.repo.resolve(guild_id, None)).style
-        services.engine.catalog.get(style)
+        services.queue.catalog.get(style)
         # Options left empty keep what was set before, so changing one thing never resets another.
         policy: SeedPolicy = seed_policy or (current.seed_policy if current else "random")  # type: ignore[assignment]
         fields = {
@@ -236,11 +235,11 @@ class StyleCog(
         async def face() -> LocatedFace:
             return await services.decoder.locate(sample_face())
 
-        with admission(services, interaction.user.id):
+        with services.admissions.admit(interaction.user.id):
             await defer(interaction)
             preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
             # A preview uses the GPU like a portrait, so it counts against the same daily quotas.
-            order = PortraitOrder(face=face, style=preset.style, preset=preset, buttons=False, kind="preview")
+            order = SampleOrder(face=face, style=preset.style, preset=preset)
             await make_portrait(interaction, services, order)
 
     @app_commands.command(name=name_str("available"), description=text_str("Show or hide one style on this server"))

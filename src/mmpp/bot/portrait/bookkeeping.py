@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -38,6 +39,22 @@ class LogWrites:
         # Rows whose outcome is known but not yet written: the member has their answer, so a stop
         # does not tell them anything; the row stays open for the next start (see `mmpp.bot.app.recovery`).
         self.answered: set[int] = set()
+        # Rows of jobs whose reply is still being written: a graceful stop waits for them.
+        self._replying: set[int] = set()
+
+    @contextmanager
+    def replying(self, log_id: int) -> Iterator[None]:
+        """Around following a queued job to its answer and last write."""
+        self._replying.add(log_id)
+        try:
+            yield
+        finally:
+            self._replying.discard(log_id)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a reply is still being written."""
+        return bool(self._replying)
 
     async def started(self, log_id: int) -> None:
         await self._write(log_id, "started", lambda: self.repo.log_started(log_id))

@@ -3,6 +3,8 @@
 ```python
 queue = GenerationQueue(engine, settings)
 queue.start()
+queue.admit(member.id)  # refuses at once: closing, already queued, full
+face = await queue.prepare(located)
 handle = queue.submit(face, "sunny-cartoon", user_id=member.id, guild_id=guild.id)
 async for event in handle.events():
     ...  # Queued, Started, Step, then Done | Failed | Cancelled
@@ -10,6 +12,7 @@ async for event in handle.events():
 """
 
 from mmpp.inference.queue.errors import AlreadyQueued, NoWorkers, QueueClosed, QueueFull, discord_time
+from mmpp.inference.queue.front import FacePreparer, QueueFront
 from mmpp.inference.queue.gpu_queue import GenerationQueue, JobHandle
 from mmpp.inference.queue.jobs import (
     Cancelled,
@@ -32,6 +35,7 @@ __all__ = [
     "Cancelled",
     "Done",
     "DroppedJob",
+    "FacePreparer",
     "Failed",
     "GenerationQueue",
     "JobEvent",
@@ -39,6 +43,7 @@ __all__ = [
     "JobState",
     "NoWorkers",
     "QueueClosed",
+    "QueueFront",
     "QueueFull",
     "QueueMetrics",
     "Queued",

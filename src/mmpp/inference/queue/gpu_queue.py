@@ -14,11 +14,13 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 
-from mmpp.errors import N_
+from mmpp.errors import N_, UserFacingError
 from mmpp.inference.conditioning import PreparedFace
 from mmpp.inference.engine import GenerationRequest, random_seed
+from mmpp.inference.preprocess import LocatedFace
 from mmpp.inference.queue.errors import AlreadyQueued, NoWorkers, QueueClosed, QueueFull
 from mmpp.inference.queue.estimates import DEFAULT_JOB_S, WaitEstimate
+from mmpp.inference.queue.front import FacePreparer
 from mmpp.inference.queue.handle import JobHandle, Runner
 from mmpp.inference.queue.jobs import (
     Cancelled,
@@ -49,10 +51,13 @@ STOPPED = Failed(
     N_("I can't make portraits right now because of an internal error; the bot's admin can see why."), "queue_stopped"
 )
 TIMED_OUT = N_("The queue was too busy to start your portrait in time. Please try again.")
+# The metric label of each refusal `submit` counts.
+REJECTED = {QueueClosed: "closed", NoWorkers: "no_workers", AlreadyQueued: "already_queued", QueueFull: "full"}
 
 
 class GenerationQueue:
-    """One fair queue feeding one worker per engine (one per GPU), or remote workers attached later.
+    """One fair queue feeding one worker per engine (one per GPU), or remote workers attached later:
+    the bot's one front (`QueueFront`) in either case.
 
     Limits come from `settings`: `queue_capacity` (waiting jobs), `queue_job_deadline_s` (longest a
     job may wait before starting), `queue_batch_wait_s` (how long an idle worker gathers same-style
@@ -65,20 +70,28 @@ class GenerationQueue:
         settings: Settings,
         *,
         catalog: StyleCatalog | None = None,
+        preparer: FacePreparer | None = None,
         metrics: QueueMetrics | None = None,
         initial_job_s: float = DEFAULT_JOB_S,
         stop_timeout_s: float = 10.0,
         name: str = "gpu",
     ) -> None:
         """`engine`: one engine, one per device, or None when every worker is attached later with
-        `attach` (remote workers); then `catalog` says which styles may be submitted."""
+        `attach` (remote workers); then `catalog` says which styles may be submitted. `preparer`:
+        where `prepare` prepares faces (default: the first engine; `EngineFront` without one)."""
         engines: list[EngineLike] = [] if engine is None else list(engine) if isinstance(engine, Sequence) \
             else [engine]
+        if preparer is None and engines and hasattr(engines[0], "prepare"):
+            preparer = engines[0]  # type: ignore[assignment]
         if catalog is None:
-            if not engines:
+            if preparer is not None:
+                catalog = preparer.catalog
+            elif engines:
+                catalog = engines[0].catalog
+            else:
                 raise ValueError("a queue without engines needs a catalog")
-            catalog = engines[0].catalog
         self.catalog = catalog
+        self.preparer = preparer
         self.engines = engines
         self.capacity = settings.queue_capacity
         self.deadline_s = settings.queue_job_deadline_s
@@ -249,29 +262,15 @@ class GenerationQueue:
         count: int = 1,
     ) -> JobHandle:
         """Queue one portrait (a set of `count` takes: one place, pictures with seeds derived from
-        `seed`), or raise `QueueClosed`, `AlreadyQueued`, `UnknownStyleError` or
-        `QueueFull` at once. `deadline` is a `time.monotonic()` instant; by default
-        `queue_job_deadline_s` from now. Must be called on the queue's event loop."""
-        if self._closing or self._broken:
-            self._reject("closed", user_id, guild_id)
-            raise QueueClosed()
-        if self._started and not self._workers:
-            self._reject("no_workers", user_id, guild_id)
-            raise NoWorkers()
-        existing = self._by_user.get(user_id)
-        if existing is not None:
-            self._flush_positions()
-            waiting = existing.state is JobState.WAITING
-            self._reject("already_queued", user_id, guild_id)
-            raise AlreadyQueued(
-                existing.id,
-                existing.position if waiting else None,
-                self.estimated_wait(existing.position) if waiting else 0.0,
-            )
+        `seed`), or raise what `admit` raises, or `UnknownStyleError`, at once. `deadline` is a
+        `time.monotonic()` instant; by default `queue_job_deadline_s` from now. Must be called on the
+        queue's event loop."""
+        try:
+            self.admit(user_id)
+        except UserFacingError as exc:
+            self._reject(REJECTED[type(exc)], user_id, guild_id)
+            raise
         self.catalog.get(style)  # an unknown style fails now, not minutes later
-        if len(self._scheduler) >= self.capacity:
-            self._reject("full", user_id, guild_id)
-            raise QueueFull(len(self._scheduler), self.estimated_wait(len(self._scheduler) + 1))
 
         loop = self._loop or asyncio.get_running_loop()
         self._loop = loop
@@ -309,6 +308,35 @@ class GenerationQueue:
             job=job.id, user=user_id, guild=guild_id, style=style, depth=len(self._scheduler), pictures=count,
         )
         return JobHandle(job, self.cancel)
+
+    def admit(self, user_id: int, *, preparing: int = 0) -> None:
+        """Refuse, from memory alone and at once, what `submit` would refuse: a closing queue
+        (`QueueClosed`), no worker to draw (`NoWorkers`), a member with a job already, waiting or
+        running (`AlreadyQueued`), a full line (`QueueFull`). `preparing`: places the caller has
+        promised to requests it is still preparing (download, face), counted as taken, so a burst
+        admitted before any of it is queued still fits the line."""
+        if self._closing or self._broken:
+            raise QueueClosed()
+        if self._started and not self._workers:
+            raise NoWorkers()
+        existing = self._by_user.get(user_id)
+        if existing is not None:
+            self._flush_positions()
+            waiting = existing.state is JobState.WAITING
+            raise AlreadyQueued(
+                existing.id,
+                existing.position if waiting else None,
+                self.estimated_wait(existing.position) if waiting else 0.0,
+            )
+        taken = len(self._scheduler) + preparing
+        if taken >= self.capacity:
+            raise QueueFull(taken, self.estimated_wait(taken + 1))
+
+    async def prepare(self, face: LocatedFace) -> PreparedFace:
+        """The face as the engines draw from it (person cut out, at the drawing size), off the loop."""
+        if self.preparer is None:
+            raise RuntimeError("this queue has no engine or front to prepare faces")
+        return await asyncio.to_thread(self.preparer.prepare, face)
 
     def _reject(self, reason: str, user_id: int, guild_id: int | None) -> None:
         self.metrics.rejected.labels(reason).inc()

@@ -1,22 +1,21 @@
 """Building the queue the settings ask for: local engines (one per device), remote workers through
-Redis, or both. What the bot needs from the models comes back beside it (an engine, or a front that
-only knows the styles and how to prepare a face when the bot draws nothing itself)."""
+Redis, or both. The queue is the bot's one front (`QueueFront`): where the bot draws nothing
+itself, its faces are prepared and its styles read by `EngineFront`, which loads no weights."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from mmpp.inference.queue.devices import load_engines
 from mmpp.inference.queue.gpu_queue import GenerationQueue
 from mmpp.settings import Settings
 
 
-async def open_queue(settings: Settings) -> tuple[Any, GenerationQueue]:
-    """(engine or front, queue). With `QUEUE_BACKEND=redis` the bot loads engines only if DEVICES says so."""
+async def open_queue(settings: Settings) -> GenerationQueue:
+    """With `QUEUE_BACKEND=redis` the bot loads engines only if DEVICES says so."""
     if settings.queue_backend == "local":
         engines = await asyncio.to_thread(load_engines, settings)
-        return engines[0], GenerationQueue(engines, settings)
+        return GenerationQueue(engines, settings)
 
     from mmpp.inference.queue.remote.dispatch import RemoteBackend
     from mmpp.inference.queue.remote.front import EngineFront
@@ -28,11 +27,12 @@ async def open_queue(settings: Settings) -> tuple[Any, GenerationQueue]:
 
     front = await asyncio.to_thread(EngineFront.from_settings, settings)
     engines = await asyncio.to_thread(load_engines, settings) if settings.devices else []
-    queue = GenerationQueue(engines or None, settings, catalog=front.catalog)
+    # Faces are prepared where they were before: on the first local engine, else by the front.
+    queue = GenerationQueue(engines or None, settings, catalog=front.catalog, preparer=None if engines else front)
     backend = RemoteBackend(
         queue, settings.redis_url.get_secret_value(), catalog_fingerprint(front.catalog, front.resolution),
         batch_timeout_s=settings.batch_timeout_s, seal=seal,
     )
     await backend.start()
     queue.on_shutdown(backend.close)
-    return (engines[0] if engines else front), queue
+    return queue

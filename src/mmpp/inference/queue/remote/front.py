@@ -26,7 +26,8 @@ def model_resolution(settings: Settings) -> int:
 
 
 class EngineFront:
-    """Stands in for `Engine` where the bot only needs `catalog` and `prepare` (QUEUE_BACKEND=redis)."""
+    """The queue's `FacePreparer` where the bot draws nothing itself (QUEUE_BACKEND=redis): the
+    style catalog, and faces prepared at the workers' drawing size."""
 
     device = torch.device("cpu")  # where faces are prepared; the drawing happens on the workers
 

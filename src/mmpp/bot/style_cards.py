@@ -21,9 +21,9 @@ async def send_style_cards(
         await interaction.response.defer(ephemeral=True, thinking=True)
     embeds, files = [], []
     for name, enabled in styles[:10]:  # Discord allows ten embeds per message
-        if name not in services.engine.catalog:
+        if name not in services.queue.catalog:
             continue
-        style = services.engine.catalog.get(name)
+        style = services.queue.catalog.get(name)
         title = style.definition.title
         if admin and not enabled:
             title = tr(interaction, "{title} (hidden on this server)", title=title)

@@ -1,4 +1,4 @@
-"""Getting a finished portrait, or a "not made" notice, to the member whatever Discord does.
+"""Reaching the member with a finished portrait, or a "not made" notice, whatever Discord does.
 
 The first way is always the interaction's own (private) reply. When that fails for good (its token
 expired, discord.py's retries of a 5xx ran out, a 429 that does not end), the portrait goes to the

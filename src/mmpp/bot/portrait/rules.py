@@ -1,0 +1,138 @@
+"""The room's rules, checked wherever a job starts (/profile and Reroll alike): which style a member
+may draw in here, how many takes a request draws, how strict the safety check is, and whether a
+finished portrait goes to the channel at once.
+
+A Reroll button carries the style it was drawn in, and may be pressed long after an admin changed
+the room's style or hid that one, so the button's style goes through the same rules as a fresh pick.
+Names a member sees in an answer are only the styles this server shows them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+
+from mmpp.bot.db import ResolvedPreset, StyleHidden
+from mmpp.bot.db.safety import ServerSafetyStore
+from mmpp.bot.services import Services, services_of
+from mmpp.errors import N_, UserFacingError
+from mmpp.inference.styles import UnknownStyleError
+from mmpp.settings import Settings
+
+if TYPE_CHECKING:
+    from mmpp.inference.queue import QueueFront
+    from mmpp.inference.safety import SafetyLevel
+
+# CANDIDATES' and `/style set candidates:`'s limit (the remote protocol refuses more; see MAX_TAKES there).
+MAX_TAKES = 4
+
+
+class StyleNoLongerHere(UserFacingError):
+    code = "style_no_longer_here"
+
+
+def style_title(services: Services, style: str) -> str:
+    """The style's display name; its id where the catalogue no longer has it."""
+    catalog = services.queue.catalog
+    return catalog.get(style).definition.title if style in catalog else style
+
+
+async def room_preset(services: Services, interaction: discord.Interaction) -> ResolvedPreset:
+    """The look for a portrait made here. Where only the member installed the bot (a server it is not
+    in), that server's stored preset if its admins ever chose one, else the default style with any
+    published style allowed: nobody there could have chosen one look."""
+    preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+    if interaction.guild_id is not None and not interaction.is_guild_integration() and preset.source == "default":
+        return dataclasses.replace(preset, allow_member_choice=True)
+    return preset
+
+
+async def shown_styles(services: Services, guild_id: int | None) -> list[str]:
+    """Published styles the queue can draw that this server has not hidden (all of them in DMs)."""
+    listings = await services.repo.list_styles(guild_id)
+    return [s.name for s in listings if s.enabled and s.name in services.queue.catalog]
+
+
+async def check_style_allowed(
+    services: Services, guild_id: int | None, preset: ResolvedPreset, style: str, *, reroll: bool = False
+) -> None:
+    """Raise a one-line answer unless `style` may be drawn where `preset` applies. The room's own
+    style is already checked by `resolve` (published, shown here)."""
+    if style == preset.style:
+        return
+    if not preset.allow_member_choice:
+        # Only a Reroll gets here: /profile refuses a pick before it asks (see `choose_style`).
+        raise StyleNoLongerHere(
+            N_("This room now gives everyone the same style ({title}). "
+               "Run /profile again to get a portrait in this room's style."),
+            title=style_title(services, preset.style),
+        )
+    shown = await shown_styles(services, guild_id)
+    if style in shown:
+        return
+    if reroll:
+        raise StyleNoLongerHere(
+            N_("The {title} style isn't available here any more. "
+               "Run /profile again to get a portrait in this room's style."),
+            title=style_title(services, style),
+        )
+    if style in services.queue.catalog and guild_id is not None:
+        raise StyleHidden(style)
+    names = ", ".join(f"{style_title(services, name)} (`{name}`)" for name in shown) or "-"
+    raise UnknownStyleError(
+        N_("There is no style called '{style}'. Styles you can pick here: {names}."), style=style, names=names
+    )
+
+
+async def style_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    """Only what the member may pick: nothing where the room gives everyone one look."""
+    services = services_of(interaction)
+    if not (await room_preset(services, interaction)).allow_member_choice:
+        return []
+    current = current.lower()
+    choices = []
+    for name in await shown_styles(services, interaction.guild_id):
+        title = services.queue.catalog.get(name).definition.title
+        if current in name or current in title.lower():
+            choices.append(app_commands.Choice(name=title, value=name))
+    return choices[:25]
+
+
+def default_takes(settings: Settings, queue: QueueFront) -> int:
+    """How many takes one request draws where the server did not choose (`/style set candidates:`):
+    CANDIDATES where set, else 2 where the queue draws on a GPU (a second take costs little in the
+    same batch) and 1 on the CPU (where each take costs its full time)."""
+    if settings.candidates is not None:
+        return settings.candidates
+    return 2 if queue.on_gpu else 1
+
+
+async def takes_for(services: Services, guild_id: int | None) -> int:
+    """The takes a member's request draws here (a DM or a server that did not choose: the bot's)."""
+    if guild_id is not None:
+        chosen = await ServerSafetyStore(services.database.sessions).candidates(guild_id)
+        if chosen is not None:
+            return max(1, min(MAX_TAKES, chosen))
+    return default_takes(services.settings, services.queue)
+
+
+async def safety_level(services: Services, interaction: discord.Interaction) -> SafetyLevel:
+    """Strict, unless the portrait goes to a server channel that Discord marks NSFW (a thread
+    follows its parent) and that server's admin turned on `/style nsfw relax:True`. DMs are strict."""
+    if interaction.guild_id is None:
+        return "strict"
+    is_nsfw = getattr(interaction.channel, "is_nsfw", None)
+    if not callable(is_nsfw) or not is_nsfw():
+        return "strict"
+    store = ServerSafetyStore(services.database.sessions)
+    return "relaxed" if await store.relaxed_in_nsfw_channels(interaction.guild_id) else "strict"
+
+
+async def public_by_default(services: Services, interaction: discord.Interaction) -> bool:
+    """Whether this server chose that portraits go to the channel at once (`/style set public:`)."""
+    if interaction.guild_id is None:
+        return False
+    return await ServerSafetyStore(services.database.sessions).public_by_default(interaction.guild_id)
