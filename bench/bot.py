@@ -71,8 +71,9 @@ async def run(jobs: int, interval: float) -> None:
                 assert services is not None
                 engine_s: list[float] = []
                 locate_s: list[float] = []
-                services.engine.generate = timed(services.engine.generate, engine_s)  # type: ignore[method-assign]
-                services.engine.prepare = timed(services.engine.prepare, engine_s)  # type: ignore[method-assign]
+                engine = services.queue.preparer  # type: ignore[attr-defined]
+                engine.generate = timed(engine.generate, engine_s)
+                engine.prepare = timed(engine.prepare, engine_s)
                 locate = services.decoder.locate
 
                 async def timed_locate(data: bytes) -> Any:
@@ -94,7 +95,7 @@ async def run(jobs: int, interval: float) -> None:
                     await interaction.wait_for_final_file(timeout=120)
                     elapsed = time.perf_counter() - start
                     # Let the handler close its log row before the next job: one job per member.
-                    while services.queue.job_for(member.user.id) is not None or services.inflight:  # noqa: ASYNC110
+                    while services.queue.job_for(member.user.id) is not None or services.writes.busy:  # noqa: ASYNC110
                         await asyncio.sleep(0.001)
                     if i < 2:  # warm-up
                         del engine_s[engine_before:], locate_s[locate_before:]

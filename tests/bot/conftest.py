@@ -19,6 +19,7 @@ from mmpp.bot.app.runtime import BotRuntime
 from mmpp.bot.db.models import GenerationLog
 from mmpp.bot.services import Services
 from mmpp.inference.engine import Engine, GenerationRequest
+from mmpp.inference.queue import GenerationQueue
 from mmpp.inference.testing.tiny_model import add_tiny_style
 from mmpp.settings import Settings, load_settings
 from tests.discord_standin import MANAGE_GUILD, FakeGuild, FakeMember, FakeUser, StandIn
@@ -39,6 +40,13 @@ class World:
     def services(self) -> Services:
         assert self.runtime.services is not None
         return self.runtime.services
+
+    @property
+    def engine(self) -> Engine:
+        """The bot's own engine (QUEUE_BACKEND=local): the one that draws and prepares faces."""
+        queue = self.services.queue
+        assert isinstance(queue, GenerationQueue) and isinstance(queue.preparer, Engine)
+        return queue.preparer
 
 
 async def closed_log_rows(world: World, n: int, timeout: float = 20.0) -> list[GenerationLog]:
@@ -93,7 +101,7 @@ class EngineGate:
         self.release = threading.Event()
         self.calls: list[list[str]] = []
         self.requests: list[GenerationRequest] = []
-        engine = world.services.engine
+        engine = world.engine
         real = engine.generate
 
         def held(requests, on_step=None):  # type: ignore[no-untyped-def]

@@ -42,7 +42,7 @@ async def test_an_admin_picks_one_in_korean_and_the_prompt_gets_english(
     await (await profile(world, world.members[0], selfie_bytes)).wait_for_final_file(timeout=120)
     [request] = engine_gate.requests
     assert request.background == "night-sky"
-    prompt = world.services.engine.catalog.get("tiny-style").definition.render_prompt(request.background)
+    prompt = world.engine.catalog.get("tiny-style").definition.render_prompt(request.background)
     assert BACKGROUNDS["night-sky"] in prompt
 
     shown = await style_command(world, "set", world.admin, style="tiny-style", background="rainy window")

@@ -40,7 +40,7 @@ class PrepareGate:
     def __init__(self, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
         self.called = threading.Event()
         self.release = threading.Event()
-        engine = world.services.engine
+        engine = world.engine
         real = engine.prepare
 
         def held(located):  # type: ignore[no-untyped-def]

@@ -20,7 +20,7 @@ def bot_overrides() -> dict[str, object]:
 async def test_profile_runs_the_plus_ip_adapter_and_style_list_marks_built_ins(
     world: World, selfie_bytes: bytes
 ) -> None:
-    layers = world.services.engine.pipe.unet.encoder_hid_proj.image_projection_layers
+    layers = world.engine.pipe.unet.encoder_hid_proj.image_projection_layers
     assert isinstance(layers[0], IPAdapterPlusImageProjection)  # what production loads
     interaction = await world.standin.send_slash_command(
         "profile", user=world.members[0], attachments={"selfie": ("me.jpg", selfie_bytes)}

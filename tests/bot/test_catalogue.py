@@ -33,8 +33,8 @@ SOURCES = ("src/mmpp",)
 # Modules whose strings reach members; the rest (CLI, start-up, training) speak to the operator.
 MEMBER_MODULES = tuple(
     f"src/mmpp/{name}" for name in (
-        "bot/portrait.py", "bot/posting.py", "bot/wear.py", "bot/results.py", "bot/replies.py", "bot/delivery.py",
-        "bot/style_rules.py", "bot/download.py", "bot/recovery.py",
+        "bot/portrait/*.py", "bot/results.py", "bot/replies.py", "bot/style_cards.py",
+        "bot/uploads/download.py", "bot/app/recovery.py",
         "bot/cogs/*.py", "bot/db/errors.py", "bot/db/job_log.py", "bot/db/repository.py",
         "inference/preprocess.py", "inference/queue/errors.py", "inference/safety.py",
     )

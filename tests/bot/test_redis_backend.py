@@ -36,4 +36,4 @@ async def test_the_portrait_comes_from_the_worker_not_the_bot(world: World, self
         "profile", user=world.members[0], attachments={"selfie": ("me.jpg", selfie_bytes)}
     )
     await interaction.wait_for_final_file(timeout=60)
-    assert queue.seconds_per_job > 0 and not hasattr(world.services.engine, "generate")
+    assert queue.seconds_per_job > 0 and not hasattr(queue.preparer, "generate")

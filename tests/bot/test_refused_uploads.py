@@ -20,7 +20,7 @@ NO_FACE = "couldn't find a face"
 async def idle(world: World, user: FakeUser) -> None:
     """The bot has finished with the member's last request (its reply can arrive a moment before)."""
     async with asyncio.timeout(30):
-        while user.id in world.services.preparing or world.services.queue.job_for(user.id) is not None:  # noqa: ASYNC110
+        while world.services.admissions.preparing(user.id) or world.services.queue.job_for(user.id) is not None:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
 

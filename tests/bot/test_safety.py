@@ -14,7 +14,7 @@ from tests.discord_standin import BotAction, FakeMember, FakeUser, InteractionRe
 
 def set_thresholds(world: World, *, nudity: float | None = None, special_care: float | None = None) -> None:
     """Move the loaded tiny checker's thresholds: at -1 every image crosses them, at 1 none does."""
-    checker = world.services.engine.safety
+    checker = world.engine.safety
     assert checker is not None, "the tiny model ships a safety checker, loaded like the production one"
     with torch.no_grad():
         if nudity is not None:

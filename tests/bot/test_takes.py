@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from mmpp.bot.portrait.takes import default_takes
+from mmpp.bot.portrait.rules import default_takes
 from mmpp.inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
 from mmpp.inference.queue import GenerationQueue
 from mmpp.inference.styles import StyleCatalog
@@ -60,7 +60,7 @@ async def test_candidates_left_unset_draw_one_take_on_the_cpu_and_two_on_a_gpu(w
     assert services.settings.candidates is None
     # The bot's engine here draws on the CPU: one take each, as every other test here shows.
     assert default_takes(services.settings, services.queue) == 1
-    gpu = GenerationQueue(GpuEngine(services.engine), services.settings)  # type: ignore[arg-type]
+    gpu = GenerationQueue(GpuEngine(world.engine), services.settings)  # type: ignore[arg-type]
     assert gpu.on_gpu and default_takes(services.settings, gpu) == 2
 
 
@@ -137,7 +137,7 @@ async def test_a_korean_member_reads_the_set_in_korean(world: World, selfie_byte
 async def test_a_take_the_safety_check_refuses_is_left_out_and_the_member_is_told(
     world: World, selfie_bytes: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    checker = world.services.engine.safety
+    checker = world.engine.safety
     assert checker is not None
     real = checker.check
 

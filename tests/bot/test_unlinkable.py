@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 from PIL import Image, ImageOps
 
-from mmpp.bot.portrait.flow import STILL_LINKABLE
+from mmpp.bot.portrait.deliver import STILL_LINKABLE
 from tests.bot.conftest import World, closed_log_rows
 from tests.bot.test_profile import custom_id, profile
 from tests.bot.test_rooms import style_command
@@ -25,7 +25,7 @@ def bot_overrides() -> dict[str, object]:
 @pytest.fixture
 def selfie_engine(world: World, monkeypatch: pytest.MonkeyPatch, astronaut: Image.Image) -> list[int]:
     """Every portrait comes back as the member's own photo; returns the engine calls' batch sizes."""
-    engine = world.services.engine
+    engine = world.engine
     real = engine.generate
     calls: list[int] = []
     mirrored = ImageOps.mirror(astronaut)
