@@ -28,7 +28,9 @@ from mmpp.bot.portrait.takes import takes_for
 from mmpp.bot.portrait.wear import PREVIEW_FILENAME, avatar_png, circle_preview, guide_embed
 from mmpp.bot.replies import ProgressMessage, ReplyDeleted, answer_error, defer, send_error
 from mmpp.bot.services import Services, services_of
+from mmpp.bot.words.errors import FILTERED
 from mmpp.bot.words.i18n import N_, language_of, tr, tr_error
+from mmpp.bot.words.markup import discord_time
 from mmpp.errors import UserFacingError
 from mmpp.inference.engine import random_seed
 from mmpp.inference.preprocess import LocatedFace
@@ -43,9 +45,7 @@ from mmpp.inference.queue import (
     QueueFull,
     Started,
     Step,
-    discord_time,
 )
-from mmpp.inference.safety import FILTERED_MESSAGE
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -245,7 +245,7 @@ async def follow(
                     # Never posted: the member hears why, the log says so, the quota counts it.
                     outcome, reason = "filtered", None
                     forget_face()
-                    await tell(interaction, tr(interaction, FILTERED_MESSAGE))
+                    await tell(interaction, tr(interaction, FILTERED))
                 case Done():
                     # A take the safety check refused is left out of the set; the member is told.
                     shown = [result for result in event.results if not result.flagged]
@@ -261,15 +261,15 @@ async def follow(
                     services.refused_uploads.forget(user.id)
                     if outcome == "undelivered":
                         log_event(log, logging.INFO, "kept for /last", user=user.id)
-                case Failed(reason=message, code=code):
+                case Failed(code=code):
                     outcome = "interrupted" if code == "shutdown" else "timeout" if code == "timeout" else "failed"
                     reason = code
                     forget_face()
-                    await tell(interaction, tr(interaction, message))
-                case Cancelled(reason=message):
+                    await tell(interaction, tr_error(interaction, event))
+                case Cancelled():
                     outcome, reason = "cancelled", None
                     forget_face()
-                    await progress.show(f"✖️ {tr(interaction, message)}", force=True, clear_preview=True)
+                    await progress.show(f"✖️ {tr_error(interaction, event)}", force=True, clear_preview=True)
     except ReplyDeleted:
         # Someone deleted the reply: nobody is waiting for this portrait any more.
         handle.cancel()

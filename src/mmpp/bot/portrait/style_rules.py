@@ -14,11 +14,17 @@ import discord
 from mmpp.bot.db import ResolvedPreset, StyleHidden
 from mmpp.bot.services import Services
 from mmpp.errors import N_, UserFacingError
-from mmpp.inference.styles import UnknownStyleError
 
 
 class StyleNoLongerHere(UserFacingError):
     code = "style_no_longer_here"
+
+
+class StyleNotHere(UserFacingError):
+    """A style this room does not offer, worded with the ones it does (the engine's `UnknownStyleError`
+    names every style; a member hears only this server's)."""
+
+    code = "unknown_style"
 
 
 async def room_preset(services: Services, interaction: discord.Interaction) -> ResolvedPreset:
@@ -68,6 +74,6 @@ async def check_style_allowed(
     if style in services.engine.catalog and guild_id is not None:
         raise StyleHidden(style)
     names = ", ".join(f"{_title(services, name)} (`{name}`)" for name in shown) or "-"
-    raise UnknownStyleError(
+    raise StyleNotHere(
         N_("There is no style called '{style}'. Styles you can pick here: {names}."), style=style, names=names
     )
