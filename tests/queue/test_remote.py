@@ -14,6 +14,7 @@ import pytest_asyncio
 import redis
 from pydantic import SecretStr
 
+from mmpp.bot.words.errors import describe
 from mmpp.inference.conditioning import PreparedFace
 from mmpp.inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
 from mmpp.inference.queue import Cancelled, Done, Failed, GenerationQueue, NoWorkers, Queued, Started, Step
@@ -209,7 +210,7 @@ async def test_a_batch_longer_than_batch_timeout_tells_every_member(
         ends = [(await collect(h))[-1] for h in handles]
         told_s = time.monotonic() - sent
         assert [type(e) for e in ends] == [Failed, Failed], ends
-        assert all(e.code == "timeout" and "took too long" in e.reason for e in ends)  # type: ignore[union-attr]
+        assert all(e.code == "timeout" and "took too long" in describe(e) for e in ends)  # type: ignore[union-attr]
         assert [len(call) for call in remote.probe.calls] == [2]  # one batch, both members told
         assert told_s < 1.5 + 3.0, told_s
         # The worker stopped drawing (cancel flags) and is free for the next member.
@@ -229,7 +230,7 @@ async def test_a_worker_that_stops_publishing_mid_batch_is_not_waited_on_forever
         events = await collect(handle)
         told_s = time.monotonic() - sent
         end = events[-1]
-        assert isinstance(end, Failed) and end.code == "timeout" and "took too long" in end.reason
+        assert isinstance(end, Failed) and end.code == "timeout" and "took too long" in describe(end)
         assert [e.i for e in events if isinstance(e, Step)] == [1]
         assert remote.backend.is_alive("w1")  # its heartbeat lived all along
         assert told_s < 1.0 + FOLLOW_GRACE_S + 1.5, told_s
