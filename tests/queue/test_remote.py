@@ -22,6 +22,7 @@ from mmpp.inference.queue.remote import protocol as p
 from mmpp.inference.queue.remote.dispatch import FOLLOW_GRACE_S, RemoteBackend
 from mmpp.inference.queue.remote.sealing import Seal
 from mmpp.inference.queue.remote.worker import RemoteWorker, WorkerRefused, check_catalog
+from mmpp.inference.styles import UnknownStyleError
 from mmpp.memory import HeapTrimmer
 from mmpp.settings import Settings
 from tests.queue.conftest import ProbeEngine, collect, started
@@ -235,6 +236,18 @@ async def test_a_worker_that_stops_publishing_mid_batch_is_not_waited_on_forever
         assert remote.backend.is_alive("w1")  # its heartbeat lived all along
         assert told_s < 1.0 + FOLLOW_GRACE_S + 1.5, told_s
         assert remote.queue.job_for(1) is None  # the member may ask again at once
+
+
+async def test_a_remote_refusal_comes_as_a_code_and_fields_and_reads_as_a_local_one(
+    remote: Remote, face: PreparedFace
+) -> None:
+    """A worker sends no words: the code and fields cross the wire and the bot words them itself."""
+    refusal = UnknownStyleError(style="gone", known=["tiny-style"])
+    remote.probe.fault = lambda index, requests: refusal if index == 0 else None
+    handle = remote.queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2)
+    end = (await collect(handle))[-1]
+    assert end == Failed("unknown_style", {"style": "gone", "known": ["tiny-style"]})
+    assert describe(end) == describe(refusal) == "There is no style called 'gone'. Styles available: tiny-style."
 
 
 async def test_a_malformed_progress_entry_is_skipped_not_fatal(remote: Remote, face: PreparedFace) -> None:
