@@ -35,6 +35,7 @@ import torch
 from PIL import Image, ImageOps
 from skimage import data as skdata
 
+from mmpp.bot.words.errors import describe
 from mmpp.inference import likeness
 from mmpp.inference.conditioning import PreparedFace
 from mmpp.inference.engine import Engine, GenerationRequest
@@ -79,7 +80,7 @@ def load_selfies(folder: Path, engine: Engine) -> list[tuple[str, PreparedFace, 
         try:
             face = engine.prepare(data)
         except ImageRejected as exc:
-            print(f"skipped {path.name}: {exc.message}", file=sys.stderr)
+            print(f"skipped {path.name}: {describe(exc)}", file=sys.stderr)
             continue
         with Image.open(io.BytesIO(data)) as opened:
             photo = ImageOps.exif_transpose(opened).convert("RGB")

@@ -58,7 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserFacingError as exc:
-        print(f"mmpp: {exc.message}", file=sys.stderr)
+        # Worded from the bot's catalogue, in English: an engine error reads as a member would read it.
+        from mmpp.bot.words.errors import describe
+
+        print(f"mmpp: {describe(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("mmpp: interrupted", file=sys.stderr)

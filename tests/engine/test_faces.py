@@ -25,6 +25,7 @@ from mmpp.inference.preprocess import (
     locate_face_crop,
 )
 from tests.conftest import encode
+from tests.words import raises_worded
 
 
 def assert_upright(located: LocatedFace) -> None:
@@ -86,7 +87,7 @@ def test_a_face_from_48_px_is_found_in_a_photo_up_to_12_megapixels(
 
 
 def test_a_face_found_under_48_px_is_refused_saying_how_wide_it_is(astronaut: Image.Image) -> None:
-    with pytest.raises(FaceTooSmall, match=r"only 4\d pixels wide in that picture; I need at least 48\."):
+    with raises_worded(FaceTooSmall, r"only 4\d pixels wide in that picture; I need at least 48\."):
         locate_face(photo_with_small_face(astronaut, (1155, 866), 44))
 
 
@@ -165,7 +166,7 @@ def test_a_face_like_pattern_on_a_tilted_selfie_is_neither_the_member_nor_a_seco
 
 
 def test_two_people_side_by_side_are_refused(astronaut: Image.Image) -> None:
-    with pytest.raises(TooManyFaces, match="found 2 faces"):
+    with raises_worded(TooManyFaces, "found 2 faces"):
         locate_face(with_second_face(astronaut, max(SECOND_PERSON_SIDE + 0.1, 0.8)))
 
 

@@ -21,6 +21,7 @@ from mmpp.inference.engine import (
 from mmpp.inference.styles import UnknownStyleError
 from mmpp.inference.testing.tiny_model import add_tiny_style
 from mmpp.settings import load_settings
+from tests.words import raises_worded
 
 
 def pixels(image: Image.Image | None) -> np.ndarray:
@@ -167,7 +168,7 @@ def test_a_batch_never_mixes_styles(two_style_engine: Engine, selfie_bytes: byte
 
 
 def test_unknown_style_is_a_friendly_error(engine: Engine, selfie_bytes: bytes) -> None:
-    with pytest.raises(UnknownStyleError, match=r"no style called 'nope'.*tiny-style"):
+    with raises_worded(UnknownStyleError, r"no style called 'nope'.*tiny-style"):
         engine.generate([request(engine, selfie_bytes, seed=1, style="nope")])
 
 

@@ -27,6 +27,7 @@ from mmpp.inference.preprocess import (
     locate_face,
 )
 from tests.conftest import encode
+from tests.words import raises_worded
 
 LIMITS = ImageLimits()
 
@@ -49,37 +50,37 @@ def face_crop(astronaut: Image.Image) -> Image.Image:
 
 
 def test_a_text_file_named_jpg_is_not_an_image() -> None:
-    with pytest.raises(NotAnImage, match="isn't a picture"):
+    with raises_worded(NotAnImage, "isn't a picture"):
         locate_face(b"hello, this is definitely a selfie\n" * 20)
 
 
 def test_an_empty_file_is_not_an_image() -> None:
-    with pytest.raises(NotAnImage, match="empty"):
+    with raises_worded(NotAnImage, "empty"):
         locate_face(b"")
 
 
 def test_a_truncated_jpeg_is_damaged(selfie_bytes: bytes) -> None:
-    with pytest.raises(ImageDamaged, match="damaged or incomplete"):
+    with raises_worded(ImageDamaged, "damaged or incomplete"):
         locate_face(selfie_bytes[: len(selfie_bytes) // 2])
 
 
 def test_a_20000_by_20000_png_is_refused_before_decoding() -> None:
-    with pytest.raises(ImageTooLarge, match="megapixels"):
+    with raises_worded(ImageTooLarge, "megapixels"):
         locate_face(huge_png(20000, 20000))
 
 
 def test_too_many_pixels_for_our_limit_names_the_size() -> None:
-    with pytest.raises(ImageTooLarge, match="9000x5000 pixels"):
+    with raises_worded(ImageTooLarge, "9000x5000 pixels"):
         decode_image(huge_png(9000, 5000), LIMITS)
 
 
 def test_a_file_over_the_byte_limit_is_refused(selfie_bytes: bytes) -> None:
-    with pytest.raises(ImageTooLarge, match="larger than 1 MB"):
+    with raises_worded(ImageTooLarge, "larger than 1 MB"):
         locate_face(selfie_bytes + b"\0" * (1024 * 1024), ImageLimits(max_bytes=1024 * 1024))
 
 
 def test_a_1x1_image_is_too_small() -> None:
-    with pytest.raises(ImageTooSmall, match="only 1x1 pixels"):
+    with raises_worded(ImageTooSmall, "only 1x1 pixels"):
         locate_face(encode(Image.new("RGB", (1, 1)), "PNG"))
 
 
@@ -127,7 +128,7 @@ def test_a_transparent_png_gets_a_white_background(astronaut: Image.Image) -> No
 
 @pytest.mark.parametrize("name", ["coffee", "chelsea"])
 def test_a_photo_without_a_face(name: str) -> None:
-    with pytest.raises(NoFaceFound, match="couldn't find a face"):
+    with raises_worded(NoFaceFound, "couldn't find a face"):
         locate_face(encode(getattr(skdata, name)()))
 
 
@@ -141,13 +142,13 @@ def two_faces(astronaut: Image.Image) -> bytes:
 
 
 def test_two_faces_of_similar_size_are_refused(astronaut: Image.Image) -> None:
-    with pytest.raises(TooManyFaces, match="found 2 faces"):
+    with raises_worded(TooManyFaces, "found 2 faces"):
         locate_face(two_faces(astronaut))
 
 
 def test_a_face_too_small_to_draw_from(astronaut: Image.Image) -> None:
     assert detect_faces(astronaut, min_face_px=100), "the face is found at this size"
-    with pytest.raises(FaceTooSmall, match=r"only 88 pixels wide in that picture; I need at least 100\."):
+    with raises_worded(FaceTooSmall, r"only 88 pixels wide in that picture; I need at least 100\."):
         locate_face(encode(astronaut), ImageLimits(min_face_px=100))
 
 
@@ -168,7 +169,7 @@ def test_the_engine_keeps_working_after_bad_input(engine: Engine, selfie_bytes: 
 
 @pytest.mark.parametrize("fmt", ["BMP", "TIFF", "ICO", "PPM"])
 def test_formats_phones_do_not_send_are_refused_without_trying_their_readers(astronaut: Image.Image, fmt: str) -> None:
-    with pytest.raises(NotAnImage, match=r"isn't a picture I can read\. .*\(JPEG, PNG, WebP or GIF\)"):
+    with raises_worded(NotAnImage, r"isn't a picture I can read\. .*\(JPEG, PNG, WebP or GIF\)"):
         locate_face(encode(astronaut.resize((256, 256)), fmt))
 
 

@@ -11,8 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
+from mmpp.bot.words.errors import FILTERED
 from mmpp.cli import main
-from mmpp.inference.safety import FILTERED_MESSAGE, ImageFiltered, SafetyChecker, load_safety_checker
+from mmpp.inference.safety import ImageFiltered, SafetyChecker, load_safety_checker
 from mmpp.inference.testing.tiny_safety import write_tiny_safety_checker
 from mmpp.settings import load_settings
 
@@ -65,5 +66,5 @@ def test_mmpp_generate_writes_nothing_when_the_check_flags(
     code = main(["generate", str(selfie), "--style", "tiny-style", "--output", str(out), "--steps", "2",
                  "--model-dir", str(model_dir)])
     assert code == ImageFiltered().exit_code != 0
-    assert capsys.readouterr().err.strip().splitlines()[-1] == f"mmpp: {FILTERED_MESSAGE}"
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"mmpp: {FILTERED}"
     assert not out.exists()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mmpp.inference.styles import StyleCatalog, StyleDefinition, UnknownStyleError
+from tests.words import raises_worded
 
 
 def copy_styles(tiny_model_dir: Path, tmp_path: Path) -> Path:
@@ -71,7 +72,7 @@ def test_name_must_match_the_folder(tiny_model_dir: Path, tmp_path: Path) -> Non
 
 
 def test_unknown_style_lists_the_known_ones(tiny_model_dir: Path) -> None:
-    with pytest.raises(UnknownStyleError, match="Styles available: tiny-style"):
+    with raises_worded(UnknownStyleError, "Styles available: tiny-style"):
         StyleCatalog.load(tiny_model_dir / "styles").get("simpsons")
 
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import pytest
 import torch
 
+from mmpp.bot.words.errors import describe
 from mmpp.inference.conditioning import PreparedFace
 from mmpp.inference.engine import GenerationRequest
 from mmpp.inference.queue import Cancelled, Done, Failed, QueueClosed, Step
@@ -80,7 +81,7 @@ async def test_an_engine_error_fails_that_batch_and_the_worker_goes_on(
         with caplog.at_level(logging.ERROR, logger="mmpp.inference.queue"):
             broken = await queue.submit(face, "tiny-style", user_id=1, guild_id=1).outcome()
         assert isinstance(broken, Failed) and broken.code == "engine_error"
-        assert "secret" not in broken.reason and "try again" in broken.reason
+        assert "secret" not in describe(broken) and "try again" in describe(broken)
         assert any("engine error" in r.message and r.exc_info for r in caplog.records)
         assert isinstance(await queue.submit(face, "tiny-style", user_id=1, guild_id=1).outcome(), Done)
 
@@ -89,10 +90,12 @@ async def test_a_user_facing_engine_error_reaches_the_member_as_is(
     make_queue: QueueFactory, face: PreparedFace
 ) -> None:
     queue, probe = make_queue()
-    probe.fault = _fault_on({0}, UnknownStyleError("There is no style called 'gone'."))
+    probe.fault = _fault_on({0}, UnknownStyleError(style="gone", known=["tiny-style"]))
     async with queue:
         outcome = await queue.submit(face, "tiny-style", user_id=1, guild_id=1).outcome()
-    assert outcome == Failed("There is no style called 'gone'.", "unknown_style")
+    # Its code and fields, not words: the bot words them as it words the same refusal at submit.
+    assert outcome == Failed("unknown_style", {"style": "gone", "known": ["tiny-style"]})
+    assert describe(outcome) == "There is no style called 'gone'. Styles available: tiny-style."
 
 
 async def test_out_of_memory_retries_the_batch_one_job_at_a_time(
@@ -121,7 +124,7 @@ async def test_out_of_memory_for_a_single_job_fails_it_and_the_next_job_runs(
     async with queue:
         lost = await queue.submit(face, "tiny-style", user_id=1, guild_id=1).outcome()
         assert isinstance(lost, Failed) and lost.code == "out_of_memory"
-        assert "ran out of memory" in lost.reason
+        assert "ran out of memory" in describe(lost)
         assert isinstance(await queue.submit(face, "tiny-style", user_id=2, guild_id=1).outcome(), Done)
     assert len(probe.calls) == 3  # the failed call, its one retry, the next job
 
@@ -145,7 +148,7 @@ async def test_shutdown_finishes_the_running_batch_and_reports_the_dropped(
     assert isinstance(await running.outcome(), Done)
     for handle in waiting:
         outcome = await handle.outcome()
-        assert isinstance(outcome, Failed) and outcome.code == "shutdown" and "restarting" in outcome.reason
+        assert isinstance(outcome, Failed) and outcome.code == "shutdown" and "restarting" in describe(outcome)
     assert report.finished == 1 and report.clean
     assert sorted((d.job_id, d.was_running) for d in report.dropped) == sorted((h.id, False) for h in waiting)
     assert probe.seeds() == [[1]]

@@ -8,10 +8,12 @@ import time
 
 import pytest
 
+from mmpp.bot.words.errors import describe
 from mmpp.inference.conditioning import PreparedFace
 from mmpp.inference.queue import AlreadyQueued, Done, Failed, QueueFull, Started
 from mmpp.inference.styles import UnknownStyleError
 from tests.queue.conftest import QueueFactory, collect, started
+from tests.words import raises_worded
 
 
 async def test_past_capacity_a_submit_fails_at_once_saying_how_long_the_wait_is(
@@ -26,11 +28,14 @@ async def test_past_capacity_a_submit_fails_at_once_saying_how_long_the_wait_is(
         with pytest.raises(QueueFull) as refused:
             queue.submit(face, "tiny-style", user_id=4, guild_id=2)
         # The running job plus the two waiting at the seeded 60 s each.
-        assert "2 portraits are already waiting" in str(refused.value)
-        # As a Discord timestamp about 3 minutes on, which each member's client words in their language.
-        moment = int(re.search(r"<t:(\d+):R>", str(refused.value)).group(1))  # type: ignore[union-attr]
+        worded = describe(refused.value)
+        assert "2 portraits are already waiting" in worded
+        # As a Discord timestamp about 3 minutes on, which each member's client words in their language;
+        # the queue itself gives seconds, never markup.
+        assert abs(refused.value.estimated_wait_s - 180) < 20 and "<t:" not in str(refused.value)
+        moment = int(re.search(r"<t:(\d+):R>", worded).group(1))  # type: ignore[union-attr]
         assert abs(moment - (time.time() + 180)) < 20
-        assert "try again" in str(refused.value)
+        assert "try again" in worded
         assert refused.value.code == "queue_full"
 
         waiting[0].cancel()
@@ -44,10 +49,10 @@ async def test_one_active_job_per_member_with_the_reason(make_queue: QueueFactor
         probe.hold()
         mine = queue.submit(face, "tiny-style", user_id=1, guild_id=1)
         await started(mine)
-        with pytest.raises(AlreadyQueued, match="being made right now"):
+        with raises_worded(AlreadyQueued, "being made right now"):
             queue.submit(face, "tiny-style", user_id=1, guild_id=2)
         other = queue.submit(face, "tiny-style", user_id=2, guild_id=1)
-        with pytest.raises(AlreadyQueued, match="number 1 in line") as refused:
+        with raises_worded(AlreadyQueued, "number 1 in line") as refused:
             queue.submit(face, "other-style", user_id=2, guild_id=None)
         assert refused.value.job_id == other.id
         probe.release()
@@ -59,7 +64,7 @@ async def test_one_active_job_per_member_with_the_reason(make_queue: QueueFactor
 async def test_unknown_style_is_refused_before_queueing(make_queue: QueueFactory, face: PreparedFace) -> None:
     queue, _ = make_queue()
     async with queue:
-        with pytest.raises(UnknownStyleError, match="tiny-style"):
+        with raises_worded(UnknownStyleError, "tiny-style"):
             queue.submit(face, "no-such-style", user_id=1, guild_id=1)
         assert queue.depth == 0 and queue.position(1) is None
 
@@ -130,7 +135,7 @@ async def test_a_job_past_its_deadline_fails_instead_of_running_for_nobody(
         # It fails while the GPU is still busy: the member hears about it without waiting for the GPU.
         outcome = await asyncio.wait_for(late.outcome(), timeout=5)
         assert isinstance(outcome, Failed) and outcome.code == "timeout"
-        assert "too busy to start your portrait in time" in outcome.reason
+        assert "too busy to start your portrait in time" in describe(outcome)
         assert queue.position(1) is None
         probe.release()
         await gate.outcome()

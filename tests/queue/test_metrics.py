@@ -8,7 +8,7 @@ import time
 import urllib.request
 
 from mmpp.inference.conditioning import PreparedFace
-from mmpp.inference.queue import AlreadyQueued, QueueFull, QueueMetrics, discord_time, expose
+from mmpp.inference.queue import AlreadyQueued, QueueFull, QueueMetrics, expose
 from tests.queue.conftest import QueueFactory, started
 
 
@@ -66,10 +66,3 @@ def test_each_queue_has_its_own_registry_and_it_can_be_scraped() -> None:
     assert 'mmpp_queue_jobs_total{outcome="done"} 1.0' in text
     assert "mmpp_queue_wait_seconds_bucket" in text and "mmpp_queue_depth" in text
 
-
-def test_waits_are_discord_timestamps_each_client_words_in_its_language() -> None:
-    import time
-
-    moment = int(discord_time(7 * 60).removeprefix("<t:").removesuffix(":R>"))
-    assert abs(moment - (time.time() + 7 * 60)) < 5
-    assert int(discord_time(-30)[3:-3]) >= int(time.time()), "never a moment in the past"

@@ -14,6 +14,7 @@ import pytest_asyncio
 import redis
 from pydantic import SecretStr
 
+from mmpp.bot.words.errors import describe
 from mmpp.inference.conditioning import PreparedFace
 from mmpp.inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
 from mmpp.inference.queue import Cancelled, Done, Failed, GenerationQueue, NoWorkers, Queued, Started, Step
@@ -21,6 +22,7 @@ from mmpp.inference.queue.remote import protocol as p
 from mmpp.inference.queue.remote.dispatch import FOLLOW_GRACE_S, RemoteBackend
 from mmpp.inference.queue.remote.sealing import Seal
 from mmpp.inference.queue.remote.worker import RemoteWorker, WorkerRefused, check_catalog
+from mmpp.inference.styles import UnknownStyleError
 from mmpp.memory import HeapTrimmer
 from mmpp.settings import Settings
 from tests.queue.conftest import ProbeEngine, collect, started
@@ -209,7 +211,7 @@ async def test_a_batch_longer_than_batch_timeout_tells_every_member(
         ends = [(await collect(h))[-1] for h in handles]
         told_s = time.monotonic() - sent
         assert [type(e) for e in ends] == [Failed, Failed], ends
-        assert all(e.code == "timeout" and "took too long" in e.reason for e in ends)  # type: ignore[union-attr]
+        assert all(e.code == "timeout" and "took too long" in describe(e) for e in ends)  # type: ignore[union-attr]
         assert [len(call) for call in remote.probe.calls] == [2]  # one batch, both members told
         assert told_s < 1.5 + 3.0, told_s
         # The worker stopped drawing (cancel flags) and is free for the next member.
@@ -229,11 +231,23 @@ async def test_a_worker_that_stops_publishing_mid_batch_is_not_waited_on_forever
         events = await collect(handle)
         told_s = time.monotonic() - sent
         end = events[-1]
-        assert isinstance(end, Failed) and end.code == "timeout" and "took too long" in end.reason
+        assert isinstance(end, Failed) and end.code == "timeout" and "took too long" in describe(end)
         assert [e.i for e in events if isinstance(e, Step)] == [1]
         assert remote.backend.is_alive("w1")  # its heartbeat lived all along
         assert told_s < 1.0 + FOLLOW_GRACE_S + 1.5, told_s
         assert remote.queue.job_for(1) is None  # the member may ask again at once
+
+
+async def test_a_remote_refusal_comes_as_a_code_and_fields_and_reads_as_a_local_one(
+    remote: Remote, face: PreparedFace
+) -> None:
+    """A worker sends no words: the code and fields cross the wire and the bot words them itself."""
+    refusal = UnknownStyleError(style="gone", known=["tiny-style"])
+    remote.probe.fault = lambda index, requests: refusal if index == 0 else None
+    handle = remote.queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2)
+    end = (await collect(handle))[-1]
+    assert end == Failed("unknown_style", {"style": "gone", "known": ["tiny-style"]})
+    assert describe(end) == describe(refusal) == "There is no style called 'gone'. Styles available: tiny-style."
 
 
 async def test_a_malformed_progress_entry_is_skipped_not_fatal(remote: Remote, face: PreparedFace) -> None:

@@ -17,7 +17,7 @@ import torch
 from diffusers import SchedulerMixin, StableDiffusionXLControlNetPipeline
 from PIL import Image
 
-from mmpp.errors import UserFacingError
+from mmpp.errors import CodedError
 from mmpp.inference.compile import StyleSlot
 from mmpp.inference.conditioning import PreparedFace, prepare
 from mmpp.inference.device import place
@@ -50,7 +50,7 @@ def random_seed() -> int:
     return secrets.randbelow(2**31)
 
 
-class GenerationCancelled(UserFacingError):
+class GenerationCancelled(CodedError):
     code = "cancelled"
 
 
@@ -276,7 +276,7 @@ class Engine:
             active = tuple(not r.cancel.is_set() for r in requests)
             if not any(active):
                 # Raising is the only way out that skips the remaining steps and the VAE decode.
-                raise GenerationCancelled("Cancelled.")
+                raise GenerationCancelled()
             if on_step is not None:
                 on_step(StepProgress(step + 1, total, active, kwargs["latents"], safety, levels))
             return kwargs

@@ -1,6 +1,7 @@
 """From uploaded bytes to an upright square face crop: decode safely, find exactly one person, crop.
 
-Every rejection is its own `ImageRejected` subclass whose message a Discord member understands.
+Every rejection is its own `ImageRejected` subclass, a code and the numbers a member needs to act on
+it; the bot words it (`mmpp.bot.words.errors`).
 The selfie never touches the disk: bytes in, PIL images in memory out, metadata dropped. Finding
 and aligning the face lives in `mmpp.inference.faces`; this module decides what a member is told. What
 the engine is given from the square (person mask, structure, face crop) is `mmpp.inference.conditioning`.
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mmpp.errors import N_, UserFacingError
+from mmpp.errors import CodedError
 from mmpp.inference.faces import (
     Box,
     Face,
@@ -30,13 +31,12 @@ from mmpp.inference.faces import (
 # The only readers PIL may try on an upload: each other reader is attack surface for formats no
 # phone sends. JPEG covers MPO (phones' multi-picture JPEGs); a GIF gives its first frame.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
-FORMATS_TEXT = "JPEG, PNG, WebP or GIF"
 # The face square is kept at most this large: SDXL's size, so nothing is upscaled that was sharper.
 CROP_MAX_SIDE = 1024
 
 
-class ImageRejected(UserFacingError):
-    """The upload cannot be used; the message says why and what to do."""
+class ImageRejected(CodedError):
+    """The upload cannot be used; its code and fields say why, and so what to do."""
 
 
 class NotAnImage(ImageRejected):
@@ -78,14 +78,14 @@ class ImageLimits:
 def check_upload_size(size: int, limits: ImageLimits) -> None:
     if size > limits.max_bytes:
         mb = limits.max_bytes // (1024 * 1024)
-        raise ImageTooLarge(N_("That file is larger than {mb} MB. Please send a smaller photo."), mb=mb)
+        raise ImageTooLarge(mb=mb)
 
 
 def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
     """Bytes to an upright RGB image with no metadata, within explicit limits."""
     check_upload_size(len(data), limits)
     if not data:
-        raise NotAnImage(N_("That file is empty. Please attach a photo (JPEG, PNG, WebP or GIF)."))
+        raise NotAnImage(empty=True)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -93,20 +93,14 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _too_many_pixels(limits) from None
     except UnidentifiedImageError:
-        raise NotAnImage(
-            N_("That file isn't a picture I can read. Please attach a photo (JPEG, PNG, WebP or GIF).")
-        ) from None
+        raise NotAnImage() from None
     except (OSError, SyntaxError, ValueError, EOFError):
         raise damaged() from None
     width, height = image.size
     if width * height > limits.max_pixels:
         raise _too_many_pixels(limits, (width, height))
     if min(width, height) < limits.min_side:
-        raise ImageTooSmall(
-            N_("That picture is only {width}x{height} pixels. "
-               "Please send a photo at least {side} pixels on each side."),
-            width=width, height=height, side=limits.min_side,
-        )
+        raise ImageTooSmall(width=width, height=height, side=limits.min_side)
     try:
         image.seek(0)  # animations: the first frame is the photo
         image.load()
@@ -119,20 +113,14 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
 
 
 def damaged() -> ImageDamaged:
-    return ImageDamaged(N_("That picture looks damaged or incomplete. Please save it again and send it once more."))
+    return ImageDamaged()
 
 
 def _too_many_pixels(limits: ImageLimits, size: tuple[int, int] | None = None) -> ImageTooLarge:
     megapixels = limits.max_pixels // 1_000_000
     if size is None:
-        return ImageTooLarge(
-            N_("That picture has too many pixels. Please send one under {megapixels} megapixels, such as a phone "
-               "photo."), megapixels=megapixels,
-        )
-    return ImageTooLarge(
-        N_("That picture is {width}x{height} pixels. Please send one under {megapixels} megapixels, such as a "
-           "phone photo."), width=size[0], height=size[1], megapixels=megapixels,
-    )
+        return ImageTooLarge(megapixels=megapixels)
+    return ImageTooLarge(width=size[0], height=size[1], megapixels=megapixels)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -152,22 +140,12 @@ def pick_face(faces: list[Face], limits: ImageLimits) -> Face:
     """The member's face, or the reason there isn't exactly one usable (see `mmpp.inference.faces.people`)."""
     main = member_face(faces)
     if main is None:
-        raise NoFaceFound(
-            N_("I couldn't find a face in that picture. "
-               "Please use a photo where your face is clearly visible and looking at the camera.")
-        )
+        raise NoFaceFound()
     others = other_people(faces)
     if others:
-        raise TooManyFaces(
-            N_("I found {count} faces in that picture. Please send a photo with only you in it, or crop it to your "
-               "face."), count=len(others) + 1,
-        )
+        raise TooManyFaces(count=len(others) + 1)
     if main.box.w < limits.min_face_px:
-        raise FaceTooSmall(
-            N_("Your face is only {width} pixels wide in that picture; I need at least {minimum}. "
-               "Please move closer, or send the photo at full size rather than a shrunken copy."),
-            width=main.box.w, minimum=limits.min_face_px,
-        )
+        raise FaceTooSmall(width=main.box.w, minimum=limits.min_face_px)
     return main
 
 

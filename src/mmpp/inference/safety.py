@@ -34,7 +34,7 @@ from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionS
 from PIL import Image
 from transformers import CLIPImageProcessor
 
-from mmpp.errors import N_, UserFacingError
+from mmpp.errors import CodedError
 from mmpp.inference.loader import ModelUnavailable, _local_or_hub
 from mmpp.logs import log_event
 
@@ -45,19 +45,11 @@ PRODUCTION_CHECKER = "CompVis/stable-diffusion-safety-checker"
 # diffusers lowers every concept threshold by this much once a special-care concept matched.
 SPECIAL_CARE_ADJUSTMENT = 0.01
 
-FILTERED_MESSAGE = N_(
-    "My safety check flagged the picture I drew, so I won't show it. This happens now and then "
-    "with some photos: try again, or with another selfie."
-)
 
-
-class ImageFiltered(UserFacingError):
+class ImageFiltered(CodedError):
     """Raised when something asks for the pixels of a portrait the safety check refused."""
 
     code = "filtered"
-
-    def __init__(self) -> None:
-        super().__init__(FILTERED_MESSAGE)
 
 
 @dataclass(frozen=True)

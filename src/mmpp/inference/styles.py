@@ -22,7 +22,7 @@ from typing import Literal
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mmpp.errors import N_, UserFacingError
+from mmpp.errors import CodedError, UserFacingError
 from mmpp.inference.backgrounds import background_prompt
 from mmpp.logs import log_event
 
@@ -151,7 +151,9 @@ class StyleError(UserFacingError):
     code = "bad_style"
 
 
-class UnknownStyleError(UserFacingError):
+class UnknownStyleError(CodedError):
+    """`known`: the names this catalog has, sorted."""
+
     code = "unknown_style"
 
 
@@ -342,10 +344,7 @@ class StyleCatalog:
         try:
             return self.styles[self.canonical(name)]
         except KeyError:
-            known = ", ".join(sorted(self.styles)) or "none"
-            raise UnknownStyleError(
-                N_("There is no style called '{style}'. Styles available: {known}."), style=name, known=known
-            ) from None
+            raise UnknownStyleError(style=name, known=sorted(self.styles)) from None
 
     def names(self) -> list[str]:
         return sorted(self.styles)

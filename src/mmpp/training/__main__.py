@@ -21,7 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserFacingError as exc:
-        print(f"{parser.prog}: {exc.message}", file=sys.stderr)
+        from mmpp.bot.words.errors import describe  # an engine error (a code) in English, as `mmpp` words it
+
+        print(f"{parser.prog}: {describe(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)

@@ -9,7 +9,7 @@ from discord.ext import commands
 from mmpp.bot.contexts import EVERYWHERE_KW, INSTALLS_KW
 from mmpp.bot.services import services_of
 from mmpp.bot.words.i18n import name_str, text_str, tr
-from mmpp.inference.queue import discord_time
+from mmpp.bot.words.markup import discord_time
 
 
 class QueueCog(commands.Cog):

@@ -20,10 +20,11 @@ from mmpp.bot.portrait.order import CancelledWhilePreparing, Order, PortraitOrde
 from mmpp.bot.portrait.reach import TOKEN_LIFETIME
 from mmpp.bot.portrait.rules import safety_level, takes_for
 from mmpp.bot.replies import ProgressMessage, ReplyDeleted
+from mmpp.bot.words.errors import FILTERED
 from mmpp.bot.words.i18n import language_of, tr, tr_error
+from mmpp.bot.words.markup import discord_time
 from mmpp.errors import UserFacingError
-from mmpp.inference.queue import Cancelled, Done, Failed, JobHandle, Queued, Started, Step, TerminalEvent, discord_time
-from mmpp.inference.safety import FILTERED_MESSAGE
+from mmpp.inference.queue import Cancelled, Done, Failed, JobHandle, Queued, Started, Step, TerminalEvent
 from mmpp.logs import log_event
 
 if TYPE_CHECKING:
@@ -126,11 +127,11 @@ async def show_progress(
 async def say_not_made(interaction: discord.Interaction, progress: ProgressMessage, event: TerminalEvent) -> None:
     """Why no portrait came: every picture refused by the safety check, a failure, a cancel."""
     if isinstance(event, Done):
-        await tell(interaction, tr(interaction, FILTERED_MESSAGE))
+        await tell(interaction, tr(interaction, FILTERED))
     elif isinstance(event, Failed):
-        await tell(interaction, tr(interaction, event.reason))
+        await tell(interaction, tr_error(interaction, event))
     else:
-        await progress.show(f"✖️ {tr(interaction, event.reason)}", force=True, clear_preview=True)
+        await progress.show(f"✖️ {tr_error(interaction, event)}", force=True, clear_preview=True)
 
 
 def logged_as(event: TerminalEvent) -> tuple[Outcome, str | None]:

@@ -19,7 +19,6 @@ from mmpp.bot.db import ResolvedPreset, StyleHidden
 from mmpp.bot.db.safety import ServerSafetyStore
 from mmpp.bot.services import Services, services_of
 from mmpp.errors import N_, UserFacingError
-from mmpp.inference.styles import UnknownStyleError
 from mmpp.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,6 +31,13 @@ MAX_TAKES = 4
 
 class StyleNoLongerHere(UserFacingError):
     code = "style_no_longer_here"
+
+
+class StyleNotHere(UserFacingError):
+    """A style this room does not offer, worded with the ones it does (the engine's `UnknownStyleError`
+    names every style; a member hears only this server's)."""
+
+    code = "unknown_style"
 
 
 def style_title(services: Services, style: str) -> str:
@@ -82,7 +88,7 @@ async def check_style_allowed(
     if style in services.queue.catalog and guild_id is not None:
         raise StyleHidden(style)
     names = ", ".join(f"{style_title(services, name)} (`{name}`)" for name in shown) or "-"
-    raise UnknownStyleError(
+    raise StyleNotHere(
         N_("There is no style called '{style}'. Styles you can pick here: {names}."), style=style, names=names
     )
 

@@ -12,8 +12,8 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
+from mmpp.bot.words.markup import discord_time
 from mmpp.errors import N_, UserFacingError
-from mmpp.inference.queue import discord_time
 
 # Three pictures that could not work within two minutes, then a wait until the oldest is two minutes
 # old: a member fixing their photo rarely needs more tries than that, and a script gets one decode

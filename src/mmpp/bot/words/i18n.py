@@ -12,41 +12,19 @@ Korean command name must be one word (`msgctxt "name"`), descriptions and choice
 
 from __future__ import annotations
 
-import logging
-from functools import cache
-from pathlib import Path
-
 import discord
-from babel.messages.pofile import read_po
 from discord import app_commands
 
+from mmpp.bot.words.catalogue import LOCALES_DIR, SOURCE_LANGUAGE, catalogue, languages, translate
+from mmpp.bot.words.errors import describe
 from mmpp.errors import N_
 
-__all__ = ["N_", "CommandTranslator", "language_of", "match", "name_str", "text_str", "tr", "tr_error"]
+__all__ = [
+    "LOCALES_DIR", "N_", "CommandTranslator", "catalogue", "language_of", "languages", "match", "name_str", "text_str",
+    "tr", "tr_error",
+]
 
-log = logging.getLogger(__name__)
-
-LOCALES_DIR = Path(__file__).with_name("locales")
-SOURCE_LANGUAGE = "en"
 NAME_CONTEXT = "name"
-
-
-@cache
-def catalogue(language: str) -> dict[tuple[str | None, str], str]:
-    """(context, English) → translation, from `bot/words/locales/<language>.po`; empty translations left out."""
-    with (LOCALES_DIR / f"{language}.po").open("rb") as file:
-        po = read_po(file, locale=language)
-    return {
-        (message.context, str(message.id)): str(message.string)
-        for message in po
-        if message.id and message.string and not message.fuzzy
-    }
-
-
-@cache
-def languages() -> tuple[str, ...]:
-    """English plus one language per catalogue file."""
-    return (SOURCE_LANGUAGE, *sorted(p.stem for p in LOCALES_DIR.glob("*.po")))
 
 
 def match(locale: discord.Locale | str | None) -> str | None:
@@ -73,21 +51,13 @@ Where = discord.Interaction | str | None
 
 def tr(where: Where, msgid: str, /, **params: object) -> str:
     """`msgid` in the language of `where` (an interaction, or a language code), fields filled in."""
-    language = where if isinstance(where, str) else language_of(where)
-    text = msgid if language == SOURCE_LANGUAGE else catalogue(language).get((None, msgid), msgid)
-    return text.format(**params) if params else text
+    return translate(where if isinstance(where, str) else language_of(where), msgid, **params)
 
 
-def tr_error(where: Where, error: Exception) -> str:
-    """A `UserFacingError`'s sentence in the member's language (its template and fields are kept)."""
-    template = getattr(error, "template", None) or str(error)
-    params = getattr(error, "params", None) or {}
-    try:
-        return tr(where, template, **params)
-    except (KeyError, IndexError):
-        # A translation naming a field the error lacks must not hide the answer: English then.
-        log.warning("catalogue entry does not fit its fields: %r", template)
-        return str(error)
+def tr_error(where: Where, error: object) -> str:
+    """An error, or a queue event that ended a job (`Failed`, `Cancelled`), in the member's language:
+    a coded one worded by its code and fields (`words.errors`), a `UserFacingError` by its template."""
+    return describe(error, where if isinstance(where, str) else language_of(where))
 
 
 def name_str(name: str) -> app_commands.locale_str:

@@ -11,7 +11,7 @@ async for event in handle.events():
 ```
 """
 
-from mmpp.inference.queue.errors import AlreadyQueued, NoWorkers, QueueClosed, QueueFull, discord_time
+from mmpp.inference.queue.errors import AlreadyQueued, NoWorkers, QueueClosed, QueueFull
 from mmpp.inference.queue.front import FacePreparer, QueueFront
 from mmpp.inference.queue.gpu_queue import GenerationQueue, JobHandle
 from mmpp.inference.queue.jobs import (
@@ -52,6 +52,5 @@ __all__ = [
     "Step",
     "TerminalEvent",
     "Timings",
-    "discord_time",
     "expose",
 ]

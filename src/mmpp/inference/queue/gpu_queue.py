@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 
-from mmpp.errors import N_, UserFacingError
+from mmpp.errors import UserFacingError
 from mmpp.inference.conditioning import PreparedFace
 from mmpp.inference.engine import GenerationRequest, random_seed
 from mmpp.inference.preprocess import LocatedFace
@@ -46,11 +46,10 @@ from mmpp.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN = Failed(N_("I'm restarting, so your portrait wasn't made. Please try again in a minute."), "shutdown")
-STOPPED = Failed(
-    N_("I can't make portraits right now because of an internal error; the bot's admin can see why."), "queue_stopped"
-)
-TIMED_OUT = N_("The queue was too busy to start your portrait in time. Please try again.")
+SHUTDOWN = Failed("shutdown")
+STOPPED = Failed("queue_stopped")
+# A `timeout` while the job waited in line; a remote worker's run that went on too long is `drawing`.
+TIMED_OUT = Failed("timeout", {"stage": "waiting"})
 # The metric label of each refusal `submit` counts.
 REJECTED = {QueueClosed: "closed", NoWorkers: "no_workers", AlreadyQueued: "already_queued", QueueFull: "full"}
 
@@ -227,7 +226,7 @@ class GenerationQueue:
             if not self._workers:
                 # Nobody left to draw: waiting out the deadline would be silence.
                 for job in self._scheduler.drain():
-                    self.finish(job, Failed(NoWorkers().message, "no_workers"))
+                    self.finish(job, Failed(NoWorkers.code))
                 self.metrics.depth.set(0)
             return
         # Never silently: say so, fail everyone still waiting, and refuse new work.
@@ -530,7 +529,7 @@ class GenerationQueue:
             self.finish(job, self._timed_out(job, time.monotonic()))
 
     def _timed_out(self, job: Job, now: float) -> Failed:
-        return Failed(TIMED_OUT, "timeout")
+        return TIMED_OUT
 
 
 def _is_gpu(device: object) -> bool:

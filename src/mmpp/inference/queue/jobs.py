@@ -1,7 +1,9 @@
 """Jobs and the events a job's consumer sees, from `Queued` to one terminal event.
 
-Events are small frozen dataclasses so the bot can `match` on them. A job is mutable bookkeeping
-owned by the event loop thread; the GPU thread only reads its request (and the request's cancel flag).
+Events are small frozen dataclasses so the bot can `match` on them. An end that is not a portrait
+(`Failed`, `Cancelled`) carries a code and fields, never words: the bot words it (`mmpp.bot.words.errors`).
+A job is mutable bookkeeping owned by the event loop thread; the GPU thread only reads its request
+(and the request's cancel flag).
 """
 
 from __future__ import annotations
@@ -9,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from PIL import Image
 
-from mmpp.errors import N_
 from mmpp.inference.engine import GenerationRequest, GenerationResult
 
 
@@ -63,13 +65,17 @@ class Done:
 
 @dataclass(frozen=True)
 class Failed:
-    reason: str
+    """`code` is stable (logged, stored, counted); `fields` are what its sentence needs (numbers, ids,
+    seconds, and for a code with several causes the one that applies, e.g. `timeout`'s `stage`)."""
+
     code: str
+    fields: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
 class Cancelled:
-    reason: str = N_("The portrait was cancelled.")
+    code: str = "cancelled"
+    fields: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 JobEvent = Queued | Started | Step | Done | Failed | Cancelled

@@ -19,7 +19,7 @@ from typing import Protocol
 import torch
 from PIL import Image
 
-from mmpp.errors import N_, UserFacingError
+from mmpp.errors import CodedError, UserFacingError
 from mmpp.inference.engine import GenerationCancelled, GenerationRequest, GenerationResult, StepProgress
 from mmpp.inference.queue import unlinkable
 from mmpp.inference.queue.jobs import Cancelled, Done, Failed, Job, JobEvent, Step, TerminalEvent, Timings
@@ -29,8 +29,8 @@ from mmpp.memory import HeapTrimmer
 
 log = logging.getLogger(__name__)
 
-ENGINE_ERROR = N_("Something went wrong while drawing your portrait. Please try again.")
-OUT_OF_MEMORY = N_("The GPU ran out of memory while drawing your portrait. Please try again in a minute.")
+ENGINE_ERROR = "engine_error"
+OUT_OF_MEMORY = "out_of_memory"
 
 
 class EngineLike(Protocol):
@@ -96,7 +96,7 @@ class GpuWorker:
                 # fail the batch loudly and keep serving the others.
                 log.exception("worker failed a batch", extra={"fields": {"worker": self.name}})
                 for job in batch:
-                    self._sink.finish(job, Failed(ENGINE_ERROR, "engine_error"))
+                    self._sink.finish(job, Failed(ENGINE_ERROR))
             # Not in a `finally`: if the task itself is cancelled mid-batch, the queue still needs
             # to see which jobs were running so it can tell their members.
             self.running = []
@@ -187,7 +187,7 @@ class GpuWorker:
             worker=self.name, jobs=",".join(j.id for j in jobs), batch=len(chunk), retry=retry_oom,
         )
         if not retry_oom:
-            self._end(jobs, Failed(OUT_OF_MEMORY, "out_of_memory"), over)
+            self._end(jobs, Failed(OUT_OF_MEMORY), over)
             return [None] * len(chunk)
         # One picture at a time, once: a smaller call (or freed memory) may fit where the batch did not.
         results: list[GenerationResult | None] = []
@@ -233,10 +233,13 @@ class GpuWorker:
 
     def _fail(self, jobs: list[Job], exc: Exception) -> None:
         if isinstance(exc, UserFacingError):
-            failed = Failed(exc.message, exc.code)
-            log_event(log, logging.WARNING, "batch refused", worker=self.name, code=exc.code, batch=len(jobs))
+            # The code and fields go on, never words: the bot words them (an error without a
+            # wording of its own there, an operator's, reads as the engine error; its text is logged).
+            failed = Failed(exc.code, exc.fields if isinstance(exc, CodedError) else {})
+            log_event(log, logging.WARNING, "batch refused", worker=self.name, code=exc.code, batch=len(jobs),
+                      error=str(exc))
         else:
-            failed = Failed(ENGINE_ERROR, "engine_error")
+            failed = Failed(ENGINE_ERROR)
             log.error(
                 "engine error", exc_info=exc,
                 extra={"fields": {"worker": self.name, "jobs": ",".join(j.id for j in jobs)}},

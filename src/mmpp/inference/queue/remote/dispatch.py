@@ -23,13 +23,13 @@ from typing import Any
 from arq.connections import ArqRedis, create_pool
 from PIL import Image
 
-from mmpp.errors import N_, UserFacingError
+from mmpp.errors import UserFacingError
 from mmpp.inference.engine import GenerationResult
 from mmpp.inference.queue.gpu_queue import TIMED_OUT, GenerationQueue
 from mmpp.inference.queue.jobs import Cancelled, Done, Failed, Job, JobState, Step, TerminalEvent, Timings
 from mmpp.inference.queue.remote import protocol as p
 from mmpp.inference.queue.remote.sealing import Forged, Seal
-from mmpp.inference.queue.worker import ENGINE_ERROR, OUT_OF_MEMORY
+from mmpp.inference.queue.worker import ENGINE_ERROR
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -43,12 +43,10 @@ MAX_ATTEMPTS = 2
 CLAIM_TTL_S = 10.0
 CLAIM_RETRY_S = 0.05
 RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
-LOST = N_("The GPU worker drawing your portrait stopped, so it wasn't made. Please try again.")
-REDIS_LOST = N_("I lost contact with my GPU workers while drawing your portrait. Please try again.")
-TOO_LONG = N_(
-    "Your portrait took too long to draw, so I stopped it. It doesn't count against your daily limit; "
-    "please try again."
-)
+# Why a running job was lost (the `worker_lost` code's `cause`): its worker, or Redis.
+LOST = Failed("worker_lost", {"cause": "worker"})
+REDIS_LOST = Failed("worker_lost", {"cause": "redis"})
+TOO_LONG = Failed("timeout", {"stage": "drawing"})
 # The bot's own deadline for a batch is the worker's BATCH_TIMEOUT_S plus this: the worker stops a
 # batch and says so first; the bot stops waiting when even that word does not come (a hung worker
 # whose heartbeat lives on, a worker that lost its connection).
@@ -57,8 +55,9 @@ FOLLOW_GRACE_S = p.HEARTBEAT_TTL_S
 # on *its* clock: a worker an hour behind would wait an hour. Scored at the epoch, a batch is due on
 # any worker at once; its expiry is a Redis TTL and the not-after time is on Redis's clock.
 DUE_AT_ONCE = datetime.fromtimestamp(1, UTC)
-# Worker failure codes the bot knows how to word; a worker never chooses the words a member reads.
-WORDING = {"out_of_memory": OUT_OF_MEMORY}
+# A worker sends a code and fields, never words: the bot words them as it words its own (an unknown
+# code reads as the engine error). Fields are checked: short plain values only.
+FIELD_MAX_CHARS = 200
 
 
 class RedisUnavailable(UserFacingError):
@@ -226,7 +225,7 @@ class RemoteSlot:
                     # A bug on our side of the wire: fail the batch loudly, keep serving.
                     log.exception("remote slot failed a batch", extra={"fields": {"worker": self.worker_id}})
                     for job in batch:
-                        queue.finish(job, Failed(ENGINE_ERROR, "engine_error"))
+                        queue.finish(job, Failed(ENGINE_ERROR))
                 finally:
                     self.running = []
                     self.running_since = None
@@ -253,7 +252,7 @@ class RemoteSlot:
             # place for the next free worker, here or elsewhere.
             for job in batch:
                 if not self.backend.queue.hand_back(job, lost=False):
-                    self.backend.queue.finish(job, Failed(REDIS_LOST, "worker_lost"))
+                    self.backend.queue.finish(job, REDIS_LOST)
             await asyncio.sleep(CLAIM_RETRY_S)
             return
         try:
@@ -367,7 +366,7 @@ class RemoteSlot:
             ]
             # A worker that predates sets draws one take of a set: the member still gets a portrait.
             if not isinstance(takes, list) or not 1 <= len(takes) <= job.cost:
-                return Failed(ENGINE_ERROR, "result_lost")
+                return Failed("result_lost")
             seconds = float(fields.get("s", 0))
             results = []
             for index, take in enumerate(takes):
@@ -375,7 +374,7 @@ class RemoteSlot:
                 if not take.get("f"):
                     sealed = await self.pool.getdel(p.result_key(job.id, job.attempt, index))
                     if sealed is None:
-                        return Failed(ENGINE_ERROR, "result_lost")
+                        return Failed("result_lost")
                     self.backend.bytes_received += len(sealed)
                     try:
                         image = await asyncio.to_thread(
@@ -383,7 +382,7 @@ class RemoteSlot:
                         )
                     except Forged as exc:
                         log_event(log, logging.WARNING, "result refused", job=job.id, why=str(exc))
-                        return Failed(ENGINE_ERROR, "result_refused")
+                        return Failed("result_refused")
                 results.append(GenerationResult(
                     image=image, seed=int(take["seed"]), style=job.style, seconds=seconds, flagged=image is None,
                     linkable=bool(take.get("l")),
@@ -397,12 +396,12 @@ class RemoteSlot:
             )
             return Done(results[0], timings, tuple(results[1:]))
         if kind == "failed":
-            code = str(fields.get("code", "engine_error"))
+            code = str(fields.get("code", ENGINE_ERROR))
             if code == "batch_timeout":
-                return Failed(TOO_LONG, "timeout")
+                return TOO_LONG
             if code == "expired":
-                return Failed(TIMED_OUT, "timeout")
-            return Failed(WORDING.get(code, ENGINE_ERROR), code)
+                return TIMED_OUT
+            return Failed(code, _plain(fields.get("fields")))
         if kind == "cancelled":
             return Cancelled()
         return None  # "started", or something newer than this bot: nothing to show
@@ -424,7 +423,7 @@ class RemoteSlot:
         worker is asked to stop, and the slot and the members' quota are free again."""
         for job in jobs:
             await self._cleanup(job, stop=True)
-            self.backend.queue.finish(job, Failed(TOO_LONG, "timeout"))
+            self.backend.queue.finish(job, TOO_LONG)
         try:
             await self.pool.delete(p.arq_job_key(batch_id), _marker(batch_id))
             await self.pool.zrem(p.worker_queue(self.worker_id), batch_id)
@@ -433,7 +432,7 @@ class RemoteSlot:
         log_event(log, logging.WARNING, "batch past the bot's deadline", worker=self.worker_id, batch=batch_id,
                   jobs=",".join(j.id for j in jobs))
 
-    async def _lost(self, jobs: list[Job], message: str, batch_id: str | None = None) -> None:
+    async def _lost(self, jobs: list[Job], failed: Failed, batch_id: str | None = None) -> None:
         queue = self.backend.queue
         for job in jobs:
             if job.state is not JobState.RUNNING:
@@ -441,7 +440,7 @@ class RemoteSlot:
             await self._cleanup(job, stop=True)
             again = job.attempt + 1 < MAX_ATTEMPTS and self.backend.others_alive(self.worker_id)
             if not (again and queue.hand_back(job)):
-                queue.finish(job, Failed(message, "worker_lost"))
+                queue.finish(job, failed)
         if batch_id is not None:
             try:
                 # The payload (the faces) must not wait in Redis for a worker that is gone.
@@ -450,7 +449,7 @@ class RemoteSlot:
             except p.REDIS_ERRORS:
                 pass  # they carry TTLs
         log_event(log, logging.WARNING, "batch lost", worker=self.worker_id, batch=batch_id,
-                  jobs=",".join(j.id for j in jobs), why=message)
+                  jobs=",".join(j.id for j in jobs), why=failed.fields.get("cause"))
 
     async def _cleanup(self, job: Job, batch_id: str | None = None, *, stop: bool = False) -> None:
         """Nothing of a finished job stays in Redis (and nothing of its batch once `batch_id` is
@@ -472,6 +471,17 @@ class RemoteSlot:
 
 def beat_stopping(beat: dict[str, Any]) -> bool:
     return bool(beat.get("stopping"))
+
+
+def _plain(fields: object) -> dict[str, Any]:
+    """A worker's failure fields, kept only where each is a plain short value a sentence can show."""
+    if not isinstance(fields, dict):
+        return {}
+    return {
+        str(name): value for name, value in fields.items()
+        if isinstance(value, int | float | bool) or (isinstance(value, str) and len(value) <= FIELD_MAX_CHARS)
+        or (isinstance(value, list) and all(isinstance(v, str) and len(v) <= FIELD_MAX_CHARS for v in value))
+    }
 
 
 def _marker(batch_id: str) -> str:

@@ -137,7 +137,11 @@ class StreamSink:
             fields = {"k": "done", "seed": result.seed, "s": result.seconds, "l": 1 if result.linkable else None}
             self._add(job, fields, takes={0: result.png()})
         elif isinstance(event, Failed):
-            self._add(job, {"k": "failed", "code": event.code})
+            # A code and its fields (numbers, names), never words: the bot words them.
+            failed: dict[str, Any] = {"k": "failed", "code": event.code}
+            if event.fields:
+                failed["fields"] = dict(event.fields)
+            self._add(job, failed)
         elif isinstance(event, Cancelled):
             self._add(job, {"k": "cancelled"})
 
@@ -189,7 +193,7 @@ class RemoteWorker:
         if await self._redis_time() > not_after:
             # The member's Discord reply has expired: drawing now would help nobody.
             for job in jobs:
-                sink.finish(job, Failed("expired", "expired"))
+                sink.finish(job, Failed("expired"))
             log_event(log, logging.WARNING, "batch expired before start", batch=batch_id, jobs=len(jobs))
             return "expired"
         keys = {id(j.request.cancel): p.cancel_key(j.id, j.attempt) for j in remote_jobs}
@@ -207,7 +211,7 @@ class RemoteWorker:
             # hears it now, and the GPU thread stops at its next step.
             for job in jobs:
                 job.request.cancel.set()
-                sink.finish(job, Failed("batch_timeout", "batch_timeout"))
+                sink.finish(job, Failed("batch_timeout"))
             log_event(log, logging.WARNING, "batch stopped, past BATCH_TIMEOUT_S", batch=batch_id, jobs=len(jobs),
                       timeout_s=self.settings.batch_timeout_s)
             # The engine is not shared between two batches: the next one starts only once this

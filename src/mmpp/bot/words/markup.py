@@ -1,0 +1,29 @@
+"""Discord's own markup in the bot's sentences: what inference gives as plain numbers (seconds from
+now), a member reads as a moment their Discord client words in their language."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+# Fields given in seconds from now, and the `{field}` their sentences show them as.
+MOMENTS = {"estimated_wait_s": "when"}
+
+
+def discord_time(seconds_from_now: float) -> str:
+    """A moment as a Discord timestamp ("in 2 minutes"), which each member's client words in their language."""
+    return f"<t:{int(time.time() + max(seconds_from_now, 0)) + 1}:R>"
+
+
+def shown(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A code's fields as its sentence shows them: seconds from now as a Discord moment (`MOMENTS`),
+    a list of names joined ("none" when empty, as the English sentences have always said)."""
+    out = dict(fields)
+    for seconds, moment in MOMENTS.items():
+        if isinstance(fields.get(seconds), int | float) and moment not in out:
+            out[moment] = discord_time(fields[seconds])
+    for name, value in fields.items():
+        if isinstance(value, list | tuple):
+            out[name] = ", ".join(str(v) for v in value) or "none"
+    return out
