@@ -33,7 +33,7 @@ SOURCES = ("src/mmpp",)
 # Modules whose strings reach members; the rest (CLI, start-up, training) speak to the operator.
 MEMBER_MODULES = tuple(
     f"src/mmpp/{name}" for name in (
-        "bot/portrait.py", "bot/posting.py", "bot/wear.py", "bot/results.py", "bot/replies.py", "bot/delivery.py",
+        "bot/portrait.py", "bot/posting.py", "bot/wear.py", "bot/stores.py", "bot/replies.py", "bot/delivery.py",
         "bot/style_rules.py", "bot/download.py", "bot/recovery.py",
         "bot/cogs/*.py", "bot/db/errors.py", "bot/db/job_log.py", "bot/db/repository.py",
         "inference/preprocess.py", "inference/queue/errors.py", "inference/safety.py",

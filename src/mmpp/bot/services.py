@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from mmpp.bot.face_cache import FaceCache
 from mmpp.bot.portrait.bookkeeping import LogWrites
-from mmpp.bot.results import ResultStore
+from mmpp.bot.stores import KeptResult, TimedStore
 from mmpp.bot.uploads.refusals import RefusedUploads
 from mmpp.settings import Settings
 
@@ -18,6 +17,7 @@ if TYPE_CHECKING:
     from mmpp.bot.uploads.decoding import Decoder
     from mmpp.bot.uploads.download import Downloader
     from mmpp.inference.engine import Engine
+    from mmpp.inference.preprocess import LocatedFace
     from mmpp.inference.queue import GenerationQueue
 
 
@@ -28,12 +28,12 @@ class Services:
     queue: GenerationQueue
     database: Database
     repo: Repository
-    faces: FaceCache
+    faces: TimedStore[LocatedFace]
     downloader: Downloader
     # Decodes and face searches, in worker processes, a bounded number at once bot-wide.
     decoder: Decoder
     # Finished portraits, for Post and /last: in memory, under the Reroll cache's limits.
-    results: ResultStore
+    results: TimedStore[KeptResult]
     # Members whose request is acknowledged but not yet queued (quota, download, face): one each.
     preparing: set[int] = field(default_factory=set)
     # Of those, members who ran /cancel meanwhile: their request stops before it is queued.

@@ -28,6 +28,7 @@ from mmpp.bot.portrait.takes import takes_for
 from mmpp.bot.portrait.wear import PREVIEW_FILENAME, avatar_png, circle_preview, guide_embed
 from mmpp.bot.replies import ProgressMessage, ReplyDeleted, answer_error, defer, send_error
 from mmpp.bot.services import Services, services_of
+from mmpp.bot.stores import KeptResult
 from mmpp.bot.words.i18n import N_, language_of, tr, tr_error
 from mmpp.errors import UserFacingError
 from mmpp.inference.engine import random_seed
@@ -299,13 +300,13 @@ async def deliver(
 ) -> Outcome:
     """The finished set in the member's private reply, each picture with its own Post button; in a
     server that chose "public by default", posted in the channel at once as if Post was pressed.
-    The set stays in memory (`mmpp.bot.results`) for Post and `/last` whichever way it reached them."""
+    The set stays in memory (`mmpp.bot.stores`) for Post and `/last` whichever way it reached them."""
     user = interaction.user
     drawn = pngs
     if order.buttons:
         # The size Discord takes for an avatar (the engine's own on a production model).
         pngs = await asyncio.to_thread(lambda: [avatar_png(p) for p in drawn])
-    kept = services.results.put(user.id, order.style, pngs, seeds) if order.buttons else None
+    kept = services.results.put(KeptResult(order.style, pngs, seeds), user.id) if order.buttons else None
     # A portrait face matching could tie to the selfie is never posted for the member: they decide.
     # So is a set of takes: posting them all would flood the room; the member picks one with Post #n.
     public = order.buttons and not linkable and len(pngs) == 1 and await public_by_default(services, interaction)
