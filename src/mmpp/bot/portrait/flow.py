@@ -19,7 +19,6 @@ import discord
 
 from mmpp.bot.db import ResolvedPreset
 from mmpp.bot.db.repository import InteractionRef, JobKind, Outcome
-from mmpp.bot.db.safety import ServerSafetyStore
 from mmpp.bot.portrait.delivery import TOKEN_LIFETIME, Recipient, deliver_portrait, send_elsewhere
 from mmpp.bot.portrait.posting import DeleteButton, NotYours, PostButton, portrait_filename, post_label, public_line
 from mmpp.bot.portrait.safety_policy import safety_level
@@ -151,7 +150,7 @@ async def public_by_default(services: Services, interaction: discord.Interaction
     """Whether this server chose that portraits go to the channel at once (`/style set public:`)."""
     if interaction.guild_id is None:
         return False
-    return await ServerSafetyStore(services.database.sessions).public_by_default(interaction.guild_id)
+    return (await services.repo.server_options(interaction.guild_id)).public_by_default
 
 
 async def make_portrait(interaction: discord.Interaction, services: Services, order: PortraitOrder) -> None:

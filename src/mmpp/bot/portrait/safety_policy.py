@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import discord
 
-from mmpp.bot.db.safety import ServerSafetyStore
 from mmpp.bot.services import Services
 from mmpp.inference.safety import SafetyLevel
 
@@ -17,5 +16,5 @@ async def safety_level(services: Services, interaction: discord.Interaction) -> 
     is_nsfw = getattr(interaction.channel, "is_nsfw", None)
     if not callable(is_nsfw) or not is_nsfw():
         return "strict"
-    store = ServerSafetyStore(services.database.sessions)
-    return "relaxed" if await store.relaxed_in_nsfw_channels(interaction.guild_id) else "strict"
+    options = await services.repo.server_options(interaction.guild_id)
+    return "relaxed" if options.relax_in_nsfw_channels else "strict"

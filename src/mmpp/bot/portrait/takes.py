@@ -6,15 +6,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mmpp.bot.db.safety import ServerSafetyStore
+from mmpp.bot.db.options import MAX_TAKES
 from mmpp.settings import Settings
 
 if TYPE_CHECKING:
     from mmpp.bot.services import Services
     from mmpp.inference.queue import GenerationQueue
-
-# CANDIDATES' and `/style set candidates:`'s limit (the remote protocol refuses more; see MAX_TAKES there).
-MAX_TAKES = 4
 
 
 def default_takes(settings: Settings, queue: GenerationQueue) -> int:
@@ -27,7 +24,7 @@ def default_takes(settings: Settings, queue: GenerationQueue) -> int:
 async def takes_for(services: Services, guild_id: int | None) -> int:
     """The takes a member's request draws here (a DM or a server that did not choose: the bot's)."""
     if guild_id is not None:
-        chosen = await ServerSafetyStore(services.database.sessions).candidates(guild_id)
+        chosen = (await services.repo.server_options(guild_id)).candidates
         if chosen is not None:
             return max(1, min(MAX_TAKES, chosen))
     return default_takes(services.settings, services.queue)
