@@ -55,7 +55,6 @@ async def background_autocomplete(interaction: discord.Interaction, current: str
     return [app_commands.Choice(name=name, value=value) for name, value in pairs]
 
 
-
 def worded(interaction: discord.Interaction, option: Declared, options: RoomOptions | ServerOptions) -> str:
     """`/style show`'s words for an option's value (as declared), in the admin's language."""
     value = getattr(options, option.name)
@@ -180,7 +179,7 @@ class StyleCog(
         policy: SeedPolicy = seed_policy or (current.seed_policy if current else "random")  # type: ignore[assignment]
         room = {
             option.name: options[option.name] if options[option.name] is not None
-            else getattr(current, option.name) if current else option.default
+            else (getattr(current, option.name) if current else option.default)
             for option in declared(RoomOptions)
         }
         fields = {
