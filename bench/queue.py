@@ -27,40 +27,18 @@ import statistics
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from PIL import Image
 from skimage import data as skdata
 
 from mmpp.inference.conditioning import PreparedFace, prepare
-from mmpp.inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
+from mmpp.inference.engine import Engine
 from mmpp.inference.preprocess import locate_face
 from mmpp.inference.queue import Done, GenerationQueue
-from mmpp.inference.styles import StyleCatalog
+from mmpp.inference.testing.recording import RecordingEngine
 from mmpp.inference.testing.tiny_model import make_tiny_model
 from mmpp.settings import Settings, load_settings
-
-
-class TimedEngine:
-    """The real engine, noting when each call starts and ends."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.entered: list[float] = []
-        self.returned: list[float] = []
-
-    @property
-    def catalog(self) -> StyleCatalog:
-        return self.engine.catalog
-
-    def generate(
-        self, requests: Sequence[GenerationRequest], on_step: Callable[[StepProgress], None] | None = None
-    ) -> list[GenerationResult]:
-        self.entered.append(time.perf_counter())
-        try:
-            return self.engine.generate(requests, on_step)
-        finally:
-            self.returned.append(time.perf_counter())
 
 
 def ms(values: Sequence[float]) -> str:
@@ -72,7 +50,7 @@ def ms(values: Sequence[float]) -> str:
 async def throughput(engine: Engine, settings: Settings, face: PreparedFace, style: str, jobs: int,
                      max_batch: int) -> tuple[float, list[float]]:
     """Jobs per second for `jobs` same-style jobs submitted at once, and the GPU's idle gaps."""
-    timed = TimedEngine(engine)
+    timed = RecordingEngine(engine)
     update = {"max_batch_size": max_batch, "queue_capacity": max(jobs, settings.queue_capacity)}
     async with GenerationQueue(timed, settings.model_copy(update=update)) as queue:
         began = time.perf_counter()
@@ -81,21 +59,21 @@ async def throughput(engine: Engine, settings: Settings, face: PreparedFace, sty
         elapsed = time.perf_counter() - began
     if not all(isinstance(o, Done) for o in outcomes):
         raise RuntimeError(f"not every job finished: {outcomes}")
-    gaps = [b - a for a, b in zip(timed.returned, timed.entered[1:], strict=False)]
+    gaps = [b - a for a, b in zip(timed.returned_at, timed.entered_at[1:], strict=False)]
     return jobs / elapsed, gaps
 
 
 async def overhead(engine: Engine, settings: Settings, face: PreparedFace, style: str, samples: int,
                    gather_s: float) -> list[float]:
     """Submit to engine call, one job at a time on an idle GPU (1 step each: only the gap counts)."""
-    timed = TimedEngine(engine)
+    timed = RecordingEngine(engine)
     latencies = []
     async with GenerationQueue(timed, settings.model_copy(update={"queue_batch_wait_s": gather_s})) as queue:
         for n in range(samples):
             began = time.perf_counter()
             handle = queue.submit(face, style, user_id=n, guild_id=1, steps=1)
             await handle.outcome()
-            latencies.append(timed.entered[-1] - began)
+            latencies.append(timed.entered_at[-1] - began)
     return latencies
 
 

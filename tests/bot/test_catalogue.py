@@ -3,8 +3,8 @@ and no member-facing string bypasses the catalogue.
 
 How strings are found (an AST walk, no import of the code):
 - message ids: the first string argument of `N_(...)`, the second of `tr(where, ...)`, and the
-  argument of `text_str(...)` (descriptions, choices) or `name_str(...)` (command and option
-  names, looked up under the `name` context);
+  argument of `text_str(...)` (descriptions, choices) or `name_str(...)` / `NAME_(...)` (command and
+  option names, looked up under the `name` context; `NAME_` marks them where discord is not imported);
 - bypasses, in the modules members read (`MEMBER_MODULES`): a literal or f-string with words in
   it passed as message content (`send_message`, `send`, `edit_original_response`, `edit_message`,
   a `followup.send`), a button `label`, an embed's `title`/`description`/field `name`/`value`/footer
@@ -34,7 +34,7 @@ SOURCES = ("src/mmpp",)
 # Inference's refusals reach members too, as codes the bot words (`bot/words/errors.py`): no words there.
 MEMBER_MODULES = tuple(
     f"src/mmpp/{name}" for name in (
-        "bot/portrait/*.py", "bot/uploads/*.py", "bot/words/*.py", "bot/results.py", "bot/replies.py",
+        "bot/portrait/*.py", "bot/uploads/*.py", "bot/words/*.py", "bot/stores.py", "bot/replies.py",
         "bot/style_cards.py",
         "bot/app/recovery.py", "bot/cogs/*.py", "bot/db/errors.py", "bot/db/job_log.py", "bot/db/repository.py",
         "inference/preprocess.py", "inference/queue/*.py", "inference/queue/remote/dispatch.py",
@@ -84,8 +84,8 @@ def message_ids() -> list[Found]:
                 continue
             name, where = callee(node), f"{path.relative_to(ROOT)}:{node.lineno}"
             args = node.args
-            if name in ("N_", "text_str", "name_str") and args and (text := literal(args[0])) is not None:
-                found.append(Found(NAME_CONTEXT if name == "name_str" else None, text, where))
+            if name in ("N_", "text_str", "name_str", "NAME_") and args and (text := literal(args[0])) is not None:
+                found.append(Found(NAME_CONTEXT if name in ("name_str", "NAME_") else None, text, where))
             elif name == "tr" and len(args) >= 2 and (text := literal(args[1])) is not None:
                 found.append(Found(None, text, where))
     return found
@@ -116,7 +116,7 @@ def bypasses() -> list[str]:
             if not isinstance(node, ast.Call):
                 continue
             name = callee(node)
-            if name in ("N_", "tr", "text_str", "name_str", "log_event") or name.startswith("log"):
+            if name in ("N_", "NAME_", "tr", "text_str", "name_str", "log_event") or name.startswith("log"):
                 continue
             if name in CONTENT_CALLS and node.args and has_words(node.args[0]):
                 out.append(f"{where}: {name}() content not from the catalogue")

@@ -4,15 +4,13 @@ the member's private reply with a Post button for each, counted as its pictures.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import pytest
 
 from mmpp.bot.portrait.rules import default_takes
-from mmpp.inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
 from mmpp.inference.queue import GenerationQueue
-from mmpp.inference.styles import StyleCatalog
+from mmpp.inference.testing.recording import RecordingEngine
 from tests.bot.conftest import EngineGate, World, closed_log_rows
 from tests.bot.test_profile import custom_id, profile
 from tests.discord_standin import BotAction
@@ -38,29 +36,12 @@ def seeds_of(final: BotAction) -> list[str]:
     return re.findall(r"\d+", match.group(1))
 
 
-class GpuEngine:
-    """An engine as the queue sees one on a GPU: only its device differs."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.device = "cuda:0"
-
-    @property
-    def catalog(self) -> StyleCatalog:
-        return self.engine.catalog
-
-    def generate(
-        self, requests: Sequence[GenerationRequest], on_step: Callable[[StepProgress], None] | None = None
-    ) -> list[GenerationResult]:
-        return self.engine.generate(requests, on_step)
-
-
 async def test_candidates_left_unset_draw_one_take_on_the_cpu_and_two_on_a_gpu(world: World) -> None:
     services = world.services
     assert services.settings.candidates is None
     # The bot's engine here draws on the CPU: one take each, as every other test here shows.
     assert default_takes(services.settings, services.queue) == 1
-    gpu = GenerationQueue(GpuEngine(world.engine), services.settings)  # type: ignore[arg-type]
+    gpu = GenerationQueue(RecordingEngine(world.engine, device="cuda:0"), services.settings)  # type: ignore[arg-type]
     assert gpu.on_gpu and default_takes(services.settings, gpu) == 2
 
 

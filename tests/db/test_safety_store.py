@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from mmpp.bot.db.database import Database
 from mmpp.bot.db.errors import NoStyleShown
+from mmpp.bot.db.options import ServerOptions
 from mmpp.bot.db.repository import Repository, ResolvedPreset
-from mmpp.bot.db.safety import ServerSafetyStore
 from tests.db.conftest import DEFAULT_STYLE, STYLES
 
 GUILD = 111_111_111_111_111_111
@@ -39,25 +38,34 @@ async def test_a_filtered_portrait_is_logged_and_counts_against_the_quota(repo: 
     assert tuple(await repo.usage_today(1, GUILD)) == (1, 1)
 
 
-async def test_nsfw_relaxation_is_per_server_and_reset_forgets_it(database: Database) -> None:
-    store = ServerSafetyStore(database.sessions)
-    assert await store.relaxed_in_nsfw_channels(GUILD) is False
-    await store.set_relaxed_in_nsfw_channels(GUILD, True, set_by=ADMIN)
-    await store.set_relaxed_in_nsfw_channels(GUILD, True, set_by=ADMIN)  # twice is an update, not a clash
-    assert (await store.relaxed_in_nsfw_channels(GUILD), await store.relaxed_in_nsfw_channels(OTHER_GUILD)) == (
-        True, False
-    )
-    await store.forget(GUILD)
-    assert await store.relaxed_in_nsfw_channels(GUILD) is False
+async def test_nsfw_relaxation_is_per_server_and_reset_forgets_it(repo: Repository) -> None:
+    async def relaxed(guild: int) -> bool:
+        return (await repo.server_options(guild)).relax_in_nsfw_channels
+
+    assert await relaxed(GUILD) is False
+    await repo.set_server_options(GUILD, relax_in_nsfw_channels=True, set_by=ADMIN)
+    await repo.set_server_options(GUILD, relax_in_nsfw_channels=True, set_by=ADMIN)  # twice: an update, not a clash
+    assert (await relaxed(GUILD), await relaxed(OTHER_GUILD)) == (True, False)
+    await repo.forget_server_options(GUILD)
+    assert await relaxed(GUILD) is False
 
 
-async def test_public_by_default_is_per_server_kept_apart_from_the_safety_choice(database: Database) -> None:
-    store = ServerSafetyStore(database.sessions)
-    assert await store.public_by_default(GUILD) is False  # no row: private until the member posts
-    await store.set_options(GUILD, public_by_default=True, set_by=ADMIN)
-    assert (await store.public_by_default(GUILD), await store.relaxed_in_nsfw_channels(GUILD)) == (True, False)
-    await store.set_options(GUILD, relax_in_nsfw_channels=True, set_by=ADMIN)  # one choice keeps the other
-    assert (await store.public_by_default(GUILD), await store.relaxed_in_nsfw_channels(GUILD)) == (True, True)
-    assert await store.public_by_default(OTHER_GUILD) is False
-    await store.forget(GUILD)
-    assert await store.public_by_default(GUILD) is False
+async def test_public_by_default_is_per_server_kept_apart_from_the_safety_choice(repo: Repository) -> None:
+    async def public_and_relaxed(guild: int) -> tuple[bool, bool]:
+        options = await repo.server_options(guild)
+        return options.public_by_default, options.relax_in_nsfw_channels
+
+    assert (await public_and_relaxed(GUILD))[0] is False  # no row: private until the member posts
+    await repo.set_server_options(GUILD, public_by_default=True, set_by=ADMIN)
+    assert await public_and_relaxed(GUILD) == (True, False)
+    await repo.set_server_options(GUILD, relax_in_nsfw_channels=True, set_by=ADMIN)  # one choice keeps the other
+    assert await public_and_relaxed(GUILD) == (True, True)
+    assert (await public_and_relaxed(OTHER_GUILD))[0] is False
+    await repo.forget_server_options(GUILD)
+    assert (await public_and_relaxed(GUILD))[0] is False
+
+
+async def test_a_name_that_is_not_a_declared_server_option_is_refused(repo: Repository) -> None:
+    with pytest.raises(TypeError):
+        await repo.set_server_options(GUILD, public_by_defualt=True, set_by=ADMIN)
+    assert await repo.server_options(GUILD) == ServerOptions()

@@ -1,78 +1,21 @@
-"""A real engine on the tiny model with two styles, and a recording wrapper around it.
-
-The wrapper never replaces the engine: it notes each call (who, which style, when), can hold calls
-at a gate so a test can line jobs up without races, and can raise a fault instead of one call.
-"""
+"""A real engine on the tiny model with two styles, and the recording wrapper around it
+(`mmpp.inference.testing.recording`: it notes each call, can hold calls at a gate so a test can line
+jobs up without races, and can raise a fault instead of one call)."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from mmpp.inference.conditioning import PreparedFace
-from mmpp.inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
+from mmpp.inference.engine import Engine
 from mmpp.inference.queue import GenerationQueue, JobEvent, JobHandle, Started
-from mmpp.inference.styles import StyleCatalog
+from mmpp.inference.testing.recording import RecordingEngine
 from mmpp.inference.testing.tiny_model import add_tiny_style, make_tiny_model
 from mmpp.settings import Settings, load_settings
-
-Fault = Callable[[int, Sequence[GenerationRequest]], BaseException | None]
-
-
-class ProbeEngine:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.calls: list[list[tuple[str, int]]] = []  # per engine call: (style, seed) of each job
-        self.entered_at: list[float] = []
-        self.returned_at: list[float] = []
-        self.steps: list[list[tuple[int, tuple[bool, ...]]]] = []  # per call: (step, active) as the engine saw it
-        self.last_step = 0
-        self.fault: Fault | None = None
-        self._gate = threading.Event()
-        self._gate.set()
-
-    @property
-    def catalog(self) -> StyleCatalog:
-        return self.engine.catalog
-
-    def hold(self) -> None:
-        """Engine calls from now on wait (on the GPU thread) until `release`."""
-        self._gate = threading.Event()
-
-    def release(self) -> None:
-        self._gate.set()
-
-    def generate(
-        self, requests: Sequence[GenerationRequest], on_step: Callable[[StepProgress], None] | None = None
-    ) -> list[GenerationResult]:
-        index = len(self.calls)
-        self.calls.append([(r.style, r.seed) for r in requests])
-        self.entered_at.append(time.perf_counter())
-        seen: list[tuple[int, tuple[bool, ...]]] = []
-        self.steps.append(seen)
-        try:
-            self._gate.wait(timeout=30)
-            fault = self.fault(index, requests) if self.fault else None
-            if fault is not None:
-                raise fault
-
-            def record(progress: StepProgress) -> None:
-                seen.append((progress.step, progress.active))
-                self.last_step = progress.step
-                if on_step is not None:
-                    on_step(progress)
-
-            return self.engine.generate(requests, record)
-        finally:
-            self.returned_at.append(time.perf_counter())
-
-    def seeds(self) -> list[list[int]]:
-        return [[seed for _, seed in call] for call in self.calls]
 
 
 @pytest.fixture(scope="session")
@@ -100,15 +43,15 @@ def face(real_engine: Engine, selfie_bytes: bytes) -> PreparedFace:
     return real_engine.prepare(selfie_bytes)
 
 
-QueueFactory = Callable[..., tuple[GenerationQueue, ProbeEngine]]
+QueueFactory = Callable[..., tuple[GenerationQueue, RecordingEngine]]
 
 
 @pytest.fixture
 def make_queue(queue_settings: Settings, real_engine: Engine) -> Iterator[QueueFactory]:
-    probes: list[ProbeEngine] = []
+    probes: list[RecordingEngine] = []
 
-    def make(*, initial_job_s: float = 1.0, **overrides: object) -> tuple[GenerationQueue, ProbeEngine]:
-        probe = ProbeEngine(real_engine)
+    def make(*, initial_job_s: float = 1.0, **overrides: object) -> tuple[GenerationQueue, RecordingEngine]:
+        probe = RecordingEngine(real_engine)
         probes.append(probe)
         settings = queue_settings.model_copy(update=overrides)
         return GenerationQueue(probe, settings, initial_job_s=initial_job_s, stop_timeout_s=5), probe

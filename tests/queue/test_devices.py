@@ -17,8 +17,9 @@ from mmpp.inference.device import DeviceUnavailable, place, present_devices, res
 from mmpp.inference.engine import Engine
 from mmpp.inference.queue import Done, GenerationQueue, Queued
 from mmpp.inference.queue.devices import DevicesInvalid, load_engines, resolve_devices
+from mmpp.inference.testing.recording import RecordingEngine
 from mmpp.settings import Settings, SettingsError, load_settings
-from tests.queue.conftest import ProbeEngine, collect, started
+from tests.queue.conftest import collect, started
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +32,8 @@ def two_engines(queue_settings: Settings) -> Iterator[list[Engine]]:
 
 def two_probes(
     engines: list[Engine], settings: Settings, **overrides: object
-) -> tuple[GenerationQueue, list[ProbeEngine]]:
-    probes = [ProbeEngine(e) for e in engines]
+) -> tuple[GenerationQueue, list[RecordingEngine]]:
+    probes = [RecordingEngine(e) for e in engines]
     queue = GenerationQueue(probes, settings.model_copy(update=overrides), initial_job_s=10.0, stop_timeout_s=5)
     return queue, probes
 

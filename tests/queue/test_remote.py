@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
@@ -16,32 +16,17 @@ from pydantic import SecretStr
 
 from mmpp.bot.words.errors import describe
 from mmpp.inference.conditioning import PreparedFace
-from mmpp.inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
+from mmpp.inference.engine import Engine, GenerationRequest
 from mmpp.inference.queue import Cancelled, Done, Failed, GenerationQueue, NoWorkers, Queued, Started, Step
 from mmpp.inference.queue.remote import protocol as p
 from mmpp.inference.queue.remote.dispatch import FOLLOW_GRACE_S, RemoteBackend
 from mmpp.inference.queue.remote.sealing import Seal
 from mmpp.inference.queue.remote.worker import RemoteWorker, WorkerRefused, check_catalog
 from mmpp.inference.styles import UnknownStyleError
+from mmpp.inference.testing.recording import RecordingEngine
 from mmpp.memory import HeapTrimmer
 from mmpp.settings import Settings
-from tests.queue.conftest import ProbeEngine, collect, started
-
-
-class SlowSteps(ProbeEngine):
-    """The real engine with a pause after each step, so a test can act between two steps."""
-
-    step_s = 0.0
-
-    def generate(
-        self, requests: Sequence[GenerationRequest], on_step: Callable[[StepProgress], None] | None = None
-    ) -> list[GenerationResult]:
-        def slow(progress: StepProgress) -> None:
-            if on_step is not None:
-                on_step(progress)
-            time.sleep(self.step_s)
-
-        return super().generate(requests, slow)
+from tests.queue.conftest import collect, started
 
 
 @dataclass
@@ -49,7 +34,7 @@ class Remote:
     queue: GenerationQueue
     backend: RemoteBackend
     worker: RemoteWorker
-    probe: SlowSteps
+    probe: RecordingEngine
     client: redis.Redis
 
     def leftovers(self) -> list[str]:
@@ -73,7 +58,7 @@ async def open_remote(
     backend = RemoteBackend(queue, url, fingerprint, seal=Seal(bot_secret), **timeout)  # type: ignore[arg-type]
     await backend.start()
     queue.on_shutdown(backend.close)
-    probe = SlowSteps(engine)
+    probe = RecordingEngine(engine)
     worker = RemoteWorker(probe, settings.model_copy(update=worker_settings or {}), worker_id, fingerprint)
     stop = asyncio.Event()
     serving = asyncio.create_task(worker.serve(stop))

@@ -7,55 +7,41 @@ and then hands back the selfie photo itself as its "portrait" for the first `lin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from PIL import Image, ImageOps
 from pydantic import SecretStr
 
 from mmpp.inference.conditioning import PreparedFace
-from mmpp.inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
+from mmpp.inference.engine import Engine, GenerationRequest, GenerationResult
 from mmpp.inference.queue import Done, GenerationQueue
 from mmpp.inference.queue.unlinkable import REDRAW_IP_FACTORS
-from mmpp.inference.styles import StyleCatalog
+from mmpp.inference.testing.recording import RecordingEngine
 from mmpp.settings import Settings
 from tests.queue.conftest import collect
 from tests.queue.test_remote import open_remote
 
 
-class SelfieEngine:
-    """The real engine whose first `linkable_calls` results are swapped for the selfie, mirrored."""
+def selfie_engine(engine: Engine, selfie: Image.Image, linkable_calls: int) -> RecordingEngine:
+    """The real engine whose first `linkable_calls` calls' results are swapped for the selfie, mirrored."""
+    mirrored = ImageOps.mirror(selfie)
 
-    def __init__(self, engine: Engine, selfie: Image.Image, linkable_calls: int) -> None:
-        self.engine = engine
-        self.resolution = engine.resolution
-        self.selfie = ImageOps.mirror(selfie)
-        self.linkable_calls = linkable_calls
-        self.requests: list[GenerationRequest] = []
-
-    @property
-    def catalog(self) -> StyleCatalog:
-        return self.engine.catalog
-
-    def generate(
-        self, requests: Sequence[GenerationRequest], on_step: Callable[[StepProgress], None] | None = None
-    ) -> list[GenerationResult]:
-        call = len(self.requests)
-        self.requests.extend(requests)
-        results = self.engine.generate(requests, on_step)
-        if call < self.linkable_calls:
-            return [r if r.image is None else replace(r, image=self.selfie) for r in results]
+    def swap(call: int, results: list[GenerationResult]) -> list[GenerationResult]:
+        if call < linkable_calls:
+            return [r if r.image is None else replace(r, image=mirrored) for r in results]
         return results
 
+    return RecordingEngine(engine, swap=swap)
 
-def local_queue(settings: Settings, engine: SelfieEngine) -> GenerationQueue:
+
+def local_queue(settings: Settings, engine: RecordingEngine) -> GenerationQueue:
     return GenerationQueue(engine, settings, initial_job_s=1.0, stop_timeout_s=5)  # type: ignore[arg-type]
 
 
 async def test_a_linkable_portrait_is_redrawn_until_it_is_not(
     queue_settings: Settings, real_engine: Engine, face: PreparedFace, astronaut: Image.Image
 ) -> None:
-    engine = SelfieEngine(real_engine, astronaut, linkable_calls=1)
+    engine = selfie_engine(real_engine, astronaut, linkable_calls=1)
     queue = local_queue(queue_settings, engine)
     queue.start()
     try:
@@ -75,7 +61,7 @@ async def test_a_linkable_portrait_is_redrawn_until_it_is_not(
 async def test_still_linkable_after_two_more_tries_says_so(
     queue_settings: Settings, real_engine: Engine, face: PreparedFace, astronaut: Image.Image
 ) -> None:
-    engine = SelfieEngine(real_engine, astronaut, linkable_calls=99)
+    engine = selfie_engine(real_engine, astronaut, linkable_calls=99)
     queue = local_queue(queue_settings, engine)
     queue.start()
     try:
@@ -92,7 +78,7 @@ async def test_still_linkable_after_two_more_tries_says_so(
 async def test_turned_off_nothing_is_redrawn_and_noise_never_fires_it(
     queue_settings: Settings, real_engine: Engine, face: PreparedFace, astronaut: Image.Image
 ) -> None:
-    queue = local_queue(queue_settings, off := SelfieEngine(real_engine, astronaut, linkable_calls=99))
+    queue = local_queue(queue_settings, off := selfie_engine(real_engine, astronaut, linkable_calls=99))
     queue.start()
     try:
         events = await collect(queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2, unlinkable=False))
@@ -100,7 +86,7 @@ async def test_turned_off_nothing_is_redrawn_and_noise_never_fires_it(
         assert isinstance(done, Done) and not done.result.linkable and len(off.requests) == 1
     finally:
         await queue.shutdown(grace_s=5)
-    queue = local_queue(queue_settings, tiny := SelfieEngine(real_engine, astronaut, linkable_calls=0))
+    queue = local_queue(queue_settings, tiny := selfie_engine(real_engine, astronaut, linkable_calls=0))
     queue.start()
     try:
         events = await collect(queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2))
@@ -113,7 +99,7 @@ async def test_turned_off_nothing_is_redrawn_and_noise_never_fires_it(
 async def test_through_a_remote_worker_the_switch_and_the_verdict_travel(
     redis_url: str, queue_settings: Settings, real_engine: Engine, face: PreparedFace, astronaut: Image.Image
 ) -> None:
-    engine = SelfieEngine(real_engine, astronaut, linkable_calls=99)
+    engine = selfie_engine(real_engine, astronaut, linkable_calls=99)
     settings = queue_settings.model_copy(update={"redis_url": SecretStr(redis_url)})
     async for remote in open_remote(redis_url, settings, engine):  # type: ignore[arg-type]
         events = await collect(remote.queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2))
@@ -142,19 +128,13 @@ def test_the_switch_travels_and_a_bot_that_predates_it_gets_the_guard(face: Prep
 async def test_each_take_of_a_set_is_judged_and_only_the_matching_one_is_redrawn(
     queue_settings: Settings, real_engine: Engine, face: PreparedFace, astronaut: Image.Image
 ) -> None:
-    engine = SelfieEngine(real_engine, astronaut, linkable_calls=0)
-    selfie = engine.selfie
+    selfie = ImageOps.mirror(astronaut)
 
-    def second_take_matches(
-        requests: Sequence[GenerationRequest], on_step: Callable[[StepProgress], None] | None = None
-    ) -> list[GenerationResult]:
-        call = len(engine.requests)
-        engine.requests.extend(requests)
-        results = engine.engine.generate(requests, on_step)
+    def second_take_matches(call: int, results: list[GenerationResult]) -> list[GenerationResult]:
         # In the set's one call, only its second take comes back as the selfie.
         return [replace(r, image=selfie) if call == 0 and i == 1 else r for i, r in enumerate(results)]
 
-    engine.generate = second_take_matches  # type: ignore[method-assign]
+    engine = RecordingEngine(real_engine, swap=second_take_matches)
     queue = local_queue(queue_settings, engine)
     queue.start()
     try:

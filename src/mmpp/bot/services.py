@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from mmpp.bot.face_cache import FaceCache
 from mmpp.bot.portrait.bookkeeping import LogWrites
 from mmpp.bot.portrait.order import Admissions
-from mmpp.bot.results import ResultStore
+from mmpp.bot.stores import KeptResult, TimedStore
 from mmpp.bot.uploads.refusals import RefusedUploads
 from mmpp.settings import Settings
 
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
     from mmpp.bot.db import Database, Repository
     from mmpp.bot.uploads.decoding import Decoder
     from mmpp.bot.uploads.download import Downloader
+    from mmpp.inference.preprocess import LocatedFace
     from mmpp.inference.queue import QueueFront
 
 
@@ -30,12 +30,12 @@ class Services:
     queue: QueueFront
     database: Database
     repo: Repository
-    faces: FaceCache
+    faces: TimedStore[LocatedFace]
     downloader: Downloader
     # Decodes and face searches, in worker processes, a bounded number at once bot-wide.
     decoder: Decoder
     # Finished portraits, for Post and /last: in memory, under the Reroll cache's limits.
-    results: ResultStore
+    results: TimedStore[KeptResult]
     # Members whose last pictures could not be used: asked to wait before the next download.
     refused_uploads: RefusedUploads = field(default_factory=RefusedUploads)
     # Requests acknowledged but not queued yet (one per member), and /cancel for them.

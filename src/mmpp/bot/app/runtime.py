@@ -20,9 +20,8 @@ from mmpp.bot.app.discord_endpoints import apply_endpoints
 from mmpp.bot.app.invite import TokenRejected, check_token, print_invite, read_token, unreachable
 from mmpp.bot.app.recovery import close_open_jobs
 from mmpp.bot.app.sharding import own_jobs, shard_options
-from mmpp.bot.face_cache import FaceCache
-from mmpp.bot.results import ResultStore
 from mmpp.bot.services import Services
+from mmpp.bot.stores import face_store, result_store
 from mmpp.bot.uploads.decoding import Decoder
 from mmpp.bot.uploads.download import Downloader
 from mmpp.errors import UserFacingError
@@ -113,11 +112,11 @@ class BotRuntime:
         except BaseException:
             await database.dispose()
             raise
-        faces = FaceCache(settings.reroll_ttl_s, max_bytes=settings.reroll_cache_mb * 2**20)
+        faces = face_store(settings.reroll_ttl_s, max_bytes=settings.reroll_cache_mb * 2**20)
         self.services = Services(
             settings, queue, database, repo, faces, Downloader(settings),
             Decoder(image_limits(settings), settings.max_concurrent_decodes),
-            ResultStore(settings.reroll_ttl_s, max_bytes=settings.reroll_cache_mb * 2**20),
+            result_store(settings.reroll_ttl_s, max_bytes=settings.reroll_cache_mb * 2**20),
         )
         await self.services.decoder.start()
         self.bot = MMPPBot(self.services, **shard_options(settings), **self.client_options)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from importlib import resources
+from typing import Any, TypeVar
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from mmpp.bot.db import ResolvedPreset
+from mmpp.bot.db.options import Declared, RoomOptions, ServerOptions, declared
 from mmpp.bot.db.repository import SeedPolicy
-from mmpp.bot.db.safety import ServerSafetyStore
 from mmpp.bot.portrait.follow import make_portrait
 from mmpp.bot.portrait.order import SampleOrder
-from mmpp.bot.portrait.rules import MAX_TAKES, style_autocomplete, style_title, takes_for
+from mmpp.bot.portrait.rules import style_autocomplete, style_title, takes_for
 from mmpp.bot.replies import defer
 from mmpp.bot.services import Services, services_of
 from mmpp.bot.style_cards import send_style_cards
@@ -45,11 +48,6 @@ async def any_style_autocomplete(interaction: discord.Interaction, current: str)
         choices.append(app_commands.Choice(name=title, value=listing.name))
     return choices[:25]
 
-UNLINKABLE_WORDS = {
-    True: N_("on: a portrait face matching could tie to the photo is redrawn"),
-    False: N_("off: the most likeness, even if face matching could tie a portrait to its photo"),
-}
-
 
 async def background_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
     """The named backgrounds in the admin's language; whatever else they type is taken as English."""
@@ -57,17 +55,34 @@ async def background_autocomplete(interaction: discord.Interaction, current: str
     return [app_commands.Choice(name=name, value=value) for name, value in pairs]
 
 
-SAFETY_WORDS = {
-    False: N_("strict everywhere"),
-    True: N_(
-        "relaxed in channels Discord marks age-restricted (NSFW): nudity may pass there, a picture that may "
-        "show a child never does; strict in every other channel and in DMs"
-    ),
-}
-PUBLIC_WORDS = {
-    False: N_("private until the member presses Post"),
-    True: N_("posted in the channel as soon as they are drawn"),
-}
+def worded(interaction: discord.Interaction, option: Declared, options: RoomOptions | ServerOptions) -> str:
+    """`/style show`'s words for an option's value (as declared), in the admin's language."""
+    value = getattr(options, option.name)
+    words = option.how.words
+    return tr(interaction, words[value]) if words is not None else str(value)
+
+
+DECLARED: tuple[Declared, ...] = (*declared(RoomOptions), *declared(ServerOptions))
+KEYWORD_ONLY = inspect.Parameter.KEYWORD_ONLY
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def declared_parameters(callback: F) -> F:
+    """`/style set`'s parameters for the declared options, in place of the callback's `**options`.
+
+    discord.py reads a command's parameters from its callback's signature, so the signature is
+    written here from the declaration (`mmpp.bot.db.options`): each option is optional, and
+    None (left empty) keeps what was set. Their names and descriptions go the same way."""
+    signature = inspect.signature(callback)
+    fixed = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    added = []
+    for option in DECLARED:
+        kind = option.type if option.how.limits is None else app_commands.Range[option.type, *option.how.limits]
+        added.append(inspect.Parameter(option.name, KEYWORD_ONLY, default=None, annotation=kind | None))
+    callback.__signature__ = signature.replace(parameters=[*fixed, *added])  # type: ignore[attr-defined]
+    renamed = app_commands.rename(**{o.name: name_str(o.how.parameter) for o in DECLARED})
+    described = app_commands.describe(**{o.name: text_str(o.how.describe) for o in DECLARED})
+    return renamed(described(callback))  # type: ignore[no-any-return]
 
 
 def sample_face() -> bytes:
@@ -85,10 +100,8 @@ def describe_preset(
     embed.add_field(name=tr(interaction, "Background"), value=background or tr(interaction, "the style's own"))
     embed.add_field(name=tr(interaction, "Framing"), value=preset.framing or tr(interaction, "the style's own"))
     embed.add_field(name=tr(interaction, "Seeds"), value=tr(interaction, SEED_POLICY_WORDS[preset.seed_policy]))
-    choice = tr(interaction, "yes") if preset.allow_member_choice else tr(interaction, "no")
-    embed.add_field(name=tr(interaction, "Members may pick a style"), value=choice)
-    unlinkable = tr(interaction, UNLINKABLE_WORDS[preset.unlinkable])
-    embed.add_field(name=tr(interaction, "Unlinkable portraits"), value=unlinkable)
+    for option in declared(RoomOptions):
+        embed.add_field(name=tr(interaction, option.how.label), value=worded(interaction, option, preset))
     source = {
         "channel": N_("From this channel's override"), "server": N_("From the server preset"),
         "default": N_("From the bot's default"),
@@ -121,8 +134,6 @@ class StyleCog(
     @app_commands.rename(
         style=name_str("style"), channel=name_str("channel"), background=name_str("background"),
         framing=name_str("framing"), seed_policy=name_str("seed_policy"),
-        allow_member_choice=name_str("allow_member_choice"), public=name_str("public"),
-        relax_safety=name_str("relax_safety"), unlinkable=name_str("unlinkable"), candidates=name_str("candidates"),
     )
     @app_commands.describe(
         style=text_str("The style for everyone's portraits (empty: keep the current one)"),
@@ -130,11 +141,6 @@ class StyleCog(
         background=text_str("Pick a background, or write a colour or scene in English (e.g. 'teal', 'rainy window')"),
         framing=text_str("How the portrait is framed, e.g. 'close-up' or 'head and shoulders'"),
         seed_policy=text_str("random: new look each time; fixed: same for all; per_user: stable per member"),
-        allow_member_choice=text_str("Let members pick another style with /profile's style option"),
-        public=text_str("Whole server: post portraits in the channel at once instead of privately"),
-        relax_safety=text_str("Whole server: let nudity pass the safety check in age-restricted channels"),
-        unlinkable=text_str("Redraw portraits that face matching could tie to the member's photo (default: on)"),
-        candidates=text_str("Whole server: takes per request, shown together for the member to pick from (1-4)"),
     )
     @app_commands.choices(seed_policy=[
         app_commands.Choice(name=text_str("random"), value="random"),
@@ -142,6 +148,7 @@ class StyleCog(
         app_commands.Choice(name=text_str("per member"), value="per_user"),
     ])
     @app_commands.autocomplete(style=style_autocomplete, background=background_autocomplete)
+    @declared_parameters
     async def set_style(
         self,
         interaction: discord.Interaction,
@@ -150,11 +157,7 @@ class StyleCog(
         background: str | None = None,
         framing: str | None = None,
         seed_policy: str | None = None,
-        allow_member_choice: bool | None = None,
-        public: bool | None = None,
-        relax_safety: bool | None = None,
-        unlinkable: bool | None = None,
-        candidates: app_commands.Range[int, 1, MAX_TAKES] | None = None,
+        **options: Any,
     ) -> None:
         services = services_of(interaction)
         guild_id = interaction.guild_id
@@ -173,17 +176,18 @@ class StyleCog(
         services.queue.catalog.get(style)
         # Options left empty keep what was set before, so changing one thing never resets another.
         policy: SeedPolicy = seed_policy or (current.seed_policy if current else "random")  # type: ignore[assignment]
+        room = {
+            option.name: options[option.name] if options[option.name] is not None
+            else (getattr(current, option.name) if current else option.default)
+            for option in declared(RoomOptions)
+        }
         fields = {
             "background": background if background is not None else (current.background if current else None),
             "framing": framing if framing is not None else (current.framing if current else None),
             "seed_policy": policy,
             # A fixed or per-member seed survives unrelated edits; the repository draws a new one otherwise.
             "seed": current.seed if current is not None and current.seed_policy == policy else None,
-            "allow_member_choice": (
-                allow_member_choice if allow_member_choice is not None
-                else (current.allow_member_choice if current else False)
-            ),
-            "unlinkable": unlinkable if unlinkable is not None else (current.unlinkable if current else True),
+            **room,
             "set_by": interaction.user.id,
         }
         if channel is not None:
@@ -194,12 +198,9 @@ class StyleCog(
             preset = await services.repo.set_server_preset(guild_id, style, **fields)
             where = tr(interaction, "This server")
             done = tr(interaction, "Done. New portraits on this server use this look.")
-        store = ServerSafetyStore(services.database.sessions)
-        if public is not None or relax_safety is not None or candidates is not None:
-            await store.set_options(
-                guild_id, set_by=interaction.user.id, public_by_default=public, relax_in_nsfw_channels=relax_safety,
-                candidates=candidates,
-            )
+        server_wide = {option.name: options[option.name] for option in declared(ServerOptions)}
+        if any(value is not None for value in server_wide.values()):
+            await services.repo.set_server_options(guild_id, set_by=interaction.user.id, **server_wide)
         embed = describe_preset(interaction, services, preset, where)
         await add_server_choices(interaction, services, embed)
         await interaction.response.send_message(done, embed=embed, ephemeral=True)
@@ -261,7 +262,7 @@ class StyleCog(
     async def reset(self, interaction: discord.Interaction) -> None:
         services = services_of(interaction)
         await services.repo.reset_server(interaction.guild_id or 0)
-        await ServerSafetyStore(services.database.sessions).forget(interaction.guild_id or 0)
+        await services.repo.forget_server_options(interaction.guild_id or 0)
         await interaction.response.send_message(
             tr(interaction, "Reset. Portraits here use the default style (`{style}`), stay private until posted, and "
                "get the strict safety check again.", style=services.repo.default_style),
@@ -270,17 +271,13 @@ class StyleCog(
 
 
 async def add_server_choices(interaction: discord.Interaction, services: Services, embed: discord.Embed) -> None:
-    """The server-wide switches of `/style set`: public by default, and the safety check."""
-    store = ServerSafetyStore(services.database.sessions)
+    """The server-wide options of `/style set` (`ServerOptions`), each as members meet it."""
     guild_id = interaction.guild_id or 0
-    embed.add_field(
-        name=tr(interaction, "Finished portraits"),
-        value=tr(interaction, PUBLIC_WORDS[await store.public_by_default(guild_id)]), inline=False,
-    )
-    embed.add_field(
-        name=tr(interaction, "Takes per request"), value=str(await takes_for(services, guild_id)), inline=False
-    )
-    value = tr(interaction, SAFETY_WORDS[await store.relaxed_in_nsfw_channels(guild_id)])
-    if services.settings.sources.safety_checker is None:
-        value += " " + tr(interaction, "(This bot's operator has turned the check off entirely.)")
-    embed.add_field(name=tr(interaction, "Safety check"), value=value, inline=False)
+    chosen = await services.repo.server_options(guild_id)
+    for option in declared(ServerOptions):
+        value = worded(interaction, option, chosen)
+        if option.name == "candidates":
+            value = str(await takes_for(services, guild_id))  # left unset: the bot's own number
+        elif option.name == "relax_in_nsfw_channels" and services.settings.sources.safety_checker is None:
+            value += " " + tr(interaction, "(This bot's operator has turned the check off entirely.)")
+        embed.add_field(name=tr(interaction, option.how.label), value=value, inline=False)

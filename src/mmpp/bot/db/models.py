@@ -19,11 +19,10 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
-    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.sql.expression import true
 
+from mmpp.bot.db.options import RoomOptions, ServerOptions, columns
 from mmpp.bot.db.types import Snowflake, UInt64, UTCDateTime
 
 # Named constraints let later migrations (and SQLite batch mode) refer to them by name.
@@ -88,8 +87,9 @@ class ServerStyleSetting(Base):
     set_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class _PresetColumns:
-    """The look a server or a channel pins: a style plus the touches that make portraits match."""
+class _PresetColumns(columns(RoomOptions)):  # type: ignore[misc]
+    """The look a server or a channel pins: a style plus the touches that make portraits match, and
+    the room's options (declared in `mmpp.bot.db.options`)."""
 
     style: Mapped[str] = mapped_column(String(STYLE_NAME_LENGTH), ForeignKey("styles.name"))
     background: Mapped[str | None] = mapped_column(String(TOUCH_LENGTH))
@@ -97,9 +97,6 @@ class _PresetColumns:
     seed_policy: Mapped[str] = mapped_column(String(16))
     # The fixed seed, or the base that per-user seeds derive from; unused for "random".
     seed: Mapped[int | None] = mapped_column(UInt64)
-    allow_member_choice: Mapped[bool] = mapped_column(Boolean)
-    # Redraw portraits that face matching would tie to the selfie (inference/queue/unlinkable.py).
-    unlinkable: Mapped[bool] = mapped_column(Boolean, server_default=true())
     set_by: Mapped[int] = mapped_column(Snowflake)
     set_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -170,18 +167,12 @@ class GenerationLog(Base):
     language: Mapped[str | None] = mapped_column(String(LANGUAGE_LENGTH))
 
 
-class ServerSafety(Base):
-    """A server admin's server-wide choices: the image safety check and whether portraits go public
-    at once. No row: the strict check everywhere, and portraits private until their member posts one."""
+class ServerOptionsRow(columns(ServerOptions), Base):  # type: ignore[misc]
+    """A server admin's server-wide options (declared in `mmpp.bot.db.options`). No row: the defaults.
+    The table keeps the name it had when it held only the safety check."""
 
     __tablename__ = "server_safety"
 
     guild_id: Mapped[int] = mapped_column(Snowflake, primary_key=True, autoincrement=False)
-    # In channels Discord marks NSFW, let nudity through (the check still refuses the rest).
-    relax_in_nsfw_channels: Mapped[bool] = mapped_column(Boolean)
-    # Post every finished portrait in the channel at once, as rooms that want it public choose.
-    public_by_default: Mapped[bool] = mapped_column(Boolean, server_default=false())
-    # Takes per request (1-4); None: the bot's CANDIDATES (by default 2 on a GPU, 1 on the CPU).
-    candidates: Mapped[int | None] = mapped_column(Integer)
     set_by: Mapped[int] = mapped_column(Snowflake)
     set_at: Mapped[datetime] = mapped_column(UTCDateTime)

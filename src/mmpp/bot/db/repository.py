@@ -56,6 +56,8 @@ from mmpp.bot.db.models import (
     ServerStyleSetting,
     Style,
 )
+from mmpp.bot.db.options import Declared, RoomOptions, declared, names, values
+from mmpp.bot.db.server_options import ServerWide
 from mmpp.errors import N_
 
 if TYPE_CHECKING:
@@ -100,18 +102,16 @@ class StyleListing:
     enabled: bool
 
 
-@dataclass(frozen=True, slots=True)
-class ResolvedPreset:
-    """The look a /profile job gets, and where it came from (for `/style show`)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResolvedPreset(RoomOptions):
+    """The look a /profile job gets, its room's options (`RoomOptions`), and where it came from (for
+    `/style show`)."""
 
     style: str
     background: str | None = None
     framing: str | None = None
     seed_policy: SeedPolicy = "random"
     seed: int | None = None
-    allow_member_choice: bool = False
-    # Portraits here are redrawn until face matching cannot tie them to the selfie (on by default).
-    unlinkable: bool = True
     source: PresetSource = "default"
     set_by: int | None = None
     set_at: datetime | None = None
@@ -130,6 +130,15 @@ class ResolvedPreset:
 # --- the one-query resolution --------------------------------------------------------------------
 
 
+def _default_column(option: Declared) -> Any:
+    """An option's default as a SQL value, typed as its column (both backends must agree in the union)."""
+    if option.default is None:
+        return cast(null(), option.how.column)
+    if isinstance(option.default, bool):
+        return true() if option.default else false()
+    return cast(literal(option.default), option.how.column)
+
+
 def _ranked(model: type[ServerPreset] | type[ChannelOverride], rank: int, where: Any) -> Select[Any]:
     shown = ServerStyleSetting
     return (
@@ -140,8 +149,7 @@ def _ranked(model: type[ServerPreset] | type[ChannelOverride], rank: int, where:
             model.framing,
             model.seed_policy,
             model.seed,
-            model.allow_member_choice,
-            model.unlinkable,
+            *(getattr(model, name) for name in names(RoomOptions)),
             model.set_by,
             model.set_at,
         )
@@ -163,9 +171,7 @@ def _default_ranked() -> Select[Any]:
             cast(null(), String).label("framing"),
             cast(literal("random"), String).label("seed_policy"),
             cast(null(), BigInteger).label("seed"),
-            # One look until an admin chooses otherwise: a room's portraits match from the start.
-            false().label("allow_member_choice"),
-            true().label("unlinkable"),
+            *(_default_column(option).label(option.name) for option in declared(RoomOptions)),
             cast(null(), BigInteger).label("set_by"),
             cast(null(), DateTime(timezone=True)).label("set_at"),
         )
@@ -205,8 +211,7 @@ def _preset_from_row(row: Any, source: PresetSource) -> ResolvedPreset:
         framing=row.framing,
         seed_policy=row.seed_policy,
         seed=row.seed,
-        allow_member_choice=row.allow_member_choice,
-        unlinkable=row.unlinkable,
+        **{name: getattr(row, name) for name in names(RoomOptions)},
         source=source,
         set_by=row.set_by,
         set_at=row.set_at,
@@ -255,7 +260,7 @@ def _seed(policy: str, seed: int | None) -> int | None:
     return seed
 
 
-class Repository(JobLog):
+class Repository(JobLog, ServerWide):
     """The async repository the bot calls; one per process, safe to share between tasks."""
 
     def __init__(
@@ -356,14 +361,12 @@ class Repository(JobLog):
         framing: str | None = None,
         seed_policy: SeedPolicy = "random",
         seed: int | None = None,
-        allow_member_choice: bool = False,
-        unlinkable: bool = True,
         set_by: int,
+        **options: Any,
     ) -> ResolvedPreset:
-        """Pin the server's look. Two admins at once: the last write wins, whole, never mixed."""
-        preset = self._new_preset(
-            style, background, framing, seed_policy, seed, allow_member_choice, unlinkable, set_by, "server"
-        )
+        """Pin the server's look and its room options (`RoomOptions`, by name; unset: their defaults).
+        Two admins at once: the last write wins, whole, never mixed."""
+        preset = self._new_preset(style, background, framing, seed_policy, seed, set_by, "server", options)
         await self._upsert_preset(ServerPreset, {"guild_id": guild_id}, guild_id, preset)
         return preset
 
@@ -377,14 +380,11 @@ class Repository(JobLog):
         framing: str | None = None,
         seed_policy: SeedPolicy = "random",
         seed: int | None = None,
-        allow_member_choice: bool = False,
-        unlinkable: bool = True,
         set_by: int,
+        **options: Any,
     ) -> ResolvedPreset:
         """Give one channel its own complete look; the server preset does not fill its gaps."""
-        preset = self._new_preset(
-            style, background, framing, seed_policy, seed, allow_member_choice, unlinkable, set_by, "channel"
-        )
+        preset = self._new_preset(style, background, framing, seed_policy, seed, set_by, "channel", options)
         keys = {"guild_id": guild_id, "channel_id": channel_id}
         await self._upsert_preset(ChannelOverride, keys, guild_id, preset)
         return preset
@@ -450,10 +450,9 @@ class Repository(JobLog):
         framing: str | None,
         seed_policy: str,
         seed: int | None,
-        allow_member_choice: bool,
-        unlinkable: bool,
         set_by: int,
         source: PresetSource,
+        options: dict[str, Any],
     ) -> ResolvedPreset:
         return ResolvedPreset(
             style=style,
@@ -461,8 +460,7 @@ class Repository(JobLog):
             framing=_touch(framing, "framing"),
             seed_policy=seed_policy,  # type: ignore[arg-type]  # checked by _seed
             seed=_seed(seed_policy, seed),
-            allow_member_choice=allow_member_choice,
-            unlinkable=unlinkable,
+            **options,
             source=source,
             set_by=set_by,
             set_at=self._clock(),
@@ -475,14 +473,13 @@ class Repository(JobLog):
         guild_id: int,
         preset: ResolvedPreset,
     ) -> None:
-        values = {
+        row = {
             "style": preset.style,
             "background": preset.background,
             "framing": preset.framing,
             "seed_policy": preset.seed_policy,
             "seed": preset.seed,
-            "allow_member_choice": preset.allow_member_choice,
-            "unlinkable": preset.unlinkable,
+            **values(RoomOptions, preset),
             "set_by": preset.set_by,
             "set_at": preset.set_at,
         }
@@ -495,9 +492,9 @@ class Repository(JobLog):
                     raise StyleHidden(preset.style)
                 # One atomic statement on both backends: concurrent writers never see "no row yet"
                 # twice, and every column comes from the same writer.
-                stmt = self._insert(session, model).values(**keys, **values)
+                stmt = self._insert(session, model).values(**keys, **row)
                 stmt = stmt.on_conflict_do_update(
-                    index_elements=list(keys), set_={key: stmt.excluded[key] for key in values}
+                    index_elements=list(keys), set_={key: stmt.excluded[key] for key in row}
                 )
                 await session.execute(stmt)
         except IntegrityError as exc:

@@ -17,6 +17,7 @@ from mmpp.bot.portrait.reach import Recipient, deliver_portrait, send_elsewhere
 from mmpp.bot.portrait.rules import public_by_default
 from mmpp.bot.portrait.wear import PREVIEW_FILENAME, avatar_png, circle_preview, guide_embed
 from mmpp.bot.replies import ProgressMessage, send_error
+from mmpp.bot.stores import KeptResult
 from mmpp.bot.words.i18n import N_, match, tr
 from mmpp.logs import log_event
 
@@ -38,8 +39,8 @@ STILL_LINKABLE = N_(
 
 @dataclass(frozen=True)
 class Keep:
-    """What the bot keeps of a delivered set, by token: the finished pictures (`ResultStore`, for
-    Post and /last) and the face they were drawn from (`FaceCache`, for Reroll; None where the
+    """What the bot keeps of a delivered set, by token: the finished pictures (`services.results`, for
+    Post and /last) and the face they were drawn from (`services.faces`, for Reroll; None where the
     buttons offer no reroll)."""
 
     result_token: str
@@ -125,11 +126,11 @@ async def deliver_set(
 ) -> Outcome:
     """The finished set in the member's private reply, each picture with its own Post button; in a
     server that chose "public by default", posted in the channel at once as if Post was pressed.
-    The set stays in memory (`mmpp.bot.results`) for Post and `/last` whichever way it reached them."""
+    The set stays in memory (`mmpp.bot.stores`) for Post and `/last` whichever way it reached them."""
     user, title, drawn = interaction.user, finished.title, finished.pngs
     # The size Discord takes for an avatar (the engine's own on a production model).
     pngs = await asyncio.to_thread(lambda: [avatar_png(p) for p in drawn])
-    keep = Keep(services.results.put(user.id, order.style, pngs, finished.seeds), face_token)
+    keep = Keep(services.results.put(KeptResult(order.style, pngs, finished.seeds), user.id), face_token)
     # A portrait face matching could tie to the selfie is never posted for the member: they decide.
     # So is a set of takes: posting them all would flood the room; the member picks one with Post #n.
     public = not finished.linkable and len(pngs) == 1 and await public_by_default(services, interaction)

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 import discord
 
 from mmpp.bot.db.repository import InteractionRef, Outcome
-from mmpp.bot.face_cache import FaceCache
 from mmpp.bot.portrait.deliver import Finished, deliver_sample, deliver_set, tell
 from mmpp.bot.portrait.order import CancelledWhilePreparing, Order, PortraitOrder, new_seed
 from mmpp.bot.portrait.reach import TOKEN_LIFETIME
 from mmpp.bot.portrait.rules import safety_level, takes_for
 from mmpp.bot.replies import ProgressMessage, ReplyDeleted
+from mmpp.bot.stores import TimedStore
 from mmpp.bot.words.errors import FILTERED
 from mmpp.bot.words.i18n import language_of, tr, tr_error
 from mmpp.bot.words.markup import discord_time
@@ -82,10 +82,10 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
 
 @dataclass
 class HeldFace:
-    """The face a member's set keeps for Reroll (a `FaceCache` token; none for a sample). A face
+    """The face a member's set keeps for Reroll (a face-store token; none for a sample). A face
     kept for this job alone goes when no portrait comes of it: no portrait, no Reroll button."""
 
-    faces: FaceCache
+    faces: TimedStore[LocatedFace]
     token: str | None
     new: bool
 

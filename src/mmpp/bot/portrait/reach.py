@@ -4,7 +4,7 @@ The first way is always the interaction's own (private) reply. When that fails f
 expired, discord.py's retries of a 5xx ran out, a 429 that does not end), the portrait goes to the
 member's DMs, never to the channel: nothing is public until its member says so. The message itself
 says why it came that way. If DMs are closed too, the portrait stays in memory for a while
-(`mmpp.bot.results`) and `/last` shows it. The caller logs what really happened: `delivered`,
+(`mmpp.bot.stores`) and `/last` shows it. The caller logs what really happened: `delivered`,
 `delivered_fallback` or `undelivered`.
 
 Notices for jobs a restart interrupted use the same chain, from ids alone: the interaction's

@@ -16,7 +16,7 @@ import discord
 from discord import app_commands
 
 from mmpp.bot.db import ResolvedPreset, StyleHidden
-from mmpp.bot.db.safety import ServerSafetyStore
+from mmpp.bot.db.options import MAX_TAKES
 from mmpp.bot.services import Services, services_of
 from mmpp.errors import N_, UserFacingError
 from mmpp.settings import Settings
@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from mmpp.inference.queue import QueueFront
     from mmpp.inference.safety import SafetyLevel
 
-# CANDIDATES' and `/style set candidates:`'s limit (the remote protocol refuses more; see MAX_TAKES there).
-MAX_TAKES = 4
 
 
 class StyleNoLongerHere(UserFacingError):
@@ -119,7 +117,7 @@ def default_takes(settings: Settings, queue: QueueFront) -> int:
 async def takes_for(services: Services, guild_id: int | None) -> int:
     """The takes a member's request draws here (a DM or a server that did not choose: the bot's)."""
     if guild_id is not None:
-        chosen = await ServerSafetyStore(services.database.sessions).candidates(guild_id)
+        chosen = (await services.repo.server_options(guild_id)).candidates
         if chosen is not None:
             return max(1, min(MAX_TAKES, chosen))
     return default_takes(services.settings, services.queue)
@@ -133,12 +131,12 @@ async def safety_level(services: Services, interaction: discord.Interaction) -> 
     is_nsfw = getattr(interaction.channel, "is_nsfw", None)
     if not callable(is_nsfw) or not is_nsfw():
         return "strict"
-    store = ServerSafetyStore(services.database.sessions)
-    return "relaxed" if await store.relaxed_in_nsfw_channels(interaction.guild_id) else "strict"
+    options = await services.repo.server_options(interaction.guild_id)
+    return "relaxed" if options.relax_in_nsfw_channels else "strict"
 
 
 async def public_by_default(services: Services, interaction: discord.Interaction) -> bool:
     """Whether this server chose that portraits go to the channel at once (`/style set public:`)."""
     if interaction.guild_id is None:
         return False
-    return await ServerSafetyStore(services.database.sessions).public_by_default(interaction.guild_id)
+    return (await services.repo.server_options(interaction.guild_id)).public_by_default

@@ -44,6 +44,8 @@ from transformers import (
     CLIPVisionModelWithProjection,
 )
 
+from mmpp.inference.testing.ip_adapter_layout import resampler_to_original
+
 if TYPE_CHECKING:
     from mmpp.inference.safety import SafetyChecker
 
@@ -396,16 +398,8 @@ def plus_ip_adapter_state_dict(
     device = unet.device
     with torch.device(device), _default_dtype(dtype):
         resampler = _resampler(spec)
-    tensors: dict[str, torch.Tensor] = {}
-    state = resampler.state_dict()
-    for key, value in state.items():
-        original = _resampler_original_name(key)
-        if original is None:
-            continue
-        if key.endswith("attn.to_k.weight"):
-            # The original keeps key and value as one projection; diffusers splits it on load.
-            value = torch.cat([value, state[key.removesuffix("to_k.weight") + "to_v.weight"]])
-        tensors[f"image_proj.{original}"] = value
+    original = resampler_to_original(resampler.state_dict())
+    tensors = {f"image_proj.{name}": value for name, value in original.items()}
     cross_dim = spec.resampler["output_dims"]
     hidden_sizes = _cross_attention_hidden_sizes(unet)
     with torch.device(device), _default_dtype(dtype):
@@ -413,33 +407,6 @@ def plus_ip_adapter_state_dict(
             for name in ("to_k_ip", "to_v_ip"):
                 tensors[f"ip_adapter.{slot}.{name}.weight"] = torch.nn.Linear(cross_dim, hidden, bias=False).weight.data
     return {k: v.contiguous() for k, v in tensors.items()}
-
-
-def _resampler_original_name(key: str) -> str | None:
-    """diffusers' IPAdapterPlusImageProjection names back to IP-Adapter's Resampler names.
-
-    None for `attn.to_v`, which the original stores joined to `attn.to_k` as `to_kv`.
-    """
-    parts = key.split(".")
-    if parts[0] != "layers":
-        return key  # latents, proj_in, proj_out, norm_out keep their names
-    index, rest = parts[1], ".".join(parts[2:])
-    renames = {
-        "ln0.weight": "0.norm1.weight",
-        "ln0.bias": "0.norm1.bias",
-        "ln1.weight": "0.norm2.weight",
-        "ln1.bias": "0.norm2.bias",
-        "attn.to_q.weight": "0.to_q.weight",
-        "attn.to_k.weight": "0.to_kv.weight",
-        "attn.to_out.0.weight": "0.to_out.weight",
-        "ff.0.weight": "1.0.weight",
-        "ff.0.bias": "1.0.bias",
-        "ff.1.net.0.proj.weight": "1.1.weight",
-        "ff.1.net.2.weight": "1.3.weight",
-    }
-    if rest == "attn.to_v.weight":
-        return None
-    return f"layers.{index}.{renames[rest]}"
 
 
 def _cross_attention_hidden_sizes(unet: UNet2DConditionModel) -> list[int]:

@@ -46,6 +46,7 @@ from transformers import (
 )
 
 from mmpp.inference.styles import LoraSource, StyleDefinition, write_style
+from mmpp.inference.testing.ip_adapter_layout import resampler_to_original
 from mmpp.inference.testing.tiny_safety import write_tiny_safety_checker
 
 # --- the configs: production numbers in the comments ----------------------------------------------
@@ -224,26 +225,6 @@ def ip_adapter_state_dict(unet: UNet2DConditionModel) -> dict[str, torch.Tensor]
     return {k: v.contiguous() for k, v in tensors.items()}
 
 
-def _resampler_to_original(name: str, value: torch.Tensor, out: dict[str, torch.Tensor]) -> None:
-    """One diffusers `IPAdapterPlusImageProjection` key in the numbering of the published Plus files
-    (the inverse of diffusers' `_convert_ip_adapter_image_proj_to_diffusers`)."""
-    parts = name.split(".")
-    if parts[0] != "layers":  # latents, proj_in, proj_out, norm_out keep their names
-        out[name] = value
-        return
-    layer, rest = parts[1], ".".join(parts[2:])
-    renamed = {
-        "ln0.weight": "0.norm1.weight", "ln0.bias": "0.norm1.bias",
-        "ln1.weight": "0.norm2.weight", "ln1.bias": "0.norm2.bias",
-        "attn.to_q.weight": "0.to_q.weight", "attn.to_out.0.weight": "0.to_out.weight",
-        "ff.0.weight": "1.0.weight", "ff.0.bias": "1.0.bias",
-        "ff.1.net.0.proj.weight": "1.1.weight", "ff.1.net.2.weight": "1.3.weight",
-    }
-    if rest in ("attn.to_k.weight", "attn.to_v.weight"):
-        return  # written once, fused, below
-    out[f"layers.{layer}.{renamed[rest]}"] = value
-
-
 def ip_adapter_plus_state_dict(
     unet: UNet2DConditionModel, image_encoder: CLIPVisionModelWithProjection
 ) -> dict[str, torch.Tensor]:
@@ -262,12 +243,7 @@ def ip_adapter_plus_state_dict(
         num_queries=config["num_queries"],
         ffn_ratio=config["ffn_ratio"],
     ).state_dict()
-    projection: dict[str, torch.Tensor] = {}
-    for name, value in resampler.items():
-        _resampler_to_original(name, value, projection)
-    for layer in range(config["depth"]):
-        k, v = resampler[f"layers.{layer}.attn.to_k.weight"], resampler[f"layers.{layer}.attn.to_v.weight"]
-        projection[f"layers.{layer}.0.to_kv.weight"] = torch.cat([k, v], dim=0)
+    projection = resampler_to_original(resampler)
     tensors = _ip_attention_weights(unet)
     tensors.update({f"image_proj.{name}": value for name, value in projection.items()})
     return {k: v.contiguous() for k, v in tensors.items()}
