@@ -27,37 +27,24 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker, cosine_distance
 from PIL import Image
 from transformers import CLIPImageProcessor
 
-from mmpp.errors import N_, UserFacingError
+# The level a request asks for and the refusal live with the request types, where no torch is needed.
+from mmpp.inference.generation import FILTERED_MESSAGE as FILTERED_MESSAGE
+from mmpp.inference.generation import ImageFiltered as ImageFiltered
+from mmpp.inference.generation import SafetyLevel as SafetyLevel
 from mmpp.inference.loader import ModelUnavailable, _local_or_hub
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)
 
-SafetyLevel = Literal["strict", "relaxed"]
 PRODUCTION_CHECKER = "CompVis/stable-diffusion-safety-checker"
 # diffusers lowers every concept threshold by this much once a special-care concept matched.
 SPECIAL_CARE_ADJUSTMENT = 0.01
-
-FILTERED_MESSAGE = N_(
-    "My safety check flagged the picture I drew, so I won't show it. This happens now and then "
-    "with some photos: try again, or with another selfie."
-)
-
-
-class ImageFiltered(UserFacingError):
-    """Raised when something asks for the pixels of a portrait the safety check refused."""
-
-    code = "filtered"
-
-    def __init__(self) -> None:
-        super().__init__(FILTERED_MESSAGE)
 
 
 @dataclass(frozen=True)

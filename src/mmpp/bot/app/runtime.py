@@ -63,7 +63,7 @@ class BotRuntime:
 
     async def start(self) -> None:
         from mmpp.bot.db import Repository, open_database
-        from mmpp.inference.loader import image_limits
+        from mmpp.inference.model_files import image_limits
         from mmpp.inference.queue import expose
         from mmpp.inference.queue.devices import resolve_devices
         from mmpp.inference.queue.setup import open_queue

@@ -30,7 +30,7 @@ from mmpp.bot.replies import ProgressMessage, ReplyDeleted, answer_error, defer,
 from mmpp.bot.services import Services, services_of
 from mmpp.bot.words.i18n import N_, language_of, tr, tr_error
 from mmpp.errors import UserFacingError
-from mmpp.inference.engine import random_seed
+from mmpp.inference.generation import FILTERED_MESSAGE, random_seed
 from mmpp.inference.preprocess import LocatedFace
 from mmpp.inference.queue import (
     AlreadyQueued,
@@ -45,7 +45,6 @@ from mmpp.inference.queue import (
     Step,
     discord_time,
 )
-from mmpp.inference.safety import FILTERED_MESSAGE
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)

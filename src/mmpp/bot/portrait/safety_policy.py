@@ -6,7 +6,7 @@ import discord
 
 from mmpp.bot.db.safety import ServerSafetyStore
 from mmpp.bot.services import Services
-from mmpp.inference.safety import SafetyLevel
+from mmpp.inference.generation import SafetyLevel
 
 
 async def safety_level(services: Services, interaction: discord.Interaction) -> SafetyLevel:

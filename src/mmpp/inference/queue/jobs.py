@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from PIL import Image
 
 from mmpp.errors import N_
-from mmpp.inference.engine import GenerationRequest, GenerationResult
+from mmpp.inference.generation import GenerationRequest, GenerationResult
 
 
 @dataclass(frozen=True)
