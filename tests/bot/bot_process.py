@@ -28,7 +28,9 @@ _LEAKY = ("DISCORD_", "DATABASE_", "MODEL_DIR", "QUEUE_", "REDIS_", "DEVICE", "L
 
 
 def bot_env(standin: StandIn, model_dir: Path, folder: Path, **settings: str) -> dict[str, str]:
-    """This process's environment minus bot settings, plus the stand-in, the model and `settings`."""
+    """This process's environment minus bot settings, plus the stand-in, the model and `settings`; the
+    database is a new SQLite file in `folder` (made here), where the bot is started."""
+    folder.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(_LEAKY)}
     env.update({
         "DISCORD_TOKEN": standin.token, "DISCORD_API_BASE": standin.api_base,
@@ -86,6 +88,12 @@ class BotProcess:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmRSS line")
+
+    def torch_mapped(self) -> bool:
+        """torch's shared libraries are mapped into the main process: it imported torch (which diffusers
+        and transformers import too). Unlike `imported`, it needs no `-X importtime`, which slows imports."""
+        maps = Path(f"/proc/{self.process.pid}/maps").read_text()
+        return "libtorch" in maps or "libc10" in maps
 
     async def wait_for_event(self, name: str, timeout: float) -> None:
         async with asyncio.timeout(timeout):
