@@ -1,7 +1,7 @@
 """What a server owner waits for on the way to a running bot: `./run`'s second start, and how soon a
 wrong token is refused.
 
-    python bench/first_start.py [--reps N]
+    python bench/first_start.py [--reps N] [--against SRC]
 
 Rows, all measured in this run (medians, interleaved):
 - `./run mmpp --version` with its install stamp matching, against `mmpp --version` alone: the script's
@@ -9,6 +9,12 @@ Rows, all measured in this run (medians, interleaved):
 - A wrong token refused by the token check (the Discord stand-in on 127.0.0.1), against the tiny model's
   load that used to come first: how much sooner the answer comes. On the real SDXL the load is minutes,
   and on a first start the 15 GB download comes before it too.
+- The real `mmpp bot` started in a fresh process against the stand-in, warm (one untimed start first):
+  seconds to its first call to Discord (the token check) and to READY, its main process's resident memory
+  after READY (decode processes apart), and whether torch/diffusers/transformers were loaded by then. Two
+  bots: one whose workers draw (`QUEUE_BACKEND=redis`, no `DEVICES`, a private redis-server) and one that
+  draws (the tiny model, on the CPU). `--against SRC` runs the same bots on another checkout's `src/` too
+  (`git worktree add /tmp/base COMMIT`, then `--against /tmp/base/src`), interleaved with this one.
 """
 
 from __future__ import annotations
@@ -34,7 +40,9 @@ from mmpp.bot.app.invite import TokenRejected, check_token
 from mmpp.inference.engine import Engine
 from mmpp.inference.testing.tiny_model import make_tiny_model
 from mmpp.settings import load_settings
+from tests.bot.bot_process import ML_STACK, BotProcess, bot_env, first_call_s
 from tests.discord_standin import StandIn
+from tests.redis_server import RedisProcess
 from tests.setup.conftest import REPO, make_fake_venv, run_env, stamp_for
 
 WRONG_TOKEN = "MTk4NjIyNDgzNDcxOTI1MjQ4.Cl2FMQ.ZnCjm1XVW7vRze4b7Cq4se7kKWs"
@@ -86,19 +94,74 @@ async def token_rows(reps: int, tmp: Path) -> list[tuple[str, float, float]]:
             ("wrong token refused by the check before the load", check, check / load)]
 
 
+Start = tuple[float, float, float, bool]
+
+
+async def start_once(src: Path, model_dir: Path, folder: Path, redis_url: str | None) -> Start:
+    """(first Discord call s, READY s, RSS MB after READY, ML stack loaded) for one start of one bot."""
+    queue = {"QUEUE_BACKEND": "redis", "REDIS_URL": redis_url} if redis_url else {}
+    async with StandIn() as standin:
+        standin.add_guild("Art Club")
+        env = bot_env(standin, model_dir, folder, PYTHONPATH=str(src), BUILTIN_STYLES="false", **queue)
+        bot = await BotProcess.launch(env, folder)
+        try:
+            await bot.wait_for_event("connected", timeout=300)
+            ready = time.monotonic() - bot.launched
+            rss, torch_loaded = bot.rss_mb(), bot.torch_mapped()
+        finally:
+            await bot.stop()
+        first = first_call_s(standin, bot.launched)
+    return first, ready, rss, torch_loaded
+
+
+async def bot_rows(reps: int, tmp: Path, sources: dict[str, Path]) -> list[tuple[str, str, float, float, float, bool]]:
+    model_dir = make_tiny_model(tmp / "bot-model")
+    redis = RedisProcess()
+    redis.start()
+    rows = []
+    try:
+        kinds = (("does not draw (QUEUE_BACKEND=redis)", redis.url), ("draws (tiny model, CPU)", None))
+        for k, (bot, redis_url) in enumerate(kinds):
+            # One folder (and database) per bot and code, as a restarted bot finds its own.
+            folders = {name: tmp / f"bot{k}-{i}" for i, name in enumerate(sources)}
+            runs: dict[str, list[Start]] = {name: [] for name in sources}
+            for name, src in sources.items():  # warm: the database exists, the files are in the page cache
+                await start_once(src, model_dir, folders[name], redis_url)
+            for _ in range(reps):
+                for name, src in sources.items():
+                    runs[name].append(await start_once(src, model_dir, folders[name], redis_url))
+            for name, got in runs.items():
+                rows.append((bot, name, statistics.median(r[0] for r in got), statistics.median(r[1] for r in got),
+                             statistics.median(r[2] for r in got), any(r[3] for r in got)))
+    finally:
+        redis.stop()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--against", type=Path, default=None,
+                        help="another checkout's src/ folder whose bots run beside this one's (e.g. main's)")
     args = parser.parse_args()
     os.environ.setdefault("BUILTIN_STYLES", "false")
+    sources = {"this checkout": REPO / "src"}
+    if args.against is not None:
+        sources[str(args.against)] = args.against.resolve()
     with tempfile.TemporaryDirectory() as tmp:
         rows = run_rows(args.reps, Path(tmp))
         rows += asyncio.run(token_rows(args.reps, Path(tmp)))
+        bots = asyncio.run(bot_rows(args.reps, Path(tmp), sources))
     print(f"\nFirst start (median of {args.reps})\n")
     print("| measure | seconds | ratio to its baseline |")
     print("|---|---|---|")
     for name, seconds, ratio in rows:
         print(f"| {name} | {seconds:.3f} | {ratio:.2f} |")
+    print(f"\nThe bot's start, warm (median of {args.reps}; ML stack loaded: {ML_STACK[0]} mapped by READY)\n")
+    print("| bot | code | first call to Discord (s) | READY (s) | RSS after READY (MB) | ML stack loaded |")
+    print("|---|---|---|---|---|---|")
+    for bot, code, first, ready, rss, ml in bots:
+        print(f"| {bot} | {code} | {first:.2f} | {ready:.2f} | {rss:.0f} | {'yes' if ml else 'no'} |")
 
 
 if __name__ == "__main__":

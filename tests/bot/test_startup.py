@@ -39,15 +39,17 @@ def test_a_missing_token_stops_the_start_with_one_line(tmp_path: Path) -> None:
     )
 
 
-def test_an_unreachable_database_stops_the_start_with_one_line(tmp_path: Path, bot_model_dir: Path) -> None:
-    (tmp_path / "bot.env").write_text(
-        "DISCORD_TOKEN=MTIz.NDU2.Nzg5\nDATABASE_URL=postgresql+asyncpg://nobody@127.0.0.1:1/mmpp\n"
-    )
-    done = run_bot_cli(tmp_path, {}, "--model-dir", str(bot_model_dir))
+async def test_an_unreachable_database_stops_the_start_with_one_line(tmp_path: Path, bot_model_dir: Path) -> None:
+    async with StandIn() as standin:  # the token check comes first, so Discord (the stand-in) must answer
+        (tmp_path / "bot.env").write_text(
+            f"DISCORD_TOKEN={standin.token}\nDISCORD_API_BASE={standin.api_base}\n"
+            "DATABASE_URL=postgresql+asyncpg://nobody@127.0.0.1:1/mmpp\n"
+        )
+        done = await asyncio.to_thread(run_bot_cli, tmp_path, {}, "--model-dir", str(bot_model_dir))
     assert done.returncode == 1 and "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("mmpp: ") and "127.0.0.1:1" in last
-    assert "MTIz.NDU2.Nzg5" not in done.stderr
+    assert standin.token not in done.stderr
 
 
 async def test_a_missing_model_stops_the_start(tmp_path: Path, bot_model_dir: Path) -> None:

@@ -7,22 +7,24 @@ loaded once at start and a batch only switches between them.
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
 from diffusers import SchedulerMixin, StableDiffusionXLControlNetPipeline
 from PIL import Image
 
-from mmpp.errors import CodedError
 from mmpp.inference.compile import StyleSlot
 from mmpp.inference.conditioning import PreparedFace, prepare
 from mmpp.inference.device import place
-from mmpp.inference.generation import GenerationRequest as GenerationRequest  # re-exported for callers
+from mmpp.inference.generation import PREVIEW_SIZE as PREVIEW_SIZE
+from mmpp.inference.generation import GenerationCancelled as GenerationCancelled
+from mmpp.inference.generation import GenerationRequest as GenerationRequest
 from mmpp.inference.generation import GenerationResult as GenerationResult
+from mmpp.inference.generation import StepProgress as StepProgress
+from mmpp.inference.generation import random_seed as random_seed
 from mmpp.inference.generation import to_png as to_png
 from mmpp.inference.loader import (
     image_limits,
@@ -32,50 +34,21 @@ from mmpp.inference.loader import (
 )
 from mmpp.inference.memory_plan import Accounting, MemoryPlan, apply_plan, choose_plan, loads_on_cpu
 from mmpp.inference.preprocess import ImageLimits, LocatedFace, locate_face
-from mmpp.inference.preview import latents_to_preview
 from mmpp.inference.prompt_cache import PromptCache, text_encoder_adapters
-from mmpp.inference.safety import SafetyChecker, SafetyLevel, load_safety_checker
+from mmpp.inference.safety import SafetyChecker, load_safety_checker
 from mmpp.inference.speed import SpeedOptions, fast_adapter_name, speed_up, warm_up
 from mmpp.inference.styles import Style, StyleCatalog
 from mmpp.logs import log_event
 from mmpp.settings import Settings
 
+# The request types (re-exported above) live in `mmpp.inference.generation`, without torch: a bot that
+# draws nothing imports them from there.
+
 log = logging.getLogger(__name__)
-
-PREVIEW_SIZE = 256
-
-
-def random_seed() -> int:
-    """A fresh seed: 31 bits, so it reads the same in every tool that shows or takes one."""
-    return secrets.randbelow(2**31)
-
-
-class GenerationCancelled(CodedError):
-    code = "cancelled"
 
 
 class MixedStylesError(ValueError):
     """A batch must hold one style: the LoRA, scheduler and step count are shared by the call."""
-
-
-@dataclass
-class StepProgress:
-    """Handed to `on_step` after each denoising step; previews are made only when asked for."""
-
-    step: int
-    total: int
-    active: tuple[bool, ...]
-    _latents: torch.Tensor
-    # A preview is posted like the portrait, so it passes the same check (None: the check is off).
-    _safety: SafetyChecker | None = None
-    _levels: tuple[SafetyLevel, ...] = ()
-
-    def preview(self, index: int, size: int = PREVIEW_SIZE) -> Image.Image | None:
-        """The job's picture so far, or None when the safety check refuses it."""
-        image = latents_to_preview(self._latents[index : index + 1], size)[0]
-        if self._safety is not None and self._safety.check([image], [self._levels[index]])[0].flagged:
-            return None
-        return image
 
 
 StepCallback = Callable[[StepProgress], None]

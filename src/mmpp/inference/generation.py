@@ -1,23 +1,49 @@
-"""What a drawing is asked for and what it gives back, shared by the engine and its speed-ups.
+"""What a drawing is asked for and what it gives back, shared by the engine, its speed-ups and the queue.
 
 Its own module so that `mmpp.inference.engine` and `mmpp.inference.speed` both depend on it and not on each
 other: the engine uses the speed switches, and the warm-up draws through any engine-like object
-(`Drawer`).
+(`Drawer`). It imports no torch, diffusers or transformers: a bot that only queues work for remote
+workers takes its request types from here and never loads the ML stack.
 """
 
 from __future__ import annotations
 
 import io
+import secrets
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from PIL import Image
 
+from mmpp.errors import CodedError
 from mmpp.inference.conditioning import PreparedFace
-from mmpp.inference.safety import ImageFiltered, SafetyLevel
 from mmpp.inference.styles import Style, StyleCatalog
+
+if TYPE_CHECKING:
+    import torch
+
+    from mmpp.inference.safety import SafetyChecker
+
+# How strictly a finished image is checked (the levels are explained in `mmpp.inference.safety`).
+SafetyLevel = Literal["strict", "relaxed"]
+
+PREVIEW_SIZE = 256
+
+class ImageFiltered(CodedError):
+    """Raised when something asks for the pixels of a portrait the safety check refused."""
+
+    code = "filtered"
+
+
+class GenerationCancelled(CodedError):
+    code = "cancelled"
+
+
+def random_seed() -> int:
+    """A fresh seed: 31 bits, so it reads the same in every tool that shows or takes one."""
+    return secrets.randbelow(2**31)
 
 
 @dataclass
@@ -60,6 +86,29 @@ class GenerationResult:
         if self.image is None:
             raise ValueError("a cancelled job has no image")
         return to_png(self.image)
+
+
+@dataclass
+class StepProgress:
+    """Handed to `on_step` after each denoising step; previews are made only when asked for."""
+
+    step: int
+    total: int
+    active: tuple[bool, ...]
+    _latents: torch.Tensor
+    # A preview is posted like the portrait, so it passes the same check (None: the check is off).
+    _safety: SafetyChecker | None = None
+    _levels: tuple[SafetyLevel, ...] = ()
+
+    def preview(self, index: int, size: int = PREVIEW_SIZE) -> Image.Image | None:
+        """The job's picture so far, or None when the safety check refuses it."""
+        # torch comes in here, inside a drawing process only, which has it loaded already.
+        from mmpp.inference.preview import latents_to_preview
+
+        image = latents_to_preview(self._latents[index : index + 1], size)[0]
+        if self._safety is not None and self._safety.check([image], [self._levels[index]])[0].flagged:
+            return None
+        return image
 
 
 def to_png(image: Image.Image) -> bytes:

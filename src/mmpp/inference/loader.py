@@ -28,17 +28,16 @@ from diffusers import (
 from diffusers.models.embeddings import ImageProjection
 from transformers import CLIPVisionModelWithProjection
 
-from mmpp.errors import UserFacingError
-from mmpp.inference.preprocess import ImageLimits
+# What needs no weights (and no torch) lives in `model_files`, where a bot that draws nothing reads it.
+from mmpp.inference.model_files import ModelUnavailable as ModelUnavailable
+from mmpp.inference.model_files import image_limits as image_limits
+from mmpp.inference.model_files import load_catalog as load_catalog
+from mmpp.inference.model_files import local_or_hub as _local_or_hub
 from mmpp.inference.styles import WEIGHT_SUFFIX, Style, StyleCatalog
 from mmpp.logs import log_event
-from mmpp.settings import ModelSources, Settings
+from mmpp.settings import ModelSources
 
 log = logging.getLogger(__name__)
-
-
-class ModelUnavailable(UserFacingError):
-    code = "model_unavailable"
 
 
 class PortraitPipeline(StableDiffusionXLControlNetPipeline):
@@ -103,13 +102,6 @@ def make_scheduler(name: str, base: SchedulerMixin) -> SchedulerMixin:
         case "euler_trailing":
             return EulerDiscreteScheduler.from_config(config, timestep_spacing="trailing")
     raise ValueError(f"unknown scheduler {name!r}")
-
-
-def _local_or_hub(source: str) -> str:
-    """A local folder must exist; anything else is a hub id (which offline mode may refuse)."""
-    if source.startswith((".", "/", "~")) and not Path(source).expanduser().exists():
-        raise ModelUnavailable(f"Model folder {source} does not exist. Check the path in bot.env.")
-    return str(Path(source).expanduser()) if Path(source).expanduser().exists() else source
 
 
 def quiet_libraries() -> None:
@@ -216,28 +208,3 @@ def _load_adapter(pipe: StableDiffusionXLControlNetPipeline, style: Style) -> No
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-def image_limits(settings: Settings) -> ImageLimits:
-    return ImageLimits(
-        max_bytes=settings.max_upload_bytes,
-        max_pixels=settings.max_image_pixels,
-        min_side=settings.min_image_side,
-        min_face_px=settings.min_face_px,
-    )
-
-
-def load_catalog(settings: Settings) -> StyleCatalog:
-    if settings.model_dir is not None and not settings.model_dir.is_dir():
-        raise ModelUnavailable(
-            f"Model folder {settings.model_dir} does not exist. "
-            "Make one with `mmpp make-tiny-model DIR`, or fix MODEL_DIR."
-        )
-    catalog = StyleCatalog.load(settings.sources.styles_dir, builtin=settings.builtin_styles)
-    if not catalog.styles:
-        problems = "; ".join(catalog.errors) or "no style folders with a style.json"
-        raise ModelUnavailable(
-            f"No usable style in {settings.sources.styles_dir} ({problems}). "
-            "Train one with `mmpp train` or bring a LoRA with `mmpp style import`."
-        )
-    return catalog

@@ -27,29 +27,23 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker, cosine_distance
 from PIL import Image
 from transformers import CLIPImageProcessor
 
-from mmpp.errors import CodedError
+# The level a request asks for and the refusal live with the request types, where no torch is needed.
+from mmpp.inference.generation import ImageFiltered as ImageFiltered
+from mmpp.inference.generation import SafetyLevel as SafetyLevel
 from mmpp.inference.loader import ModelUnavailable, _local_or_hub
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)
 
-SafetyLevel = Literal["strict", "relaxed"]
 PRODUCTION_CHECKER = "CompVis/stable-diffusion-safety-checker"
 # diffusers lowers every concept threshold by this much once a special-care concept matched.
 SPECIAL_CARE_ADJUSTMENT = 0.01
-
-
-class ImageFiltered(CodedError):
-    """Raised when something asks for the pixels of a portrait the safety check refused."""
-
-    code = "filtered"
 
 
 @dataclass(frozen=True)

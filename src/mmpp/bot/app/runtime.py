@@ -10,23 +10,25 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import discord
 
-from mmpp.bot.app.app import MMPPBot
 from mmpp.bot.app.discord_endpoints import apply_endpoints
 from mmpp.bot.app.invite import TokenRejected, check_token, print_invite, read_token, unreachable
-from mmpp.bot.app.recovery import close_open_jobs
 from mmpp.bot.app.sharding import own_jobs, shard_options
-from mmpp.bot.services import Services
-from mmpp.bot.stores import face_store, result_store
-from mmpp.bot.uploads.decoding import Decoder
-from mmpp.bot.uploads.download import Downloader
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event, register_secret
 from mmpp.settings import Settings
+
+if TYPE_CHECKING:
+    from mmpp.bot.app.app import MMPPBot
+    from mmpp.bot.services import Services
+
+# Only what the token check needs is imported above: the bot, its cogs, the database and the queue come
+# in `start()` after Discord accepted the token, so a wrong token is answered within a second or two,
+# and the ML stack (torch, diffusers) loads only in a bot that draws, once it knows the token works.
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +63,6 @@ class BotRuntime:
             raise BotStartError(exc.message) from None
 
     async def start(self) -> None:
-        from mmpp.bot.db import Repository, open_database
-        from mmpp.inference.loader import image_limits
-        from mmpp.inference.queue import expose
-        from mmpp.inference.queue.devices import resolve_devices
-        from mmpp.inference.queue.setup import open_queue
-
         token = self.token
         register_secret(token)
         settings = self.settings
@@ -77,21 +73,33 @@ class BotRuntime:
         except ValueError as exc:
             raise BotStartError(f"{exc}. Fix it in bot.env.") from None
         shard_options(settings)  # a wrong SHARD_IDS stops the start before anything loads
+        # First of all, the call to Discord: a wrong token must not wait for the database, the ML stack,
+        # a 15 GB download or a model load.
+        try:
+            identity = await check_token(token)
+        except TokenRejected as exc:
+            raise BotStartError(exc.message) from None
+        if settings.log_format == "json":
+            log_event(log, logging.INFO, "token accepted", user=identity.user, invite=identity.invite_url,
+                      user_install=identity.user_install_url)
+        else:
+            log_event(log, logging.INFO, "token accepted", user=identity.user)
+            print_invite(identity)  # the link alone on its line, where a terminal makes it clickable
+        from mmpp.bot.app.app import MMPPBot
+        from mmpp.bot.db import Repository, open_database
+        from mmpp.bot.services import Services
+        from mmpp.bot.stores import face_store, result_store
+        from mmpp.bot.uploads.decoding import Decoder
+        from mmpp.bot.uploads.download import Downloader
+        from mmpp.inference.model_files import image_limits
+        from mmpp.inference.queue import expose
+        from mmpp.inference.queue.devices import resolve_devices
+        from mmpp.inference.queue.setup import open_queue
+
         if settings.queue_backend == "local" or settings.devices:
-            resolve_devices(settings)  # so does a DEVICE this machine lacks, before the database is touched
+            resolve_devices(settings)  # a DEVICE this machine lacks stops the start before the database
         database = await open_database(settings.database_url, upgrade=True)
         try:
-            # Before the models: a wrong token must not wait for a 15 GB download and a model load.
-            try:
-                identity = await check_token(token)
-            except TokenRejected as exc:
-                raise BotStartError(exc.message) from None
-            if settings.log_format == "json":
-                log_event(log, logging.INFO, "token accepted", user=identity.user, invite=identity.invite_url,
-                          user_install=identity.user_install_url)
-            else:
-                log_event(log, logging.INFO, "token accepted", user=identity.user)
-                print_invite(identity)  # the link alone on its line, where a terminal makes it clickable
             queue = await open_queue(settings)
             catalog = queue.catalog
             # A bot.env written before a built-in was renamed may still name it the old way.
@@ -187,6 +195,8 @@ class BotRuntime:
                 if job.log_id not in services.writes.answered
             ]
             if left_open:
+                from mmpp.bot.app.recovery import close_open_jobs
+
                 await close_open_jobs(self.bot, services.repo, left_open, why="stop", timeout_s=REPLY_DRAIN_S)
         await services.downloader.close()
         services.decoder.close()

@@ -10,11 +10,13 @@ in one process, and the GPU workers are shared through Redis (see `mmpp.inferenc
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mmpp.bot.db.repository import OpenJob
 from mmpp.errors import UserFacingError
 from mmpp.settings import Settings
+
+if TYPE_CHECKING:
+    from mmpp.bot.db.repository import OpenJob
 
 
 class ShardsInvalid(UserFacingError):

@@ -19,7 +19,7 @@ from mmpp.bot.replies import defer
 from mmpp.bot.services import Services, services_of
 from mmpp.bot.words.i18n import N_, name_str, text_str, tr
 from mmpp.errors import UserFacingError
-from mmpp.inference.loader import image_limits
+from mmpp.inference.model_files import image_limits
 from mmpp.inference.preprocess import ImageRejected, LocatedFace, check_upload_size
 
 

@@ -17,7 +17,7 @@ import aiohttp
 import yarl
 
 from mmpp.errors import N_, UserFacingError
-from mmpp.inference.loader import image_limits
+from mmpp.inference.model_files import image_limits
 from mmpp.inference.preprocess import check_upload_size
 from mmpp.logs import log_event
 from mmpp.settings import Settings

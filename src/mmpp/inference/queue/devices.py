@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import logging
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from mmpp.errors import UserFacingError
-from mmpp.inference.device import DeviceUnavailable, resolve_device
-from mmpp.inference.engine import Engine
 from mmpp.logs import log_event
 from mmpp.settings import Settings
+
+if TYPE_CHECKING:
+    from mmpp.inference.engine import Engine
+
+# torch and the engine are imported inside the functions: both run only in a process that draws, and
+# the queue's setup (which a bot that draws nothing runs too) imports this module.
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,10 @@ def resolve_devices(settings: Settings) -> list[str]:
     Without DEVICES it is DEVICE alone, kept as spelled (`auto`) so the engine's start-up line can say
     why it landed where it did; `DEVICES=auto` is every visible GPU, or DEVICE where there is none.
     """
+    import torch
+
+    from mmpp.inference.device import DeviceUnavailable, resolve_device
+
     spec = (settings.devices or "").strip()
     if spec == "auto" and torch.cuda.is_available() and torch.cuda.device_count():
         return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
@@ -49,6 +56,11 @@ def resolve_devices(settings: Settings) -> list[str]:
 
 def load_engines(settings: Settings) -> list[Engine]:
     """One engine per device of `resolve_devices`; the first failure stops the start."""
+    import torch
+
+    from mmpp.inference.device import resolve_device
+    from mmpp.inference.engine import Engine
+
     devices = resolve_devices(settings)
     cpu_engines = sum(resolve_device(d).type == "cpu" for d in devices)
     if cpu_engines > 1:

@@ -16,7 +16,7 @@ from types import TracebackType
 
 from mmpp.errors import UserFacingError
 from mmpp.inference.conditioning import PreparedFace
-from mmpp.inference.engine import GenerationRequest, random_seed
+from mmpp.inference.generation import GenerationRequest, SafetyLevel, random_seed
 from mmpp.inference.preprocess import LocatedFace
 from mmpp.inference.queue.errors import AlreadyQueued, NoWorkers, QueueClosed, QueueFull
 from mmpp.inference.queue.estimates import DEFAULT_JOB_S, WaitEstimate
@@ -39,7 +39,6 @@ from mmpp.inference.queue.jobs import (
 from mmpp.inference.queue.metrics import QueueMetrics
 from mmpp.inference.queue.scheduler import FairScheduler
 from mmpp.inference.queue.worker import EngineLike, GpuWorker
-from mmpp.inference.safety import SafetyLevel
 from mmpp.inference.styles import StyleCatalog
 from mmpp.logs import log_event
 from mmpp.settings import Settings

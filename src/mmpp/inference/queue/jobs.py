@@ -17,7 +17,7 @@ from typing import Any
 
 from PIL import Image
 
-from mmpp.inference.engine import GenerationRequest, GenerationResult
+from mmpp.inference.generation import GenerationRequest, GenerationResult
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from mmpp.inference import likeness
-from mmpp.inference.engine import GenerationCancelled, GenerationRequest, GenerationResult, StepProgress, random_seed
+from mmpp.inference.generation import (
+    GenerationCancelled,
+    GenerationRequest,
+    GenerationResult,
+    StepProgress,
+    random_seed,
+)
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)

@@ -16,11 +16,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-import torch
 from PIL import Image
 
 from mmpp.errors import CodedError, UserFacingError
-from mmpp.inference.engine import GenerationCancelled, GenerationRequest, GenerationResult, StepProgress
+from mmpp.inference.generation import GenerationCancelled, GenerationRequest, GenerationResult, StepProgress
 from mmpp.inference.queue import unlinkable
 from mmpp.inference.queue.jobs import Cancelled, Done, Failed, Job, JobEvent, Step, TerminalEvent, Timings
 from mmpp.inference.styles import StyleCatalog
@@ -60,7 +59,13 @@ class JobSink(Protocol):
     def max_batch_size(self) -> int: ...
 
 
+# torch is imported where a worker draws, not at the top: the queue (and so a bot that draws nothing)
+# imports this module too, and never loads torch. Where an engine runs, torch is loaded already.
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
     # CUDA raises its own type; MPS and older builds raise a RuntimeError that only says so in words.
     return isinstance(exc, torch.cuda.OutOfMemoryError) or (
         isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
@@ -68,6 +73,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def free_memory() -> None:
+    import torch
+
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -24,7 +24,7 @@ from arq.connections import ArqRedis, create_pool
 from PIL import Image
 
 from mmpp.errors import UserFacingError
-from mmpp.inference.engine import GenerationResult
+from mmpp.inference.generation import GenerationResult
 from mmpp.inference.queue.gpu_queue import TIMED_OUT, GenerationQueue
 from mmpp.inference.queue.jobs import Cancelled, Done, Failed, Job, JobState, Step, TerminalEvent, Timings
 from mmpp.inference.queue.remote import protocol as p

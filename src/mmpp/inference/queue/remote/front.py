@@ -1,35 +1,27 @@
 """The bot's side of the models when it runs no engine of its own: the style catalog, and the face
-preparation at the size the workers draw (read from the model's configs, not its weights).
+preparation at the size the workers draw (read from the model's config files, not its weights). No
+torch, diffusers or transformers: a bot that draws nothing never loads them.
 """
 
 from __future__ import annotations
 
-import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
-
 from mmpp.inference.conditioning import PreparedFace, prepare
-from mmpp.inference.loader import _local_or_hub, image_limits, load_catalog
+from mmpp.inference.model_files import image_limits, load_catalog, model_resolution
 from mmpp.inference.preprocess import LocatedFace, locate_face
 from mmpp.inference.styles import StyleCatalog
 from mmpp.settings import Settings
 
-
-def model_resolution(settings: Settings) -> int:
-    """What `Engine.resolution` will be on a worker: the UNet's sample size times the VAE's scale."""
-    sources = settings.sources
-    unet = UNet2DConditionModel.load_config(_local_or_hub(sources.base_model), subfolder="unet")
-    if sources.vae:
-        vae = AutoencoderKL.load_config(_local_or_hub(sources.vae))
-    else:
-        vae = AutoencoderKL.load_config(_local_or_hub(sources.base_model), subfolder="vae")
-    return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+# `model_resolution` is also what a worker states in its catalog fingerprint, so both sides agree.
+__all__ = ["EngineFront", "model_resolution"]
 
 
 class EngineFront:
     """The queue's `FacePreparer` where the bot draws nothing itself (QUEUE_BACKEND=redis): the
     style catalog, and faces prepared at the workers' drawing size."""
 
-    device = torch.device("cpu")  # where faces are prepared; the drawing happens on the workers
+    # Where faces are prepared; the drawing happens on the workers. A name, not a `torch.device`: the
+    # bot that holds a front never imports torch (it is only ever printed).
+    device = "cpu"
 
     def __init__(self, catalog: StyleCatalog, resolution: int, settings: Settings) -> None:
         self.catalog = catalog

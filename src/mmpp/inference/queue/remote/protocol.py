@@ -24,8 +24,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from mmpp.inference.conditioning import PreparedFace
-from mmpp.inference.engine import GenerationRequest, to_png
 from mmpp.inference.faces import Box
+from mmpp.inference.generation import GenerationRequest, to_png
 from mmpp.inference.styles import StyleCatalog
 from mmpp.logs import register_secret
 
