@@ -29,7 +29,7 @@ def _changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) ->
 
 
 def test_eight_bit_adam_keeps_8_bit_state_and_trains(make_train_config: ConfigFactory) -> None:
-    pytest.importorskip("bitsandbytes", reason="bitsandbytes is not installed (pip install 'mmpp[train]')")
+    pytest.importorskip("bitsandbytes", reason="bitsandbytes is not installed (pip install 'mmpp-bot[train]')")
     from mmpp.training.optimizers import eight_bit_problem
 
     if problem := eight_bit_problem("cpu"):
@@ -48,7 +48,7 @@ def test_eight_bit_adam_keeps_8_bit_state_and_trains(make_train_config: ConfigFa
 
 
 def test_prodigy_trains(make_train_config: ConfigFactory) -> None:
-    prodigyopt = pytest.importorskip("prodigyopt", reason="prodigyopt is not installed (pip install 'mmpp[train]')")
+    prodigyopt = pytest.importorskip("prodigyopt", reason="prodigyopt is not installed (pip install 'mmpp-bot[train]')")
     trainer = Trainer(make_train_config("prodigy", optimizer="prodigy", learning_rate=1.0, max_steps=3,
                                         report_to="none"))
     result = trainer.run()
@@ -216,7 +216,7 @@ def test_the_plot_is_drawn_without_matplotlib(tmp_path: Path, monkeypatch: pytes
 
 
 def test_tensorboard_logs_every_step(make_train_config: ConfigFactory) -> None:
-    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install 'mmpp[train]')")
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install 'mmpp-bot[train]')")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     config = make_train_config("boarded", max_steps=3, report_to="tensorboard")

@@ -77,7 +77,7 @@ def _register_train(subparsers: Any) -> None:
                      help=f"default: from --num-train-epochs, else {DEFAULT_MAX_STEPS}")
     opt.add_argument("--num-train-epochs", type=int, help="passes over the data (--max-steps wins when both are given)")
     opt.add_argument("--optimizer", type=str.lower, choices=["adamw", "adamw8bit", "prodigy"], default="adamw",
-                     help="adamw8bit needs bitsandbytes, prodigy needs prodigyopt (pip install 'mmpp[train]')")
+                     help="adamw8bit needs bitsandbytes, prodigy needs prodigyopt (pip install 'mmpp-bot[train]')")
     opt.add_argument("--use-8bit-adam", dest="optimizer", action="store_const", const="adamw8bit",
                      help="the same as --optimizer adamw8bit")
     opt.add_argument("--adam-beta1", type=float, default=0.9)

@@ -78,7 +78,7 @@ def has_package(module: str) -> bool:
 
 def check_packages(config: TrainConfig, device: torch.device) -> None:
     if config.optimizer == "prodigy" and not has_package("prodigyopt"):
-        raise ConfigError("--optimizer prodigy needs the prodigyopt package: pip install 'mmpp[train]'")
+        raise ConfigError("--optimizer prodigy needs the prodigyopt package: pip install 'mmpp-bot[train]'")
     if config.optimizer == "adamw8bit":
         from mmpp.training.optimizers import eight_bit_problem
 
@@ -86,7 +86,7 @@ def check_packages(config: TrainConfig, device: torch.device) -> None:
         if problem:
             raise ConfigError(f"--optimizer adamw8bit: {problem}; use --optimizer adamw")
     if config.report_to == "tensorboard" and not has_package("tensorboard"):
-        raise ConfigError("--report-to tensorboard needs the tensorboard package: pip install 'mmpp[train]'")
+        raise ConfigError("--report-to tensorboard needs the tensorboard package: pip install 'mmpp-bot[train]'")
 
 
 # --- resume --------------------------------------------------------------------------------------
