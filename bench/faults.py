@@ -21,8 +21,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as `python bench/faults.py`, this folder would come first on sys.path and bot.py would shadow
-# the `bot` package; the repository root takes its place.
+# `python bench/faults.py` puts this folder first on sys.path, where queue.py would shadow the standard
+# library's `queue` (asyncio imports it); the repository root takes its place, for the Discord stand-in and
+# the Redis helper under tests/.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse

@@ -16,8 +16,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as `python bench/NAME.py`, this folder would come first on sys.path, where bot.py and queue.py
-# would shadow the `bot` package and the standard library's `queue`; the repository root takes its place.
+# `python bench/first_start.py` puts this folder first on sys.path, where queue.py would shadow the standard
+# library's `queue` (asyncio imports it); the repository root takes its place, for the Discord stand-in and
+# the setup helpers under tests/.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse

@@ -14,8 +14,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as `python bench/queue.py`, this folder comes first on sys.path and this file would shadow
-# the standard library's `queue`, which concurrent.futures and asyncio import.
+# `python bench/queue.py` puts this folder first on sys.path, where this file would shadow the standard
+# library's `queue` (asyncio imports it): the folder leaves sys.path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse

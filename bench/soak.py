@@ -22,8 +22,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as `python bench/soak.py`, this folder would come first on sys.path and bot.py would shadow
-# the `bot` package; the repository root takes its place.
+# `python bench/soak.py` puts this folder first on sys.path, where queue.py would shadow the standard
+# library's `queue` (asyncio imports it); the repository root takes its place, for the Discord stand-in under
+# tests/.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
