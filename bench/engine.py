@@ -1,6 +1,7 @@
 """Engine overhead against a bare diffusers call, and the cost of switching styles.
 
     python bench/engine.py [--model-dir DIR] [--steps N] [--reps N] [--device cpu|cuda]
+    python bench/engine.py --quick    # 2 steps, 2 reps, on the CPU (what CI runs)
 
 Without --model-dir it builds the tiny random-weight model in a temporary folder. Every row is
 measured in this run, interleaved, and reported as a ratio to the bare diffusers call.
@@ -53,7 +54,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--quick", action="store_true", help="2 steps, 2 reps, on the CPU")
     args = parser.parse_args()
+    if args.quick:
+        args.steps, args.reps, args.device = 2, 2, "cpu"
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir

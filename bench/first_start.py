@@ -90,7 +90,10 @@ async def token_rows(reps: int, tmp: Path) -> list[tuple[str, float, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="one rep (what CI runs)")
     args = parser.parse_args()
+    if args.quick:
+        args.reps = 1
     os.environ.setdefault("BUILTIN_STYLES", "false")
     with tempfile.TemporaryDirectory() as tmp:
         rows = run_rows(args.reps, Path(tmp))

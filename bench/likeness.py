@@ -145,13 +145,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4, help="portraits per selfie and style")
     parser.add_argument("--steps", type=int, help="denoising steps; default: each style's own")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--quick", action="store_true", help="the tiny model and one scikit-image selfie, on the CPU")
+    parser.add_argument("--quick", action="store_true",
+                        help="the tiny model (or --model-dir's) and one scikit-image selfie, on the CPU")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         selfie_dir, model_dir, n, steps, device = args.selfies, args.model_dir, args.n, args.steps, args.device
         if args.quick:
-            model_dir = make_tiny_model(Path(tmp) / "tiny")
+            model_dir = args.model_dir or make_tiny_model(Path(tmp) / "tiny")
             selfie_dir = Path(tmp) / "selfies"
             selfie_dir.mkdir()
             Image.fromarray(skdata.astronaut()).save(selfie_dir / "astronaut.jpg", quality=92)
