@@ -7,6 +7,7 @@ or Redis use the local ones, as the rest of the suite does.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -149,7 +150,10 @@ def test_quick_mode_runs_and_prints_its_table(script: str, tiny_model_dir: Path,
     if script not in NO_MODEL_DIR:
         command += ["--model-dir", str(tiny_model_dir)]
     started = time.monotonic()
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    # One torch thread: on the suite's 2 shared cores more threads spin-wait on each other (several times
+    # slower: bench/train.py's --threads says so too), and a quick run proves the code, not the speed.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
     print(f"bench/{script}.py --quick: {time.monotonic() - started:.1f} s")
     assert done.returncode == 0, done.stderr[-3000:]
     CHECKS[script](done.stdout)
