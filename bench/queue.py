@@ -219,7 +219,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="few jobs, one round, on the CPU")
     args = parser.parse_args()
     if args.quick:
-        args.jobs, args.samples, args.deep, args.rounds, args.device = 8, 5, 50, 1, "cpu"
+        args.jobs, args.samples, args.deep, args.rounds, args.device = 16, 5, 50, 1, "cpu"  # 16: two batches of 8
     # The deep-queue row drops 1000 jobs on purpose; their "queue stopped" warnings are noise here.
     logging.getLogger("mmpp.inference.queue").setLevel(logging.ERROR)
 
