@@ -1,6 +1,7 @@
 """The bot's own cost per /profile, through the Discord stand-in, against the engine's time.
 
-    python bench/bot.py [--jobs N]
+    python bench/bot.py [--jobs N] [--model-dir DIR]
+    python bench/bot.py --quick       # 2 jobs (what CI runs)
 
 Runs the real bot (discord.py client, SQLite file, tiny model) against the stand-in on 127.0.0.1,
 plays one member at a time sending /profile with a selfie, and times INTERACTION_CREATE to the
@@ -14,9 +15,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as `python bench/NAME.py`, this folder would come first on sys.path, where bot.py and queue.py
-# would shadow the `bot` package and the standard library's `queue`; the repository root takes its
-# place (some benchmarks also use the Discord stand-in under tests/).
+# `python bench/bot.py` puts this folder first on sys.path, where queue.py would shadow the standard library's
+# `queue` (asyncio imports it); the repository root takes its place, for the Discord stand-in under tests/.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
@@ -53,10 +53,10 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run(jobs: int, interval: float) -> None:
+async def run(jobs: int, interval: float, model_dir: Path | None) -> None:
     selfie = encode(skdata.astronaut())
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = make_tiny_model(Path(tmp) / "tiny")
+        model_dir = model_dir or make_tiny_model(Path(tmp) / "tiny")
         async with StandIn() as standin:
             guild = standin.add_guild("Bench")
             member = standin.add_member(guild, standin.add_user("bench"))
@@ -130,8 +130,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--edit-interval", type=float, default=1.2, help="PROGRESS_EDIT_INTERVAL_S")
+    parser.add_argument("--model-dir", type=Path, help="a tiny model (default: one built here)")
+    parser.add_argument("--quick", action="store_true", help="2 jobs")
     args = parser.parse_args()
-    asyncio.run(run(args.jobs, args.edit_interval))
+    asyncio.run(run(2 if args.quick else args.jobs, args.edit_interval, args.model_dir))
 
 
 if __name__ == "__main__":

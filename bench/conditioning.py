@@ -28,10 +28,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as `python bench/conditioning.py`, this folder would come first on sys.path, where queue.py
-# shadows the standard library's; the repository root takes its place.
-if __name__ == "__main__":
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
+# `python bench/conditioning.py` puts this folder first on sys.path, where bench/queue.py would shadow the
+# standard library's `queue` (asyncio imports it): the folder leaves sys.path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
 import io
@@ -235,7 +234,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=1024, help="the model's drawing size (SDXL: 1024)")
     parser.add_argument("--out", type=Path, default=None, help="write composites, control maps and faces here")
+    parser.add_argument("--quick", action="store_true", help="maps at 256 px (what CI runs)")
     args = parser.parse_args()
+    if args.quick:
+        args.size = 256
     cv2.setNumThreads(1)  # one core, as one upload gets on the bot
     old, new = measure(args.size, after=False, out=args.out), measure(args.size, after=True, out=args.out)
 

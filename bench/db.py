@@ -1,11 +1,12 @@
 """Preset resolution latency on SQLite and PostgreSQL, and the SQL one /profile issues.
 
     python bench/db.py [--lookups 10000] [--postgres-url URL] [--no-postgres]
+    python bench/db.py --quick        # 200 lookups (what CI runs)
 
 Runs the production code (`mmpp.bot.db.Database`, `mmpp.bot.db.Repository`) against a temporary SQLite file
 and a throwaway PostgreSQL database (created on MMPP_TEST_POSTGRES_URL's server, dropped after).
 Statements are counted with a SQLAlchemy `before_cursor_execute` listener, not claimed.
-Exits 1 if the SQLite median lookup is over the 2 ms budget.
+Exits 1 if the SQLite median lookup is over the 2 ms budget (not with --quick, which checks the bench runs).
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as `python bench/NAME.py`, this folder would come first on sys.path, where bot.py and queue.py
-# would shadow the `bot` package and the standard library's `queue`; the repository root takes its
-# place (some benchmarks also use the Discord stand-in under tests/).
-sys.path[0] = str(Path(__file__).resolve().parents[1])
+# `python bench/db.py` puts this folder first on sys.path, where bench/queue.py would shadow the standard
+# library's `queue` (asyncio imports it): the folder leaves sys.path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
 import asyncio
@@ -212,7 +212,8 @@ async def _main(args: argparse.Namespace) -> int:
     sqlite_median = results[0].median
     verdict = "PASS" if sqlite_median < SQLITE_BUDGET_MS else "FAIL"
     print(f"\nbudget: SQLite median lookup < {SQLITE_BUDGET_MS} ms: {verdict} ({sqlite_median:.3f} ms)")
-    return 0 if verdict == "PASS" else 1
+    # --quick checks that the bench runs, not how fast a shared machine is: its verdict is printed only.
+    return 0 if verdict == "PASS" or args.quick else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,7 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         help="a server where the bench may CREATE DATABASE (default: MMPP_TEST_POSTGRES_URL)",
     )
     parser.add_argument("--no-postgres", action="store_true")
-    return asyncio.run(_main(parser.parse_args(argv)))
+    parser.add_argument("--quick", action="store_true", help="200 lookups")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.lookups = 200
+    return asyncio.run(_main(args))
 
 
 if __name__ == "__main__":

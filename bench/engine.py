@@ -1,6 +1,7 @@
 """Engine overhead against a bare diffusers call, and the cost of switching styles.
 
     python bench/engine.py [--model-dir DIR] [--steps N] [--reps N] [--device cpu|cuda]
+    python bench/engine.py --quick    # 2 steps, 2 reps, on the CPU (what CI runs)
 
 Without --model-dir it builds the tiny random-weight model in a temporary folder. Every row is
 measured in this run, interleaved, and reported as a ratio to the bare diffusers call.
@@ -11,10 +12,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as `python bench/NAME.py`, this folder would come first on sys.path, where bot.py and queue.py
-# would shadow the `bot` package and the standard library's `queue`; the repository root takes its
-# place (some benchmarks also use the Discord stand-in under tests/).
-sys.path[0] = str(Path(__file__).resolve().parents[1])
+# `python bench/engine.py` puts this folder first on sys.path, where bench/queue.py would shadow the standard
+# library's `queue` (asyncio imports it): the folder leaves sys.path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
 import io
@@ -54,7 +54,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--quick", action="store_true", help="2 steps, 2 reps, on the CPU")
     args = parser.parse_args()
+    if args.quick:
+        args.steps, args.reps, args.device = 2, 2, "cpu"
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir

@@ -26,9 +26,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as `python bench/faces.py`, this folder would come first on sys.path, where queue.py shadows
-# the standard library's; the repository root takes its place.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
+# `python bench/faces.py` puts this folder first on sys.path, where bench/queue.py would shadow the standard
+# library's `queue` (asyncio imports it): the folder leaves sys.path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
 import statistics
@@ -155,16 +155,19 @@ def small_face_photo(
     return photo, (x + (fx + fw / 2) * k, y + (fy + fw / 2) * k)
 
 
-def small_faces(rounds: int) -> None:
+def small_faces(rounds: int, quick: bool = False) -> None:
     limits = ImageLimits()
-    print(f"\nsmall faces ({', '.join(map(str, SMALL_FACES))} px, {len(SMALL_PLACES)} places each), "
+    # --quick: the smallest photo, one face size, one place: the code path, not the figures.
+    photos = dict(list(SMALL_PHOTOS.items())[:1]) if quick else SMALL_PHOTOS
+    sizes, places = (SMALL_FACES[:1], SMALL_PLACES[:1]) if quick else (SMALL_FACES, SMALL_PLACES)
+    print(f"\nsmall faces ({', '.join(map(str, sizes))} px, {len(places)} places each), "
           "the bot's find_face, one core")
     # CPU seconds too: on a shared machine the wall clock counts other programs' turns.
     print(f"{'photo':>8s} {'found':>7s} {'widths found (px)':>24s} {'s/photo':>8s} {'cpu s':>6s}")
-    for megapixels in SMALL_PHOTOS:
+    for megapixels in photos:
         found, widths, times, cpu = 0, [], [], []
-        for face_px in SMALL_FACES:
-            for place in SMALL_PLACES:
+        for face_px in sizes:
+            for place in places:
                 photo, (cx, cy) = small_face_photo(megapixels, face_px, place)
                 for _ in range(rounds):
                     started, used = time.perf_counter(), time.process_time()
@@ -179,7 +182,7 @@ def small_faces(rounds: int) -> None:
                         and abs(face.center[1] - cy) < face.box.w / 2:
                     found += 1
                     widths.append(face.box.w)
-        total = len(SMALL_FACES) * len(SMALL_PLACES)
+        total = len(sizes) * len(places)
         span = f"{min(widths)}-{max(widths)}" if widths else "-"
         print(f"{megapixels:>5d} MP {found:>3d}/{total:<3d} {span:>24s} {statistics.median(times):8.2f} "
               f"{statistics.median(cpu):6.2f}")
@@ -192,10 +195,14 @@ def main() -> None:
     parser.add_argument("--timing-rounds", type=int, default=5)
     parser.add_argument("--skip-cnn", action="store_true", help="skip dlib's CNN (about a second a photo)")
     parser.add_argument("--small-only", action="store_true", help="only the small-faces-in-big-photos rows")
+    parser.add_argument("--quick", action="store_true",
+                        help="5 photos per set, no CNN, one timing round, one small-face photo (what CI runs)")
     args = parser.parse_args()
+    if args.quick:
+        args.n, args.cnn_n, args.timing_rounds, args.skip_cnn = 5, 1, 1, True
     cv2.setNumThreads(1)  # one core, as one upload check gets on the bot
     if args.small_only:
-        small_faces(max(1, args.timing_rounds // 5))
+        small_faces(max(1, args.timing_rounds // 5), args.quick)
         return
 
     lfw = skdata.lfw_subset()
@@ -239,7 +246,7 @@ def main() -> None:
     print("\nnot compared:")
     for name, why in NOT_COMPARED.items():
         print(f"  {name}: {why}")
-    small_faces(max(1, args.timing_rounds // 5))
+    small_faces(max(1, args.timing_rounds // 5), args.quick)
 
 
 _haar_cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")

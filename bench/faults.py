@@ -1,6 +1,7 @@
 """Faults, injected from outside, and what members notice: one table.
 
-    python bench/faults.py [--members 3]
+    python bench/faults.py [--members 3] [--model-dir DIR]
+    python bench/faults.py --quick          # one member; the local rows and the first Redis row (what CI runs)
 
 Each row injects one fault while `--members` members each run /profile, through the real bot
 (discord.py client, tiny model, SQLite file) and the Discord stand-in; the Redis rows run the
@@ -13,7 +14,9 @@ with QUEUE_SECRET. Columns:
   the GPU drew them;
 * seconds to recover: from the fault to the last member's answer (a portrait or a message).
 
-Targets: every member told, no portrait lost.
+Targets: every member told, no portrait lost. The server's admin first lets members choose their
+style (`/style set allow_member_choice:True`), as an admin of a server that offers several would:
+an unconfigured server gives everyone the one default look, and the slow rows ask for a slow style.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as `python bench/faults.py`, this folder would come first on sys.path and bot.py would shadow
-# the `bot` package; the repository root takes its place.
+# `python bench/faults.py` puts this folder first on sys.path, where queue.py would shadow the standard
+# library's `queue` (asyncio imports it); the repository root takes its place, for the Discord stand-in and
+# the Redis helper under tests/.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
@@ -49,7 +53,7 @@ from mmpp.inference.queue.remote import protocol as p
 from mmpp.inference.testing.tiny_model import add_tiny_style, make_tiny_model
 from tests.bot.conftest import bot_settings
 from tests.conftest import encode
-from tests.discord_standin import BotAction, FakeMember, InteractionRecord, StandIn
+from tests.discord_standin import MANAGE_GUILD, BotAction, FakeMember, InteractionRecord, StandIn
 from tests.redis_server import RedisProcess
 
 SLOW_STEPS = 40
@@ -103,6 +107,8 @@ async def bot(model_dir: Path, workdir: Path, **overrides: object) -> AsyncItera
                                                                                            BotRuntime]]:
     async with StandIn() as standin:
         guild = standin.add_guild("Art Club")
+        admin = standin.add_member(guild, standin.add_user("ada"),
+                                   roles=[standin.add_role(guild, "Admins", permissions=MANAGE_GUILD)])
         members = [standin.add_member(guild, standin.add_user(f"m{i}")) for i in range(8)]
         settings = bot_settings(standin, model_dir, workdir, user_daily_quota=100, **overrides)
         runtime = BotRuntime(settings, shutdown_grace_s=5.0, client_options={"guild_ready_timeout": 0.05})
@@ -110,10 +116,19 @@ async def bot(model_dir: Path, workdir: Path, **overrides: object) -> AsyncItera
             await runtime.start()
             await runtime.wait_ready(timeout=60)
             await standin.wait_for_commands("profile")
+            await let_members_choose(standin, admin)
             yield standin, members, runtime
         finally:
             await runtime.stop()
             reset_endpoints()
+
+
+async def let_members_choose(standin: StandIn, admin: FakeMember) -> None:
+    """`/style set allow_member_choice:True`, sent by the admin through the bot's own command."""
+    interaction = await standin.send_slash_command("style set", {"allow_member_choice": True}, user=admin)
+    answer = await interaction.wait_for_message(timeout=30)
+    if not (answer.content or "").startswith("Done."):
+        raise RuntimeError(f"/style set did not answer as expected: {answer.content!r}")
 
 
 async def profiles(standin: StandIn, members: list[FakeMember], selfie: bytes, style: str) -> list[InteractionRecord]:
@@ -198,7 +213,7 @@ async def wait_workers(runtime: BotRuntime, *names: str) -> None:
             await asyncio.sleep(0.1)
 
 
-async def remote_rows(model_dir: Path, root: Path, selfie: bytes, n: int) -> list[Row]:
+async def remote_rows(model_dir: Path, root: Path, selfie: bytes, n: int, quick: bool = False) -> list[Row]:
     workdir = root / "remote"
     workdir.mkdir()
     server = RedisProcess()
@@ -218,6 +233,8 @@ async def remote_rows(model_dir: Path, root: Path, selfie: bytes, n: int) -> lis
             rows.append(await outcome("worker stopped with SIGTERM mid-batch", standin, interactions,
                                       time.monotonic()))
             workers.stop_all()
+            if quick:  # one worker start proves the Redis path; each further one costs a model load
+                return rows
 
             # A worker an hour ahead, then one an hour behind.
             for offset in (3600.0, -3600.0):
@@ -283,18 +300,25 @@ def red(action: BotAction) -> bool:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--members", type=int, default=3)
+    parser.add_argument("--model-dir", type=Path, help="a tiny model to copy (default: one built here)")
+    parser.add_argument("--quick", action="store_true", help="one member, the local rows and the first Redis row")
     args = parser.parse_args()
+    if args.quick:
+        args.members = 1
     selfie = encode(Image.fromarray(skdata.astronaut()), "JPEG", quality=92)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        model_dir = make_tiny_model(root / "model")
+        if args.model_dir is not None:  # a copy: the slow style is added to it
+            model_dir = Path(shutil.copytree(args.model_dir, root / "model"))
+        else:
+            model_dir = make_tiny_model(root / "model")
         add_tiny_style(model_dir, "slow-style", seed=3, steps=SLOW_STEPS)
         rows = [
             await database_locked(model_dir, root, selfie, args.members),
             await decoder_killed(model_dir, root, selfie, args.members),
         ]
         if shutil.which("redis-server"):
-            rows += await remote_rows(model_dir, root, selfie, args.members)
+            rows += await remote_rows(model_dir, root, selfie, args.members, args.quick)
         else:
             print("redis-server not installed: the Redis rows are skipped")
     print()

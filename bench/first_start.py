@@ -22,8 +22,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as `python bench/NAME.py`, this folder would come first on sys.path, where bot.py and queue.py
-# would shadow the `bot` package and the standard library's `queue`; the repository root takes its place.
+# `python bench/first_start.py` puts this folder first on sys.path, where queue.py would shadow the standard
+# library's `queue` (asyncio imports it); the repository root takes its place, for the Discord stand-in and
+# the setup helpers under tests/.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
@@ -143,7 +144,10 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--against", type=Path, default=None,
                         help="another checkout's src/ folder whose bots run beside this one's (e.g. main's)")
+    parser.add_argument("--quick", action="store_true", help="one rep (what CI runs)")
     args = parser.parse_args()
+    if args.quick:
+        args.reps = 1
     os.environ.setdefault("BUILTIN_STYLES", "false")
     sources = {"this checkout": REPO / "src"}
     if args.against is not None:

@@ -19,10 +19,11 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from bench.gpu_setup import Bench
 from mmpp.inference.engine import Engine, GenerationRequest
 from mmpp.inference.loader import load_pipeline, load_style_adapters
 from mmpp.inference.memory_plan import GIB, PLANS, MemoryPlan, full_size_accounting
@@ -30,9 +31,6 @@ from mmpp.inference.safety import load_safety_checker
 from mmpp.inference.speed import synchronize
 from mmpp.inference.styles import StyleCatalog
 from mmpp.settings import ModelSources
-
-if TYPE_CHECKING:
-    from bench.gpu import Bench
 
 CANDIDATE_SETS = (1, 2, 4)
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as `python bench/NAME.py`, this folder would come first on sys.path, where bot.py and queue.py
-# would shadow the `bot` package and the standard library's `queue`; the repository root takes its place.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
+# `python bench/likeness.py` puts this folder first on sys.path, where bench/queue.py would shadow the
+# standard library's `queue` (asyncio imports it): the folder leaves sys.path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
 import io
@@ -146,13 +146,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4, help="portraits per selfie and style")
     parser.add_argument("--steps", type=int, help="denoising steps; default: each style's own")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--quick", action="store_true", help="the tiny model and one scikit-image selfie, on the CPU")
+    parser.add_argument("--quick", action="store_true",
+                        help="the tiny model (or --model-dir's) and one scikit-image selfie, on the CPU")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         selfie_dir, model_dir, n, steps, device = args.selfies, args.model_dir, args.n, args.steps, args.device
         if args.quick:
-            model_dir = make_tiny_model(Path(tmp) / "tiny")
+            model_dir = args.model_dir or make_tiny_model(Path(tmp) / "tiny")
             selfie_dir = Path(tmp) / "selfies"
             selfie_dir.mkdir()
             Image.fromarray(skdata.astronaut()).save(selfie_dir / "astronaut.jpg", quality=92)

@@ -3,6 +3,7 @@ and sets of several takes against as many single requests.
 
     python bench/queue.py [--model-dir DIR] [--jobs 32] [--samples 100] [--rounds 3] [--device cpu|cuda]
                           [--sets-only]
+    python bench/queue.py --quick     # few jobs, one round, on the CPU (what CI runs)
 
 Without --model-dir it builds the tiny random-weight model in a temporary folder. Every number is
 measured in this run; throughput configurations are interleaved over `--rounds` and the best round
@@ -14,8 +15,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as `python bench/queue.py`, this folder comes first on sys.path and this file would shadow
-# the standard library's `queue`, which concurrent.futures and asyncio import.
+# `python bench/queue.py` puts this folder first on sys.path, where this file would shadow the standard
+# library's `queue` (asyncio imports it): the folder leaves sys.path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
@@ -193,7 +194,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--sets-only", action="store_true", help="only the sets-of-takes rows")
+    parser.add_argument("--quick", action="store_true", help="few jobs, one round, on the CPU")
     args = parser.parse_args()
+    if args.quick:
+        args.jobs, args.samples, args.deep, args.rounds, args.device = 16, 5, 50, 1, "cpu"  # 16: two batches of 8
     # The deep-queue row drops 1000 jobs on purpose; their "queue stopped" warnings are noise here.
     logging.getLogger("mmpp.inference.queue").setLevel(logging.ERROR)
 

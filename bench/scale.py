@@ -3,6 +3,7 @@
 one; the bytes per job that cross Redis.
 
     python bench/scale.py [--model-dir DIR] [--jobs 16] [--latency-jobs 20] [--steps 4]
+    python bench/scale.py --quick     # 4 jobs, 3 for latency, 2 steps (what CI runs)
 
 Every engine is limited to one CPU thread, so two of them stand in for two GPUs on two free cores.
 A private `redis-server` (no persistence) is started for the run, so its traffic counters are ours.
@@ -14,8 +15,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as `python bench/scale.py`, this folder comes first on sys.path, and bench/queue.py would
-# shadow the standard library's `queue` (see the same guard there).
+# `python bench/scale.py` puts this folder first on sys.path, where bench/queue.py would shadow the standard
+# library's `queue` (asyncio imports it): the folder leaves sys.path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
@@ -208,7 +209,10 @@ def main() -> None:
     parser.add_argument("--latency-jobs", type=int, default=20)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch", type=int, default=1, help="MAX_BATCH_SIZE (1: every job is its own engine call)")
+    parser.add_argument("--quick", action="store_true", help="4 jobs, 3 for latency, 2 steps")
     args = parser.parse_args()
+    if args.quick:
+        args.jobs, args.latency_jobs, args.steps = 4, 3, 2
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir or make_tiny_model(Path(tmp) / "tiny")

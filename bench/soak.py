@@ -1,6 +1,7 @@
 """Soak: N requests through the Discord stand-in on the tiny model; nobody lost, memory flat.
 
-    python bench/soak.py [--n 1000] [--members 8]
+    python bench/soak.py [--n 1000] [--members 8] [--model-dir DIR]
+    python bench/soak.py --quick      # 10 requests from 2 members, RSS every 5 (what CI runs)
 
 Runs `mmpp bot` as an operator does (its own process, bot.env, SQLite file, tiny model) against
 the stand-in, which runs in this process, and plays `--members` members at once, each sending one
@@ -22,8 +23,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as `python bench/soak.py`, this folder would come first on sys.path and bot.py would shadow
-# the `bot` package; the repository root takes its place.
+# `python bench/soak.py` puts this folder first on sys.path, where queue.py would shadow the standard
+# library's `queue` (asyncio imports it); the repository root takes its place, for the Discord stand-in under
+# tests/.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
@@ -84,10 +86,11 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 
 class Soak:
-    def __init__(self, standin: StandIn, bot_pid: int, n: int) -> None:
+    def __init__(self, standin: StandIn, bot_pid: int, n: int, every: int) -> None:
         self.standin = standin
         self.bot_pid = bot_pid
         self.n = n
+        self.every = every  # RSS is read after each `every` requests
         self.asked_again = 0
         self.started = 0
         self.acks: list[float] = []
@@ -161,14 +164,14 @@ class Soak:
             self.standin.log.entries.clear()
             self.standin.state.channel_messages.clear()
             done = sum(self.outcomes.values())
-            if (done % 100 == 0 or done == self.n) and done not in self.rss:
+            if (done % self.every == 0 or done == self.n) and done not in self.rss:
                 self.rss[done] = rss_mb(self.bot_pid)
 
 
-async def run(n: int, members: int) -> None:
+async def run(n: int, members: int, every: int, model_dir: Path | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        model_dir = make_tiny_model(folder / "tiny")
+        model_dir = model_dir or make_tiny_model(folder / "tiny")
         async with StandIn() as standin:
             guild = standin.add_guild("Soak")
             players = [standin.add_member(guild, standin.add_user(f"soak{i}")) for i in range(members)]
@@ -179,7 +182,7 @@ async def run(n: int, members: int) -> None:
                 SERVER_DAILY_QUOTA="0", PROGRESS_EDIT_INTERVAL_S="0.5", REROLL_TTL_S="60",
             ) as bot:
                 rss_start = rss_mb(bot.pid)
-                soak = Soak(standin, bot.pid, n)
+                soak = Soak(standin, bot.pid, n, every)
                 await asyncio.gather(*(soak.member(m) for m in players))
             elapsed = time.perf_counter() - start
     acks = sorted(soak.acks)
@@ -196,17 +199,17 @@ async def run(n: int, members: int) -> None:
     for outcome, count in sorted(soak.outcomes.items()):
         print(f"| {outcome} | {count} |")
     nan = (float("nan"), float("nan"))
-    (bot_100, workers_100), (bot_n, workers_n) = soak.rss.get(100, nan), soak.rss.get(n, nan)
+    (bot_100, workers_100), (bot_n, workers_n) = soak.rss.get(every, nan), soak.rss.get(n, nan)
     print(f"\nAsked again after a \"one at a time\" answer (the bot closing the last request): {soak.asked_again}")
-    print("\n| RSS of `mmpp bot` | MB | ratio to after 100 | face-search workers, MB |")
+    print(f"\n| RSS of `mmpp bot` | MB | ratio to after {every} | face-search workers, MB |")
     print("|---|---:|---:|---:|")
     print(f"| after start | {rss_start[0]:.0f} | {rss_start[0] / bot_100:.3f} | {rss_start[1]:.0f} |")
-    print(f"| after 100 | {bot_100:.0f} | 1.000 | {workers_100:.0f} |")
+    print(f"| after {every} | {bot_100:.0f} | 1.000 | {workers_100:.0f} |")
     print(f"| after {n} | {bot_n:.0f} | {bot_n / bot_100:.3f} | {workers_n:.0f} |")
     series = ", ".join(f"{done}: {soak.rss[done][0]:.0f}" for done in sorted(soak.rss))
-    print(f"\nRSS of `mmpp bot` in MB after each 100 requests: {series}")
+    print(f"\nRSS of `mmpp bot` in MB after each {every} requests: {series}")
     flat = bot_n / bot_100 <= 1.10
-    print(f"\nlost {soak.outcomes['lost']} (target 0); RSS after {n} within 10 % of after 100: "
+    print(f"\nlost {soak.outcomes['lost']} (target 0); RSS after {n} within 10 % of after {every}: "
           f"{'PASS' if flat and not soak.outcomes['lost'] else 'FAIL'}")
 
 
@@ -214,8 +217,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1000, help="requests in all (at least 100)")
     parser.add_argument("--members", type=int, default=8, help="members sending at the same time")
+    parser.add_argument("--model-dir", type=Path, help="a tiny model (default: one built here)")
+    parser.add_argument("--quick", action="store_true", help="10 requests from 2 members, RSS after each 5")
     args = parser.parse_args()
-    asyncio.run(run(max(100, args.n), args.members))
+    if args.quick:
+        asyncio.run(run(10, 2, 5, args.model_dir))
+    else:
+        asyncio.run(run(max(100, args.n), args.members, 100, args.model_dir))
 
 
 if __name__ == "__main__":
