@@ -66,6 +66,9 @@ def check_faults(out: str) -> None:
 
 def check_first_start(out: str) -> None:
     assert any(row[0].startswith("wrong token refused") for row in table(out))
+    # The bot that draws nothing never maps the ML stack (issue 27's light bot), the drawing one does.
+    bots = {row[0]: row[-1] for row in table(out) if row[0].startswith(("does not draw", "draws"))}
+    assert any(name.startswith("does not draw") and loaded == "no" for name, loaded in bots.items()), out
 
 
 def check_gpu(out: str) -> None:
