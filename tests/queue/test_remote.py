@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 import redis
-from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from mmpp.inference.conditioning import PreparedFace
@@ -25,9 +24,7 @@ from mmpp.inference.queue.remote.worker import RemoteWorker, WorkerRefused, chec
 from mmpp.memory import HeapTrimmer
 from mmpp.settings import Settings
 from tests.queue.conftest import ProbeEngine, collect, started
-
-# The key the bot and its workers share in these tests (QUEUE_SECRET is required with Redis).
-SECRET = Fernet.generate_key().decode()
+from tests.redis_server import QUEUE_SECRET as SECRET
 
 
 class SlowSteps(ProbeEngine):

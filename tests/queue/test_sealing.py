@@ -135,7 +135,7 @@ async def test_bot_and_worker_refuse_to_start_without_a_secret_loopback_or_not(
     make = 'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
     assert bot.value.message == f"QUEUE_BACKEND=redis needs QUEUE_SECRET, the same key on the bot and every worker " \
         f"(make one with: {make})"
-    assert worker.value.message.startswith("mmpp worker needs QUEUE_SECRET") and make in worker.value.message
+    assert worker.value.message.startswith("this worker needs QUEUE_SECRET") and make in worker.value.message
     assert "pw" not in bot.value.message + worker.value.message
 
 

@@ -299,7 +299,7 @@ async def run_worker(settings: Settings, *, catalog_wait_s: float = 60.0) -> int
     """`mmpp worker`: check the styles against the bot's, load the engine, serve until SIGTERM."""
     url = settings.redis_url.get_secret_value()
     p.redis_settings(url)  # registers the password before anything can log it
-    seal = Seal.from_secret(settings.queue_secret.get_secret_value() if settings.queue_secret else None, "mmpp worker")
+    seal = Seal.from_secret(settings.queue_secret.get_secret_value() if settings.queue_secret else None, "this worker")
     worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
     device = worker_device(settings)
     catalog = load_catalog(settings)
