@@ -68,7 +68,7 @@ class RemoteWorker:
         # For the GPU thread (cancel flags) and the events: short synchronous commands.
         self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self.seal = Seal.from_secret(
-            settings.queue_secret.get_secret_value() if settings.queue_secret else None, "mmpp worker"
+            settings.queue_secret.get_secret_value() if settings.queue_secret else None, "this worker"
         )
         self.busy = False
         self.batches = 0
