@@ -75,6 +75,9 @@ class RemoteWorker:
         # A worker runs for weeks: freed heap goes back to the system between batches, as on the bot.
         self.trimmer = HeapTrimmer()
         self._stopping = False
+        # Nonces this worker took, until they expire: a replay is refused here even if someone deleted
+        # the nonce's key in Redis (which keeps several workers agreeing).
+        self._nonces: dict[str, float] = {}
         # Gone for good: no heartbeat any more.
         self._left = False
 
@@ -92,10 +95,14 @@ class RemoteWorker:
         # The nonce is taken in Redis (SET NX) until past the expiry: whichever worker sees the batch
         # first draws it, and a copy put back into any queue is refused, here or on another worker.
         ttl_ms = int((max(0.0, batch.not_after - now_redis) + NONCE_MARGIN_S) * 1000)
+        self._nonces = {n: until for n, until in self._nonces.items() if until > time.monotonic()}
         try:
-            fresh = await asyncio.to_thread(self.client.set, p.nonce_key(batch.nonce), self.id, nx=True, px=ttl_ms)
+            fresh = batch.nonce not in self._nonces and await asyncio.to_thread(
+                self.client.set, p.nonce_key(batch.nonce), self.id, nx=True, px=ttl_ms
+            )
         except p.REDIS_ERRORS:
             fresh = False  # unknown: drawing it twice would be worse than the bot's own deadline
+        self._nonces.setdefault(batch.nonce, time.monotonic() + ttl_ms / 1000)
         if not fresh:
             log_event(log, logging.WARNING, "batch refused", worker=self.id, batch=batch_id, why="replayed")
             return "replayed"
