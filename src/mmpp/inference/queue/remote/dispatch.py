@@ -139,13 +139,16 @@ class RemoteBackend:
         assert self.pool is not None
         # Published again and again: a Redis that restarted empty gets it back within a scan.
         await self.pool.set(p.CATALOG_KEY, self.seal.sign("catalog", p.Catalog(self.fingerprint).to_wire()))
+        # Now, read before the heartbeats: a pause of this process between the two reads (a busy
+        # event loop) must not make every heartbeat look stale.
+        now = await redis_now(self.pool)
         keys = [key async for key in self.pool.scan_iter(match=p.WORKER_PREFIX + "*", count=100)]
         values = await self.pool.mget(keys) if keys else []
         beats = {
             (k.decode() if isinstance(k, bytes) else k).removeprefix(p.WORKER_PREFIX): v
             for k, v in zip(keys, values, strict=True) if v is not None
         }
-        alive = self.heartbeats.read(beats, await redis_now(self.pool))
+        alive = self.heartbeats.read(beats, now)
         for worker_id, beat in alive.items():
             if beat.stopping and (slot := self.slots.get(worker_id)) is not None:
                 slot.worker_stopping()

@@ -86,12 +86,15 @@ class Claim:
         self.key = p.claim_key(worker_id)
         self.value: bytes | None = None
 
-    async def _signed(self) -> bytes:
-        return self.seal.sign("claim", p.Claim(self.bot_id, self.worker_id, await redis_now(self.pool)).to_wire())
+    def _signed(self, now: float) -> bytes:
+        return self.seal.sign("claim", p.Claim(self.bot_id, self.worker_id, now).to_wire())
 
     async def take(self) -> bool:
         """True when this process now holds the worker; False when another bot process does."""
-        value = await self._signed()
+        # Now, read before the claim: a pause of this process in between must not make a good claim
+        # of another bot process look stale.
+        now = await redis_now(self.pool)
+        value = self._signed(now)
         ttl_ms = int(CLAIM_TTL_S * 1000)
         if await self.pool.set(self.key, value, nx=True, px=ttl_ms):
             self.value = value
@@ -103,7 +106,7 @@ class Claim:
             claim = p.Claim.from_wire(self.seal.verify("claim", held))
             if claim.worker != self.worker_id:
                 raise Forged("another worker's claim")
-            if await redis_now(self.pool) - claim.at > CLAIM_TTL_S:
+            if now - claim.at > CLAIM_TTL_S:
                 raise Forged("a stale claim")
             return False  # another bot process of ours holds it
         except UNREADABLE as exc:
@@ -117,7 +120,7 @@ class Claim:
         """A fresh `at`, so the claim stays good while the batch runs."""
         if self.value is None:
             return
-        value = await self._signed()
+        value = self._signed(await redis_now(self.pool))
         if await self.pool.eval(SWAP, 1, self.key, self.value, value, int(CLAIM_TTL_S * 1000)):  # type: ignore[no-untyped-call]
             self.value = value
 
