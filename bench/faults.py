@@ -291,6 +291,27 @@ def portraits_missing(interactions: list[InteractionRecord]) -> int:
     return sum(1 for i in interactions if not any(is_portrait(a) for a in i.actions))
 
 
+def is_final(action: BotAction) -> bool:
+    """A portrait, or a message that ends the request (not a place in line or a progress edit)."""
+    return is_portrait(action) or (is_answer(action) and not (action.content or "").startswith(("⏳", "🎨")))
+
+
+async def final_outcome(name: str, standin: StandIn, interactions: list[InteractionRecord], fault_at: float,
+                        timeout: float = 120) -> Row:
+    """As `outcome`, waiting for each request's end; a member who got no portrait counts as lost."""
+    told, last = 0, fault_at
+    for interaction in interactions:
+        try:
+            await interaction.wait_for(is_final, timeout=max(1.0, fault_at + timeout - time.monotonic()))
+            told += 1
+            last = max(last, time.monotonic())
+        except TimeoutError:
+            pass
+    await asyncio.sleep(1.0)
+    lost = portraits_lost(standin, interactions) + portraits_missing(interactions)
+    return Row(name, len(interactions), told, lost, last - fault_at)
+
+
 async def intruder_rows(model_dir: Path, root: Path, selfie: bytes, n: int) -> list[Row]:
     """A forged worker, a replayed payload and forged cancels, each against one honest worker."""
     import redis
@@ -317,10 +338,8 @@ async def intruder_rows(model_dir: Path, root: Path, selfie: bytes, n: int) -> l
             client.set(p.worker_key("intruder"), json.dumps(beat), px=5000)
             fault_at = time.monotonic()
             interactions = await profiles(standin, members[:n], selfie, "tiny-style")
-            row = await outcome("forged worker (heartbeat with a copied fingerprint)", standin, interactions,
-                                fault_at, timeout=30)
-            rows.append(Row(row.fault, row.affected, row.told, row.lost + portraits_missing(interactions),
-                            row.recover_s))
+            rows.append(await final_outcome("forged worker (heartbeat with a copied fingerprint)", standin,
+                                            interactions, fault_at, timeout=90))
             client.delete(p.worker_key("intruder"))
 
             # A replay: the sealed payload of a batch already drawn, put back into the worker's queue.
@@ -329,7 +348,7 @@ async def intruder_rows(model_dir: Path, root: Path, selfie: bytes, n: int) -> l
                 while not (keys := list(client.scan_iter(match="arq:job:*"))):  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
             stolen = p.deserialize(client.get(keys[0]))["a"][0]
-            row = await outcome("payload replayed to a worker", standin, interactions, time.monotonic())
+            row = await final_outcome("payload replayed to a worker", standin, interactions, time.monotonic())
             assert runtime.services is not None
             pool = next(iter(runtime.services.queue._workers)).backend.pool  # type: ignore[attr-defined]
             await pool.enqueue_job(p.BATCH_FUNCTION, stolen, _job_id="replayed", _queue_name=p.worker_queue("honest"))
@@ -343,9 +362,7 @@ async def intruder_rows(model_dir: Path, root: Path, selfie: bytes, n: int) -> l
             fault_at = time.monotonic()
             for key in client.scan_iter(match="mmpp:ev:*"):
                 client.set(key.decode().replace("mmpp:ev:", "mmpp:cancel:"), b"1", ex=60)
-            row = await outcome("forged cancel flags", standin, interactions, fault_at)
-            rows.append(Row(row.fault, row.affected, row.told, row.lost + portraits_missing(interactions),
-                            row.recover_s))
+            rows.append(await final_outcome("forged cancel flags", standin, interactions, fault_at))
     finally:
         client.close()
         workers.stop_all()
