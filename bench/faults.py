@@ -6,7 +6,7 @@
 Each row injects one fault while `--members` members each run /profile, through the real bot
 (discord.py client, tiny model, SQLite file) and the Discord stand-in; the Redis rows run the
 bot with QUEUE_BACKEND=redis, a private `redis-server` and real `mmpp worker` processes, sealed
-with QUEUE_SECRET. Columns:
+with QUEUE_SECRET (the intruder rows: a process with Redis access but not the secret). Columns:
 
 * members affected: members whose request was in flight when the fault came;
 * members told: of those, members who got their portrait or a message saying what happened;
@@ -31,6 +31,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -284,8 +285,10 @@ def forge(url: str, runtime: BotRuntime) -> None:
     try:
         for slot in list(runtime.services.queue._workers):
             for job in getattr(slot, "running", []):
-                client.set(p.result_key(job.id, job.attempt), png.getvalue())
-                client.xadd(p.events_key(job.id, job.attempt), {"k": "done", "seed": "1", "s": "1"})
+                # The strongest intruder: it found each job's keys (named by a tag it cannot compute).
+                tag = slot.backend.seal.tag(job.id, job.attempt)
+                client.set(p.result_key(tag), png.getvalue())
+                client.xadd(p.events_key(tag), {"kind": "done", "takes": "[]", "seconds": "1"})
     finally:
         client.close()
 
@@ -295,6 +298,93 @@ def red(action: BotAction) -> bool:
 
     image = Image.open(io.BytesIO(action.files[0].data)).convert("RGB")
     return image.getpixel((32, 32)) == (255, 0, 0)
+
+
+# --- intruders with Redis access but not QUEUE_SECRET (issue 29) ---------------------------------
+
+
+def portraits_missing(interactions: list[InteractionRecord]) -> int:
+    """Members who asked for a portrait and got none (a forged cancel, a batch handed to no worker)."""
+    return sum(1 for i in interactions if not any(is_portrait(a) for a in i.actions))
+
+
+def is_final(action: BotAction) -> bool:
+    """A portrait, or a message that ends the request (not a place in line or a progress edit)."""
+    return is_portrait(action) or (is_answer(action) and not (action.content or "").startswith(("⏳", "🎨")))
+
+
+async def final_outcome(name: str, standin: StandIn, interactions: list[InteractionRecord], fault_at: float,
+                        timeout: float = 120) -> Row:
+    """As `outcome`, waiting for each request's end; a member who got no portrait counts as lost."""
+    told, last = 0, fault_at
+    for interaction in interactions:
+        try:
+            await interaction.wait_for(is_final, timeout=max(1.0, fault_at + timeout - time.monotonic()))
+            told += 1
+            last = max(last, time.monotonic())
+        except TimeoutError:
+            pass
+    await asyncio.sleep(1.0)
+    lost = portraits_lost(standin, interactions) + portraits_missing(interactions)
+    return Row(name, len(interactions), told, lost, last - fault_at)
+
+
+async def intruder_rows(model_dir: Path, root: Path, selfie: bytes, n: int) -> list[Row]:
+    """A forged worker, a replayed payload and forged cancels, each against one honest worker."""
+    import redis
+
+    from mmpp.inference.queue.remote.sealing import Seal
+
+    workdir = root / "intruders"
+    workdir.mkdir()
+    server = RedisProcess()
+    server.start()
+    secret = Fernet.generate_key().decode()
+    workers = Workers(model_dir, workdir, server.url, secret)
+    client = redis.Redis.from_url(server.url)
+    rows = []
+    try:
+        async with bot(model_dir, workdir, queue_backend="redis", redis_url=server.url, queue_secret=secret,
+                       max_batch_size=4, batch_timeout_s=60.0) as (standin, members, runtime):
+            workers.start("honest")
+            await wait_workers(runtime, "honest")
+
+            # A forged worker: a heartbeat with the styles' fingerprint copied from Redis, kept fresh.
+            fingerprint = Seal.read_unverified(client.get(p.CATALOG_KEY))["fingerprint"]
+            beat = p.Heartbeat("intruder", "cuda", 8, fingerprint, float(client.time()[0])).to_wire()
+            client.set(p.worker_key("intruder"), json.dumps(beat), px=5000)
+            fault_at = time.monotonic()
+            interactions = await profiles(standin, members[:n], selfie, "tiny-style")
+            rows.append(await final_outcome("forged worker (heartbeat with a copied fingerprint)", standin,
+                                            interactions, fault_at, timeout=90))
+            client.delete(p.worker_key("intruder"))
+
+            # A replay: the sealed payload of a batch already drawn, put back into the worker's queue.
+            interactions = await profiles(standin, members[:n], selfie, "slow-style")
+            async with asyncio.timeout(60):
+                while not (keys := list(client.scan_iter(match="arq:job:*"))):  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            stolen = p.deserialize(client.get(keys[0]))["a"][0]
+            row = await final_outcome("payload replayed to a worker", standin, interactions, time.monotonic())
+            assert runtime.services is not None
+            pool = next(iter(runtime.services.queue._workers)).backend.pool  # type: ignore[attr-defined]
+            await pool.enqueue_job(p.BATCH_FUNCTION, stolen, _job_id="replayed", _queue_name=p.worker_queue("honest"))
+            await asyncio.sleep(3.0)
+            drawn_again = 0 if "why=replayed" in (workdir / "honest.log").read_text() else 1
+            rows.append(Row(row.fault, row.affected, row.told, row.lost + drawn_again, row.recover_s))
+
+            # Forged cancels: every job's cancel key found beside its stream, written while it draws.
+            interactions = await profiles(standin, members[:n], selfie, "slow-style")
+            await interactions[0].wait_for_content("🎨", timeout=60)
+            fault_at = time.monotonic()
+            for key in client.scan_iter(match="mmpp:ev:*"):
+                client.set(key.decode().replace("mmpp:ev:", "mmpp:cancel:"), b"1", ex=60)
+            rows.append(await final_outcome("forged cancel flags", standin, interactions, fault_at))
+    finally:
+        client.close()
+        workers.stop_all()
+        server.stop()
+    return rows
 
 
 async def main() -> None:
@@ -319,6 +409,8 @@ async def main() -> None:
         ]
         if shutil.which("redis-server"):
             rows += await remote_rows(model_dir, root, selfie, args.members, args.quick)
+            if not args.quick:  # the intruders' own tests run in tests/queue/test_redis_intruders.py
+                rows += await intruder_rows(model_dir, root, selfie, args.members)
         else:
             print("redis-server not installed: the Redis rows are skipped")
     print()

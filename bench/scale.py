@@ -33,6 +33,7 @@ import time
 
 import redis
 import torch
+from cryptography.fernet import Fernet
 from PIL import Image
 from pydantic import SecretStr
 from skimage import data as skdata
@@ -42,9 +43,12 @@ from mmpp.inference.engine import Engine
 from mmpp.inference.queue import Done, GenerationQueue
 from mmpp.inference.queue.remote import protocol as p
 from mmpp.inference.queue.remote.dispatch import RemoteBackend
+from mmpp.inference.queue.remote.sealing import Seal
 from mmpp.inference.testing.tiny_model import make_tiny_model
 from mmpp.settings import Settings, load_settings
 
+# The Redis backend needs QUEUE_SECRET (the bot and its workers share it): payloads travel sealed.
+QUEUE_SECRET = Fernet.generate_key().decode()
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -103,7 +107,8 @@ class Workers:
     """`mmpp worker` processes, one thread each, registered with the bot side's backend."""
 
     def __init__(self, url: str, model_dir: Path, names: list[str], workdir: Path) -> None:
-        env = {**os.environ, "DEVICE": "cpu", "DTYPE": "float32", "OMP_NUM_THREADS": "1", "LOG_LEVEL": "WARNING"}
+        env = {**os.environ, "DEVICE": "cpu", "DTYPE": "float32", "OMP_NUM_THREADS": "1", "LOG_LEVEL": "WARNING",
+               "QUEUE_SECRET": QUEUE_SECRET}
         self.processes = [
             subprocess.Popen(
                 [sys.executable, "-m", "mmpp.cli", "worker", "--model-dir", str(model_dir), "--redis-url", url,
@@ -126,7 +131,7 @@ class Workers:
 async def remote_queue(settings: Settings, engine: Engine, url: str, count: int, model_dir: Path, workdir: Path,
                        ) -> tuple[GenerationQueue, RemoteBackend, Workers]:
     queue = GenerationQueue(None, settings, catalog=engine.catalog, initial_job_s=1.0)
-    backend = RemoteBackend(queue, url, p.catalog_fingerprint(engine.catalog, engine.resolution))
+    backend = RemoteBackend(queue, url, p.catalog_fingerprint(engine.catalog, engine.resolution), Seal(QUEUE_SECRET))
     await backend.start()
     queue.on_shutdown(backend.close)
     queue.start()

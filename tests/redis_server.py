@@ -12,8 +12,11 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from cryptography.fernet import Fernet
 
 SHARED = os.environ.get("MMPP_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+# QUEUE_SECRET for the tests' bots and workers: the Redis backend needs one wherever Redis runs.
+QUEUE_SECRET = Fernet.generate_key().decode()
 
 
 def _reachable(url: str) -> bool:

@@ -153,7 +153,8 @@ class Settings(BaseSettings):
     worker_id: str | None = Field(default=None, description="A worker's name in Redis; default host-pid.")
     queue_secret: SecretStr | None = Field(
         default=None,
-        description="Key shared by the bot and its workers; seals faces and results in Redis. Needed off loopback.",
+        description="Fernet key shared by the bot and its workers (required with QUEUE_BACKEND=redis): seals faces "
+        "and results, signs heartbeats, claims and cancel flags in Redis.",
     )
     batch_timeout_s: float = Field(
         default=15 * 60, gt=0,

@@ -23,7 +23,7 @@ from mmpp.inference.queue import GenerationQueue
 from mmpp.inference.testing.tiny_model import add_tiny_style
 from mmpp.settings import Settings, load_settings
 from tests.discord_standin import MANAGE_GUILD, FakeGuild, FakeMember, FakeUser, StandIn
-from tests.redis_server import SHARED, flush, need_redis
+from tests.redis_server import QUEUE_SECRET, SHARED, flush, need_redis
 
 
 @dataclass
@@ -165,7 +165,7 @@ async def world(
     if queue_backend == "redis":
         need_redis()
         flush(SHARED)
-        bot_overrides = {**bot_overrides, "queue_backend": "redis", "redis_url": SHARED}
+        bot_overrides = {**bot_overrides, "queue_backend": "redis", "redis_url": SHARED, "queue_secret": QUEUE_SECRET}
     async with StandIn() as standin:
         guild = standin.add_guild("Art Club")
         admins = standin.add_role(guild, "Admins", permissions=MANAGE_GUILD)

@@ -27,6 +27,7 @@ from mmpp.inference.testing.recording import RecordingEngine
 from mmpp.memory import HeapTrimmer
 from mmpp.settings import Settings
 from tests.queue.conftest import collect, started
+from tests.redis_server import QUEUE_SECRET as SECRET
 
 
 @dataclass
@@ -36,6 +37,13 @@ class Remote:
     worker: RemoteWorker
     probe: RecordingEngine
     client: redis.Redis
+
+    @property
+    def seal(self) -> Seal:
+        return self.backend.seal
+
+    def tag(self, job_id: str, attempt: int = 0) -> str:
+        return self.seal.tag(job_id, attempt)
 
     def leftovers(self) -> list[str]:
         """Keys a finished job must not leave behind: its events, portrait, cancel flag, payload."""
@@ -48,14 +56,14 @@ class Remote:
 async def open_remote(
     url: str, settings: Settings, engine: Engine, worker_id: str = "w1", *,
     bot_batch_timeout_s: float | None = None, worker_settings: dict[str, object] | None = None,
-    bot_secret: str | None = None,
+    bot_secret: str = SECRET, wait_alive: bool = True,
 ) -> AsyncIterator[Remote]:
-    """The bot's queue and one worker; by default both on the shipped BATCH_TIMEOUT_S."""
-    settings = settings.model_copy(update={"redis_url": SecretStr(url)})
+    """The bot's queue and one worker; by default both on the shipped BATCH_TIMEOUT_S and one secret."""
+    settings = settings.model_copy(update={"redis_url": SecretStr(url), "queue_secret": SecretStr(SECRET)})
     fingerprint = p.catalog_fingerprint(engine.catalog, engine.resolution)
     queue = GenerationQueue(None, settings, catalog=engine.catalog, initial_job_s=1.0, stop_timeout_s=5)
     timeout = {} if bot_batch_timeout_s is None else {"batch_timeout_s": bot_batch_timeout_s}
-    backend = RemoteBackend(queue, url, fingerprint, seal=Seal(bot_secret), **timeout)  # type: ignore[arg-type]
+    backend = RemoteBackend(queue, url, fingerprint, Seal(bot_secret), **timeout)  # type: ignore[arg-type]
     await backend.start()
     queue.on_shutdown(backend.close)
     probe = RecordingEngine(engine)
@@ -65,7 +73,7 @@ async def open_remote(
     client = redis.Redis.from_url(url)
     try:
         async with asyncio.timeout(10):
-            while not backend.is_alive(worker_id):  # noqa: ASYNC110
+            while wait_alive and not backend.is_alive(worker_id):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         queue.start()
         yield Remote(queue, backend, worker, probe, client)
@@ -125,32 +133,44 @@ async def test_a_batch_past_its_discord_deadline_never_starts(
 ) -> None:
     # Straight into the worker's queue, as a bot whose member's reply has expired would have left it.
     request = GenerationRequest(face=face, style="tiny-style", seed=1, steps=2)
-    batch = p.encode_batch("late", [("j-late", 0, request, False)], not_after=time.time() - 1)
-    payload = Seal(None).seal_payload(batch)
+    batch = p.Batch("late", "n" * 32, time.time() - 1, (p.RemoteJob("j-late", 0, request, False),))
+    payload = remote.seal.seal_payload(batch.to_wire())
     assert remote.backend.pool is not None
     await remote.backend.pool.enqueue_job(p.BATCH_FUNCTION, payload, _job_id="late", _queue_name=p.worker_queue("w1"))
+    events = p.events_key(remote.tag("j-late"))
     async with asyncio.timeout(10):
-        while not remote.client.exists(p.events_key("j-late", 0)):  # noqa: ASYNC110
+        while not remote.client.exists(events):  # noqa: ASYNC110
             await asyncio.sleep(0.02)
-    entries = remote.client.xrange(p.events_key("j-late", 0))
-    opened = [Seal(None).open_event("j-late", 0, f) for _, f in entries]
-    assert [(e["k"], e.get("code")) for e in opened] == [("failed", "expired")]
+    entries = remote.client.xrange(events)
+    opened = [p.Event.from_wire(remote.seal.open_event("j-late", 0, f)) for _, f in entries]
+    assert [(e.kind, e.code) for e in opened] == [("failed", "expired")]
     assert remote.probe.calls == []
 
 
 def test_a_worker_with_other_styles_refuses_in_one_line(redis_url: str, real_engine: Engine) -> None:
     bot = p.catalog_fingerprint(real_engine.catalog, real_engine.resolution)
+    seal = Seal(SECRET)
     client = redis.Redis.from_url(redis_url)
-    client.set(p.CATALOG_KEY, json.dumps(bot))
+    client.set(p.CATALOG_KEY, seal.sign("catalog", p.Catalog(bot).to_wire()))
     mine = {"styles": {**bot["styles"], "extra": "abc"}, "resolution": 128}
     mine["styles"].pop("other-style")
     with pytest.raises(WorkerRefused) as refused:
-        check_catalog(client, mine, wait_s=1)
+        check_catalog(client, seal, mine, wait_s=1)
     client.close()
     message = refused.value.message
     assert "\n" not in message
     assert "lacks: other-style" in message and "only this worker has: extra" in message and "128 px" in message
-    check_catalog(redis.Redis.from_url(redis_url), bot, wait_s=1)  # the same styles pass
+    check_catalog(redis.Redis.from_url(redis_url), seal, bot, wait_s=1)  # the same styles pass
+
+
+def test_a_catalog_not_signed_with_the_secret_is_not_the_bots(redis_url: str, real_engine: Engine) -> None:
+    bot = p.catalog_fingerprint(real_engine.catalog, real_engine.resolution)
+    client = redis.Redis.from_url(redis_url)
+    # Anyone can copy the fingerprint; only the secret signs it.
+    client.set(p.CATALOG_KEY, json.dumps({"body": json.dumps(p.Catalog(bot).to_wire()), "mac": "0" * 64}))
+    with pytest.raises(WorkerRefused, match="not signed with this QUEUE_SECRET"):
+        check_catalog(client, Seal(SECRET), bot, wait_s=0.6)
+    client.close()
 
 
 async def test_the_redis_password_never_reaches_a_log(
@@ -243,9 +263,10 @@ async def test_a_malformed_progress_entry_is_skipped_not_fatal(remote: Remote, f
             if isinstance(event, Started):
                 break
     # Anyone who can write to Redis could add this to the job's stream.
-    key = p.events_key(handle.id, 0)
-    remote.client.xadd(key, Seal(None).seal_event(handle.id, 0, {"k": "step", "i": "not a number", "n": 4}))
-    remote.client.xadd(key, {"k": "step", "i": "2", "n": "4"})  # nor sealed at all
+    key = p.events_key(remote.tag(handle.id))
+    bad_step = {"version": p.WIRE_VERSION, "kind": "step", "step": "not a number", "steps": 4}
+    remote.client.xadd(key, remote.seal.seal_event(handle.id, 0, bad_step))
+    remote.client.xadd(key, {"kind": "step", "step": "2", "steps": "4"})  # nor sealed at all
     rest = [e async for e in handle.events()]
     assert isinstance(rest[-1], Done)
 
@@ -285,11 +306,11 @@ async def test_a_set_travels_to_a_remote_worker_and_back_whole_split_by_the_work
 
 def test_a_payload_asking_more_takes_than_a_bot_sends_is_refused(face: PreparedFace) -> None:
     request = GenerationRequest(face=face, style="tiny-style", seed=1)
-    payload = p.deserialize(p.serialize(p.encode_batch("b", [("j", 0, request, False)], 0.0,
-                                                       more_seeds={"j": [2, 3, 4]})))
-    [job] = p.decode_batch(payload)[2]
+    batch = p.Batch("b", "n" * 32, 0.0, (p.RemoteJob("j", 0, request, False, (2, 3, 4)),))
+    payload = p.deserialize(p.serialize(batch.to_wire()))
+    [job] = p.Batch.from_wire(payload).jobs
     assert job.more_seeds == (2, 3, 4)
     # Whoever can write to Redis cannot make a worker draw a thousand pictures for one job.
     payload["jobs"][0]["more_seeds"] = list(range(1000))
     with pytest.raises(p.BadPayload):
-        p.decode_batch(payload)
+        p.Batch.from_wire(payload)

@@ -117,11 +117,12 @@ def test_the_switch_travels_and_a_bot_that_predates_it_gets_the_guard(face: Prep
     from mmpp.inference.queue.remote import protocol as p
 
     request = GenerationRequest(face=face, style="tiny-style", seed=1, unlinkable=False)
-    payload = p.deserialize(p.serialize(p.encode_batch("b", [("j", 0, request, False)], 0.0)))
-    [job] = p.decode_batch(payload)[2]
+    batch = p.Batch("b", "n" * 32, 0.0, (p.RemoteJob("j", 0, request, False),))
+    payload = p.deserialize(p.serialize(batch.to_wire()))
+    [job] = p.Batch.from_wire(payload).jobs
     assert job.request.unlinkable is False
-    del payload["jobs"][0]["unlinkable"]  # what an older bot sends
-    [job] = p.decode_batch(payload)[2]
+    del payload["jobs"][0]["unlinkable"]  # missing, whoever wrote it: the guard stays on (fails closed)
+    [job] = p.Batch.from_wire(payload).jobs
     assert job.request.unlinkable is True
 
 

@@ -7,7 +7,6 @@ bot in this process, and two worker processes each limited to one CPU thread.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import signal
@@ -20,20 +19,18 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 import redis
-from cryptography.fernet import Fernet
 
 from mmpp.bot.app.discord_endpoints import reset_endpoints
 from mmpp.bot.app.runtime import BotRuntime
 from mmpp.bot.services import Services
 from mmpp.inference.queue.remote import protocol as p
+from mmpp.inference.queue.remote.sealing import Seal
 from mmpp.inference.testing.tiny_model import add_tiny_style
 from tests.bot.conftest import bot_settings
 from tests.discord_standin import BotAction, FakeGuild, FakeMember, FakeUser, InteractionRecord, StandIn
-from tests.redis_server import RedisProcess
+from tests.redis_server import QUEUE_SECRET, RedisProcess
 
 SLOW_STEPS = 60
-# The cluster runs sealed (QUEUE_SECRET on the bot and the workers); tests/bot's Redis runs in clear.
-QUEUE_SECRET = Fernet.generate_key().decode()
 
 
 @dataclass
@@ -94,12 +91,13 @@ class Cluster:
                 await asyncio.sleep(0.1)
 
     def heartbeats(self) -> dict[str, dict]:
+        """Each worker's heartbeat as the bot reads it (verified with the secret)."""
         client = redis.Redis.from_url(self.redis.url)
+        seal = Seal(QUEUE_SECRET)
         try:
-            return {
-                k.decode().removeprefix(p.WORKER_PREFIX): json.loads(client.get(k) or b"{}")
-                for k in client.scan_iter(match=p.WORKER_PREFIX + "*")
-            }
+            beats = {k.decode().removeprefix(p.WORKER_PREFIX): client.get(k)
+                     for k in client.scan_iter(match=p.WORKER_PREFIX + "*")}
+            return {name: seal.verify("heartbeat", raw) for name, raw in beats.items() if raw is not None}
         finally:
             client.close()
 

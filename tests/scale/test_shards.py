@@ -23,7 +23,7 @@ from mmpp.inference.queue.remote.worker import RemoteWorker
 from mmpp.settings import Settings, load_settings
 from tests.bot.conftest import bot_settings
 from tests.discord_standin import FakeGuild, FakeMember, StandIn
-from tests.redis_server import SHARED, flush, need_redis
+from tests.redis_server import QUEUE_SECRET, SHARED, flush, need_redis
 from tests.scale.conftest import profile
 
 
@@ -94,7 +94,7 @@ async def test_two_bot_processes_each_own_a_shard_and_share_the_workers(
         members: list[FakeMember] = [
             standin.add_member(g, standin.add_user(f"member-on-shard-{i}")) for i, g in enumerate(guilds)
         ]
-        common = {"queue_backend": "redis", "redis_url": SHARED, "shard_count": 2}
+        common = {"queue_backend": "redis", "redis_url": SHARED, "shard_count": 2, "queue_secret": QUEUE_SECRET}
         first = bot_settings(standin, scale_model_dir, tmp_path, shard_ids="0", **common)
         second = bot_settings(standin, scale_model_dir, tmp_path, shard_ids="1", **common)
         worker_settings = first.model_copy(update={"redis_url": SecretStr(SHARED)})
@@ -167,7 +167,7 @@ async def test_a_restarted_shard_process_answers_only_for_its_own_servers(
     async with StandIn(shard_count=2) as standin:
         guilds = guilds_on_both_shards(standin)
         members = [standin.add_member(g, standin.add_user(f"left-open-{i}")) for i, g in enumerate(guilds)]
-        common = {"queue_backend": "redis", "redis_url": SHARED, "shard_count": 2}
+        common = {"queue_backend": "redis", "redis_url": SHARED, "shard_count": 2, "queue_secret": QUEUE_SECRET}
         shard0, shard1 = (bot_settings(standin, scale_model_dir, tmp_path, shard_ids=str(i), **common) for i in (0, 1))
         # A job on each shard's server, open in the shared database (as a kill -9 of both leaves them).
         database = Database.from_settings(shard0)

@@ -1,5 +1,5 @@
 """What ships, run as shipped: the README's Quick start typed as written, `mmpp worker` with only
-REDIS_URL, and every setting either run on its default by one of these starts or named here with the
+REDIS_URL and QUEUE_SECRET, and every setting either run on its default by one of these starts or named here with the
 reason it cannot be.
 
 The environments below hold what a newcomer writes (the token, in bot.env as the README says) plus
@@ -39,7 +39,7 @@ from mmpp.settings import Settings, load_settings
 from tests.bot.conftest import bot_settings
 from tests.discord_standin import StandIn
 from tests.discord_standin.harness import bot_subprocess
-from tests.redis_server import RedisProcess
+from tests.redis_server import QUEUE_SECRET, RedisProcess
 from tests.scale.conftest import Cluster
 from tests.setup.conftest import REPO, stamp_for
 
@@ -48,7 +48,7 @@ README = REPO / "README.md"
 SHELL_VARIABLES = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TMPDIR")
 # The redirections each start gets, by setting name; the guard below holds these to a reason each.
 BOT_REDIRECTED = ("DISCORD_TOKEN", "DISCORD_API_BASE", "DISCORD_GATEWAY_URL", "DISCORD_CDN_BASE", "MODEL_DIR")
-WORKER_REDIRECTED = ("REDIS_URL", "MODEL_DIR")
+WORKER_REDIRECTED = ("REDIS_URL", "QUEUE_SECRET", "MODEL_DIR")
 
 # Every setting that one of the starts here runs on its shipped default, and which start reads it.
 ON_DEFAULT = {
@@ -74,7 +74,7 @@ ON_DEFAULT = {
     "styles_dir": "the empty environment: ./styles, absent on a fresh clone, leaves the built-ins",
     "gpu_memory_gb": "all three: unset asks the device; on the CPU that is the host plan (nothing capped)",
     "memory_plan": "all three: auto picks the plan from GPU_MEMORY_GB (the host plan on the CPU)",
-    "queue_secret": "worker: unset, allowed because its Redis is on loopback (payloads travel unsealed)",
+
     "batch_timeout_s": "worker: arq's limit for a batch, 900 s; the bot's own deadline adds a heartbeat",
 }
 # Every other setting, with why no start here runs its default.
@@ -92,6 +92,7 @@ NOT_HERE = {
     "image_encoder_subfolder": "inside a hub repo (MODEL_DIR replaces it)",
     "safety_checker": "a hub id (MODEL_DIR replaces it; the tiny checker still runs on every portrait)",
     "redis_url": "database 0 of the machine's shared Redis: the worker gets a private redis-server",
+    "queue_secret": "no default: the one line a Redis setup adds, the same on the bot and the worker",
 }
 
 
@@ -257,7 +258,19 @@ async def test_quick_start_as_written_on_the_defaults(
     assert [tuple(row) for row in rows] == [("sunny-cartoon", "delivered")]  # DEFAULT_STYLE, a built-in
 
 
-async def test_mmpp_worker_with_only_redis_url_draws_for_the_bot(
+def test_mmpp_worker_with_only_redis_url_refuses_in_one_line_saying_how_to_make_a_key(tmp_path: Path) -> None:
+    # Loopback or not: a Redis on 127.0.0.1 may listen elsewhere too, and any local process reaches it.
+    mmpp = Path(sys.executable).with_name("mmpp")
+    done = subprocess.run([str(mmpp), "worker"], cwd=tmp_path, env=shell_env(REDIS_URL="redis://127.0.0.1:6379/13"),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "mmpp: this worker needs QUEUE_SECRET, the same key on the bot and every worker (make one with: "
+        'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())")'
+    ]
+
+
+async def test_mmpp_worker_with_redis_url_and_queue_secret_draws_for_the_bot(
     tmp_path: Path, tiny_model_dir: Path, selfie_bytes: bytes
 ) -> None:
     if shutil.which("redis-server") is None:
@@ -272,7 +285,7 @@ async def test_mmpp_worker_with_only_redis_url_draws_for_the_bot(
         async with StandIn() as standin:
             # The bot's side as in the scale tests, but with the built-in styles a default worker has too.
             settings = bot_settings(standin, tiny_model_dir, tmp_path, queue_backend="redis",
-                                    redis_url=server.url, builtin_styles=True)
+                                    redis_url=server.url, queue_secret=QUEUE_SECRET, builtin_styles=True)
             runtime = BotRuntime(settings, client_options={"guild_ready_timeout": 0.05})
             cluster = Cluster(standin, runtime, server, tiny_model_dir, workdir, [], [], standin.add_user("dm"))
             try:
@@ -281,7 +294,7 @@ async def test_mmpp_worker_with_only_redis_url_draws_for_the_bot(
                 mmpp = Path(sys.executable).with_name("mmpp")
                 worker = subprocess.Popen(  # noqa: ASYNC220 (the scale harness keeps Popen handles)
                     [str(mmpp), "worker"], cwd=workdir,
-                    env=shell_env(REDIS_URL=server.url, MODEL_DIR=str(tiny_model_dir)),
+                    env=shell_env(REDIS_URL=server.url, QUEUE_SECRET=QUEUE_SECRET, MODEL_DIR=str(tiny_model_dir)),
                     stdout=(workdir / "default.log").open("wb"), stderr=subprocess.STDOUT,
                 )
                 # WORKER_ID unset: the worker names itself host-pid.

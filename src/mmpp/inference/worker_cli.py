@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "worker", help="draw portraits for a bot through Redis (one per GPU)",
         description="Run a GPU worker: checks that its styles match the bot's (published in Redis), loads the "
         "models, then draws the batches the bot sends it until Ctrl-C or SIGTERM, which let the running batch "
-        "finish. Needs REDIS_URL; the bot runs with QUEUE_BACKEND=redis.",
+        "finish. Needs REDIS_URL and the bot's QUEUE_SECRET; the bot runs with QUEUE_BACKEND=redis.",
     )
     worker.add_argument(
         "--model-dir", type=Path, default=None, help="models and styles from a `make-tiny-model` folder"

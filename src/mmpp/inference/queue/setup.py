@@ -20,18 +20,19 @@ async def open_queue(settings: Settings) -> GenerationQueue:
     from mmpp.inference.queue.remote.dispatch import RemoteBackend
     from mmpp.inference.queue.remote.front import EngineFront
     from mmpp.inference.queue.remote.protocol import catalog_fingerprint
-    from mmpp.inference.queue.remote.sealing import Seal, check_transport
+    from mmpp.inference.queue.remote.sealing import Seal
 
-    seal = Seal(settings.queue_secret.get_secret_value() if settings.queue_secret else None)
-    check_transport(settings.redis_url.get_secret_value(), seal)  # before any model loads
+    # Before any model loads: without the secret, anyone who reaches Redis could pose as a worker.
+    seal = Seal.from_secret(settings.queue_secret.get_secret_value() if settings.queue_secret else None,
+                            "QUEUE_BACKEND=redis")
 
     front = await asyncio.to_thread(EngineFront.from_settings, settings)
     engines = await asyncio.to_thread(load_engines, settings) if settings.devices else []
     # Faces are prepared where they were before: on the first local engine, else by the front.
     queue = GenerationQueue(engines or None, settings, catalog=front.catalog, preparer=None if engines else front)
     backend = RemoteBackend(
-        queue, settings.redis_url.get_secret_value(), catalog_fingerprint(front.catalog, front.resolution),
-        batch_timeout_s=settings.batch_timeout_s, seal=seal,
+        queue, settings.redis_url.get_secret_value(), catalog_fingerprint(front.catalog, front.resolution), seal,
+        batch_timeout_s=settings.batch_timeout_s,
     )
     await backend.start()
     queue.on_shutdown(backend.close)

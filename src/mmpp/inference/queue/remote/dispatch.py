@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import logging
+import secrets
 import time
 import uuid
 from datetime import UTC, datetime
@@ -28,6 +28,7 @@ from mmpp.inference.generation import GenerationResult
 from mmpp.inference.queue.gpu_queue import TIMED_OUT, GenerationQueue
 from mmpp.inference.queue.jobs import Cancelled, Done, Failed, Job, JobState, Step, TerminalEvent, Timings
 from mmpp.inference.queue.remote import protocol as p
+from mmpp.inference.queue.remote.registry import Claim, Heartbeats, redis_now
 from mmpp.inference.queue.remote.sealing import Forged, Seal
 from mmpp.inference.queue.worker import ENGINE_ERROR
 from mmpp.logs import log_event
@@ -39,10 +40,9 @@ WATCH_EVERY_S = 0.5
 READ_BLOCK_MS = 20
 # A job whose run was lost this many times is not tried again (something about it kills workers).
 MAX_ATTEMPTS = 2
-# A worker's claim outlives a bot process that died holding it by at most this long.
-CLAIM_TTL_S = 10.0
 CLAIM_RETRY_S = 0.05
-RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+# A claim is signed again this often while its batch runs, well inside its TTL.
+CLAIM_RENEW_S = 2.5
 # Why a running job was lost (the `worker_lost` code's `cause`): its worker, or Redis.
 LOST = Failed("worker_lost", {"cause": "worker"})
 REDIS_LOST = Failed("worker_lost", {"cause": "redis"})
@@ -68,20 +68,19 @@ class RemoteBackend:
     """Publishes the bot's catalog, watches worker heartbeats, attaches one slot per live worker."""
 
     def __init__(
-        self, queue: GenerationQueue, url: str, fingerprint: dict[str, Any],
-        *, batch_timeout_s: float = p.DEFAULT_BATCH_TIMEOUT_S, seal: Seal | None = None,
+        self, queue: GenerationQueue, url: str, fingerprint: dict[str, Any], seal: Seal,
+        *, batch_timeout_s: float = p.DEFAULT_BATCH_TIMEOUT_S,
     ) -> None:
         self.queue = queue
-        # Without a secret: frames in clear, which `check_transport` allows on a loopback Redis only.
-        self.seal = seal or Seal(None)
+        self.seal = seal
+        self.heartbeats = Heartbeats(seal, fingerprint)
         self.batch_timeout_s = batch_timeout_s
         self.url = url
         self.fingerprint = fingerprint
         self.redis_settings = p.redis_settings(url)
         self.pool: ArqRedis | None = None
-        self.alive: dict[str, dict[str, Any]] = {}
+        self.alive: dict[str, p.Heartbeat] = {}
         self.slots: dict[str, RemoteSlot] = {}
-        self._refused: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._unreachable = False
         # Who this bot process is, for worker claims shared with other bot processes.
@@ -115,12 +114,12 @@ class RemoteBackend:
         return worker_id in self.alive
 
     def others_alive(self, worker_id: str) -> bool:
-        return any(w != worker_id and not self.alive[w].get("stopping") for w in self.alive)
+        return any(w != worker_id and not self.alive[w].stopping for w in self.alive)
 
     def takes_work(self, worker_id: str) -> bool:
         """Alive and not stopping: a stopping worker finishes its batch but gets no other."""
         beat = self.alive.get(worker_id)
-        return beat is not None and not beat.get("stopping")
+        return beat is not None and not beat.stopping
 
     async def _watch(self) -> None:
         while True:
@@ -138,28 +137,19 @@ class RemoteBackend:
     async def _scan(self) -> None:
         assert self.pool is not None
         # Published again and again: a Redis that restarted empty gets it back within a scan.
-        await self.pool.set(p.CATALOG_KEY, json.dumps(self.fingerprint))
+        await self.pool.set(p.CATALOG_KEY, self.seal.sign("catalog", p.Catalog(self.fingerprint).to_wire()))
+        # Now, read before the heartbeats: a pause of this process between the two reads (a busy
+        # event loop) must not make every heartbeat look stale.
+        now = await redis_now(self.pool)
         keys = [key async for key in self.pool.scan_iter(match=p.WORKER_PREFIX + "*", count=100)]
         values = await self.pool.mget(keys) if keys else []
-        alive: dict[str, dict[str, Any]] = {}
-        for raw in values:
-            if raw is None:
-                continue
-            try:
-                beat = json.loads(raw)
-                worker_id = str(beat["id"])
-            except (ValueError, KeyError, TypeError):
-                continue
-            difference = p.describe_difference(self.fingerprint, beat.get("fingerprint") or {})
-            if difference is not None:
-                if worker_id not in self._refused:
-                    self._refused.add(worker_id)
-                    log_event(log, logging.WARNING, "worker ignored, its models differ", worker=worker_id,
-                              difference=difference)
-                continue
-            alive[worker_id] = beat
+        beats = {
+            (k.decode() if isinstance(k, bytes) else k).removeprefix(p.WORKER_PREFIX): v
+            for k, v in zip(keys, values, strict=True) if v is not None
+        }
+        alive = self.heartbeats.read(beats, now)
         for worker_id, beat in alive.items():
-            if beat_stopping(beat) and (slot := self.slots.get(worker_id)) is not None:
+            if beat.stopping and (slot := self.slots.get(worker_id)) is not None:
                 slot.worker_stopping()
         for worker_id in set(self.alive) - set(alive):
             log_event(log, logging.WARNING, "worker gone", worker=worker_id)
@@ -167,8 +157,8 @@ class RemoteBackend:
                 slot.worker_gone()
         self.alive = alive
         for worker_id in alive:
-            if worker_id not in self.slots and not beat_stopping(alive[worker_id]):
-                log_event(log, logging.INFO, "worker joined", worker=worker_id, device=alive[worker_id].get("device"))
+            if worker_id not in self.slots and not alive[worker_id].stopping:
+                log_event(log, logging.INFO, "worker joined", worker=worker_id, device=alive[worker_id].device)
                 slot = RemoteSlot(self, worker_id)
                 self.slots[worker_id] = slot
                 self.queue.attach(slot)
@@ -188,7 +178,8 @@ class RemoteSlot:
     @property
     def device(self) -> str:
         """The device its worker said it draws on when it registered."""
-        return str(self.backend.alive.get(self.worker_id, {}).get("device", "cpu"))
+        beat = self.backend.alive.get(self.worker_id)
+        return beat.device if beat is not None else "cpu"
 
     def worker_gone(self) -> None:
         self._gone.set()
@@ -241,10 +232,9 @@ class RemoteSlot:
         if not self.backend.is_alive(self.worker_id):
             await self._lost(batch, LOST)
             return
+        claim = Claim(self.pool, self.backend.seal, self.backend.id, self.worker_id)
         try:
-            claimed = await self.pool.set(
-                p.claim_key(self.worker_id), self.backend.id, nx=True, px=int(CLAIM_TTL_S * 1000)
-            )
+            claimed = await claim.take()
         except p.REDIS_ERRORS:
             claimed = False
         if not claimed:
@@ -256,29 +246,25 @@ class RemoteSlot:
             await asyncio.sleep(CLAIM_RETRY_S)
             return
         try:
-            await self._dispatch(batch)
+            await self._dispatch(batch, claim)
         finally:
             try:
-                await self.pool.eval(RELEASE, 1, p.claim_key(self.worker_id), self.backend.id)
+                await claim.release()
             except p.REDIS_ERRORS:
                 pass  # it expires on its own
 
-    async def _dispatch(self, batch: list[Job]) -> None:
+    async def _dispatch(self, batch: list[Job], claim: Claim) -> None:
         batch_id = uuid.uuid4().hex
         left_s = min(j.deadline for j in batch) - time.monotonic()
         try:
             # The worker is another machine with its own clock: the time it must not start past
             # is on Redis's clock, which both read.
-            seconds, micros = await self.pool.time()
-            not_after = seconds + micros / 1e6 + left_s
-            jobs = [(j.id, j.attempt, j.request, j.previews) for j in batch]
-            more_seeds = {j.id: [r.seed for r in j.more] for j in batch if j.more}
-            payload = await asyncio.to_thread(
-                lambda: self.backend.seal.seal_payload(
-                    p.encode_batch(batch_id, jobs, not_after, more_seeds=more_seeds)
-                )
-            )
-            await self.pool.set(_marker(batch_id), b"1", ex=p.EVENT_TTL_S)
+            not_after = await redis_now(self.pool) + left_s
+            sent = p.Batch(batch_id, secrets.token_hex(16), not_after, tuple(
+                p.RemoteJob(j.id, j.attempt, j.request, j.previews, tuple(r.seed for r in j.more)) for j in batch
+            ))
+            payload = await asyncio.to_thread(lambda: self.backend.seal.seal_payload(sent.to_wire()))
+            await self.pool.set(p.batch_marker(batch_id), b"1", ex=p.EVENT_TTL_S)
             await self.pool.enqueue_job(
                 p.BATCH_FUNCTION, payload, _job_id=batch_id, _queue_name=p.worker_queue(self.worker_id),
                 _expires=max(1.0, left_s), _defer_until=DUE_AT_ONCE,
@@ -289,10 +275,13 @@ class RemoteSlot:
         self.backend.bytes_sent += len(p.serialize(payload))
         log_event(log, logging.INFO, "batch sent", worker=self.worker_id, batch=batch_id,
                   jobs=",".join(j.id for j in batch), style=batch[0].style)
-        await self._follow(batch, batch_id)
+        await self._follow(batch, batch_id, claim)
 
-    async def _follow(self, batch: list[Job], batch_id: str) -> None:
-        pending: dict[bytes, Job] = {p.events_key(j.id, j.attempt).encode(): j for j in batch}
+    def _tag(self, job: Job) -> str:
+        return self.backend.seal.tag(job.id, job.attempt)
+
+    async def _follow(self, batch: list[Job], batch_id: str, claim: Claim) -> None:
+        pending: dict[bytes, Job] = {p.events_key(self._tag(j)).encode(): j for j in batch}
         last: dict[bytes, bytes] = dict.fromkeys(pending, b"0-0")
         flagged: set[str] = set()
         started = time.monotonic()
@@ -304,10 +293,10 @@ class RemoteSlot:
             if time.monotonic() > until:
                 await self._too_long(list(pending.values()), batch_id)
                 return
-            if time.monotonic() - renewed > CLAIM_TTL_S / 4:
+            if time.monotonic() - renewed > CLAIM_RENEW_S:
                 renewed = time.monotonic()
                 try:
-                    await self.pool.pexpire(p.claim_key(self.worker_id), int(CLAIM_TTL_S * 1000))
+                    await claim.renew()
                 except p.REDIS_ERRORS:
                     pass  # handled below, where the stream read fails too
             if not self.backend.is_alive(self.worker_id):
@@ -316,7 +305,7 @@ class RemoteSlot:
             try:
                 for job in pending.values():
                     if job.request.cancel.is_set() and job.id not in flagged:
-                        await self.pool.set(p.cancel_key(job.id, job.attempt), b"1", ex=p.EVENT_TTL_S)
+                        await self._cancel(job)
                         flagged.add(job.id)
                 replies = await self.pool.xread(dict(last), block=READ_BLOCK_MS, count=100)
             except p.REDIS_ERRORS:
@@ -343,36 +332,29 @@ class RemoteSlot:
         """Pass one stream entry on to the job's consumer; the terminal event when it ends the job."""
         self.backend.bytes_received += sum(len(k) + len(v) for k, v in fields.items())
         try:
-            body = self.backend.seal.open_event(job.id, job.attempt, fields)
-            return await self._opened_event(job, body, started)
+            event = p.Event.from_wire(self.backend.seal.open_event(job.id, job.attempt, fields))
+            return await self._opened_event(job, event, started)
         except (Forged, KeyError, ValueError, TypeError, OSError, SyntaxError) as exc:
             # Not from this job's worker, or malformed: skipped, and the job goes on (an end that
             # never verifies ends at the bot's own deadline).
             log_event(log, logging.WARNING, "event skipped", job=job.id, error=type(exc).__name__)
             return None
 
-    async def _opened_event(self, job: Job, fields: dict[str, Any], started: float) -> TerminalEvent | None:
+    async def _opened_event(self, job: Job, event: p.Event, started: float) -> TerminalEvent | None:
         queue = self.backend.queue
-        kind = str(fields.get("k", ""))
-        if kind == "step":
-            preview = fields.get("p")
-            queue.emit(job, Step(int(fields["i"]), int(fields["n"]), _image(preview) if preview else None))
+        if event.kind == "step":
+            queue.emit(job, Step(event.step, event.steps, _image(event.preview) if event.preview else None))
             return None
-        if kind in ("done", "filtered"):
-            # "filtered": the worker's safety check refused the portrait and sent no pixels.
-            # A set lists its takes under "t" (seed, linkable, filtered); one picture says it inline.
-            takes = fields["t"] if "t" in fields else [
-                {"seed": int(fields["seed"]), "l": fields.get("l") in ("1", 1, True), "f": kind == "filtered"}
-            ]
-            # A worker that predates sets draws one take of a set: the member still gets a portrait.
-            if not isinstance(takes, list) or not 1 <= len(takes) <= job.cost:
+        if event.kind == "done":
+            # A take the worker's safety check refused comes without pixels ("filtered").
+            if len(event.takes) > job.cost:
                 return Failed("result_lost")
-            seconds = float(fields.get("s", 0))
+            seconds = event.seconds
             results = []
-            for index, take in enumerate(takes):
+            for index, take in enumerate(event.takes):
                 image = None
-                if not take.get("f"):
-                    sealed = await self.pool.getdel(p.result_key(job.id, job.attempt, index))
+                if not take.filtered:
+                    sealed = await self.pool.getdel(p.result_key(self._tag(job), index))
                     if sealed is None:
                         return Failed("result_lost")
                     self.backend.bytes_received += len(sealed)
@@ -384,8 +366,8 @@ class RemoteSlot:
                         log_event(log, logging.WARNING, "result refused", job=job.id, why=str(exc))
                         return Failed("result_refused")
                 results.append(GenerationResult(
-                    image=image, seed=int(take["seed"]), style=job.style, seconds=seconds, flagged=image is None,
-                    linkable=bool(take.get("l")),
+                    image=image, seed=take.seed, style=job.style, seconds=seconds, flagged=image is None,
+                    linkable=take.linkable,
                 ))
             now = time.monotonic()
             started_at = job.started_at if job.started_at is not None else started
@@ -395,14 +377,14 @@ class RemoteSlot:
                 batch_size=job.batch_size,
             )
             return Done(results[0], timings, tuple(results[1:]))
-        if kind == "failed":
-            code = str(fields.get("code", ENGINE_ERROR))
+        if event.kind == "failed":
+            code = event.code or ENGINE_ERROR
             if code == "batch_timeout":
                 return TOO_LONG
             if code == "expired":
                 return TIMED_OUT
-            return Failed(code, _plain(fields.get("fields")))
-        if kind == "cancelled":
+            return Failed(code, _plain(event.fields))
+        if event.kind == "cancelled":
             return Cancelled()
         return None  # "started", or something newer than this bot: nothing to show
 
@@ -413,7 +395,7 @@ class RemoteSlot:
         while time.monotonic() < deadline:
             await asyncio.sleep(0.2)
             try:
-                return bool(await self.pool.exists(_marker(batch_id)))
+                return bool(await self.pool.exists(p.batch_marker(batch_id)))
             except p.REDIS_ERRORS:
                 continue
         return False
@@ -425,7 +407,7 @@ class RemoteSlot:
             await self._cleanup(job, stop=True)
             self.backend.queue.finish(job, TOO_LONG)
         try:
-            await self.pool.delete(p.arq_job_key(batch_id), _marker(batch_id))
+            await self.pool.delete(p.arq_job_key(batch_id), p.batch_marker(batch_id))
             await self.pool.zrem(p.worker_queue(self.worker_id), batch_id)
         except p.REDIS_ERRORS:
             pass  # they carry TTLs
@@ -444,33 +426,34 @@ class RemoteSlot:
         if batch_id is not None:
             try:
                 # The payload (the faces) must not wait in Redis for a worker that is gone.
-                await self.pool.delete(p.arq_job_key(batch_id), _marker(batch_id))
+                await self.pool.delete(p.arq_job_key(batch_id), p.batch_marker(batch_id))
                 await self.pool.zrem(p.worker_queue(self.worker_id), batch_id)
             except p.REDIS_ERRORS:
                 pass  # they carry TTLs
         log_event(log, logging.WARNING, "batch lost", worker=self.worker_id, batch=batch_id,
                   jobs=",".join(j.id for j in jobs), why=failed.fields.get("cause"))
 
+    async def _cancel(self, job: Job) -> None:
+        """The flag the worker reads after each step, signed for this job and attempt alone."""
+        await self.pool.set(p.cancel_key(self._tag(job)), self.backend.seal.cancel_flag(job.id, job.attempt),
+                            ex=p.EVENT_TTL_S)
+
     async def _cleanup(self, job: Job, batch_id: str | None = None, *, stop: bool = False) -> None:
         """Nothing of a finished job stays in Redis (and nothing of its batch once `batch_id` is
         given); `stop` also tells a worker that may still be drawing it (one cut off from us, not
         dead) to give up."""
+        tag = self._tag(job)
         try:
-            keys = [p.events_key(job.id, job.attempt),
-                    *(p.result_key(job.id, job.attempt, take) for take in range(job.cost))]
+            keys = [p.events_key(tag), *(p.result_key(tag, take) for take in range(job.cost))]
             if stop:
-                await self.pool.set(p.cancel_key(job.id, job.attempt), b"1", ex=p.EVENT_TTL_S)
+                await self._cancel(job)
             else:
-                keys.append(p.cancel_key(job.id, job.attempt))
+                keys.append(p.cancel_key(tag))
             if batch_id is not None:
-                keys.append(_marker(batch_id))
+                keys.append(p.batch_marker(batch_id))
             await self.pool.delete(*keys)
         except p.REDIS_ERRORS:
             pass  # all of these carry TTLs
-
-
-def beat_stopping(beat: dict[str, Any]) -> bool:
-    return bool(beat.get("stopping"))
 
 
 def _plain(fields: object) -> dict[str, Any]:
@@ -482,10 +465,6 @@ def _plain(fields: object) -> dict[str, Any]:
         if isinstance(value, int | float | bool) or (isinstance(value, str) and len(value) <= FIELD_MAX_CHARS)
         or (isinstance(value, list) and all(isinstance(v, str) and len(v) <= FIELD_MAX_CHARS for v in value))
     }
-
-
-def _marker(batch_id: str) -> str:
-    return f"mmpp:batch:{batch_id}"
 
 
 def _image(data: bytes) -> Image.Image:

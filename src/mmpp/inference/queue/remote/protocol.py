@@ -1,5 +1,10 @@
-"""What the bot and its GPU workers agree on through Redis: key names, the batch payload, the
-catalog fingerprint, and the connection settings.
+"""The wire format between the bot and its GPU workers: key names, and every record that crosses Redis
+(the batch, a job's events, the heartbeat, the catalog, a claim) as a dataclass with its `to_wire` and
+`from_wire`. worker.py and dispatch.py only call these; sealing.py seals and signs what they return.
+
+Version `WIRE_VERSION` (2; the unversioned format before it, with one-letter event keys, was 1). A
+record of another version is refused, not guessed at: QUEUE_SECRET is required and key names changed in
+version 2, so a worker of version 1 could not read a batch anyway. Bot and workers upgrade together.
 
 The transport is arq (jobs, per-worker queues, `_job_id` de-duplication, `_expires`); everything a
 job carries is JSON with raw images as base64, never pickle, so whoever can write to Redis still
@@ -12,8 +17,8 @@ import base64
 import hashlib
 import io
 import json
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from arq.connections import RedisSettings
@@ -29,6 +34,7 @@ from mmpp.inference.generation import GenerationRequest, to_png
 from mmpp.inference.styles import StyleCatalog
 from mmpp.logs import register_secret
 
+WIRE_VERSION = 2
 # The arq function every worker serves; one batch of one style per call.
 BATCH_FUNCTION = "run_batch"
 CATALOG_KEY = "mmpp:catalog"
@@ -40,7 +46,19 @@ HEARTBEAT_TTL_S = 5.0
 EVENT_TTL_S = 15 * 60
 # Longest a batch may run on a worker (BATCH_TIMEOUT_S): a hung GPU should not hold a worker forever.
 DEFAULT_BATCH_TIMEOUT_S = 15 * 60
+# The most takes one job may ask for (CANDIDATES' limit): a payload asking more is refused, so
+# whoever can write to Redis cannot make a worker draw without end.
+MAX_TAKES = 4
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+class BadPayload(ValueError):
+    """A record no bot or worker of this version would write."""
+
+
+# --- key names ----------------------------------------------------------------------------------
+# A job's keys are named by its tag (`Seal.tag`: an HMAC of the job id and attempt under the secret),
+# so whoever lists Redis's keys learns no job id and cannot name a job's keys before they exist.
 
 
 def worker_key(worker_id: str) -> str:
@@ -63,17 +81,26 @@ def take_name(job_id: str, take: int) -> str:
     return job_id if take == 0 else f"{job_id}#{take}"
 
 
-def events_key(job_id: str, attempt: int) -> str:
-    return f"mmpp:ev:{job_id}:{attempt}"
+def events_key(tag: str) -> str:
+    return f"mmpp:ev:{tag}"
 
 
-def result_key(job_id: str, attempt: int, take: int = 0) -> str:
+def result_key(tag: str, take: int = 0) -> str:
     """The finished picture; a set's later takes (`take` 1, 2, …) each under their own key."""
-    return f"mmpp:png:{job_id}:{attempt}" + (f":{take}" if take else "")
+    return f"mmpp:png:{tag}" + (f":{take}" if take else "")
 
 
-def cancel_key(job_id: str, attempt: int) -> str:
-    return f"mmpp:cancel:{job_id}:{attempt}"
+def cancel_key(tag: str) -> str:
+    return f"mmpp:cancel:{tag}"
+
+
+def nonce_key(nonce: str) -> str:
+    """Set (NX) by the worker that takes a batch: a second worker, or the same one, refuses it after."""
+    return f"mmpp:nonce:{nonce}"
+
+
+def batch_marker(batch_id: str) -> str:
+    return f"mmpp:batch:{batch_id}"
 
 
 def arq_job_key(batch_id: str) -> str:
@@ -133,16 +160,15 @@ def describe_difference(bot: dict[str, Any], worker: dict[str, Any]) -> str | No
     return "; ".join(problems) or None
 
 
-# --- the batch payload ------------------------------------------------------------------------
+# --- records ------------------------------------------------------------------------------------
 
 
-# The most takes one job may ask for (CANDIDATES' limit): a payload asking more is refused, so
-# whoever can write to Redis cannot make a worker draw without end.
-MAX_TAKES = 4
-
-
-class BadPayload(ValueError):
-    """A batch no bot of ours would send."""
+def _versioned(kind: str, data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise BadPayload(f"a {kind} that is not an object")
+    if data.get("version") != WIRE_VERSION:
+        raise BadPayload(f"a {kind} of wire version {data.get('version')!r}, this side speaks {WIRE_VERSION}")
+    return data
 
 
 @dataclass(frozen=True)
@@ -155,85 +181,222 @@ class RemoteJob:
     previews: bool
     more_seeds: tuple[int, ...] = ()
 
+    def to_wire(self) -> dict[str, Any]:
+        r = self.request
+        return {
+            "id": self.id, "attempt": self.attempt, "previews": self.previews,
+            "style": r.style, "seed": r.seed, "steps": r.steps, "lora_scale": r.lora_scale,
+            "background": r.background, "framing": r.framing, "safety": r.safety, "fast": r.fast,
+            "unlinkable": r.unlinkable,
+            "face": to_png(r.face.face), "control": to_png(r.face.control),
+            "box": [r.face.box.x, r.face.box.y, r.face.box.w, r.face.box.h],
+            "source_size": list(r.face.source_size), "more_seeds": list(self.more_seeds),
+        }
 
-def encode_batch(
-    batch_id: str, jobs: list[tuple[str, int, GenerationRequest, bool]], not_after: float,
-    *, more_seeds: dict[str, list[int]] | None = None,
-) -> dict:
-    """`jobs`: (job id, attempt, request, previews). `not_after`: a time on the Redis server's
-    clock (`TIME`) after which the worker must not start the batch (the Discord reply would have
-    expired). Redis's clock, because bot and worker machines' clocks may disagree by any amount.
-    `more_seeds`: by job id, the seeds of a set's later takes (absent: one take, as a bot that
-    predates sets sends)."""
-    more_seeds = more_seeds or {}
-    return {
-        "batch": batch_id,
-        "not_after": not_after,
-        "jobs": [
-            {
-                "id": job_id, "attempt": attempt, "previews": previews,
-                "style": r.style, "seed": r.seed, "steps": r.steps, "lora_scale": r.lora_scale,
-                "background": r.background, "framing": r.framing, "safety": r.safety, "fast": r.fast,
-                "unlinkable": r.unlinkable,
-                "face": to_png(r.face.face), "control": to_png(r.face.control),
-                "box": [r.face.box.x, r.face.box.y, r.face.box.w, r.face.box.h],
-                "source_size": list(r.face.source_size),
-                **({"more_seeds": list(more_seeds[job_id])} if more_seeds.get(job_id) else {}),
-            }
-            for job_id, attempt, r, previews in jobs
-        ],
-    }
-
-
-def decode_batch(payload: dict) -> tuple[str, float, list[RemoteJob]]:
-    jobs = []
-    for item in payload["jobs"]:
+    @classmethod
+    def from_wire(cls, item: dict[str, Any]) -> RemoteJob:
+        more = item["more_seeds"]
+        if not isinstance(more, list) or len(more) >= MAX_TAKES:
+            raise BadPayload(f"a job asks for {len(more) + 1 if isinstance(more, list) else '?'} takes")
         face = PreparedFace(
             face=_image(item["face"]), control=_image(item["control"]),
-            box=Box(*(int(v) for v in item["box"])), source_size=tuple(int(v) for v in item["source_size"]),  # type: ignore[arg-type]
+            box=Box(*(int(v) for v in item["box"])),
+            source_size=tuple(int(v) for v in item["source_size"]),  # type: ignore[arg-type]
         )
         request = GenerationRequest(
             face=face, style=str(item["style"]), seed=int(item["seed"]),
             steps=None if item["steps"] is None else int(item["steps"]),
             lora_scale=None if item["lora_scale"] is None else float(item["lora_scale"]),
             background=item["background"], framing=item["framing"],
-            # Anything but an explicit "relaxed" (a bot that predates the field included) is strict.
+            # Fail closed, whatever is written there: anything but "relaxed" is strict, anything but
+            # an explicit false keeps the guard on.
             safety="relaxed" if item.get("safety") == "relaxed" else "strict",
-            # The fast preset: None (absent from an older bot) leaves it to the worker's FAST_PRESET.
             fast=None if item.get("fast") is None else bool(item["fast"]),
-            # Only an explicit false turns the guard off (a bot that predates the field gets it on).
             unlinkable=item.get("unlinkable") is not False,
         )
-        more = item.get("more_seeds") or []
-        if not isinstance(more, list) or len(more) >= MAX_TAKES:
-            raise BadPayload(f"a job asks for {len(more) + 1 if isinstance(more, list) else '?'} takes")
-        jobs.append(RemoteJob(str(item["id"]), int(item["attempt"]), request, bool(item["previews"]),
-                              tuple(int(s) for s in more)))
-    return str(payload["batch"]), float(payload["not_after"]), jobs
+        return cls(str(item["id"]), int(item["attempt"]), request, bool(item["previews"]), tuple(int(s) for s in more))
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What the bot hands one worker. `not_after`: a time on the Redis server's clock (`TIME`) after
+    which the worker must not start it (the Discord replies would have expired); Redis's clock,
+    because bot and worker machines' clocks may disagree by any amount. `nonce`: taken once, by one
+    worker (`nonce_key`), so a payload copied back into a queue is refused."""
+
+    id: str
+    nonce: str
+    not_after: float
+    jobs: tuple[RemoteJob, ...]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"version": WIRE_VERSION, "batch": self.id, "nonce": self.nonce, "not_after": self.not_after,
+                "jobs": [job.to_wire() for job in self.jobs]}
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Batch:
+        data = _versioned("batch", data)
+        nonce = str(data["nonce"])
+        if len(nonce) < 16:
+            raise BadPayload("a batch without a nonce")
+        jobs = tuple(RemoteJob.from_wire(item) for item in data["jobs"])
+        return cls(str(data["batch"]), nonce, float(data["not_after"]), jobs)
+
+
+@dataclass(frozen=True)
+class Take:
+    """One picture of a job's set: drawn (its PNG under `result_key`) or `filtered` (no pixels sent)."""
+
+    seed: int
+    linkable: bool = False
+    filtered: bool = False
+
+
+EventKind = Literal["started", "step", "done", "failed", "cancelled"]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of a job's stream. "done" always lists its takes (one or several); a take the
+    safety check refused is `filtered`. "failed" carries a `code`, never words."""
+
+    kind: EventKind
+    step: int = 0
+    steps: int = 0
+    preview: bytes | None = None
+    takes: tuple[Take, ...] = ()
+    seconds: float = 0.0
+    code: str = ""
+    # A failure's fields (numbers, names; the bot keeps only short plain values): never words.
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def to_wire(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"version": WIRE_VERSION, "kind": self.kind}
+        if self.kind == "step":
+            data.update(step=self.step, steps=self.steps, preview=self.preview)
+        elif self.kind == "done":
+            data.update(seconds=self.seconds, takes=[
+                {"seed": t.seed, "linkable": t.linkable, "filtered": t.filtered} for t in self.takes
+            ])
+        elif self.kind == "failed":
+            data["code"] = self.code
+            if self.fields:
+                data["fields"] = self.fields
+        return data
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Event:
+        data = _versioned("event", data)
+        kind = data.get("kind")
+        if kind == "step":
+            preview = data.get("preview")
+            return cls("step", step=int(data["step"]), steps=int(data["steps"]),
+                       preview=preview if isinstance(preview, bytes) else None)
+        if kind == "done":
+            takes = data["takes"]
+            if not isinstance(takes, list) or not 1 <= len(takes) <= MAX_TAKES:
+                raise BadPayload("a result with no takes, or too many")
+            return cls("done", seconds=float(data["seconds"]), takes=tuple(
+                Take(int(t["seed"]), t["linkable"] is True, t["filtered"] is True) for t in takes
+            ))
+        if kind == "failed":
+            fields = data.get("fields")
+            return cls("failed", code=str(data["code"]), fields=fields if isinstance(fields, dict) else {})
+        if kind in ("started", "cancelled"):
+            return cls(kind)
+        raise BadPayload(f"an event of kind {kind!r}")
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """A worker says it is alive, every HEARTBEAT_EVERY_S, signed with the secret (the bot's only
+    health mechanism; arq's own health-check key is neither signed nor read). `at`: Redis's clock
+    when it was written, so a copied old heartbeat is stale. `stopping`: alive until its batch is
+    delivered, but sent nothing more."""
+
+    worker: str
+    device: str
+    max_batch: int
+    fingerprint: dict[str, Any]
+    at: float
+    busy: bool = False
+    batches: int = 0
+    stopping: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"version": WIRE_VERSION, "worker": self.worker, "device": self.device, "max_batch": self.max_batch,
+                "fingerprint": self.fingerprint, "at": self.at, "busy": self.busy, "batches": self.batches,
+                "stopping": self.stopping}
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Heartbeat:
+        data = _versioned("heartbeat", data)
+        fingerprint = data["fingerprint"]
+        if not isinstance(fingerprint, dict):
+            raise BadPayload("a heartbeat without a fingerprint")
+        return cls(str(data["worker"]), str(data["device"]), int(data["max_batch"]), fingerprint, float(data["at"]),
+                   data["busy"] is True, int(data["batches"]), data["stopping"] is True)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The bot's styles and drawing size, published for workers to compare with their own."""
+
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"version": WIRE_VERSION, "fingerprint": self.fingerprint}
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Catalog:
+        fingerprint = _versioned("catalog", data)["fingerprint"]
+        if not isinstance(fingerprint, dict):
+            raise BadPayload("a catalog without a fingerprint")
+        return cls(fingerprint)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A bot process holds a worker for one batch; `at` (Redis's clock) is renewed while it follows
+    the batch, so a claim copied from an earlier one is stale."""
+
+    bot: str
+    worker: str
+    at: float
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"version": WIRE_VERSION, "bot": self.bot, "worker": self.worker, "at": self.at}
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Claim:
+        data = _versioned("claim", data)
+        return cls(str(data["bot"]), str(data["worker"]), float(data["at"]))
 
 
 def _image(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
+    image = Image.open(io.BytesIO(data), formats=["PNG"])
     image.load()
     return image
 
 
+# --- arq's job serializer: JSON, bytes as base64 ------------------------------------------------
+
+
 def serialize(data: Any) -> bytes:
-    """arq's job serializer: JSON, bytes as base64."""
-    return json.dumps(data, default=_encode_bytes, separators=(",", ":")).encode()
+    return json.dumps(data, default=encode_bytes, separators=(",", ":")).encode()
 
 
 def deserialize(raw: bytes) -> Any:
-    return json.loads(raw, object_hook=_decode_bytes)
+    return json.loads(raw, object_hook=decode_bytes)
 
 
-def _encode_bytes(value: Any) -> Any:
+def encode_bytes(value: Any) -> Any:
     if isinstance(value, bytes):
         return {"__b64": base64.b64encode(value).decode()}
-    raise TypeError(f"cannot send {type(value).__name__} to a worker")
+    raise TypeError(f"cannot send {type(value).__name__} through Redis")
 
 
-def _decode_bytes(obj: dict) -> Any:
+def decode_bytes(obj: dict[str, Any]) -> Any:
     if set(obj) == {"__b64"}:
         return base64.b64decode(obj["__b64"])
     return obj

@@ -1,25 +1,29 @@
-"""What crosses Redis is sealed: whoever can reach Redis can neither read a member's face crop nor
-hand the bot a portrait, a preview or a safety verdict of their own.
+"""What crosses Redis is sealed or signed with QUEUE_SECRET: whoever can reach Redis can neither read
+a member's face crop, nor hand the bot a portrait, an event or a heartbeat of their own, nor cancel a
+job, nor pose as a worker.
 
-With `QUEUE_SECRET` (a key the bot and its workers share), batch payloads, every progress and end
-event, and every result are encrypted and authenticated with Fernet (AES-128-CBC and
-HMAC-SHA256, from `cryptography`). Events and results also name their job and attempt inside the
-seal, so a sealed entry cannot be replayed onto another member's job. Without a secret the same
-frames travel in clear, which the Redis backend allows only on a loopback Redis (`check_transport`).
+QUEUE_SECRET is a Fernet key the bot and its workers share, required with the Redis backend wherever
+Redis runs (a Redis on 127.0.0.1 may also listen elsewhere, and any local process may reach it).
+- Sealed (Fernet: AES-128-CBC and HMAC-SHA256, from `cryptography`): batch payloads, every progress
+  and end event, every result. Events and results name their job and attempt inside the seal, so a
+  sealed entry cannot be replayed onto another member's job.
+- Signed (HMAC-SHA256 with a key derived from the secret, content readable): heartbeats, the catalog,
+  claims and cancel flags; `at` fields (Redis's clock) make an old copy stale.
+- Job keys are named by `tag`, an HMAC of the job id and attempt under another derived key.
 
-The bot skips an event that does not verify (a job whose end never verifies ends at the bot's
-deadline) and refuses a result that does not verify or is not a PNG within `MAX_RESULT_BYTES`.
+The bot skips what does not verify (logged as a warning) and refuses a result that is not a PNG
+within `MAX_RESULT_BYTES`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import io
-import ipaddress
 import json
 from typing import Any
-from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken
 from PIL import Image
@@ -32,45 +36,101 @@ MAX_RESULT_BYTES = 32 * 1024 * 1024
 MAX_RESULT_SIDE = 4096
 # A progress or end event: a few fields and, at most, a small preview PNG.
 MAX_EVENT_BYTES = 8 * 1024 * 1024
+# A heartbeat, the catalog or a claim: a few hundred bytes per style at most.
+MAX_SIGNED_BYTES = 1024 * 1024
 GENERATE = 'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
 
 
 class Forged(Exception):
-    """Something read from Redis that this bot's workers did not write."""
+    """Something read from Redis that this bot's workers (or bots) did not write."""
 
 
 class QueueSecretError(UserFacingError):
     code = "queue_secret"
 
 
+def missing_secret(who: str) -> QueueSecretError:
+    """The one line a start without QUEUE_SECRET prints."""
+    return QueueSecretError(f"{who} needs QUEUE_SECRET, the same key on the bot and every worker "
+                            f"(make one with: {GENERATE})")
+
+
 class Seal:
-    """Seals and opens what the bot and its workers exchange; `Seal(None)` is the clear form."""
+    """Seals, signs and opens what the bot and its workers exchange, with the shared secret."""
 
-    def __init__(self, secret: str | None) -> None:
-        self._fernet: Fernet | None = None
-        if secret:
-            register_secret(secret)
-            try:
-                self._fernet = Fernet(secret.strip().encode())
-            except (ValueError, binascii.Error):
-                raise QueueSecretError(f"QUEUE_SECRET is not a Fernet key. Generate one with: {GENERATE}") from None
+    def __init__(self, secret: str) -> None:
+        register_secret(secret)
+        try:
+            key = base64.urlsafe_b64decode(secret.strip().encode())
+            self._fernet = Fernet(secret.strip().encode())
+        except (ValueError, binascii.Error):
+            raise QueueSecretError(f"QUEUE_SECRET is not a Fernet key (make one with: {GENERATE})") from None
+        # Separate keys for separate uses: a signature can never be taken for a key name, nor either
+        # for a Fernet token.
+        self._sign_key = hmac.digest(key, b"mmpp wire v2: signatures", "sha256")
+        self._name_key = hmac.digest(key, b"mmpp wire v2: key names", "sha256")
 
-    @property
-    def encrypted(self) -> bool:
-        return self._fernet is not None
+    @classmethod
+    def from_secret(cls, secret: str | None, who: str) -> Seal:
+        if not secret or not secret.strip():
+            raise missing_secret(who)
+        return cls(secret)
+
+    # --- Fernet --------------------------------------------------------------------------------
 
     def seal(self, data: bytes) -> bytes:
-        return self._fernet.encrypt(data) if self._fernet is not None else data
+        return self._fernet.encrypt(data)
 
     def open(self, data: bytes, max_bytes: int) -> bytes:
         if len(data) > max_bytes * 2:  # a Fernet token is base64 of the data: 4/3 of it, plus a header
             raise Forged("too large")
-        if self._fernet is None:
-            return data
         try:
             return self._fernet.decrypt(data)
         except InvalidToken:
             raise Forged("does not verify") from None
+
+    # --- signatures ----------------------------------------------------------------------------
+
+    def _mac(self, kind: str, body: bytes) -> str:
+        return hmac.new(self._sign_key, kind.encode() + b"\0" + body, hashlib.sha256).hexdigest()
+
+    def sign(self, kind: str, record: dict[str, Any]) -> bytes:
+        """`record` as JSON with its signature; `kind` is signed too (a heartbeat is no claim)."""
+        body = json.dumps(record, separators=(",", ":"), sort_keys=True)
+        return json.dumps({"body": body, "mac": self._mac(kind, body.encode())}, separators=(",", ":")).encode()
+
+    def verify(self, kind: str, raw: bytes | None) -> dict[str, Any]:
+        if raw is None or len(raw) > MAX_SIGNED_BYTES:
+            raise Forged(f"no {kind}" if raw is None else "too large")
+        try:
+            wrapped = json.loads(raw)
+            body, mac = str(wrapped["body"]), str(wrapped["mac"])
+        except (ValueError, KeyError, TypeError):
+            raise Forged(f"not a signed {kind}") from None
+        if not hmac.compare_digest(mac, self._mac(kind, body.encode())):
+            raise Forged(f"a {kind} that does not verify")
+        record = json.loads(body)
+        if not isinstance(record, dict):
+            raise Forged(f"not a {kind}")
+        return record
+
+    @staticmethod
+    def read_unverified(raw: bytes) -> dict[str, Any]:
+        """A signed record's content, for tests and tools that only look (never for a decision)."""
+        return json.loads(json.loads(raw)["body"])  # type: ignore[no-any-return]
+
+    # --- job key names and cancel flags ---------------------------------------------------------
+
+    def tag(self, job_id: str, attempt: int) -> str:
+        """What a job's keys are named by: no job id in clear, no key name guessable without the secret."""
+        return hmac.new(self._name_key, f"{job_id}\0{attempt}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def cancel_flag(self, job_id: str, attempt: int) -> bytes:
+        """The one value that cancels this job's attempt; anything else under its key is ignored."""
+        return self._mac("cancel", f"{job_id}\0{attempt}".encode()).encode()
+
+    def is_cancel(self, job_id: str, attempt: int, value: bytes | None) -> bool:
+        return value is not None and hmac.compare_digest(value, self.cancel_flag(job_id, attempt))
 
     # --- batch payloads (bot → worker) ---------------------------------------------------------
 
@@ -88,8 +148,8 @@ class Seal:
 
     # --- events (worker → bot, one Redis Stream per job) -------------------------------------
 
-    def seal_event(self, job_id: str, attempt: int, fields: dict[str, Any]) -> dict[str, bytes]:
-        body = {"job": job_id, "attempt": attempt, **{k: v for k, v in fields.items() if v is not None}}
+    def seal_event(self, job_id: str, attempt: int, record: dict[str, Any]) -> dict[str, bytes]:
+        body = {"job": job_id, "attempt": attempt, "event": record}
         return {"x": self.seal(json.dumps(body, default=_b64, separators=(",", ":")).encode())}
 
     def open_event(self, job_id: str, attempt: int, entry: dict[bytes, bytes]) -> dict[str, Any]:
@@ -102,7 +162,7 @@ class Seal:
             raise Forged("not an event") from None
         if not isinstance(body, dict) or body.get("job") != job_id or body.get("attempt") != attempt:
             raise Forged("another job's event")
-        return body
+        return body["event"]  # type: ignore[no-any-return]
 
     # --- results (worker → bot) --------------------------------------------------------------
 
@@ -123,26 +183,6 @@ class Seal:
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
             raise Forged("not a PNG") from None
         return image
-
-
-def check_transport(url: str, seal: Seal) -> None:
-    """Without QUEUE_SECRET, faces would cross the network in clear: only a loopback Redis is allowed."""
-    if seal.encrypted:
-        return
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return
-    host = parts.hostname or ""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise QueueSecretError(
-            f"REDIS_URL points at {host or 'another machine'}, and QUEUE_SECRET is not set: members' faces "
-            f"would cross the network readable by anyone with access to Redis. Generate a secret with: "
-            f"{GENERATE} and set QUEUE_SECRET to it on the bot and on every worker."
-        )
 
 
 def _result_header(job_id: str, attempt: int) -> bytes:

@@ -1,22 +1,21 @@
 """`mmpp worker`: one GPU's engine, fed batches by the bot through Redis (arq), one batch at a time.
 
-The worker only draws. It registers with a heartbeat key (TTL `HEARTBEAT_TTL_S`) that says it is
-alive and which styles it has; the bot sends it a batch only when it has none, so nothing waits in
+The worker only draws. It registers with a signed heartbeat key (TTL `HEARTBEAT_TTL_S`) that says it
+is alive and which styles it has; the bot sends it a batch only when it has none, so nothing waits in
 Redis. Each job's progress goes on its own Redis Stream, the portrait under a key with a TTL that
-the bot deletes on reading. Cancel flags are read after every denoising step, on the GPU thread.
+the bot deletes on reading (`streams`). Cancel flags are read after every denoising step, on the GPU
+thread. A batch is drawn once, by one worker, before its expiry (its nonce is taken in Redis).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -24,14 +23,14 @@ import redis
 from arq.worker import Worker, func
 
 from mmpp.errors import UserFacingError
-from mmpp.inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress, to_png
+from mmpp.inference.engine import Engine
 from mmpp.inference.loader import load_catalog
-from mmpp.inference.queue.jobs import Cancelled, Done, Failed, Job, JobEvent, Step, TerminalEvent
+from mmpp.inference.queue.jobs import Failed, Job
 from mmpp.inference.queue.remote import protocol as p
 from mmpp.inference.queue.remote.front import model_resolution
-from mmpp.inference.queue.remote.sealing import Forged, Seal, check_transport
+from mmpp.inference.queue.remote.sealing import Forged, Seal
+from mmpp.inference.queue.remote.streams import CancelPolling, StreamSink
 from mmpp.inference.queue.worker import EngineLike, GpuWorker
-from mmpp.inference.styles import StyleCatalog
 from mmpp.logs import log_event
 from mmpp.memory import HeapTrimmer
 from mmpp.settings import Settings
@@ -40,113 +39,20 @@ log = logging.getLogger(__name__)
 
 # arq polls its queue this often; it is the pick-up latency a job pays on an idle worker.
 POLL_DELAY_S = 0.005
+# A batch's nonce is remembered this long past its expiry: clocks read a moment apart still agree.
+NONCE_MARGIN_S = 60.0
 
 
 class WorkerRefused(UserFacingError):
     code = "worker_refused"
 
 
-class CancelPolling:
-    """The engine, plus a look at the jobs' Redis cancel flags after every step (on the GPU thread,
-    so a `/cancel` stops the job at the next step, whatever the event loop is doing)."""
+class QuietWorker(Worker):
+    """arq's worker without its health-check key: that key is unsigned, so anyone could write it, and
+    nothing reads it. The signed heartbeat (`protocol.Heartbeat`) is the one health mechanism."""
 
-    def __init__(self, engine: EngineLike, client: redis.Redis, keys: dict[int, str]) -> None:
-        self._engine = engine
-        self._client = client
-        self._keys = keys  # id(request.cancel) -> its cancel key (a redraw's request shares the flag)
-
-    @property
-    def catalog(self) -> StyleCatalog:
-        return self._engine.catalog
-
-    def _poll(self, requests: Sequence[GenerationRequest]) -> None:
-        try:
-            flags = self._client.mget([self._keys[id(r.cancel)] for r in requests])
-        except p.REDIS_ERRORS:
-            return  # Redis is away: keep drawing, the bot decides what a lost connection means
-        for request, flag in zip(requests, flags, strict=True):
-            if flag is not None:
-                request.cancel.set()
-
-    def generate(
-        self, requests: Sequence[GenerationRequest], on_step: Callable[[StepProgress], None] | None = None
-    ) -> list[GenerationResult]:
-        self._poll(requests)
-
-        def polled(progress: StepProgress) -> None:
-            self._poll(requests)
-            if on_step is not None:
-                on_step(progress)
-
-        return self._engine.generate(requests, polled)
-
-
-class StreamSink:
-    """The queue side of `GpuWorker` on a worker: every event goes onto the job's Redis Stream."""
-
-    def __init__(self, client: redis.Redis, attempts: dict[str, int], seal: Seal, max_batch_size: int) -> None:
-        self._client = client
-        self._seal = seal
-        self._attempts = attempts
-        self.seconds = 0.0
-        # This worker's own limit: a set larger than it is drawn in several calls here.
-        self.max_batch_size = max_batch_size
-
-    async def next_batch(self) -> list[Job] | None:  # batches come from arq, not from here
+    async def record_health(self) -> None:
         return None
-
-    def _add(self, job: Job, fields: dict[str, Any], takes: dict[int, bytes] | None = None) -> None:
-        attempt = self._attempts[job.id]
-        key = p.events_key(job.id, attempt)
-        try:
-            with self._client.pipeline(transaction=False) as pipe:
-                for take, png in (takes or {}).items():
-                    # A later take is sealed under its own name, so no take can stand in for another.
-                    pipe.set(p.result_key(job.id, attempt, take),
-                             self._seal.seal_result(p.take_name(job.id, take), attempt, png), ex=p.EVENT_TTL_S)
-                pipe.xadd(key, self._seal.seal_event(job.id, attempt, fields))  # type: ignore[arg-type]
-                pipe.expire(key, p.EVENT_TTL_S)
-                pipe.execute()
-        except p.REDIS_ERRORS:
-            # The bot sees the connection drop too and tells the member or runs the job again.
-            log_event(log, logging.WARNING, "event lost, redis unreachable", job=job.id, kind=fields.get("k"))
-
-    def started(self, job: Job) -> None:
-        self._add(job, {"k": "started"})
-
-    def emit(self, job: Job, event: JobEvent) -> None:
-        if isinstance(event, Step):
-            preview = to_png(event.preview) if event.preview is not None else None
-            self._add(job, {"k": "step", "i": event.i, "n": event.n, "p": preview})
-
-    def finish(self, job: Job, event: TerminalEvent) -> None:
-        if job.terminal is not None:
-            return  # a cancel announced mid-batch, then the batch's own result
-        job.terminal = event
-        if isinstance(event, Done) and len(event.results) > 1:
-            # A set: each drawn take under its own key, the list of takes in the event.
-            takes = [{"seed": r.seed, "l": int(r.linkable), "f": int(r.flagged)} for r in event.results]
-            kind = "filtered" if all(r.flagged for r in event.results) else "done"
-            pngs = {i: r.png() for i, r in enumerate(event.results) if not r.flagged}
-            self._add(job, {"k": kind, "t": takes, "s": event.result.seconds}, takes=pngs)
-        elif isinstance(event, Done) and event.result.flagged:
-            # The safety check refused it: no pixels leave this machine.
-            self._add(job, {"k": "filtered", "seed": event.result.seed, "s": event.result.seconds})
-        elif isinstance(event, Done):
-            result = event.result
-            fields = {"k": "done", "seed": result.seed, "s": result.seconds, "l": 1 if result.linkable else None}
-            self._add(job, fields, takes={0: result.png()})
-        elif isinstance(event, Failed):
-            # A code and its fields (numbers, names), never words: the bot words them.
-            failed: dict[str, Any] = {"k": "failed", "code": event.code}
-            if event.fields:
-                failed["fields"] = dict(event.fields)
-            self._add(job, failed)
-        elif isinstance(event, Cancelled):
-            self._add(job, {"k": "cancelled"})
-
-    def batch_measured(self, jobs: Sequence[Job], seconds: float) -> None:
-        self.seconds = seconds
 
 
 class RemoteWorker:
@@ -161,12 +67,17 @@ class RemoteWorker:
         self.redis_settings = p.redis_settings(url)
         # For the GPU thread (cancel flags) and the events: short synchronous commands.
         self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        self.seal = Seal(settings.queue_secret.get_secret_value() if settings.queue_secret else None)
+        self.seal = Seal.from_secret(
+            settings.queue_secret.get_secret_value() if settings.queue_secret else None, "this worker"
+        )
         self.busy = False
         self.batches = 0
         # A worker runs for weeks: freed heap goes back to the system between batches, as on the bot.
         self.trimmer = HeapTrimmer()
         self._stopping = False
+        # Nonces this worker took, until they expire: a replay is refused here even if someone deleted
+        # the nonce's key in Redis (which keeps several workers agreeing).
+        self._nonces: dict[str, float] = {}
         # Gone for good: no heartbeat any more.
         self._left = False
 
@@ -174,11 +85,27 @@ class RemoteWorker:
 
     async def run_batch(self, ctx: dict[str, Any], payload: dict[str, Any]) -> str:
         try:
-            batch_id, not_after, remote_jobs = p.decode_batch(self.seal.open_payload(payload))
+            batch = p.Batch.from_wire(self.seal.open_payload(payload))
         except (Forged, KeyError, ValueError, TypeError, OSError) as exc:
             # Not from a bot holding QUEUE_SECRET (or asking more takes than a bot sends): nothing is drawn.
             log_event(log, logging.WARNING, "batch refused", worker=self.id, why=str(exc) or type(exc).__name__)
             return "refused"
+        batch_id, remote_jobs = batch.id, batch.jobs
+        now_redis = await self._redis_time()
+        # The nonce is taken in Redis (SET NX) until past the expiry: whichever worker sees the batch
+        # first draws it, and a copy put back into any queue is refused, here or on another worker.
+        ttl_ms = int((max(0.0, batch.not_after - now_redis) + NONCE_MARGIN_S) * 1000)
+        self._nonces = {n: until for n, until in self._nonces.items() if until > time.monotonic()}
+        try:
+            fresh = batch.nonce not in self._nonces and await asyncio.to_thread(
+                self.client.set, p.nonce_key(batch.nonce), self.id, nx=True, px=ttl_ms
+            )
+        except p.REDIS_ERRORS:
+            fresh = False  # unknown: drawing it twice would be worse than the bot's own deadline
+        self._nonces.setdefault(batch.nonce, time.monotonic() + ttl_ms / 1000)
+        if not fresh:
+            log_event(log, logging.WARNING, "batch refused", worker=self.id, batch=batch_id, why="replayed")
+            return "replayed"
         attempts = {j.id: j.attempt for j in remote_jobs}
         # This worker's own batch limit, as its memory plan capped it: a set larger than that is split here.
         limit = self.settings.max_batch_size
@@ -190,15 +117,15 @@ class RemoteWorker:
                 previews=j.previews, more=[replace(j.request, seed=seed) for seed in j.more_seeds])
             for j in remote_jobs
         ]
-        if await self._redis_time() > not_after:
+        if now_redis > batch.not_after:
             # The member's Discord reply has expired: drawing now would help nobody.
             for job in jobs:
                 sink.finish(job, Failed("expired"))
             log_event(log, logging.WARNING, "batch expired before start", batch=batch_id, jobs=len(jobs))
             return "expired"
-        keys = {id(j.request.cancel): p.cancel_key(j.id, j.attempt) for j in remote_jobs}
         gpu = GpuWorker(
-            CancelPolling(self.engine, self.client, keys), sink, preview_every=self.settings.preview_every, name=self.id
+            CancelPolling(self.engine, self.client, self.seal, remote_jobs), sink,
+            preview_every=self.settings.preview_every, name=self.id,
         )
         self.busy = True
         try:
@@ -239,14 +166,12 @@ class RemoteWorker:
 
     # --- registration -------------------------------------------------------------------------
 
-    def heartbeat(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "device": str(getattr(self.engine, "device", "?")), "busy": self.busy,
-            "batches": self.batches,
-            "max_batch": self.settings.max_batch_size, "fingerprint": self.fingerprint,
-            # Stopping: alive until its batch is delivered, but the bot sends it nothing more.
-            "stopping": self._stopping,
-        }
+    def heartbeat(self, at: float) -> p.Heartbeat:
+        """`at`: now on Redis's clock, so the bot can tell this beat from a copy of an older one."""
+        return p.Heartbeat(
+            worker=self.id, device=str(getattr(self.engine, "device", "?")), max_batch=self.settings.max_batch_size,
+            fingerprint=self.fingerprint, at=at, busy=self.busy, batches=self.batches, stopping=self._stopping,
+        )
 
     async def _beat(self) -> None:
         """Alive while this key lives; a worker killed with -9 is noticed when it lapses."""
@@ -264,12 +189,15 @@ class RemoteWorker:
             await asyncio.sleep(p.HEARTBEAT_EVERY_S)
 
     async def _publish_heartbeat(self) -> None:
-        await asyncio.to_thread(
-            self.client.set, p.worker_key(self.id), json.dumps(self.heartbeat()), px=int(p.HEARTBEAT_TTL_S * 1000),
-        )
+        def publish() -> None:
+            seconds, micros = self.client.time()
+            signed = self.seal.sign("heartbeat", self.heartbeat(seconds + micros / 1e6).to_wire())
+            self.client.set(p.worker_key(self.id), signed, px=int(p.HEARTBEAT_TTL_S * 1000))
+
+        await asyncio.to_thread(publish)
 
     def arq_worker(self) -> Worker:
-        return Worker(
+        return QuietWorker(
             functions=[func(self.run_batch, name=p.BATCH_FUNCTION, max_tries=1, timeout=self.settings.batch_timeout_s)],
             queue_name=p.worker_queue(self.id),
             redis_settings=self.redis_settings,
@@ -279,7 +207,6 @@ class RemoteWorker:
             job_serializer=p.serialize,
             job_deserializer=p.deserialize,
             handle_signals=False,
-            health_check_interval=60,
             max_tries=1,
         )
 
@@ -328,18 +255,30 @@ class RemoteWorker:
             log_event(log, logging.INFO, "worker stopped", worker=self.id, batches=self.batches)
 
 
-def check_catalog(client: redis.Redis, fingerprint: dict[str, Any], wait_s: float) -> None:
-    """Refuse to start (one line) when the bot's styles differ; wait a while for a bot to publish them."""
+def check_catalog(client: redis.Redis, seal: Seal, fingerprint: dict[str, Any], wait_s: float) -> None:
+    """Refuse to start (one line) when the bot's styles differ; wait a while for a bot to publish them.
+    A catalog that does not verify is not the bot's (or the secrets differ): it is skipped, and named
+    in the refusal when nothing else came."""
     deadline = time.monotonic() + wait_s
-    announced = False
+    announced = forged = False
     while True:
         try:
             raw = client.get(p.CATALOG_KEY)
         except p.REDIS_ERRORS as exc:
             raise WorkerRefused(f"Cannot reach Redis ({exc.__class__.__name__}). Check REDIS_URL.") from None
         if raw is not None:
-            break
+            try:
+                bot = p.Catalog.from_wire(seal.verify("catalog", raw)).fingerprint
+                break
+            except (Forged, ValueError, KeyError, TypeError) as exc:
+                if not forged:
+                    log_event(log, logging.WARNING, "catalog in redis ignored", why=str(exc) or type(exc).__name__)
+                forged = True
         if time.monotonic() > deadline:
+            if forged:
+                raise WorkerRefused(
+                    "The styles in Redis are not signed with this QUEUE_SECRET: give this worker the bot's."
+                )
             raise WorkerRefused(
                 "No bot has published its styles in Redis yet. Start `mmpp bot` with QUEUE_BACKEND=redis."
             )
@@ -347,7 +286,7 @@ def check_catalog(client: redis.Redis, fingerprint: dict[str, Any], wait_s: floa
             log_event(log, logging.INFO, "waiting for a bot to publish its styles")
             announced = True
         time.sleep(0.5)
-    difference = p.describe_difference(json.loads(raw), fingerprint)
+    difference = p.describe_difference(bot, fingerprint)
     if difference is not None:
         raise WorkerRefused(f"This worker's models differ from the bot's: {difference}.")
 
@@ -367,14 +306,14 @@ async def run_worker(settings: Settings, *, catalog_wait_s: float = 60.0) -> int
     """`mmpp worker`: check the styles against the bot's, load the engine, serve until SIGTERM."""
     url = settings.redis_url.get_secret_value()
     p.redis_settings(url)  # registers the password before anything can log it
-    check_transport(url, Seal(settings.queue_secret.get_secret_value() if settings.queue_secret else None))
+    seal = Seal.from_secret(settings.queue_secret.get_secret_value() if settings.queue_secret else None, "this worker")
     worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
     device = worker_device(settings)
     catalog = load_catalog(settings)
     fingerprint = p.catalog_fingerprint(catalog, model_resolution(settings))
     client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
     try:
-        await asyncio.to_thread(check_catalog, client, fingerprint, catalog_wait_s)
+        await asyncio.to_thread(check_catalog, client, seal, fingerprint, catalog_wait_s)
     finally:
         client.close()
     engine = await asyncio.to_thread(Engine.from_settings, settings.model_copy(update={"device": device}))
