@@ -34,14 +34,14 @@ FROM ${BASE_IMAGE}
 ARG UID=10001
 # One unprivileged user; the two folders it writes are volumes: the Hugging Face cache (15 GB of models
 # the first time) and the data folder (the SQLite database).
-RUN useradd --system --uid "${UID}" --user-group --home-dir /var/lib/mmpp --shell /usr/sbin/nologin mmpp \
+RUN useradd --uid "${UID}" --user-group --no-create-home --home-dir /var/lib/mmpp --shell /usr/sbin/nologin mmpp \
     && mkdir -p /var/lib/mmpp/models /var/lib/mmpp/data \
     && chown -R mmpp:mmpp /var/lib/mmpp
 COPY --from=build /opt/mmpp /opt/mmpp
 ENV PATH=/opt/mmpp/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HF_HOME=/var/lib/mmpp/models \
-    DATABASE_URL=sqlite+aiosqlite:////var/lib/mmpp/data/mmpp.sqlite3 \
+    DATA_DIR=/var/lib/mmpp/data \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 VOLUME ["/var/lib/mmpp/models", "/var/lib/mmpp/data"]
