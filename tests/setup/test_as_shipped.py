@@ -75,6 +75,7 @@ ON_DEFAULT = {
     "gpu_memory_gb": "all three: unset asks the device; on the CPU that is the host plan (nothing capped)",
     "memory_plan": "all three: auto picks the plan from GPU_MEMORY_GB (the host plan on the CPU)",
     "queue_secret": "worker: unset, allowed because its Redis is on loopback (payloads travel unsealed)",
+    "queue_secret_file": "worker: unset, so QUEUE_SECRET (unset too) is the key",
     "batch_timeout_s": "worker: arq's limit for a batch, 900 s; the bot's own deadline adds a heartbeat",
 }
 # Every other setting, with why no start here runs its default.
