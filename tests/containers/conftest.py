@@ -27,6 +27,7 @@ IMAGE = "mmpp-ci/mmpp:cpu"
 POSTGRES_IMAGE = "mmpp-ci/postgres:local"
 REDIS_IMAGE = "mmpp-ci/redis:local"
 TORCH_VERSION = "2.13.0"
+TORCH_INDEX_PORT = int(os.environ.get("MMPP_TEST_TORCH_INDEX_PORT", "18765"))
 
 
 def docker(*args: str, timeout: float = 1800, check: bool = True, **kwargs: object) -> subprocess.CompletedProcess:
@@ -78,16 +79,21 @@ def torch_wheel() -> Path:
     pytest.fail(f"no torch {TORCH_VERSION} CPU wheel for Python 3.11 in pip's find-links ({folders})")
 
 
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 @contextlib.contextmanager
 def torch_index(wheel: Path, folder: Path) -> Iterator[str]:
-    """A PEP 503 index holding only `wheel`, on loopback; yields its URL."""
+    """A PEP 503 index holding only `wheel`, on loopback; yields its URL. The port is fixed: the URL
+    is a build argument, part of Docker's cache key, and a new one would rebuild every layer."""
     project = folder / "simple" / "torch"
     project.mkdir(parents=True)
     (project / wheel.name).symlink_to(wheel)
     (project / "index.html").write_text(f'<html><body><a href="{wheel.name}">{wheel.name}</a></body></html>\n')
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *args: None  # type: ignore[method-assign]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    handler = functools.partial(QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", TORCH_INDEX_PORT), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
