@@ -2,7 +2,8 @@
 and the scale-out profile (bot, PostgreSQL, Redis, a worker) comes up on the tiny model with every
 service healthy, the bot logged in to the Discord stand-in. The test swaps only what this machine
 cannot fetch: the images (MMPP_IMAGE, MMPP_POSTGRES_IMAGE, MMPP_REDIS_IMAGE) and, in an override file,
-the addresses of the stand-in, which listens on the host's loopback."""
+the addresses of the stand-in, which listens on the host's loopback. The default (the bot alone, SQLite
+in its data volume) comes up healthy too."""
 
 from __future__ import annotations
 
@@ -75,9 +76,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def compose(project: Path, name: str, env: dict[str, str], *args: str, timeout: float = 600) -> str:
+async def compose(project: Path, name: str, env: dict[str, str], *args: str, profile: bool = True,
+                  timeout: float = 600) -> str:
     argv = [*compose_command(), "-p", name, "-f", "compose.yaml", "-f", "compose.test.yaml",
-            "--profile", "scale-out", *args]
+            *(["--profile", "scale-out"] if profile else []), *args]
     process = await asyncio.create_subprocess_exec(*argv, cwd=project, env=env, stdout=asyncio.subprocess.PIPE,
                                                    stderr=asyncio.subprocess.STDOUT)
     output, _ = await asyncio.wait_for(process.communicate(), timeout)
@@ -92,6 +94,50 @@ def health(containers: list[str]) -> dict[str, str]:
     return dict(line.lstrip("/").split(" ", 1) for line in answer.stdout.splitlines())
 
 
+async def wait_healthy(project: Path, name: str, env: dict[str, str], services: int, *, profile: bool) -> float:
+    """Seconds until every container of the project is healthy; fails with their logs after 5 minutes."""
+    containers = (await compose(project, name, env, "ps", "-q", profile=profile)).split()
+    assert len(containers) == services
+    started, states = time.monotonic(), {}
+    while time.monotonic() - started < 300:
+        states = health(containers)
+        if all(state == "healthy" for state in states.values()):
+            return time.monotonic() - started
+        await asyncio.sleep(3)
+    logs = await compose(project, name, env, "logs", "--no-color", "--tail", "40", profile=profile)
+    raise AssertionError(f"{states}\n{logs[-6000:]}")
+
+
+def write_bot_env(project: Path, standin: StandIn) -> None:
+    """bot.env as an operator writes it, pointed at the stand-in and at the tiny model in the cache volume."""
+    (project / "bot.env").write_text(
+        f"DISCORD_TOKEN={standin.token}\nDISCORD_API_BASE={standin.api_base}\n"
+        f"DISCORD_GATEWAY_URL={standin.gateway_url}\nDISCORD_CDN_BASE={standin.cdn_base}\n"
+        "MODEL_DIR=/var/lib/mmpp/models/tiny\nDEVICE=cpu\nBUILTIN_STYLES=false\n"
+    )
+
+
+async def test_the_default_starts_the_bot_alone_with_sqlite_in_its_volume(project: Path, cpu_image: str) -> None:
+    name = f"mmppci{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "MMPP_IMAGE": cpu_image}
+    async with StandIn() as standin:
+        write_bot_env(project, standin)
+        # The stand-in listens on the host's loopback, so the bot shares the host's network here.
+        (project / "compose.test.yaml").write_text(yaml.safe_dump({"services": {
+            "bot": {"network_mode": "host", "environment": {"METRICS_PORT": str(free_port())}}}}))
+        try:
+            await compose(project, name, env, "run", "--rm", "bot", "make-tiny-model", "/var/lib/mmpp/models/tiny",
+                          profile=False)
+            await compose(project, name, env, "up", "-d", "--no-build", profile=False)
+            seconds = await wait_healthy(project, name, env, 1, profile=False)
+            assert len(standin.gateway.sessions) >= 1  # the bot logged in
+            files = await compose(project, name, env, "exec", "-T", "bot", "ls", "/var/lib/mmpp/data", profile=False)
+            assert "mmpp.sqlite3" in files.split()
+            print(f"embedded bot healthy in {seconds:.0f} s")
+        finally:
+            await compose(project, name, env, "down", "-v", "--remove-orphans", profile=False, timeout=180)
+
+
 async def test_the_scale_out_profile_comes_up_healthy(
     project: Path, cpu_image: str, service_images: dict[str, str]
 ) -> None:
@@ -99,13 +145,9 @@ async def test_the_scale_out_profile_comes_up_healthy(
     env = {**os.environ, "MMPP_IMAGE": cpu_image, **service_images}
     pg_port, redis_port, metrics_port = free_port(), free_port(), free_port()
     async with StandIn() as standin:
-        (project / "bot.env").write_text(
-            f"DISCORD_TOKEN={standin.token}\nDISCORD_API_BASE={standin.api_base}\n"
-            f"DISCORD_GATEWAY_URL={standin.gateway_url}\nDISCORD_CDN_BASE={standin.cdn_base}\n"
-            "MODEL_DIR=/var/lib/mmpp/models/tiny\nDEVICE=cpu\nBUILTIN_STYLES=false\n"
-        )
-        # The stand-in listens on the host's loopback: the bot shares the host's network and reaches
-        # PostgreSQL and Redis at their published ports; the worker stays on the project's network.
+        write_bot_env(project, standin)
+        # The bot shares the host's network (the stand-in) and reaches PostgreSQL and Redis at their
+        # published ports; the worker stays on the project's network.
         (project / "compose.test.yaml").write_text(yaml.safe_dump({"services": {
             "bot-scaled": {"network_mode": "host", "environment": {
                 "DATABASE_URL": f"postgresql+asyncpg://mmpp:mmpp@127.0.0.1:{pg_port}/mmpp",
@@ -120,17 +162,8 @@ async def test_the_scale_out_profile_comes_up_healthy(
             await compose(project, name, env, "run", "--rm", "--no-deps", "worker-0",
                           "make-tiny-model", "/var/lib/mmpp/models/tiny")
             await compose(project, name, env, "up", "-d", "--no-build", "bot-scaled", "worker-0")
-            containers = (await compose(project, name, env, "ps", "-q")).split()
-            assert len(containers) == 4
-            started, states = time.monotonic(), {}
-            while time.monotonic() - started < 300:
-                states = health(containers)
-                if all(state == "healthy" for state in states.values()):
-                    break
-                await asyncio.sleep(3)
-            logs = await compose(project, name, env, "logs", "--no-color", "--tail", "40")
-            assert sorted(states.values()) == ["healthy"] * 4, f"{states}\n{logs[-6000:]}"
+            seconds = await wait_healthy(project, name, env, 4, profile=True)
             assert len(standin.gateway.sessions) >= 1  # the bot logged in
-            print(f"scale-out healthy in {time.monotonic() - started:.0f} s")
+            print(f"scale-out healthy in {seconds:.0f} s")
         finally:
             await compose(project, name, env, "down", "-v", "--remove-orphans", timeout=180)
