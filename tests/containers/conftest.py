@@ -61,7 +61,11 @@ def docker_ready() -> None:
 @pytest.fixture(scope="session")
 def base_image(docker_ready: None) -> str:
     started = time.monotonic()
-    subprocess.run([str(HERE / "local_base.sh"), BASE_IMAGE], check=True, capture_output=True, timeout=1200)
+    if docker("image", "inspect", BASE_IMAGE, check=False).returncode != 0:
+        need("container checks", None if os.geteuid() == 0 else "making the base image (debootstrap) needs root")
+        need("container checks", None if shutil.which("debootstrap") else "debootstrap is not installed")
+    made = subprocess.run([str(HERE / "local_base.sh"), BASE_IMAGE], capture_output=True, text=True, timeout=1200)
+    assert made.returncode == 0, made.stderr[-3000:]
     print(f"base image ready in {time.monotonic() - started:.0f} s")
     return BASE_IMAGE
 
