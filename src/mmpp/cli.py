@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "mmpp.training.cli",
     "mmpp.bot.db.cli",
     "mmpp.inference.worker_cli",
+    "mmpp.health_cli",
 )
 
 

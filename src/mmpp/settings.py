@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mmpp.errors import UserFacingError
@@ -156,6 +156,11 @@ class Settings(BaseSettings):
         description="Fernet key shared by the bot and its workers (required with QUEUE_BACKEND=redis): seals faces "
         "and results, signs heartbeats, claims and cancel flags in Redis.",
     )
+    # Docker and systemd hand secrets over as files (/run/secrets/NAME, $CREDENTIALS_DIRECTORY/NAME),
+    # which keeps the key out of `docker inspect` and the process environment.
+    queue_secret_file: Path | None = Field(
+        default=None, description="A file holding QUEUE_SECRET (a compose or systemd secret); QUEUE_SECRET wins."
+    )
     batch_timeout_s: float = Field(
         default=15 * 60, gt=0,
         description="Longest one remote batch may run: the worker stops it, the bot tells its members.",
@@ -216,6 +221,19 @@ class Settings(BaseSettings):
     def _none_is_top_level(cls, value: object) -> object:
         # `KEY=` means "the default" in bot.env, so the top of the folder is spelled `none`.
         return "" if value in ("none", "None", ".") else value
+
+    @field_validator("queue_secret_file")
+    @classmethod
+    def _secret_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError("a file that exists and holds the key")
+        return value
+
+    @model_validator(mode="after")
+    def _secret_from_file(self) -> Settings:
+        if self.queue_secret is None and self.queue_secret_file is not None:
+            self.queue_secret = SecretStr(self.queue_secret_file.read_text(encoding="utf-8").strip())
+        return self
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # repr() and str() end up in tracebacks and log lines: never with the database password.

@@ -74,7 +74,7 @@ ON_DEFAULT = {
     "styles_dir": "the empty environment: ./styles, absent on a fresh clone, leaves the built-ins",
     "gpu_memory_gb": "all three: unset asks the device; on the CPU that is the host plan (nothing capped)",
     "memory_plan": "all three: auto picks the plan from GPU_MEMORY_GB (the host plan on the CPU)",
-
+    "queue_secret_file": "worker: unset, so QUEUE_SECRET (given) is the key",
     "batch_timeout_s": "worker: arq's limit for a batch, 900 s; the bot's own deadline adds a heartbeat",
 }
 # Every other setting, with why no start here runs its default.
