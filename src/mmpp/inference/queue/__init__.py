@@ -25,12 +25,13 @@ from mmpp.inference.queue.jobs import (
     TerminalEvent,
     Timings,
 )
-from mmpp.inference.queue.metrics import QueueMetrics, expose
+from mmpp.inference.queue.metrics import DrawMetrics, QueueMetrics
 
 __all__ = [
     "AlreadyQueued",
     "Cancelled",
     "Done",
+    "DrawMetrics",
     "DroppedJob",
     "Failed",
     "GenerationQueue",
@@ -48,5 +49,4 @@ __all__ = [
     "TerminalEvent",
     "Timings",
     "discord_time",
-    "expose",
 ]

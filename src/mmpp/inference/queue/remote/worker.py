@@ -27,8 +27,10 @@ from mmpp.errors import UserFacingError
 from mmpp.inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress, to_png
 from mmpp.inference.loader import load_catalog
 from mmpp.inference.queue.jobs import Cancelled, Done, Failed, Job, JobEvent, Step, TerminalEvent
+from mmpp.inference.queue.metrics import DrawMetrics
 from mmpp.inference.queue.remote import protocol as p
 from mmpp.inference.queue.remote.front import model_resolution
+from mmpp.inference.queue.remote.health import WorkerHealth
 from mmpp.inference.queue.remote.sealing import Forged, Seal, check_transport
 from mmpp.inference.queue.worker import EngineLike, GpuWorker
 from mmpp.inference.styles import StyleCatalog
@@ -147,9 +149,12 @@ class StreamSink:
 
 class RemoteWorker:
     def __init__(
-        self, engine: EngineLike, settings: Settings, worker_id: str, fingerprint: dict[str, Any]
+        self, engine: EngineLike, settings: Settings, worker_id: str, fingerprint: dict[str, Any],
+        metrics: DrawMetrics | None = None,
     ) -> None:
         self.engine = engine
+        # What `mmpp worker` serves on METRICS_PORT (see `mmpp.inference.queue.remote.health`).
+        self.metrics = metrics or DrawMetrics()
         self.settings = settings
         self.id = worker_id
         self.fingerprint = fingerprint
@@ -194,7 +199,8 @@ class RemoteWorker:
             return "expired"
         keys = {id(j.request.cancel): p.cancel_key(j.id, j.attempt) for j in remote_jobs}
         gpu = GpuWorker(
-            CancelPolling(self.engine, self.client, keys), sink, preview_every=self.settings.preview_every, name=self.id
+            CancelPolling(self.engine, self.client, keys), sink, preview_every=self.settings.preview_every,
+            name=self.id, metrics=self.metrics,
         )
         self.busy = True
         try:
@@ -373,11 +379,18 @@ async def run_worker(settings: Settings, *, catalog_wait_s: float = 60.0) -> int
         await asyncio.to_thread(check_catalog, client, fingerprint, catalog_wait_s)
     finally:
         client.close()
-    engine = await asyncio.to_thread(Engine.from_settings, settings.model_copy(update={"device": device}))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await RemoteWorker(engine, settings, worker_id, fingerprint).serve(stop)
+    # Up before the model load: /healthz answers and /readyz says "engine: loading" meanwhile.
+    health = WorkerHealth(settings)
+    try:
+        engine = await asyncio.to_thread(Engine.from_settings, settings.model_copy(update={"device": device}))
+        worker = RemoteWorker(engine, settings, worker_id, fingerprint, metrics=health.metrics)
+        health.loaded(worker)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await worker.serve(stop)
+    finally:
+        health.close()
     return 0
