@@ -10,7 +10,8 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     bot = subparsers.add_parser(
         "bot", help="run the Discord bot", description="Run the Discord bot: reads its env file (bot.env), "
-        "migrates the database, loads the models and styles, syncs the slash commands, and connects. Ctrl-C stops it gracefully."
+        "migrates the database, loads the models and styles, syncs the slash commands, and connects. Ctrl-C stops "
+        "it gracefully."
     )
     bot.add_argument("--model-dir", type=Path, default=None, help="models and styles from a `make-tiny-model` folder")
     bot.add_argument("--database-url", default=None, help="override DATABASE_URL")
