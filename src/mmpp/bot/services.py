@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from mmpp.bot.face_cache import FaceCache
+from mmpp.bot.metrics import BotMetrics
 from mmpp.bot.portrait.bookkeeping import LogWrites
 from mmpp.bot.results import ResultStore
 from mmpp.bot.uploads.refusals import RefusedUploads
@@ -44,9 +45,12 @@ class Services:
     inflight: set[int] = field(default_factory=set)
     # Log writes once a job is queued: a database error never stops a job or undoes a delivery.
     writes: LogWrites = field(init=False)
+    # The bot's Prometheus metrics, in the queue's registry (one /metrics page).
+    metrics: BotMetrics = field(init=False)
 
     def __post_init__(self) -> None:
-        self.writes = LogWrites(self.repo)
+        self.metrics = BotMetrics(self.queue)
+        self.writes = LogWrites(self.repo, on_outcome=self.metrics.outcome)
 
 
 def services_of(interaction: discord.Interaction) -> Services:

@@ -18,6 +18,7 @@ import discord
 from mmpp.bot.app.app import MMPPBot
 from mmpp.bot.app.discord_endpoints import apply_endpoints
 from mmpp.bot.app.invite import TokenRejected, check_token, print_invite, read_token, unreachable
+from mmpp.bot.app.readiness import serve_metrics
 from mmpp.bot.app.recovery import close_open_jobs
 from mmpp.bot.app.sharding import own_jobs, shard_options
 from mmpp.bot.face_cache import FaceCache
@@ -26,6 +27,7 @@ from mmpp.bot.services import Services
 from mmpp.bot.uploads.decoding import Decoder
 from mmpp.bot.uploads.download import Downloader
 from mmpp.errors import UserFacingError
+from mmpp.health import HealthServer
 from mmpp.logs import log_event, register_secret
 from mmpp.settings import Settings
 
@@ -53,6 +55,8 @@ class BotRuntime:
         self.bot: MMPPBot | None = None
         self.services: Services | None = None
         self._client_task: asyncio.Task[None] | None = None
+        # /metrics, /healthz, /readyz (METRICS_PORT); up from before the models load until the stop's end.
+        self.health: HealthServer | None = None
 
     @property
     def token(self) -> str:
@@ -63,8 +67,8 @@ class BotRuntime:
 
     async def start(self) -> None:
         from mmpp.bot.db import Repository, open_database
+        from mmpp.inference.download import model_cache
         from mmpp.inference.loader import image_limits
-        from mmpp.inference.queue import expose
         from mmpp.inference.queue.devices import resolve_devices
         from mmpp.inference.queue.setup import open_queue
 
@@ -76,7 +80,7 @@ class BotRuntime:
                 settings.discord_api_base, settings.discord_gateway_url, cdn_base=settings.discord_cdn_base
             )
         except ValueError as exc:
-            raise BotStartError(f"{exc}. Fix it in bot.env.") from None
+            raise BotStartError(f"{exc}. Fix it in {settings.env_file_name}.") from None
         shard_options(settings)  # a wrong SHARD_IDS stops the start before anything loads
         if settings.queue_backend == "local" or settings.devices:
             resolve_devices(settings)  # so does a DEVICE this machine lacks, before the database is touched
@@ -103,13 +107,15 @@ class BotRuntime:
                 settings = settings.model_copy(update={"default_style": fallback})
             repo = Repository.from_settings(database, settings)
             await repo.sync_styles(engine.catalog.styles.values(), renamed=engine.catalog.renamed())
-            if settings.metrics_port:
+            if settings.metrics_port is not None:
                 try:
-                    expose(settings.metrics_port, queue.metrics.registry)
+                    self.health = serve_metrics(self, queue.metrics.registry)
                 except OSError as exc:
-                    raise BotStartError(f"Cannot serve metrics on port {settings.metrics_port}: {exc.strerror}.")\
-                        from None
+                    raise BotStartError(f"Cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: "
+                                        f"{exc.strerror or exc}. Pick another METRICS_PORT.") from None
+                log_event(log, logging.INFO, "metrics served", url=self.health.url)
         except BaseException:
+            self._close_health()
             await database.dispose()
             raise
         faces = FaceCache(settings.reroll_ttl_s, max_bytes=settings.reroll_cache_mb * 2**20)
@@ -120,7 +126,9 @@ class BotRuntime:
         )
         await self.services.decoder.start()
         self.bot = MMPPBot(self.services, **shard_options(settings), **self.client_options)
-        log_event(log, logging.INFO, "starting", database=database.display_url, styles=",".join(engine.catalog.names()),
+        # Where everything lives, in the line an operator reads first when something is not where they expected.
+        log_event(log, logging.INFO, "starting", env_file=settings.env_file_words(), database=database.display_url,
+                  model_cache=str(settings.model_dir or model_cache()), styles=",".join(engine.catalog.names()),
                   device=str(engine.device))
         self._client_task = asyncio.create_task(self._run_client(token), name="mmpp-discord")
 
@@ -167,6 +175,7 @@ class BotRuntime:
         """Graceful and bounded: running portraits get the grace time, everyone else waiting is told
         their portrait was not made, and their log rows are closed; then the connection goes."""
         if self.services is None:
+            self._close_health()
             return
         services = self.services
         log_event(log, logging.INFO, "shutting down")
@@ -199,6 +208,12 @@ class BotRuntime:
         self.services.results.clear()
         await self.services.database.dispose()
         self.services = None
+        self._close_health()
+
+    def _close_health(self) -> None:
+        if self.health is not None:
+            self.health.close()
+            self.health = None
 
 
 async def run_bot(settings: Settings) -> int:

@@ -24,6 +24,7 @@ import redis
 from arq.worker import Worker, func
 
 from mmpp.errors import UserFacingError
+from mmpp.inference.download import model_cache
 from mmpp.inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress, to_png
 from mmpp.inference.loader import load_catalog
 from mmpp.inference.queue.jobs import Cancelled, Done, Failed, Job, JobEvent, Step, TerminalEvent
@@ -379,6 +380,8 @@ async def run_worker(settings: Settings, *, catalog_wait_s: float = 60.0) -> int
         await asyncio.to_thread(check_catalog, client, fingerprint, catalog_wait_s)
     finally:
         client.close()
+    log_event(log, logging.INFO, "worker starting", worker=worker_id, env_file=settings.env_file_words(),
+              model_cache=str(settings.model_dir or model_cache()), device=device)
     # Up before the model load: /healthz answers and /readyz says "engine: loading" meanwhile.
     health = WorkerHealth(settings)
     try:
