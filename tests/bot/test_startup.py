@@ -23,9 +23,20 @@ from tests.discord_standin import StandIn
 
 
 def run_bot_cli(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_", "MODEL_DIR"))}
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("DISCORD_", "DATABASE_", "MODEL_DIR", "MMPP_ENV_FILE"))}
     return subprocess.run(
         [sys.executable, "-m", "mmpp.cli", "bot", *args], cwd=tmp_path, env={**clean, **env},
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def run_bot_cli_global(tmp_path: Path, env: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:
+    """`mmpp [options] bot`: --env-file is the command's own option, before the subcommand."""
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("DISCORD_", "DATABASE_", "MODEL_DIR", "MMPP_ENV_FILE"))}
+    return subprocess.run(
+        [sys.executable, "-m", "mmpp.cli", *options, "bot"], cwd=tmp_path, env={**clean, **env},
         capture_output=True, text=True, timeout=120,
     )
 
@@ -34,9 +45,27 @@ def test_a_missing_token_stops_the_start_with_one_line(tmp_path: Path) -> None:
     done = run_bot_cli(tmp_path, {})
     assert done.returncode == 1
     assert done.stderr.strip() == (
-        "mmpp: DISCORD_TOKEN is not set. Get your bot's token at https://discord.com/developers/applications "
+        f"mmpp: DISCORD_TOKEN is not set (read bot.env ({tmp_path / 'bot.env'}, which does not exist) and the "
+        "environment). Get your bot's token at https://discord.com/developers/applications "
         "(your app > Bot > Reset Token) and put it in bot.env or the environment."
     )
+
+
+@pytest.mark.parametrize("how", ["--env-file", "MMPP_ENV_FILE"])
+def test_the_missing_token_line_names_the_env_file_given(tmp_path: Path, how: str) -> None:
+    settings_file = tmp_path / "etc" / "mmpp.env"
+    settings_file.parent.mkdir()
+    settings_file.write_text("LOG_LEVEL=INFO\n")
+    (tmp_path / "bot.env").write_text("DISCORD_TOKEN=MTIz.NDU2.Nzg5\n")  # not read: another file was named
+    if how == "--env-file":
+        done = run_bot_cli_global(tmp_path, {}, "--env-file", str(settings_file))
+    else:
+        done = run_bot_cli_global(tmp_path, {"MMPP_ENV_FILE": str(settings_file)})
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith(
+        f"mmpp: DISCORD_TOKEN is not set (read {settings_file} ({settings_file}) and the environment). "
+    )
+    assert done.stderr.strip().endswith(f"and put it in {settings_file} or the environment.")
 
 
 def test_an_unreachable_database_stops_the_start_with_one_line(tmp_path: Path, bot_model_dir: Path) -> None:
