@@ -23,6 +23,7 @@ from tests.bot.conftest import World, bot_settings
 from tests.bot.test_safety import profile
 from tests.discord_standin import StandIn
 from tests.redis_server import SHARED, flush, need_redis
+from tests.setup.test_deploy_files import page_names, queried_names
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ async def until(url: str, status: int, timeout: float) -> str:
     last: tuple[int, str] = (0, "")
     try:
         async with asyncio.timeout(timeout):
-            while (last := await fetch(url))[0] != status:
+            while (last := await fetch(url))[0] != status:  # noqa: ASYNC110 (another process answers)
                 await asyncio.sleep(0.2)
     except TimeoutError:
         raise AssertionError(f"{url} never answered {status}; last: {last}") from None
@@ -87,6 +88,8 @@ async def test_a_started_bot_is_alive_ready_and_counts_what_members_saw(world: W
     # The bot draws itself here, so it exports the drawing metrics a worker would.
     assert sample(page, "mmpp_worker_batches_total") == 1
     assert (sample(page, "mmpp_worker_picture_seconds_count") or 0) >= 1
+    # Every metric deploy/'s dashboard and alerts ask for is on this page (the worker's too: it draws).
+    assert sorted(queried_names() - page_names(page)) == []
 
 
 async def test_readiness_waits_for_a_worker_and_the_worker_serves_its_own_metrics(
@@ -133,6 +136,9 @@ async def test_readiness_waits_for_a_worker_and_the_worker_serves_its_own_metric
             # A CPU worker has no GPU memory to report: the metric is declared, with no sample.
             assert "# TYPE mmpp_worker_gpu_peak_memory_bytes gauge" in page
             assert "mmpp_worker_gpu_peak_memory_bytes{" not in page
+            # What deploy/ asks of workers, this worker serves.
+            asked = {name for name in queried_names() if name.startswith("mmpp_worker_")}
+            assert asked and sorted(asked - page_names(page)) == []
 
             worker.send_signal(signal.SIGTERM)
             assert worker.wait(60) == 0
@@ -161,7 +167,7 @@ def start_worker(model_dir: Path, workdir: Path, port: int) -> subprocess.Popen[
         "DEVICE": "cpu", "DTYPE": "float32", "OMP_NUM_THREADS": "1", "METRICS_PORT": str(port),
         "LOG_LEVEL": "INFO",
     }
-    log = open(workdir / "worker.log", "ab")  # noqa: SIM115 (the process holds it)
+    log = open(workdir / "worker.log", "ab")
     return subprocess.Popen(
         [sys.executable, "-m", "mmpp.cli", "worker", "--model-dir", str(model_dir), "--redis-url", SHARED,
          "--worker-id", "health-test"],

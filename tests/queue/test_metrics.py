@@ -7,8 +7,8 @@ import contextlib
 import time
 import urllib.request
 
-from mmpp.inference.conditioning import PreparedFace
 from mmpp.health import HealthServer
+from mmpp.inference.conditioning import PreparedFace
 from mmpp.inference.queue import AlreadyQueued, QueueFull, QueueMetrics, discord_time
 from tests.queue.conftest import QueueFactory, started
 
