@@ -250,6 +250,14 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite+aiosqlite:///{self.data_dir / SQLITE_FILE}"
         return self
 
+    def __eq__(self, other: object) -> bool:
+        # Equal settings are equal values: which file they were read from is where they came from.
+        if not isinstance(other, Settings):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # as every pydantic model: mutable, so unhashable
+
     @property
     def env_file(self) -> Path | None:
         """The env file these settings were read from, whether or not it existed."""
