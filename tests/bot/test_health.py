@@ -22,7 +22,7 @@ from mmpp.bot.app.runtime import BotRuntime
 from tests.bot.conftest import World, bot_settings
 from tests.bot.test_safety import profile
 from tests.discord_standin import StandIn
-from tests.redis_server import SHARED, flush, need_redis
+from tests.redis_server import SHARED, RedisProcess, flush, free_port, need_redis
 from tests.setup.test_deploy_files import page_names, queried_names
 
 
@@ -155,13 +155,38 @@ async def test_readiness_waits_for_a_worker_and_the_worker_serves_its_own_metric
     assert runtime.health is None  # the stop closes it
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+async def test_a_worker_says_what_it_waits_for_and_when_its_redis_is_gone(
+    bot_model_dir: Path, tmp_path: Path, private_redis: RedisProcess
+) -> None:
+    port = free_port()
+    # No bot has published its styles: the worker waits (up to a minute) before loading anything.
+    worker = start_worker(bot_model_dir, tmp_path, port, redis_url=private_redis.url)
+    here = f"http://127.0.0.1:{port}"
+    try:
+        await until(f"{here}/healthz", 200, timeout=60)
+        assert await until(f"{here}/readyz", 503, timeout=10) == "engine: loading\n"
+        private_redis.stop()
+        body = await until(f"{here}/readyz", 503, timeout=10)
+        assert re.fullmatch(r"redis: unreachable \(\w+\)\nengine: loading\n", body), body
+    finally:
+        worker.kill()
+        worker.wait()
 
 
-def start_worker(model_dir: Path, workdir: Path, port: int) -> subprocess.Popen[bytes]:
+def test_a_taken_metrics_port_stops_the_worker_with_one_line(bot_model_dir: Path, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        worker = start_worker(bot_model_dir, tmp_path, port, redis_url=SHARED)
+        assert worker.wait(120) == 1
+    assert worker_log(tmp_path).strip().splitlines()[-1] == (
+        f"mmpp: Cannot serve metrics on 127.0.0.1:{port}: Address already in use. "
+        "Pick another METRICS_PORT (one per worker on a machine)."
+    )
+
+
+def start_worker(model_dir: Path, workdir: Path, port: int, redis_url: str = SHARED) -> subprocess.Popen[bytes]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "MMPP_ENV_FILE"))},
         "DEVICE": "cpu", "DTYPE": "float32", "OMP_NUM_THREADS": "1", "METRICS_PORT": str(port),
@@ -169,7 +194,7 @@ def start_worker(model_dir: Path, workdir: Path, port: int) -> subprocess.Popen[
     }
     log = open(workdir / "worker.log", "ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "mmpp.cli", "worker", "--model-dir", str(model_dir), "--redis-url", SHARED,
+        [sys.executable, "-m", "mmpp.cli", "worker", "--model-dir", str(model_dir), "--redis-url", redis_url,
          "--worker-id", "health-test"],
         cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
     )

@@ -373,18 +373,18 @@ async def run_worker(settings: Settings, *, catalog_wait_s: float = 60.0) -> int
     check_transport(url, Seal(settings.queue_secret.get_secret_value() if settings.queue_secret else None))
     worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
     device = worker_device(settings)
-    catalog = load_catalog(settings)
-    fingerprint = p.catalog_fingerprint(catalog, model_resolution(settings))
-    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-    try:
-        await asyncio.to_thread(check_catalog, client, fingerprint, catalog_wait_s)
-    finally:
-        client.close()
     log_event(log, logging.INFO, "worker starting", worker=worker_id, env_file=settings.env_file_words(),
               model_cache=str(settings.model_dir or model_cache()), device=device)
-    # Up before the model load: /healthz answers and /readyz says "engine: loading" meanwhile.
+    # Up before the styles check and the model load: /healthz answers, /readyz says "engine: loading".
     health = WorkerHealth(settings)
     try:
+        catalog = load_catalog(settings)
+        fingerprint = p.catalog_fingerprint(catalog, model_resolution(settings))
+        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            await asyncio.to_thread(check_catalog, client, fingerprint, catalog_wait_s)
+        finally:
+            client.close()
         engine = await asyncio.to_thread(Engine.from_settings, settings.model_copy(update={"device": device}))
         worker = RemoteWorker(engine, settings, worker_id, fingerprint, metrics=health.metrics)
         health.loaded(worker)
