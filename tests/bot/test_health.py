@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from mmpp.bot.app.discord_endpoints import reset_endpoints
-from mmpp.bot.app.runtime import BotRuntime
-from tests.bot.conftest import World, bot_settings
+from mmpp.bot.app.runtime import BotRuntime, BotStartError
+from tests.bot.conftest import World, bot_settings, closed_log_rows
 from tests.bot.test_safety import profile
 from tests.discord_standin import StandIn
 from tests.redis_server import SHARED, RedisProcess, flush, free_port, need_redis
@@ -74,6 +74,7 @@ async def test_a_started_bot_is_alive_ready_and_counts_what_members_saw(world: W
     # One progress edit fails once (discord.py tries it again): a REST error by its status.
     world.standin.inject_fault("PATCH", r"/messages/@original$", 500, times=1)
     assert await profile(world, world.members[0], selfie_bytes) == "posted"
+    await closed_log_rows(world, 1)  # the outcome is counted where the log row is closed, just after
 
     status, page = await fetch(f"{health.url}/metrics")
     assert status == 200
@@ -171,6 +172,23 @@ async def test_a_worker_says_what_it_waits_for_and_when_its_redis_is_gone(
     finally:
         worker.kill()
         worker.wait()
+
+
+async def test_a_taken_metrics_port_stops_the_bot_before_the_models(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with StandIn() as standin:
+            # No model folder at all: the start stops on the port, before it would look for one.
+            settings = bot_settings(standin, tmp_path / "no-such-model", tmp_path, metrics_port=port)
+            runtime = BotRuntime(settings)
+            with pytest.raises(BotStartError) as stopped:
+                await runtime.start()
+        reset_endpoints()
+    assert stopped.value.message == \
+        f"Cannot serve metrics on 127.0.0.1:{port}: Address already in use. Pick another METRICS_PORT."
+    assert runtime.health is None
 
 
 def test_a_taken_metrics_port_stops_the_worker_with_one_line(bot_model_dir: Path, tmp_path: Path) -> None:

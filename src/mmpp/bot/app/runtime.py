@@ -55,7 +55,7 @@ class BotRuntime:
         self.bot: MMPPBot | None = None
         self.services: Services | None = None
         self._client_task: asyncio.Task[None] | None = None
-        # /metrics, /healthz, /readyz (METRICS_PORT); up from before the models load until the stop's end.
+        # /metrics, /healthz, /readyz (METRICS_PORT): up from before the models load to the stop's end.
         self.health: HealthServer | None = None
 
     @property
@@ -66,6 +66,8 @@ class BotRuntime:
             raise BotStartError(exc.message) from None
 
     async def start(self) -> None:
+        from prometheus_client import CollectorRegistry
+
         from mmpp.bot.db import Repository, open_database
         from mmpp.inference.download import model_cache
         from mmpp.inference.loader import image_limits
@@ -86,6 +88,14 @@ class BotRuntime:
             resolve_devices(settings)  # so does a DEVICE this machine lacks, before the database is touched
         database = await open_database(settings.database_url, upgrade=True)
         try:
+            if settings.metrics_port is not None:
+                # Before the models: /healthz answers through a first start's download, /readyz says "starting".
+                try:
+                    self.health = serve_metrics(self, CollectorRegistry())
+                except OSError as exc:
+                    raise BotStartError(f"Cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: "
+                                        f"{exc.strerror or exc}. Pick another METRICS_PORT.") from None
+                log_event(log, logging.INFO, "metrics served", url=self.health.url)
             # Before the models: a wrong token must not wait for a 15 GB download and a model load.
             try:
                 identity = await check_token(token)
@@ -107,13 +117,8 @@ class BotRuntime:
                 settings = settings.model_copy(update={"default_style": fallback})
             repo = Repository.from_settings(database, settings)
             await repo.sync_styles(engine.catalog.styles.values(), renamed=engine.catalog.renamed())
-            if settings.metrics_port is not None:
-                try:
-                    self.health = serve_metrics(self, queue.metrics.registry)
-                except OSError as exc:
-                    raise BotStartError(f"Cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: "
-                                        f"{exc.strerror or exc}. Pick another METRICS_PORT.") from None
-                log_event(log, logging.INFO, "metrics served", url=self.health.url)
+            if self.health is not None:
+                self.health.registry = queue.metrics.registry  # the queue's and the bot's metrics from now on
         except BaseException:
             self._close_health()
             await database.dispose()
