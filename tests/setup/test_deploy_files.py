@@ -47,9 +47,22 @@ def registry_names(registry: CollectorRegistry) -> set[str]:
 
 
 def page_names(page: str) -> set[str]:
-    """The same, read from a scraped page's `# TYPE` lines."""
-    return {name + suffix for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", page, re.MULTILINE)
+    """The same, read from a scraped page's `# TYPE` lines (where a counter is already named `..._total`)."""
+    return {name.removesuffix("_total") + suffix if kind == "counter" else name + suffix
+            for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", page, re.MULTILINE)
             for suffix in _SUFFIXES.get(kind, ("",))}
+
+
+def test_a_scraped_page_names_the_same_series_as_its_registry() -> None:
+    from prometheus_client import Counter, Gauge, Histogram, generate_latest
+
+    registry = CollectorRegistry()
+    Counter("mmpp_a", "a", registry=registry)
+    Gauge("mmpp_b", "b", ["device"], registry=registry)  # no sample: declared only
+    Histogram("mmpp_c", "c", registry=registry)
+    names = registry_names(registry)
+    assert names == {"mmpp_a_total", "mmpp_b", "mmpp_c_bucket", "mmpp_c_count", "mmpp_c_sum"}
+    assert names <= page_names(generate_latest(registry).decode())
 
 
 def declared_names() -> set[str]:
