@@ -35,7 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mmpp", description="Make My Profile Photo: selfies in, styled profile photos out."
     )
     parser.add_argument("--version", action="version", version=f"mmpp {__version__}")
-    parser.add_argument("--env-file", default="bot.env", help="settings file (default: bot.env)")
+    parser.add_argument(
+        "--env-file", default=None,
+        help="settings file (default: $MMPP_ENV_FILE, else bot.env in the current directory)",
+    )
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
@@ -56,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     configure_logging(args.log_level)
+    from mmpp.settings import resolve_env_file
+
+    # One answer for every subcommand: they all read `args.env_file`.
+    args.env_file = resolve_env_file(args.env_file)
     try:
         return int(args.func(args) or 0)
     except UserFacingError as exc:

@@ -1,10 +1,13 @@
-"""One settings object for the whole bot, read from the environment and `bot.env`.
+"""One settings object for the whole bot, read from the environment and an env file.
 
 Every field is documented in `bot.env.example`; the environment variable is the field name in capitals.
+The env file is `--env-file` when given, else `$MMPP_ENV_FILE`, else `bot.env` in the current
+directory (`resolve_env_file`); the settings remember which one they read (`Settings.env_file`).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
@@ -12,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mmpp.errors import UserFacingError
@@ -21,6 +24,13 @@ from mmpp.logs import hide_url_password
 # What DEVICE may say; `mmpp.inference.device` checks that this machine has it.
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 DType = Literal["auto", "float32", "float16", "bfloat16"]
+
+# The environment variable naming the env file when `--env-file` is not given (a service manager
+# or a container sets it; it cannot live in the file it names).
+ENV_FILE_VARIABLE = "MMPP_ENV_FILE"
+DEFAULT_ENV_FILE = "bot.env"
+# The SQLite file's name inside DATA_DIR when DATABASE_URL is not set.
+SQLITE_FILE = "mmpp.sqlite3"
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,8 @@ class Settings(BaseSettings):
         # `KEY=` in bot.env means "use the default", as a newcomer filling in the example expects.
         env_ignore_empty=True,
     )
+    # Which env file these settings were read from (None: the environment alone); see `env_file`.
+    _env_file: Path | None = PrivateAttr(default=None)
 
     # --- models -------------------------------------------------------------------------------
     model_dir: Path | None = Field(
@@ -169,8 +181,16 @@ class Settings(BaseSettings):
     shard_count: int | None = Field(default=None, ge=1, description="Total shards; default: Discord's advice.")
     shard_ids: str | None = Field(default=None, description="This process's shards: `0-3` or `0,1,2,3`.")
 
-    # --- database -----------------------------------------------------------------------------
-    database_url: str = "sqlite+aiosqlite:///mmpp.sqlite3"
+    # --- database and files ---------------------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path("."),
+        description="Where the bot writes its files (the SQLite database); made if missing. "
+        "Default: the current directory.",
+    )
+    database_url: str = Field(
+        default=f"sqlite+aiosqlite:///{SQLITE_FILE}",
+        description=f"SQLAlchemy URL of the database; default: the SQLite file {SQLITE_FILE} in DATA_DIR.",
+    )
     log_retention_days: int = Field(default=90, ge=1)
     user_daily_quota: int = Field(default=20, ge=0)
     server_daily_quota: int = Field(default=500, ge=0)
@@ -197,7 +217,14 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(
         default=30.0, ge=0, description="On SIGTERM/Ctrl-C: how long running portraits may finish before the stop."
     )
-    metrics_port: int | None = Field(default=None, description="Serve Prometheus metrics on this port.")
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535,
+        description="Serve /metrics (Prometheus), /healthz and /readyz on this port; empty = off.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="The address the metrics server listens on; 0.0.0.0 to publish it (in a container, say).",
+    )
 
     # --- logging ------------------------------------------------------------------------------
     log_level: str = "INFO"
@@ -234,6 +261,41 @@ class Settings(BaseSettings):
         if self.queue_secret is None and self.queue_secret_file is not None:
             self.queue_secret = SecretStr(self.queue_secret_file.read_text(encoding="utf-8").strip())
         return self
+
+    @model_validator(mode="after")
+    def _database_in_data_dir(self) -> Settings:
+        # Only the default moves: an explicit DATABASE_URL (or the old default, spelled out) is kept.
+        if "database_url" not in self.model_fields_set and self.data_dir != Path("."):
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / SQLITE_FILE}"
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        # Equal settings are equal values: which file they were read from is where they came from.
+        if not isinstance(other, Settings):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # as every pydantic model: mutable, so unhashable
+
+    @property
+    def env_file(self) -> Path | None:
+        """The env file these settings were read from, whether or not it existed."""
+        return self._env_file
+
+    @property
+    def env_file_name(self) -> str:
+        """The env file's name as an operator typed it, for "put it in …" advice."""
+        return str(self._env_file) if self._env_file is not None else DEFAULT_ENV_FILE
+
+    def env_file_words(self) -> str:
+        """Where settings came from, in words for a start line or an error:
+        "bot.env (/srv/mmpp/bot.env) and the environment"."""
+        path = self._env_file
+        if path is None:
+            return "the environment alone"
+        where = path.resolve()
+        shown = f"{path} ({where})" if path.exists() else f"{path} ({where}, which does not exist)"
+        return f"{shown} and the environment"
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # repr() and str() end up in tracebacks and log lines: never with the database password.
@@ -285,13 +347,23 @@ def describe_error(error: ValidationError, env_file: Path | str | None) -> str:
     return f"Setting {name} ({where}){shown}: expected {expected}."
 
 
-def load_settings(env_file: Path | str | None = "bot.env", **overrides: object) -> Settings:
+def resolve_env_file(given: Path | str | None) -> Path:
+    """`--env-file` when given, else `$MMPP_ENV_FILE`, else `bot.env` in the current directory."""
+    if given:
+        return Path(given)
+    return Path(os.environ.get(ENV_FILE_VARIABLE) or DEFAULT_ENV_FILE)
+
+
+def load_settings(env_file: Path | str | None = DEFAULT_ENV_FILE, **overrides: object) -> Settings:
     """Settings from `env_file` (if present) and the environment; `overrides` win (CLI flags).
 
-    A value that does not parse stops here with one line naming the setting (`SettingsError`).
+    `env_file=None` reads the environment alone. A value that does not parse stops here with one
+    line naming the setting (`SettingsError`).
     """
     clean = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Settings(_env_file=env_file, **clean)  # type: ignore[call-arg]
+        settings = Settings(_env_file=env_file, **clean)  # type: ignore[call-arg]
     except ValidationError as exc:
         raise SettingsError(describe_error(exc, env_file)) from None
+    settings._env_file = Path(env_file) if env_file is not None else None
+    return settings

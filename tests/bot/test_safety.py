@@ -62,6 +62,7 @@ async def test_a_flagged_portrait_is_not_posted_is_logged_filtered_and_counts(
     assert [r.outcome for r in await closed_log_rows(world, 2)] == ["delivered", "filtered"]
     metrics = world.services.queue.metrics
     assert metrics.value("mmpp_queue_jobs_total", {"outcome": "filtered"}) == 1
+    assert metrics.value("mmpp_worker_safety_refusals_total") == 1  # the one picture refused
 
     # It used the GPU like any portrait: the member's two of today are gone.
     third = await world.standin.send_slash_command(

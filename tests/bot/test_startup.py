@@ -18,14 +18,26 @@ from mmpp.bot.app.discord_endpoints import reset_endpoints
 from mmpp.bot.app.invite import needed_permissions, user_install_url
 from mmpp.bot.app.runtime import BotRuntime, BotStartError
 from mmpp.logs import _Formatter
+from mmpp.settings import load_settings
 from tests.bot.conftest import EngineGate, World, bot_settings
 from tests.discord_standin import StandIn
 
 
 def run_bot_cli(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "DATABASE_", "MODEL_DIR"))}
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("DISCORD_", "DATABASE_", "MODEL_DIR", "MMPP_ENV_FILE"))}
     return subprocess.run(
         [sys.executable, "-m", "mmpp.cli", "bot", *args], cwd=tmp_path, env={**clean, **env},
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def run_bot_cli_global(tmp_path: Path, env: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:
+    """`mmpp [options] bot`: --env-file is the command's own option, before the subcommand."""
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("DISCORD_", "DATABASE_", "MODEL_DIR", "MMPP_ENV_FILE"))}
+    return subprocess.run(
+        [sys.executable, "-m", "mmpp.cli", *options, "bot"], cwd=tmp_path, env={**clean, **env},
         capture_output=True, text=True, timeout=120,
     )
 
@@ -34,9 +46,27 @@ def test_a_missing_token_stops_the_start_with_one_line(tmp_path: Path) -> None:
     done = run_bot_cli(tmp_path, {})
     assert done.returncode == 1
     assert done.stderr.strip() == (
-        "mmpp: DISCORD_TOKEN is not set. Get your bot's token at https://discord.com/developers/applications "
+        f"mmpp: DISCORD_TOKEN is not set (read bot.env ({tmp_path / 'bot.env'}, which does not exist) and the "
+        "environment). Get your bot's token at https://discord.com/developers/applications "
         "(your app > Bot > Reset Token) and put it in bot.env or the environment."
     )
+
+
+@pytest.mark.parametrize("how", ["--env-file", "MMPP_ENV_FILE"])
+def test_the_missing_token_line_names_the_env_file_given(tmp_path: Path, how: str) -> None:
+    settings_file = tmp_path / "etc" / "mmpp.env"
+    settings_file.parent.mkdir()
+    settings_file.write_text("LOG_LEVEL=INFO\n")
+    (tmp_path / "bot.env").write_text("DISCORD_TOKEN=MTIz.NDU2.Nzg5\n")  # not read: another file was named
+    if how == "--env-file":
+        done = run_bot_cli_global(tmp_path, {}, "--env-file", str(settings_file))
+    else:
+        done = run_bot_cli_global(tmp_path, {"MMPP_ENV_FILE": str(settings_file)})
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith(
+        f"mmpp: DISCORD_TOKEN is not set (read {settings_file} ({settings_file}) and the environment). "
+    )
+    assert done.stderr.strip().endswith(f"and put it in {settings_file} or the environment.")
 
 
 async def test_an_unreachable_database_stops_the_start_with_one_line(tmp_path: Path, bot_model_dir: Path) -> None:
@@ -100,6 +130,43 @@ async def test_mmpp_invite_prints_the_link_and_starts_nothing(tmp_path: Path) ->
         assert not standin.gateway.sessions  # no bot started; no model either (none is configured)
         assert not (tmp_path / "mmpp.sqlite3").exists()
     assert standin.token not in err.decode()
+
+
+async def test_data_dir_holds_the_database_and_the_start_line_says_where_everything_lives(
+    tmp_path: Path, bot_model_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = tmp_path / "var" / "mmpp"  # does not exist yet: the start makes it
+    env_file = tmp_path / "etc" / "mmpp.env"
+    env_file.parent.mkdir()
+    env_file.write_text(f"DATA_DIR={data_dir}\n")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "models"))
+    async with StandIn() as standin:
+        # The stand-in's settings, except the database: DATA_DIR from the env file places it.
+        given = bot_settings(standin, bot_model_dir, tmp_path).model_dump(exclude_unset=True, exclude={"database_url"})
+        settings = load_settings(env_file, **{**given, "model_dir": None, **bot_overrides_for_hub(bot_model_dir)})
+        assert settings.database_url == f"sqlite+aiosqlite:///{data_dir / 'mmpp.sqlite3'}"
+        runtime = BotRuntime(settings, client_options={"guild_ready_timeout": 0.05})
+        try:
+            with caplog.at_level(logging.INFO):
+                await runtime.start()
+        finally:
+            await runtime.stop()
+    reset_endpoints()
+    assert (data_dir / "mmpp.sqlite3").is_file() and not (tmp_path / "mmpp.sqlite3").exists()
+    [starting] = [r for r in caplog.records if r.getMessage() == "starting"]
+    assert starting.fields["env_file"] == f"{env_file} ({env_file}) and the environment"
+    assert starting.fields["database"] == f"sqlite+aiosqlite:///{data_dir / 'mmpp.sqlite3'}"
+    assert starting.fields["model_cache"] == str(tmp_path / "models" / "hub")
+
+
+def bot_overrides_for_hub(model_dir: Path) -> dict[str, object]:
+    """The tiny model's folders named one by one, as hub sources are: no MODEL_DIR, so the start line
+    names the hub cache."""
+    from dataclasses import asdict
+
+    from mmpp.settings import ModelSources
+
+    return asdict(ModelSources.from_model_dir(model_dir))
 
 
 async def test_a_device_this_machine_lacks_stops_the_start_before_anything(tmp_path: Path, bot_model_dir: Path) -> None:

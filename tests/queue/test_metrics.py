@@ -7,8 +7,9 @@ import contextlib
 import time
 import urllib.request
 
+from mmpp.health import HealthServer
 from mmpp.inference.conditioning import PreparedFace
-from mmpp.inference.queue import AlreadyQueued, QueueFull, QueueMetrics, expose
+from mmpp.inference.queue import AlreadyQueued, QueueFull, QueueMetrics
 from tests.queue.conftest import QueueFactory, started
 
 
@@ -56,13 +57,12 @@ def test_each_queue_has_its_own_registry_and_it_can_be_scraped() -> None:
     one, two = QueueMetrics(), QueueMetrics()  # same names, no "Duplicated timeseries" error
     one.jobs.labels("done").inc()
     assert two.value("mmpp_queue_jobs_total", {"outcome": "done"}) == 0
-    server, _thread = expose(0, one.registry)
+    server = HealthServer(one.registry)
     try:
-        url = f"http://127.0.0.1:{server.server_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(f"{server.url}/metrics", timeout=5) as response:
             text = response.read().decode()
     finally:
-        server.shutdown()
+        server.close()
     assert 'mmpp_queue_jobs_total{outcome="done"} 1.0' in text
     assert "mmpp_queue_wait_seconds_bucket" in text and "mmpp_queue_depth" in text
 

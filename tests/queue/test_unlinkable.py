@@ -56,6 +56,10 @@ async def test_a_linkable_portrait_is_redrawn_until_it_is_not(
     assert second.seed != first.seed and done.result.seed == second.seed
     # The member gets the redraw (the tiny model's picture), never the one that matched.
     assert done.result.image is not None and done.result.image.size == (64, 64)
+    # What a dashboard shows: one batch of one picture, and that picture drawn again.
+    assert queue.metrics.value("mmpp_worker_batches_total") == 1
+    assert queue.metrics.value("mmpp_worker_picture_seconds_count") == 1
+    assert queue.metrics.value("mmpp_worker_unlinkable_redraws_total") == 1
 
 
 async def test_still_linkable_after_two_more_tries_says_so(

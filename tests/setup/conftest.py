@@ -36,7 +36,10 @@ def stamp_for(venv: Path, flavour: str = "cpu") -> str:
 def make_fake_venv(folder: Path) -> Path:
     bin_dir = folder / "bin"
     bin_dir.mkdir(parents=True)
-    (bin_dir / "python").symlink_to(sys.executable)
+    # A script, not a symlink: a symlinked interpreter outside its venv would lose the venv's packages
+    # (torch, which `./run` asks about after installing it).
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (bin_dir / "python").chmod(0o755)
     real_bin = Path(sys.executable).parent
     (bin_dir / "activate").write_text(f'PATH="{bin_dir}:{real_bin}:$PATH"\nexport PATH\n')
     # Stands in for pip: records each call, so a test sees what the script would install.

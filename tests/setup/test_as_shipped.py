@@ -67,6 +67,7 @@ ON_DEFAULT = {
     "queue_backend": "bot: local", "worker_id": "worker: host-pid, the name it registers under",
     "shard_count": "bot: Discord's advice", "shard_ids": "bot: every shard",
     "database_url": "bot: mmpp.sqlite3 made and migrated in the working folder",
+    "data_dir": "bot: the working folder, where mmpp.sqlite3 is made",
     "log_retention_days": "bot", "user_daily_quota": "bot", "server_daily_quota": "bot",
     "discord_test_guild_id": "bot: commands synced globally", "progress_edit_interval_s": "bot",
     "reroll_ttl_s": "bot", "reroll_cache_mb": "bot", "shutdown_grace_s": "bot: Ctrl-C stops it gracefully",
@@ -93,6 +94,7 @@ NOT_HERE = {
     "safety_checker": "a hub id (MODEL_DIR replaces it; the tiny checker still runs on every portrait)",
     "redis_url": "database 0 of the machine's shared Redis: the worker gets a private redis-server",
     "queue_secret": "no default: the one line a Redis setup adds, the same on the bot and the worker",
+    "metrics_host": "read only with METRICS_PORT, off by default (tests/bot/test_health.py serves on loopback)",
 }
 
 
@@ -241,7 +243,8 @@ async def test_quick_start_as_written_on_the_defaults(
                 assert "device chosen device=" in done.stderr and "DEVICE=auto" in done.stderr  # no --device
     assert len(ran) == 2 and (clone / ".tiny-model" / "sdxl").is_dir()
     for output in ran:
-        assert "Traceback" not in output and standin.token not in output and "run: installing" not in output
+        assert "Traceback" not in output and standin.token not in output
+        assert not re.search(r"^run: \[", output, re.MULTILINE)  # installed: no stage ran
         # The token is checked before the models load; Ctrl-C stopped the queue gracefully.
         assert output.index("token accepted") < output.index("pipeline loaded") < output.index("queue stopped")
         # One line says where the engine runs and why; DEVICE and DTYPE were never set.
@@ -250,6 +253,12 @@ async def test_quick_start_as_written_on_the_defaults(
         # The invite link is a line of its own; commands went to every server (no test guild).
         assert identity.invite_url in output.splitlines()
         assert "guild=global" in output and "default style missing" not in output
+        # The start line says where everything lives: the env file read, the database, the models.
+        [starting] = [line for line in output.splitlines() if " starting " in line]
+        assert f'env_file="bot.env ({clone / "bot.env"}) and the environment"' in starting, starting
+        assert "database=sqlite+aiosqlite:///mmpp.sqlite3 " in starting
+        # MODEL_DIR from the environment, then the made tiny model's folder from --model-dir.
+        assert f"model_cache={tiny_model_dir if output is ran[0] else '.tiny-model'} " in starting, starting
     # The default database was made in the working folder and logged the portrait.
     engine = create_engine(f"sqlite:///{clone / 'mmpp.sqlite3'}")
     with engine.connect() as connection:

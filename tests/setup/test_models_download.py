@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,7 +47,10 @@ def test_an_unreachable_hub_is_one_line(tmp_path: Path) -> None:
     done = mmpp("models", "download", cwd=tmp_path,
                 env={"HF_ENDPOINT": "http://127.0.0.1:1", "HF_HOME": str(tmp_path / "hf")})
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    [line] = done.stderr.strip().splitlines()
+    cache_line, line = done.stderr.strip().splitlines()
+    # Where the files would go, and the room there, before the hub is asked anything.
+    assert cache_line.startswith(f"mmpp: model cache {tmp_path / 'hf' / 'hub'} (")
+    assert re.search(r"\(\d+\.\d\d GB free on its disk; set HF_HOME to move it\)$", cache_line), cache_line
     assert line.startswith("mmpp: Could not download BASE_MODEL=stabilityai/stable-diffusion-xl-base-1.0, VAE=")
     assert ("IP_ADAPTER, IMAGE_ENCODER=h94/IP-Adapter, SAFETY_CHECKER=CompVis/stable-diffusion-safety-checker "
             "from the Hugging Face hub: ") in line

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
+from mmpp.bot.metrics import BotMetrics
 from mmpp.bot.portrait.bookkeeping import LogWrites
 from mmpp.bot.portrait.order import Admissions
 from mmpp.bot.stores import KeptResult, TimedStore
@@ -42,10 +43,13 @@ class Services:
     admissions: Admissions = field(init=False)
     # Log writes once a job is queued, and the replies still being written (a graceful stop waits).
     writes: LogWrites = field(init=False)
+    # The bot's Prometheus metrics, in the queue's registry (one /metrics page).
+    metrics: BotMetrics = field(init=False)
 
     def __post_init__(self) -> None:
         self.admissions = Admissions(self.queue)
-        self.writes = LogWrites(self.repo)
+        self.metrics = BotMetrics(self.queue)
+        self.writes = LogWrites(self.repo, on_outcome=self.metrics.outcome)
 
 
 def services_of(interaction: discord.Interaction) -> Services:

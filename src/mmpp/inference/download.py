@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -146,6 +147,26 @@ def _gigabytes(size: int) -> str:
     return f"{size / 1e9:.2f} GB"
 
 
+def model_cache() -> Path:
+    """The hub cache the models go to and load from: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub."""
+    from huggingface_hub import constants
+
+    # Read now, not at import: tests and `mmpp` subprocesses set HF_HOME before calling.
+    cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if cache:
+        return Path(cache).expanduser()
+    home = os.environ.get("HF_HOME")
+    return Path(home).expanduser() / "hub" if home else Path(constants.HF_HUB_CACHE).expanduser()
+
+
+def free_bytes(folder: Path) -> int:
+    """Free space on the disk that holds `folder` (or would: the nearest folder above it that exists)."""
+    probe = folder.resolve()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
 def download(needs: list[HubNeed]) -> None:
     """Show the total, then fetch each repo's files with a byte progress bar (tqdm, on stderr).
 
@@ -155,18 +176,28 @@ def download(needs: list[HubNeed]) -> None:
     from tqdm import tqdm
 
     started = time.perf_counter()
+    cache = model_cache()
+    # Before anything is asked of the hub: where 15 GB will land is the first thing an operator checks.
+    print(f"mmpp: model cache {cache} ({_gigabytes(free_bytes(cache))} free on its disk; set HF_HOME to move it)",
+          file=sys.stderr, flush=True)
     try:
         plans = {need: snapshot_download(need.repo, allow_patterns=list(need.patterns), dry_run=True)
                  for need in needs}
         fetch = sum(f.file_size or 0 for files in plans.values() for f in files if f.will_download)
         have = sum(f.file_size or 0 for files in plans.values() for f in files if not f.will_download)
         count = sum(1 for files in plans.values() for f in files if f.will_download)
-        print(f"mmpp: downloading {count} model files, {_gigabytes(fetch)} ({_gigabytes(have)} already here)",
-              file=sys.stderr)
+        free = free_bytes(cache)
+        print(f"mmpp: downloading {count} model files, {_gigabytes(fetch)} ({_gigabytes(have)} already here), "
+              f"needs {_gigabytes(fetch)} of the {_gigabytes(free)} free at {cache}", file=sys.stderr, flush=True)
+        if fetch > free:
+            raise ModelsMissing(f"Not enough disk for the models: {_gigabytes(fetch)} needed, {_gigabytes(free)} "
+                                f"free at {cache}. Free some space, or set HF_HOME to a larger disk.")
         log_event(log, logging.INFO, "models downloading", files=count, bytes=fetch,
                   repos=",".join(n.repo for n in needs))
         for need in needs:
             snapshot_download(need.repo, allow_patterns=list(need.patterns), tqdm_class=tqdm)
+    except ModelsMissing:
+        raise
     except Exception as exc:  # the hub client raises its own, httpx's and OS errors alike
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         repos = ", ".join(f"{n.setting}={n.repo}" for n in needs)

@@ -8,16 +8,21 @@ from collections.abc import Sequence
 
 from mmpp.errors import UserFacingError
 from mmpp.logs import configure_logging
+from mmpp.settings import resolve_env_file
 from mmpp.training.cli import register
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training", description="MMPP style training.")
-    parser.add_argument("--env-file", default="bot.env", help="settings file (default: bot.env)")
+    parser.add_argument(
+        "--env-file", default=None,
+        help="settings file (default: $MMPP_ENV_FILE, else bot.env in the current directory)",
+    )
     parser.add_argument("--log-level", default=None)
     register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
+    args.env_file = resolve_env_file(args.env_file)
     try:
         return int(args.func(args) or 0)
     except UserFacingError as exc:

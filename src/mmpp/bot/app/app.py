@@ -38,6 +38,8 @@ class MMPPBot(commands.AutoShardedBot):
         if services.settings.discord_api_base:
             # A REST proxy's 429 is a rate limit to wait out, not a Cloudflare ban (see the function).
             options.setdefault("http_trace", proxy_rate_limit_trace(services.settings.discord_api_base))
+        # REST errors by status and acknowledgement times, for the metrics (see `mmpp.bot.metrics`).
+        options["http_trace"] = services.metrics.trace(options.get("http_trace"))
         # No message cache: the bot never reads messages back (buttons carry what they need), and the
         # cache would hold up to 1,000 of its own portrait messages for nothing.
         options.setdefault("max_messages", None)
@@ -45,6 +47,13 @@ class MMPPBot(commands.AutoShardedBot):
         self.services = services
         self.tree.on_error = self.on_app_command_error
         self._recovery: asyncio.Task[int] | None = None
+
+    def dispatch(self, event_name: str, /, *args: Any, **kwargs: Any) -> None:
+        # Synchronous, as the gateway event is parsed: the acknowledgement clock starts at receipt,
+        # before the command's own task runs.
+        if event_name == "interaction":
+            self.services.metrics.received(args[0].id)
+        super().dispatch(event_name, *args, **kwargs)
 
     async def setup_hook(self) -> None:
         for cog in (ProfileCog(self), MemberStylesCog(self), StyleCog(self), QueueCog(self)):

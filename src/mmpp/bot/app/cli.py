@@ -9,8 +9,9 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     bot = subparsers.add_parser(
-        "bot", help="run the Discord bot", description="Run the Discord bot: reads bot.env, migrates the "
-        "database, loads the models and styles, syncs the slash commands, and connects. Ctrl-C stops it gracefully."
+        "bot", help="run the Discord bot", description="Run the Discord bot: reads its env file (bot.env), "
+        "migrates the database, loads the models and styles, syncs the slash commands, and connects. Ctrl-C stops "
+        "it gracefully."
     )
     bot.add_argument("--model-dir", type=Path, default=None, help="models and styles from a `make-tiny-model` folder")
     bot.add_argument("--database-url", default=None, help="override DATABASE_URL")
@@ -55,7 +56,7 @@ def run_invite(args: argparse.Namespace) -> int:
     try:
         apply_endpoints(settings.discord_api_base, settings.discord_gateway_url, cdn_base=settings.discord_cdn_base)
     except ValueError as exc:
-        raise TokenRejected(f"{exc}. Fix it in bot.env.") from None
+        raise TokenRejected(f"{exc}. Fix it in {settings.env_file_name}.") from None
 
     async def ask() -> None:
         identity = await check_token(token)

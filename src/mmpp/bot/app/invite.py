@@ -46,9 +46,11 @@ def read_token(settings: Settings) -> str:
     secret = settings.discord_token
     token = secret.get_secret_value().strip() if secret is not None else ""
     if not token:
+        # Which file was read, resolved: a service started in another directory reads another bot.env.
         raise TokenRejected(
-            "DISCORD_TOKEN is not set. Get your bot's token at https://discord.com/developers/applications "
-            "(your app > Bot > Reset Token) and put it in bot.env or the environment."
+            f"DISCORD_TOKEN is not set (read {settings.env_file_words()}). Get your bot's "
+            "token at https://discord.com/developers/applications (your app > Bot > Reset Token) and put it in "
+            f"{settings.env_file_name} or the environment."
         )
     return token
 

@@ -17,8 +17,10 @@ import discord
 
 from mmpp.bot.app.discord_endpoints import apply_endpoints
 from mmpp.bot.app.invite import TokenRejected, check_token, print_invite, read_token, unreachable
+from mmpp.bot.app.readiness import serve_metrics
 from mmpp.bot.app.sharding import own_jobs, shard_options
 from mmpp.errors import UserFacingError
+from mmpp.health import HealthServer
 from mmpp.logs import log_event, register_secret
 from mmpp.settings import Settings
 
@@ -54,6 +56,8 @@ class BotRuntime:
         self.bot: MMPPBot | None = None
         self.services: Services | None = None
         self._client_task: asyncio.Task[None] | None = None
+        # /metrics, /healthz, /readyz (METRICS_PORT): up from before the models load to the stop's end.
+        self.health: HealthServer | None = None
 
     @property
     def token(self) -> str:
@@ -71,7 +75,7 @@ class BotRuntime:
                 settings.discord_api_base, settings.discord_gateway_url, cdn_base=settings.discord_cdn_base
             )
         except ValueError as exc:
-            raise BotStartError(f"{exc}. Fix it in bot.env.") from None
+            raise BotStartError(f"{exc}. Fix it in {settings.env_file_name}.") from None
         shard_options(settings)  # a wrong SHARD_IDS stops the start before anything loads
         # First of all, the call to Discord: a wrong token must not wait for the database, the ML stack,
         # a 15 GB download or a model load.
@@ -85,14 +89,16 @@ class BotRuntime:
         else:
             log_event(log, logging.INFO, "token accepted", user=identity.user)
             print_invite(identity)  # the link alone on its line, where a terminal makes it clickable
+        from prometheus_client import CollectorRegistry
+
         from mmpp.bot.app.app import MMPPBot
         from mmpp.bot.db import Repository, open_database
         from mmpp.bot.services import Services
         from mmpp.bot.stores import face_store, result_store
         from mmpp.bot.uploads.decoding import Decoder
         from mmpp.bot.uploads.download import Downloader
+        from mmpp.inference.download import model_cache
         from mmpp.inference.model_files import image_limits
-        from mmpp.inference.queue import expose
         from mmpp.inference.queue.devices import resolve_devices
         from mmpp.inference.queue.setup import open_queue
 
@@ -100,6 +106,14 @@ class BotRuntime:
             resolve_devices(settings)  # a DEVICE this machine lacks stops the start before the database
         database = await open_database(settings.database_url, upgrade=True)
         try:
+            if settings.metrics_port is not None:
+                # Before the models: /healthz answers through a first start's download, /readyz says "starting".
+                try:
+                    self.health = serve_metrics(self, CollectorRegistry())
+                except OSError as exc:
+                    raise BotStartError(f"Cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: "
+                                        f"{exc.strerror or exc}. Pick another METRICS_PORT.") from None
+                log_event(log, logging.INFO, "metrics served", url=self.health.url)
             queue = await open_queue(settings)
             catalog = queue.catalog
             # A bot.env written before a built-in was renamed may still name it the old way.
@@ -111,13 +125,10 @@ class BotRuntime:
                 settings = settings.model_copy(update={"default_style": fallback})
             repo = Repository.from_settings(database, settings)
             await repo.sync_styles(catalog.styles.values(), renamed=catalog.renamed())
-            if settings.metrics_port:
-                try:
-                    expose(settings.metrics_port, queue.metrics.registry)
-                except OSError as exc:
-                    raise BotStartError(f"Cannot serve metrics on port {settings.metrics_port}: {exc.strerror}.")\
-                        from None
+            if self.health is not None:
+                self.health.registry = queue.metrics.registry  # the queue's and the bot's metrics from now on
         except BaseException:
+            self._close_health()
             await database.dispose()
             raise
         faces = face_store(settings.reroll_ttl_s, max_bytes=settings.reroll_cache_mb * 2**20)
@@ -128,7 +139,9 @@ class BotRuntime:
         )
         await self.services.decoder.start()
         self.bot = MMPPBot(self.services, **shard_options(settings), **self.client_options)
-        log_event(log, logging.INFO, "starting", database=database.display_url, styles=",".join(catalog.names()),
+        # Where everything lives, in the line an operator reads first when something is not where they expected.
+        log_event(log, logging.INFO, "starting", env_file=settings.env_file_words(), database=database.display_url,
+                  model_cache=str(settings.model_dir or model_cache()), styles=",".join(catalog.names()),
                   device=str(getattr(queue.preparer, "device", "?")))
         self._client_task = asyncio.create_task(self._run_client(token), name="mmpp-discord")
 
@@ -175,6 +188,7 @@ class BotRuntime:
         """Graceful and bounded: running portraits get the grace time, everyone else waiting is told
         their portrait was not made, and their log rows are closed; then the connection goes."""
         if self.services is None:
+            self._close_health()
             return
         services = self.services
         log_event(log, logging.INFO, "shutting down")
@@ -209,6 +223,12 @@ class BotRuntime:
         self.services.results.clear()
         await self.services.database.dispose()
         self.services = None
+        self._close_health()
+
+    def _close_health(self) -> None:
+        if self.health is not None:
+            self.health.close()
+            self.health = None
 
 
 async def run_bot(settings: Settings) -> int:

@@ -32,8 +32,13 @@ RETRY_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 class LogWrites:
     """The bot's writes to a job's log row once the job is queued; never raise for the database."""
 
-    def __init__(self, repo: Repository, retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S) -> None:
+    def __init__(
+        self, repo: Repository, retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S,
+        on_outcome: Callable[[str], None] | None = None,
+    ) -> None:
         self.repo = repo
+        # Counted once per job, here where its outcome is final (the metrics' `mmpp_bot_outcomes_total`).
+        self.on_outcome = on_outcome
         self.retry_delays_s = retry_delays_s
         self._retries: set[asyncio.Task[None]] = set()
         # Rows whose outcome is known but not yet written: the member has their answer, so a stop
@@ -60,6 +65,8 @@ class LogWrites:
         await self._write(log_id, "started", lambda: self.repo.log_started(log_id))
 
     async def finished(self, log_id: int, outcome: Outcome, reason: str | None = None) -> None:
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
         if not await self._write(log_id, outcome, lambda: self.repo.log_finished(log_id, outcome, reason)):
             self.answered.add(log_id)
 

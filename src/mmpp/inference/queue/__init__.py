@@ -28,12 +28,13 @@ from mmpp.inference.queue.jobs import (
     TerminalEvent,
     Timings,
 )
-from mmpp.inference.queue.metrics import QueueMetrics, expose
+from mmpp.inference.queue.metrics import DrawMetrics, QueueMetrics
 
 __all__ = [
     "AlreadyQueued",
     "Cancelled",
     "Done",
+    "DrawMetrics",
     "DroppedJob",
     "FacePreparer",
     "Failed",
@@ -52,5 +53,4 @@ __all__ = [
     "Step",
     "TerminalEvent",
     "Timings",
-    "expose",
 ]

@@ -104,7 +104,8 @@ class GenerationQueue:
         self._scheduler: FairScheduler[Job] = FairScheduler()
         self._by_user: dict[int, Job] = {}
         self._workers: list[Runner] = [
-            GpuWorker(e, self, preview_every=settings.preview_every, name=f"{name}{i}") for i, e in enumerate(engines)
+            GpuWorker(e, self, preview_every=settings.preview_every, name=f"{name}{i}", metrics=self.metrics.draw)
+            for i, e in enumerate(engines)
         ]
         self._tasks: dict[Runner, asyncio.Task[None]] = {}
         self._started = False
@@ -147,6 +148,11 @@ class GenerationQueue:
         task = self._loop.create_task(runner.serve(), name=f"mmpp-queue-{runner.name}")
         self._tasks[runner] = task
         task.add_done_callback(lambda t: self._worker_stopped(runner, t))
+
+    @property
+    def servers_waiting(self) -> int:
+        """Servers (and DM members) with a job waiting: the fair rotation's length."""
+        return self._scheduler.buckets
 
     @property
     def workers(self) -> int:

@@ -44,6 +44,11 @@ class FairScheduler(Generic[J]):
     def __bool__(self) -> bool:
         return self._count > 0
 
+    @property
+    def buckets(self) -> int:
+        """Buckets with a job waiting (an emptied bucket is dropped at once)."""
+        return len(self._buckets)
+
     def add(self, job: J) -> None:
         self._buckets.setdefault(job.bucket, deque()).append(job)
         self._count += 1

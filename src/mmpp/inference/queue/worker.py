@@ -22,6 +22,7 @@ from mmpp.errors import CodedError, UserFacingError
 from mmpp.inference.generation import GenerationCancelled, GenerationRequest, GenerationResult, StepProgress
 from mmpp.inference.queue import unlinkable
 from mmpp.inference.queue.jobs import Cancelled, Done, Failed, Job, JobEvent, Step, TerminalEvent, Timings
+from mmpp.inference.queue.metrics import DrawMetrics
 from mmpp.inference.styles import StyleCatalog
 from mmpp.logs import log_event
 from mmpp.memory import HeapTrimmer
@@ -81,8 +82,12 @@ def free_memory() -> None:
 
 
 class GpuWorker:
-    def __init__(self, engine: EngineLike, sink: JobSink, *, preview_every: int, name: str = "gpu0") -> None:
+    def __init__(
+        self, engine: EngineLike, sink: JobSink, *, preview_every: int, name: str = "gpu0",
+        metrics: DrawMetrics | None = None,
+    ) -> None:
         self.engine = engine
+        self._metrics = metrics
         self.name = name
         # Where it draws ("cuda:0", "cpu"): the queue's `on_gpu` reads it.
         self.device = str(getattr(engine, "device", "cpu"))
@@ -142,7 +147,10 @@ class GpuWorker:
         live = [job for job in jobs if id(job) not in over]
         if not live:
             return
-        self._sink.batch_measured(jobs, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self._sink.batch_measured(jobs, seconds)
+        if self._metrics is not None:
+            self._metrics.batch_drawn(len(drawn), seconds, self.device)
         pairs = [(job, r) for job, r in pairs if id(job) not in over]
         results = [drawn[id(r)] for _, r in pairs]
         verdicts = await loop.run_in_executor(self._executor, self._judge, pairs, results)
@@ -158,6 +166,8 @@ class GpuWorker:
                 self._done(job, by_job[id(job)], len(jobs))
         for index, (job, request, k, result, verdict) in enumerate(to_redraw):
             base_scale = self.engine.catalog.get(job.style).definition.ip_adapter_scale
+            if self._metrics is not None:
+                self._metrics.redraws.inc()
             by_job[id(job)][k] = await loop.run_in_executor(
                 self._executor, unlinkable.redraw, self.engine.generate, request, result, verdict, base_scale,
                 self._step_callback([(job, request)], loop),
@@ -217,6 +227,8 @@ class GpuWorker:
         if any(result.cancelled for result in results):
             self._sink.finish(job, Cancelled())
             return
+        if self._metrics is not None:
+            self._metrics.refusals.inc(sum(1 for result in results if result.flagged))
         now = time.monotonic()
         started_at = job.started_at if job.started_at is not None else now
         timings = Timings(

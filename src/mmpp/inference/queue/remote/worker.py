@@ -23,11 +23,14 @@ import redis
 from arq.worker import Worker, func
 
 from mmpp.errors import UserFacingError
+from mmpp.inference.download import model_cache
 from mmpp.inference.engine import Engine
 from mmpp.inference.loader import load_catalog
 from mmpp.inference.queue.jobs import Failed, Job
+from mmpp.inference.queue.metrics import DrawMetrics
 from mmpp.inference.queue.remote import protocol as p
 from mmpp.inference.queue.remote.front import model_resolution
+from mmpp.inference.queue.remote.health import WorkerHealth
 from mmpp.inference.queue.remote.sealing import Forged, Seal
 from mmpp.inference.queue.remote.streams import CancelPolling, StreamSink
 from mmpp.inference.queue.worker import EngineLike, GpuWorker
@@ -57,9 +60,12 @@ class QuietWorker(Worker):
 
 class RemoteWorker:
     def __init__(
-        self, engine: EngineLike, settings: Settings, worker_id: str, fingerprint: dict[str, Any]
+        self, engine: EngineLike, settings: Settings, worker_id: str, fingerprint: dict[str, Any],
+        metrics: DrawMetrics | None = None,
     ) -> None:
         self.engine = engine
+        # What `mmpp worker` serves on METRICS_PORT (see `mmpp.inference.queue.remote.health`).
+        self.metrics = metrics or DrawMetrics()
         self.settings = settings
         self.id = worker_id
         self.fingerprint = fingerprint
@@ -125,7 +131,7 @@ class RemoteWorker:
             return "expired"
         gpu = GpuWorker(
             CancelPolling(self.engine, self.client, self.seal, remote_jobs), sink,
-            preview_every=self.settings.preview_every, name=self.id,
+            preview_every=self.settings.preview_every, name=self.id, metrics=self.metrics,
         )
         self.busy = True
         try:
@@ -309,18 +315,27 @@ async def run_worker(settings: Settings, *, catalog_wait_s: float = 60.0) -> int
     seal = Seal.from_secret(settings.queue_secret.get_secret_value() if settings.queue_secret else None, "this worker")
     worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
     device = worker_device(settings)
-    catalog = load_catalog(settings)
-    fingerprint = p.catalog_fingerprint(catalog, model_resolution(settings))
-    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    log_event(log, logging.INFO, "worker starting", worker=worker_id, env_file=settings.env_file_words(),
+              model_cache=str(settings.model_dir or model_cache()), device=device)
+    # Up before the styles check and the model load: /healthz answers, /readyz says "engine: loading".
+    health = WorkerHealth(settings)
     try:
-        await asyncio.to_thread(check_catalog, client, seal, fingerprint, catalog_wait_s)
+        catalog = load_catalog(settings)
+        fingerprint = p.catalog_fingerprint(catalog, model_resolution(settings))
+        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            await asyncio.to_thread(check_catalog, client, seal, fingerprint, catalog_wait_s)
+        finally:
+            client.close()
+        engine = await asyncio.to_thread(Engine.from_settings, settings.model_copy(update={"device": device}))
+        worker = RemoteWorker(engine, settings, worker_id, fingerprint, metrics=health.metrics)
+        health.loaded(worker)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await worker.serve(stop)
     finally:
-        client.close()
-    engine = await asyncio.to_thread(Engine.from_settings, settings.model_copy(update={"device": device}))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await RemoteWorker(engine, settings, worker_id, fingerprint).serve(stop)
+        health.close()
     return 0
