@@ -43,7 +43,7 @@ from mmpp.inference.testing.tiny_model import make_tiny_model
 from mmpp.settings import load_settings
 from tests.bot.bot_process import ML_STACK, BotProcess, bot_env, first_call_s
 from tests.discord_standin import StandIn
-from tests.redis_server import RedisProcess
+from tests.redis_server import QUEUE_SECRET, RedisProcess
 from tests.setup.conftest import REPO, make_fake_venv, run_env, stamp_for
 
 WRONG_TOKEN = "MTk4NjIyNDgzNDcxOTI1MjQ4.Cl2FMQ.ZnCjm1XVW7vRze4b7Cq4se7kKWs"
@@ -100,7 +100,7 @@ Start = tuple[float, float, float, bool]
 
 async def start_once(src: Path, model_dir: Path, folder: Path, redis_url: str | None) -> Start:
     """(first Discord call s, READY s, RSS MB after READY, ML stack loaded) for one start of one bot."""
-    queue = {"QUEUE_BACKEND": "redis", "REDIS_URL": redis_url} if redis_url else {}
+    queue = {"QUEUE_BACKEND": "redis", "REDIS_URL": redis_url, "QUEUE_SECRET": QUEUE_SECRET} if redis_url else {}
     async with StandIn() as standin:
         standin.add_guild("Art Club")
         env = bot_env(standin, model_dir, folder, PYTHONPATH=str(src), BUILTIN_STYLES="false", **queue)

@@ -22,7 +22,7 @@ from mmpp.bot.app.runtime import BotRuntime, BotStartError
 from tests.bot.conftest import World, bot_settings, closed_log_rows
 from tests.bot.test_safety import profile
 from tests.discord_standin import StandIn
-from tests.redis_server import SHARED, RedisProcess, flush, free_port, need_redis
+from tests.redis_server import QUEUE_SECRET, SHARED, RedisProcess, flush, free_port, need_redis
 from tests.setup.test_deploy_files import page_names, queried_names
 
 
@@ -103,7 +103,7 @@ async def test_readiness_waits_for_a_worker_and_the_worker_serves_its_own_metric
         guild = standin.add_guild("Night Shift")
         member = standin.add_member(guild, standin.add_user("dana"))
         settings = bot_settings(standin, bot_model_dir, tmp_path, queue_backend="redis", redis_url=SHARED,
-                                metrics_port=0)
+                                queue_secret=QUEUE_SECRET, metrics_port=0)
         runtime = BotRuntime(settings, shutdown_grace_s=5.0, client_options={"guild_ready_timeout": 0.05})
         worker: subprocess.Popen[bytes] | None = None
         try:
@@ -208,7 +208,7 @@ def start_worker(model_dir: Path, workdir: Path, port: int, redis_url: str = SHA
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "MMPP_ENV_FILE"))},
         "DEVICE": "cpu", "DTYPE": "float32", "OMP_NUM_THREADS": "1", "METRICS_PORT": str(port),
-        "LOG_LEVEL": "INFO",
+        "LOG_LEVEL": "INFO", "QUEUE_SECRET": QUEUE_SECRET,
     }
     log = open(workdir / "worker.log", "ab")
     return subprocess.Popen(

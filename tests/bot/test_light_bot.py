@@ -19,7 +19,7 @@ from mmpp.inference.queue.remote.worker import RemoteWorker
 from mmpp.settings import load_settings
 from tests.bot.bot_process import ML_STACK, BotProcess, bot_env
 from tests.discord_standin import StandIn
-from tests.redis_server import RedisProcess
+from tests.redis_server import QUEUE_SECRET, RedisProcess
 
 WRONG_TOKEN = "MTk4NjIyNDgzNDcxOTI1MjQ4.Cl2FMQ.ZnCjm1XVW7vRze4b7Cq4se7kKWs"
 # What an operator may count on for a bot that draws nothing, once READY (decode processes apart).
@@ -35,7 +35,7 @@ async def test_a_bot_that_does_not_draw_never_imports_the_ml_stack(
 ) -> None:
     # A worker in this process draws, so the bot's whole path (decode, face, queue, result, reply) runs.
     settings = load_settings(None, model_dir=bot_model_dir, device="cpu", dtype="float32", queue_backend="redis",
-                             redis_url=private_redis.url)
+                             redis_url=private_redis.url, queue_secret=QUEUE_SECRET)
     worker = RemoteWorker(bot_engine, settings, "light", catalog_fingerprint(bot_engine.catalog, bot_engine.resolution))
     stop = asyncio.Event()
     serving = asyncio.create_task(worker.serve(stop))
@@ -44,7 +44,7 @@ async def test_a_bot_that_does_not_draw_never_imports_the_ml_stack(
             guild = standin.add_guild("Art Club")
             member = standin.add_member(guild, standin.add_user("ada"))
             env = bot_env(standin, bot_model_dir, tmp_path, QUEUE_BACKEND="redis", REDIS_URL=private_redis.url,
-                          DEFAULT_STYLE="tiny-style")
+                          QUEUE_SECRET=QUEUE_SECRET, DEFAULT_STYLE="tiny-style")
             bot = await BotProcess.launch(env, tmp_path, ["-X", "importtime"])
             try:
                 await bot.wait_for_event("connected", timeout=120)

@@ -60,7 +60,7 @@ class WorkerHealth:
     def _engine(self) -> str | None:
         if self._worker is None:
             return "loading"
-        if self._worker.heartbeat().get("stopping"):
+        if self._worker.stopping:
             return "stopping"
         return None
 

@@ -172,6 +172,11 @@ class RemoteWorker:
 
     # --- registration -------------------------------------------------------------------------
 
+    @property
+    def stopping(self) -> bool:
+        """Asked to stop: it finishes its batch and takes nothing more (its heartbeat says so too)."""
+        return self._stopping
+
     def heartbeat(self, at: float) -> p.Heartbeat:
         """`at`: now on Redis's clock, so the bot can tell this beat from a copy of an older one."""
         return p.Heartbeat(
