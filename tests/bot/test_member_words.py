@@ -50,7 +50,7 @@ def problems(text: str, language: str, allowed_titles: Iterable[str] = ()) -> li
         plain = plain.replace(title, " ")
     localized = {command_name(language, name)[1:] for name in NAMED_COMMANDS}
     found += [f"/{name} is not the member's command name" for name in SLASH.findall(plain)
-              if not any(name == own or PARTICLE.fullmatch(name.removeprefix(own)) and name.startswith(own)
+              if not any(name == own or (PARTICLE.fullmatch(name.removeprefix(own)) and name.startswith(own))
                          for own in localized)]
     if language == "ko":
         found += [f"English word {word!r}" for word in LATIN_WORD.findall(plain) if word not in ALLOWED_LATIN]
