@@ -306,7 +306,7 @@ async def test_a_server_that_chose_public_by_default_gets_each_portrait_posted_a
         "style set", {"public": True}, user=world.admin, enforce_permissions=False, locale="ko"
     )
     answer = await setting.wait_for_message()
-    assert answer.ephemeral and "완성되는 즉시 채널에 게시" in str(answer.embeds)
+    assert answer.ephemeral and "완성되면 바로 채널에 올리기" in str(answer.embeds)
     assert world.standin.public_messages() == []
 
     member = world.members[1]
