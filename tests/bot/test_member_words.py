@@ -9,7 +9,8 @@ Two parts:
 - One bot start through the Discord stand-in, walking the replies a member gets in Korean (a
   portrait with its progress, Post and its public line, a second Post, a stranger's Post, Reroll
   drawing a set of takes, Delete, /last, /queue, /cancel, /styles, a style pick the server refuses,
-  a file that is not a picture) and a few in English (a set of takes, /styles, /queue, a refusal).
+  a file that is not a picture) and a few in English (a set of takes, /styles, /queue, /cancel); then
+  `/style available` and `/style reset`, whose answers name a style (by its title).
 """
 
 from __future__ import annotations
@@ -199,4 +200,13 @@ async def test_a_korean_member_reads_every_reply_in_korean_and_an_english_one_in
         answer = await standin.send_slash_command(name, user=stranger)
         await answer.wait_for_message()
         bad += read(answer, "en", titles, f"English /{name}")
+
+    # /style's answers that name a style name it by its title, never its slug.
+    for name, options in (("style available", {"style": "other-style", "shown": False}), ("style reset", {})):
+        answer = await standin.send_slash_command(
+            name, options, user=world.admin, enforce_permissions=False, locale="ko"
+        )
+        said = (await answer.wait_for_message()).content or ""
+        assert "-style" not in said and "Style**" in said, said
+        bad += read(answer, "ko", titles, f"/{name}")
     assert bad == [], "\n".join(bad)
