@@ -12,6 +12,16 @@ def N_(msgid: str) -> str:
     return msgid
 
 
+class _Fields(dict[str, object]):
+    """A template's fields; a `{profile_command}` is the command's English name here (the log's and the
+    CLI's reading), the member's own menu name where the bot words the template (`bot/words`)."""
+
+    def __missing__(self, key: str) -> str:
+        if key.endswith("_command"):
+            return "/" + key.removesuffix("_command")
+        raise KeyError(key)
+
+
 class UserFacingError(Exception):
     """An error with a one-sentence message a Discord member (or a CLI user) understands.
 
@@ -25,7 +35,7 @@ class UserFacingError(Exception):
     exit_code: int = 1
 
     def __init__(self, message: str, *, code: str | None = None, **params: object) -> None:
-        formatted = message.format(**params) if params else message
+        formatted = message.format_map(_Fields(params)) if params or "_command}" in message else message
         super().__init__(formatted)
         self.message = formatted
         self.template: str | None = message

@@ -149,7 +149,7 @@ async def test_recovery_without_a_reply_to_edit_tells_each_member_by_dm_in_their
         return post.content
 
     assert dm_to(korean) == (
-        f"<@{korean.user.id}> ⚠️ 스타일 미리보기를 다 그리기 전에 멈춰야 해서 미리보기를 만들지 못했어요. "
+        f"<@{korean.user.id}> ⚠️ 봇이 멈춰야 해서 스타일 미리보기를 끝내지 못했어요. "
         "오늘 한도에는 포함되지 않으니 언제든 다시 요청해 주세요."
     )
     for user in (english.user, legacy.user, world.dm_user):

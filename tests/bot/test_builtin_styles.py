@@ -73,3 +73,29 @@ async def test_a_reroll_button_posted_before_the_rename_draws_the_renamed_style(
     second = await (await world.standin.send_component(stored, old, user=member)).wait_for_final_file(timeout=120)
     assert second.files[0].filename == "portrait-sunny-cartoon.png"
     assert "Sunny Cartoon" in (second.content or "")
+
+
+async def test_a_korean_member_reads_built_in_styles_by_their_korean_titles(
+    world: World, selfie_bytes: bytes
+) -> None:
+    """Autocomplete, /styles cards, progress and the result name a built-in by its Korean title and
+    describe it in Korean; an operator's style with one title keeps it; no card shows a style's slug."""
+    standin, user = world.standin, world.dm_user
+    typed = await standin.send_autocomplete("profile", {"style": "픽셀"}, focused="style", user=user, locale="ko")
+    assert await typed.wait_for_choices() == [{"name": "픽셀 아트", "value": "pixel-art"}]
+
+    cards = await standin.send_slash_command("styles", user=user, locale="ko")
+    shown = await cards.wait_for_message(timeout=30)
+    by_title = {e["title"]: e for e in shown.embeds}
+    assert {"수채화", "픽셀 아트", "햇살 카툰", "Tiny Style"} <= set(by_title)
+    assert "노란 피부" in by_title["햇살 카툰"]["description"]
+    assert not any("sunny-cartoon" in str(e) for e in shown.embeds), "a member picks by title, never by slug"
+
+    interaction = await standin.send_slash_command(
+        "profile", {"style": "pixel-art"}, user=user, attachments={"selfie": ("me.jpg", selfie_bytes)}, locale="ko"
+    )
+    final = await interaction.wait_for_final_file(timeout=180)
+    progress = " ".join(a.content or "" for a in interaction.actions[1:-1])
+    assert "**픽셀 아트** 프로필 사진을 그리는 중이에요" in progress
+    done = final.content or ""
+    assert "**픽셀 아트** 프로필 사진이 완성됐어요" in done and "Pixel Art" not in done

@@ -293,7 +293,7 @@ async def test_styles_shows_members_only_what_they_may_pick_in_their_language(wo
     await world.services.repo.set_style_enabled(world.guild.id, "other-style", False, world.admin.user.id)
     choice = await world.standin.send_slash_command("styles", user=world.members[0])
     listed = await choice.wait_for_message()
-    assert "style option of /profile" in (listed.content or "")
+    assert "style option of /profile" in (listed.content or ""), "the English menu name, filled in"
     assert [e["title"] for e in listed.embeds] == ["Tiny Style"], "a hidden style is never shown to members"
     anywhere = await world.standin.send_slash_command("styles", user=world.dm_user)
     assert [e["title"] for e in (await anywhere.wait_for_message()).embeds] == ["Other Style", "Tiny Style"]
@@ -306,7 +306,7 @@ async def test_a_server_that_chose_public_by_default_gets_each_portrait_posted_a
         "style set", {"public": True}, user=world.admin, enforce_permissions=False, locale="ko"
     )
     answer = await setting.wait_for_message()
-    assert answer.ephemeral and "완성되는 즉시 채널에 게시" in str(answer.embeds)
+    assert answer.ephemeral and "완성되면 바로 채널에 올리기" in str(answer.embeds)
     assert world.standin.public_messages() == []
 
     member = world.members[1]

@@ -109,11 +109,11 @@ async def test_kill_9_mid_job_then_restart_tells_each_member_in_their_language_a
             await runtime.wait_ready(timeout=60)
             notices = [
                 await interaction.wait_for_content("I restarted before your portrait was finished", timeout=30),
-                await waiting[0].wait_for_content("프로필 사진을 다 그리기 전에 다시 시작하게 돼서", timeout=30),
+                await waiting[0].wait_for_content("봇이 다시 시작하느라 프로필 사진을 끝내지 못했어요", timeout=30),
                 await waiting[1].wait_for_content("I restarted before your portrait was finished", timeout=30),
             ]
             assert all(n.kind == "edit_original" and not n.files for n in notices)
-            assert "/profile" in (notices[1].content or "") and "restarted" not in (notices[1].content or "")
+            assert "/프로필" in (notices[1].content or "") and "restarted" not in (notices[1].content or "")
             assert runtime.services is not None
             async with asyncio.timeout(10):
                 while any(outcome is None for outcome, _ in log_rows(tmp_path)):  # noqa: ASYNC110

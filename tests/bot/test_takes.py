@@ -111,7 +111,7 @@ async def test_a_korean_member_reads_the_set_in_korean(world: World, selfie_byte
         "profile", user=world.members[0], attachments={"selfie": ("me.jpg", selfie_bytes)}, locale="ko"
     )
     final = await interaction.wait_for_final_file(timeout=60)
-    assert "2장 그렸어요" in (final.content or "") and "본인만 볼 수 있어요" in (final.content or "")
+    assert "후보 2장이에요" in (final.content or "") and "나만 볼 수 있어요" in (final.content or "")
     assert [b["label"] for b in final.buttons] == ["1번 올리기", "2번 올리기", "다시 그리기", "지우기"]
 
 

@@ -116,8 +116,8 @@ def test_every_code_inference_gives_has_a_sentence_in_the_bot() -> None:
     (TIMED_OUT, "The queue was too busy to start your portrait in time. Please try again."),
     (TOO_LONG, "Your portrait took too long to draw, so I stopped it. It doesn't count against your daily limit; "
                "please try again."),
-    (LOST, "The GPU worker drawing your portrait stopped, so it wasn't made. Please try again."),
-    (REDIS_LOST, "I lost contact with my GPU workers while drawing your portrait. Please try again."),
+    (LOST, "The GPU server drawing your portrait stopped, so it wasn't made. Please try again."),
+    (REDIS_LOST, "I lost contact with my GPU servers while drawing your portrait. Please try again."),
     (Cancelled(), "The portrait was cancelled."),
     (Failed("result_lost"), "Something went wrong while drawing your portrait. Please try again."),
     (Failed("a_code_from_a_newer_worker"), "Something went wrong while drawing your portrait. Please try again."),
@@ -143,7 +143,7 @@ def test_waits_are_discord_timestamps_each_client_words_in_its_language() -> Non
 
 def test_a_member_reads_a_code_in_their_language() -> None:
     korean = tr_error("ko", QueueFull(waiting=3, estimated_wait_s=60))
-    assert korean.startswith("지금은 너무 바빠요. 이미 3장이") and "<t:" in korean
+    assert korean.startswith("지금 요청이 많아요. 프로필 사진 3장이") and "<t:" in korean
     assert tr_error("ko", TOO_LONG) == catalogue("ko")[(None, describe(TOO_LONG))]
     # A job's end and the same refusal raised are worded alike.
     style = UnknownStyleError(style="gone", known=["a", "b"])

@@ -31,7 +31,7 @@ def test_six_built_in_prompt_styles_ship_inside_the_package() -> None:
     for style in catalog.styles.values():
         definition = style.definition
         assert style.builtin and definition.lora is None and style.lora_path is None
-        assert definition.display_name and len(definition.description) > 20
+        assert definition.title and len(style.description) > 20
         prompt = definition.render_prompt("teal", "close-up")
         assert prompt.startswith(definition.prompt.split(",")[0]) and "close-up" in prompt and "teal" in prompt
         assert "photo" in definition.negative_prompt and "watermark" in definition.negative_prompt
@@ -39,7 +39,7 @@ def test_six_built_in_prompt_styles_ship_inside_the_package() -> None:
         for unwanted in ("cropped head", "out of frame", "extra people", "busy background"):
             assert unwanted in definition.negative_prompt, (style.name, unwanted)
         # No trademark in a built-in: the words a server admin and SDXL read are neutral.
-        text = " ".join((style.name, definition.title, definition.description, definition.prompt)).lower()
+        text = " ".join((style.name, definition.title, style.description, definition.prompt)).lower()
         assert not any(mark in text for mark in ("simpson", "springfield", "pixar", "disney", "ghibli")), style.name
         # CLIP reads 77 tokens; a prompt past that loses its end (the background) silently.
         assert len(prompt.split()) + prompt.count(",") < 70
@@ -170,3 +170,39 @@ def test_a_fresh_install_with_only_built_in_styles_generates(tiny_model_dir: Pat
     assert set(engine.catalog.names()) == BUILTINS and not engine.pipe.get_list_adapters()
     request = GenerationRequest(face=engine.prepare(selfie_bytes), style="sunny-cartoon", seed=1, steps=2)
     assert engine.generate([request])[0].image is not None
+
+
+HANGUL = __import__("re").compile(r"[가-힣]")
+
+
+def test_every_built_in_has_a_korean_title_and_description_and_english_stays_the_fallback() -> None:
+    catalog = StyleCatalog.load(Path("no-such-styles-folder"), builtin=True)
+    for style in catalog.styles.values():
+        definition = style.definition
+        assert isinstance(definition.display_name, dict) and isinstance(definition.description, dict), style.name
+        assert HANGUL.search(definition.display_name["ko"]) and HANGUL.search(definition.description["ko"])
+        # The CLI, the log and the database read English.
+        assert definition.title == definition.display_name["en"]
+        assert style.description == definition.description["en"]
+    assert catalog.get("watercolor").definition.display_name["ko"] == "수채화"
+
+
+def test_a_title_table_needs_english_and_locale_codes(tmp_path: Path) -> None:
+    cases = {
+        "no-en": ({"ko": "수채화"}, "needs an 'en' entry"),
+        "bad-code": ({"en": "Ink", "korean": "잉크"}, "not a Discord locale code"),
+        "empty": ({"en": "Ink", "ko": " "}, "the 'ko' entry is empty"),
+    }
+    for name, (title, message) in cases.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "style.json").write_text(json.dumps({"name": name, "display_name": title}))
+        with pytest.raises(StyleError, match=message):
+            load_style(folder)
+    # One plain title still works, and a table round-trips through write_style.
+    plain = tmp_path / "plain"
+    write_style(plain, StyleDefinition(name="plain", display_name="Plain", description="One text."))
+    assert load_style(plain).definition.title == "Plain" and load_style(plain).description == "One text."
+    table = tmp_path / "table"
+    write_style(table, StyleDefinition(name="table", display_name={"en": "Ink", "pt-BR": "Tinta"}))
+    assert load_style(table).definition.display_name == {"en": "Ink", "pt-BR": "Tinta"}

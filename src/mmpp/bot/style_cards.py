@@ -9,6 +9,7 @@ import discord
 
 from mmpp.bot.services import Services
 from mmpp.bot.words.i18n import tr
+from mmpp.bot.words.style_words import description_of, title_of
 
 
 async def send_style_cards(
@@ -24,16 +25,17 @@ async def send_style_cards(
         if name not in services.queue.catalog:
             continue
         style = services.queue.catalog.get(name)
-        title = style.definition.title
+        title = title_of(style.definition, interaction)
         if admin and not enabled:
             title = tr(interaction, "{title} (hidden on this server)", title=title)
         if admin and style.builtin:
             title = tr(interaction, "{title} (built in)", title=title)
         embed = discord.Embed(
-            title=title, description=style.description or None,
+            title=title, description=description_of(style.definition, interaction) or None,
             colour=discord.Colour.green() if enabled else discord.Colour.dark_grey(),
         )
-        embed.add_field(name=tr(interaction, "Name"), value=f"`{style.name}`")
+        if admin:  # the name /style set takes; a member picks by title
+            embed.add_field(name=tr(interaction, "Name"), value=f"`{style.name}`")
         sample = await asyncio.to_thread(style.sample_png)
         if sample is not None:
             filename = f"sample-{style.name}.png"

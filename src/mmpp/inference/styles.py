@@ -32,6 +32,10 @@ DEFINITION_FILE = "style.json"
 SchedulerName = Literal["euler", "euler_a", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "unipc"]
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 # A hub repo id as the hub spells them: owner/name, no path tricks.
+# A Discord locale code as a style's title and description tables key them: "ko", "en-US", "pt-BR".
+_LOCALE = re.compile(r"^[a-z]{2,3}(-[A-Z]{2})?$")
+# English is the table's fallback, the one a CLI and the database read.
+FALLBACK_LOCALE = "en"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 WEIGHT_SUFFIX = ".safetensors"
 # A sample is re-encoded before it is sent; these keep a hostile file from costing memory or time.
@@ -67,6 +71,15 @@ class FastPreset(BaseModel):
     guidance: float = Field(default=1.0, ge=0.0, le=30.0, description="1 or less turns CFG off (half the work).")
 
 
+# A style's title or description: one text for everyone, or a table by Discord locale with an "en" entry.
+Localized = str | dict[str, str]
+
+
+def in_english(value: Localized) -> str:
+    """The one text, or the table's English entry: what the database stores and the CLI prints."""
+    return value if isinstance(value, str) else value[FALLBACK_LOCALE]
+
+
 # What a prompt template may name, each plain: `{trigger}`, never `{trigger.x}` or `{trigger:>9}`.
 PLACEHOLDERS = frozenset({"trigger", "framing", "background"})
 
@@ -77,8 +90,9 @@ class StyleDefinition(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    display_name: str = ""
-    description: str = ""
+    # Either one text or {"en": ..., "ko": ...}; the bot picks the member's (bot/words/style_words.py).
+    display_name: Localized = ""
+    description: Localized = ""
     trigger_words: list[str] = Field(default_factory=list)
     prompt: str = Field(
         default="portrait of a person, {trigger}, {framing}, {background}",
@@ -102,6 +116,21 @@ class StyleDefinition(BaseModel):
     def _slug(cls, value: str) -> str:
         if not _NAME.match(value):
             raise ValueError("must be 1-32 lowercase letters, digits or dashes, starting with a letter/digit")
+        return value
+
+    @field_validator("display_name", "description")
+    @classmethod
+    def _by_locale(cls, value: Localized) -> Localized:
+        """A table names each language by its Discord locale code and has English, the fallback."""
+        if isinstance(value, str):
+            return value
+        if FALLBACK_LOCALE not in value:
+            raise ValueError(f"a table by language needs an '{FALLBACK_LOCALE}' entry, shown where no other fits")
+        for code, text in value.items():
+            if not _LOCALE.match(code):
+                raise ValueError(f"'{code}' is not a Discord locale code such as 'ko', 'ja' or 'pt-BR'")
+            if not text.strip():
+                raise ValueError(f"the '{code}' entry is empty")
         return value
 
     @field_validator("prompt")
@@ -137,7 +166,8 @@ class StyleDefinition(BaseModel):
 
     @property
     def title(self) -> str:
-        return self.display_name or self.name.replace("-", " ").title()
+        """The English title (the CLI's and the log's); members read theirs through the bot's words."""
+        return in_english(self.display_name) or self.name.replace("-", " ").title()
 
     def finish(self, image: Image.Image) -> Image.Image:
         """The decoded portrait as the style wants it delivered (see `palette`)."""
@@ -171,7 +201,8 @@ class Style:
 
     @property
     def description(self) -> str:
-        return self.definition.description
+        """The English description: the one the database stores (members read theirs through the bot)."""
+        return in_english(self.definition.description)
 
     @property
     def lora_path(self) -> str | None:

@@ -38,7 +38,7 @@ REASONS: dict[Why, str] = {"restart": "I restarted", "stop": "I had to stop"}
 NOTICES: dict[tuple[Why, str], str] = {
     ("restart", "portrait"): N_(
         "I restarted before your portrait was finished, so it wasn't made. "
-        "It doesn't count against your daily limit; run /profile again whenever you like."
+        "It doesn't count against your daily limit; run {profile_command} again whenever you like."
     ),
     ("restart", "preview"): N_(
         "I restarted before your style preview was finished, so it wasn't made. "
@@ -46,7 +46,7 @@ NOTICES: dict[tuple[Why, str], str] = {
     ),
     ("stop", "portrait"): N_(
         "I had to stop before your portrait was finished, so it wasn't made. "
-        "It doesn't count against your daily limit; run /profile again whenever you like."
+        "It doesn't count against your daily limit; run {profile_command} again whenever you like."
     ),
     ("stop", "preview"): N_(
         "I had to stop before your style preview was finished, so it wasn't made. "

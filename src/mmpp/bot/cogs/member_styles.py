@@ -11,6 +11,7 @@ from mmpp.bot.portrait.rules import room_preset, shown_styles
 from mmpp.bot.services import services_of
 from mmpp.bot.style_cards import send_style_cards
 from mmpp.bot.words.i18n import name_str, text_str, tr
+from mmpp.bot.words.style_words import title_of
 
 
 class MemberStylesCog(commands.Cog):
@@ -26,10 +27,10 @@ class MemberStylesCog(commands.Cog):
         services = services_of(interaction)
         preset = await room_preset(services, interaction)
         if not preset.allow_member_choice:
-            title = services.queue.catalog.get(preset.style).definition.title
+            title = title_of(services.queue.catalog.get(preset.style).definition, interaction)
             note = tr(interaction, "Everyone here gets the same style, **{title}**, so portraits match.", title=title)
             await send_style_cards(interaction, services, [(preset.style, True)], admin=False, note=note)
             return
         names = await shown_styles(services, interaction.guild_id)
-        note = tr(interaction, "Pick one with the style option of /profile.")
+        note = tr(interaction, "Pick one with the style option of {profile_command}.")
         await send_style_cards(interaction, services, [(n, True) for n in names], admin=False, note=note)

@@ -17,7 +17,7 @@ from mmpp.bot.portrait.order import FaceSource, PortraitOrder
 from mmpp.bot.portrait.rules import check_style_allowed, room_preset, style_autocomplete, style_title
 from mmpp.bot.replies import defer
 from mmpp.bot.services import Services, services_of
-from mmpp.bot.words.i18n import N_, name_str, text_str, tr
+from mmpp.bot.words.i18n import N_, Where, name_str, text_str, tr
 from mmpp.errors import UserFacingError
 from mmpp.inference.model_files import image_limits
 from mmpp.inference.preprocess import ImageRejected, LocatedFace, check_upload_size
@@ -41,14 +41,17 @@ def choose_unlinkable(preset: ResolvedPreset, requested: bool | None) -> bool | 
     return requested
 
 
-async def choose_style(services: Services, guild_id: int | None, preset: ResolvedPreset, requested: str | None) -> str:
-    """The room's style, or the member's pick where the room allows one; hidden styles are refused."""
+async def choose_style(
+    services: Services, guild_id: int | None, preset: ResolvedPreset, requested: str | None, where: Where = None
+) -> str:
+    """The style used here, or the member's pick where that is allowed; hidden styles are refused (answers
+    worded for `where`)."""
     if requested is not None:
         requested = services.queue.catalog.canonical(requested)
     if requested is None or requested == preset.style:
         style = preset.style
     elif not preset.allow_member_choice:
-        title = services.queue.catalog.get(preset.style).definition.title
+        title = style_title(services, preset.style, where)
         raise StyleChoiceNotAllowed(
             N_("This server gives everyone the same style ({title}) so portraits match. "
                "Leave the style option empty to get it."),
@@ -56,7 +59,7 @@ async def choose_style(services: Services, guild_id: int | None, preset: Resolve
         )
     else:
         style = requested
-    await check_style_allowed(services, guild_id, preset, style)
+    await check_style_allowed(services, guild_id, preset, style, where=where)
     return style
 
 
@@ -93,7 +96,7 @@ async def start_portrait(
     with services.admissions.admit(interaction.user.id):
         await defer(interaction)
         preset = await room_preset(services, interaction)
-        style = await choose_style(services, interaction.guild_id, preset, requested_style)
+        style = await choose_style(services, interaction.guild_id, preset, requested_style, interaction)
         order = PortraitOrder(
             face=read_selfie(services, source.url, interaction.user.id), style=style, preset=preset,
             unlinkable=choose_unlinkable(preset, unlinkable), offer=PortraitView,
@@ -114,7 +117,7 @@ class ProfileCog(commands.Cog):
         self.bot.tree.remove_command(self.avatar_menu.name, type=self.avatar_menu.type)
 
     @app_commands.command(
-        name=name_str("profile"), description=text_str("Turn a selfie into a profile photo in this room's style")
+        name=name_str("profile"), description=text_str("Turn a selfie into a profile photo in the style used here")
     )
     @app_commands.rename(selfie=name_str("selfie"), style=name_str("style"), unlinkable=name_str("unlinkable"))
     @app_commands.describe(
@@ -138,7 +141,9 @@ class ProfileCog(commands.Cog):
         if member.id != interaction.user.id:
             raise NotYourAvatar(N_("You can only make a profile photo from your own avatar."))
         if member.avatar is None:
-            raise NotYourAvatar(N_("You don't have an avatar picture yet. Use /profile with a selfie instead."))
+            raise NotYourAvatar(
+                N_("You don't have an avatar picture yet. Use {profile_command} with a selfie instead.")
+            )
         await start_portrait(interaction, member.display_avatar.replace(size=1024, static_format="png"), None)
 
     @app_commands.command(name=name_str("last"), description=text_str("Show your latest portrait again, privately"))
@@ -157,7 +162,7 @@ class ProfileCog(commands.Cog):
             )
             return
         result_token, entry = found
-        title = style_title(services, entry.style)
+        title = style_title(services, entry.style, interaction)
         files = [discord.File(io.BytesIO(png), portrait_filename(entry.style, i)) for i, png in enumerate(entry.pngs)]
         # Post only: what /last keeps has no face to reroll from.
         view = PortraitView(interaction, interaction.user.id, entry.style, Keep(result_token), len(entry.pngs))

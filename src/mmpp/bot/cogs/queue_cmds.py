@@ -37,10 +37,10 @@ class QueueCog(commands.Cog):
     async def cancel(self, interaction: discord.Interaction) -> None:
         services = services_of(interaction)
         if services.queue.cancel_user(interaction.user.id):
-            text = tr(interaction, "Cancelled. Run /profile again whenever you like.")
+            text = tr(interaction, "Cancelled. Run {profile_command} again whenever you like.")
         elif services.admissions.cancel(interaction.user.id):
             # Still being downloaded or read: it stops before it reaches the queue.
-            text = tr(interaction, "Cancelled. Run /profile again whenever you like.")
+            text = tr(interaction, "Cancelled. Run {profile_command} again whenever you like.")
         else:
             text = tr(interaction, "You have no portrait on the way.")
         await interaction.response.send_message(text, ephemeral=True)

@@ -22,6 +22,7 @@ from mmpp.bot.services import Services, services_of
 from mmpp.bot.style_cards import send_style_cards
 from mmpp.bot.words import background_labels
 from mmpp.bot.words.i18n import N_, name_str, text_str, tr
+from mmpp.bot.words.style_words import title_of
 from mmpp.inference.preprocess import LocatedFace
 
 SEED_POLICY_WORDS = {
@@ -42,7 +43,7 @@ async def any_style_autocomplete(interaction: discord.Interaction, current: str)
     for listing in await services.repo.list_styles(interaction.guild_id):
         if listing.name not in services.queue.catalog or current not in listing.name:
             continue
-        title = services.queue.catalog.get(listing.name).definition.title
+        title = title_of(services.queue.catalog.get(listing.name).definition, interaction)
         if not listing.enabled:
             title = tr(interaction, "{title} (hidden)", title=title)
         choices.append(app_commands.Choice(name=title, value=listing.name))
@@ -93,7 +94,7 @@ def sample_face() -> bytes:
 def describe_preset(
     interaction: discord.Interaction, services: Services, preset: ResolvedPreset, where: str
 ) -> discord.Embed:
-    title = style_title(services, preset.style)
+    title = style_title(services, preset.style, interaction)
     embed = discord.Embed(title=f"{where}: {title}", colour=discord.Colour.blurple())
     embed.add_field(name=tr(interaction, "Style"), value=f"`{preset.style}`")
     background = background_labels.label(preset.background, interaction) if preset.background else None
@@ -250,10 +251,11 @@ class StyleCog(
     async def available(self, interaction: discord.Interaction, style: str, shown: bool) -> None:
         services = services_of(interaction)
         await services.repo.set_style_enabled(interaction.guild_id or 0, style, shown, interaction.user.id)
+        title = style_title(services, style, interaction)
         if shown:
-            text = tr(interaction, "`{style}` is now shown to members here.", style=style)
+            text = tr(interaction, "**{title}** is now shown to members here.", title=title)
         else:
-            text = tr(interaction, "`{style}` is now hidden from members here.", style=style)
+            text = tr(interaction, "**{title}** is now hidden from members here.", title=title)
         await interaction.response.send_message(text, ephemeral=True)
 
     @app_commands.command(
@@ -264,8 +266,9 @@ class StyleCog(
         await services.repo.reset_server(interaction.guild_id or 0)
         await services.repo.forget_server_options(interaction.guild_id or 0)
         await interaction.response.send_message(
-            tr(interaction, "Reset. Portraits here use the default style (`{style}`), stay private until posted, and "
-               "get the strict safety check again.", style=services.repo.default_style),
+            tr(interaction, "Reset. Portraits here use the default style (**{title}**), stay private until posted, and "
+               "get the strict safety check again.",
+               title=style_title(services, services.repo.default_style, interaction)),
             ephemeral=True,
         )
 

@@ -23,7 +23,7 @@ class UnknownStyle(UserFacingError):
 
     def __init__(self, style: str) -> None:
         super().__init__(
-            N_("There is no style called '{style}'. Use /styles to see the styles you can pick."), style=style
+            N_("There is no style called '{style}'. Use {styles_command} to see the styles you can pick."), style=style
         )
         self.style = style
 
@@ -31,10 +31,11 @@ class UnknownStyle(UserFacingError):
 class StyleHidden(UserFacingError):
     code = "style_hidden"
 
-    def __init__(self, style: str) -> None:
+    def __init__(self, style: str, *, title: str | None = None) -> None:
+        # A member reads the style's title in their language where the caller knows it, else its name.
         super().__init__(
-            N_("The style '{style}' isn't offered on this server. Use /styles to see the styles you can pick."),
-            style=style,
+            N_("The style {title} isn't offered on this server. Use {styles_command} to see the styles you can pick."),
+            title=title or style,
         )
         self.style = style
 

@@ -69,7 +69,7 @@ class RoomOptions:
     # One look until an admin chooses otherwise: a room's portraits match from the start.
     allow_member_choice: bool = option(
         False, column=Boolean, parameter=NAME_("allow_member_choice"),
-        describe=N_("Let members pick another style with /profile's style option"),
+        describe=N_("Let members pick another style when they make a portrait"),
         label=N_("Members may pick a style"), words=YES_NO,
     )
     # Portraits here are redrawn until face matching cannot tie them to the selfie (inference/queue/unlinkable.py).

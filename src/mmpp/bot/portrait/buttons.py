@@ -16,7 +16,7 @@ import discord
 from mmpp.bot.portrait.deliver import Keep, portrait_filename, public_line
 from mmpp.bot.portrait.follow import make_portrait
 from mmpp.bot.portrait.order import PortraitOrder, face_in_hand, new_seed
-from mmpp.bot.portrait.rules import check_style_allowed, room_preset, style_title
+from mmpp.bot.portrait.rules import check_style_allowed, room_preset
 from mmpp.bot.replies import answer_error, defer
 from mmpp.bot.services import Services, services_of
 from mmpp.bot.words.i18n import N_, tr
@@ -88,7 +88,7 @@ class PostButton(OwnedButton, discord.ui.DynamicItem[discord.ui.Button], templat
             png = await png_from_message(services, interaction, portrait_filename(self.style, self.index))
         # A new public message in the channel, answering the click: the room sees it from here on.
         await interaction.response.send_message(
-            public_line(interaction, style_title(services, self.style)),
+            public_line(interaction, services, self.style),
             file=discord.File(io.BytesIO(png), portrait_filename(self.style)),
             allowed_mentions=discord.AllowedMentions.none(), ephemeral=False,
         )
@@ -102,7 +102,7 @@ async def png_from_message(services: Services, interaction: discord.Interaction,
         if attachment.filename == filename:
             async with services.downloader.slots:
                 return await services.downloader.fetch(attachment.url)
-    raise PortraitGone(N_("I no longer have that portrait. Run /profile again."))
+    raise PortraitGone(N_("I no longer have that portrait. Run {profile_command} again."))
 
 
 class RerollButton(OwnedButton, discord.ui.DynamicItem[discord.ui.Button], template=REROLL_ID):
@@ -129,13 +129,15 @@ class RerollButton(OwnedButton, discord.ui.DynamicItem[discord.ui.Button], templ
     async def press(self, interaction: discord.Interaction, services: Services) -> None:
         face = services.faces.get(self.token, self.owner_id)
         if face is None:
-            raise NotYours(N_("I no longer have that selfie (I keep it only briefly, in memory). Run /profile again."))
+            raise NotYours(
+                N_("I no longer have that selfie (I keep it only briefly, in memory). Run {profile_command} again.")
+            )
         with services.admissions.admit(interaction.user.id):
             await defer(interaction)
             preset = await room_preset(services, interaction)
             # A button posted before a built-in was renamed carries its old name.
             style = services.queue.catalog.canonical(self.style)
-            await check_style_allowed(services, interaction.guild_id, preset, style, reroll=True)
+            await check_style_allowed(services, interaction.guild_id, preset, style, reroll=True, where=interaction)
             # A new seed even where the room fixes seeds: a reroll that drew the same picture would be no reroll.
             # The member's "unlinkable off" holds only while the room still lets members choose.
             keep_off = self.likeness and (preset.allow_member_choice or not preset.unlinkable)

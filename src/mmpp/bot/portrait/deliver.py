@@ -19,6 +19,7 @@ from mmpp.bot.portrait.wear import PREVIEW_FILENAME, avatar_png, circle_preview,
 from mmpp.bot.replies import ProgressMessage, send_error
 from mmpp.bot.stores import KeptResult
 from mmpp.bot.words.i18n import N_, match, tr
+from mmpp.bot.words.style_words import title_of
 from mmpp.logs import log_event
 
 if TYPE_CHECKING:
@@ -71,11 +72,13 @@ def portrait_filename(style: str, index: int = 0) -> str:
     return f"portrait-{style}.png" if index == 0 else f"portrait-{style}-{index + 1}.png"
 
 
-def public_line(interaction: discord.Interaction, title: str) -> str:
-    """What the room reads with a posted portrait: in the server's language, the room's own."""
+def public_line(interaction: discord.Interaction, services: Services, style: str) -> str:
+    """What the channel reads with a posted portrait: in the server's language, the style's title too."""
     where: str | None = None
     if interaction.guild_locale is not None:
         where = match(interaction.guild_locale)
+    catalog = services.queue.catalog
+    title = title_of(catalog.get(style).definition, where or interaction) if style in catalog else style
     return tr(where or interaction, "{member} posted a new **{title}** profile photo.",
               member=interaction.user.mention, title=title)
 
@@ -159,17 +162,17 @@ async def deliver_set(
         dm_view=dm_view, extras=extras, embed=guide_embed(interaction),
     )
     if public and outcome == "delivered":
-        await post_at_once(interaction, services, keep, title, pngs[0], order.style)
+        await post_at_once(interaction, services, keep, pngs[0], order.style)
     return outcome
 
 
 async def post_at_once(
-    interaction: discord.Interaction, services: Services, keep: Keep, title: str, png: bytes, style: str
+    interaction: discord.Interaction, services: Services, keep: Keep, png: bytes, style: str
 ) -> None:
     """The server's "public by default": the portrait in the channel, as if its member pressed Post."""
     try:
         await interaction.followup.send(
-            public_line(interaction, title), file=discord.File(io.BytesIO(png), portrait_filename(style)),
+            public_line(interaction, services, style), file=discord.File(io.BytesIO(png), portrait_filename(style)),
             allowed_mentions=discord.AllowedMentions.none(), ephemeral=False,
         )
         if (entry := services.results.get(keep.result_token, interaction.user.id)) is not None:

@@ -23,6 +23,7 @@ from mmpp.bot.stores import TimedStore
 from mmpp.bot.words.errors import FILTERED
 from mmpp.bot.words.i18n import language_of, tr, tr_error
 from mmpp.bot.words.markup import discord_time
+from mmpp.bot.words.style_words import title_of
 from mmpp.errors import UserFacingError
 from mmpp.inference.queue import Cancelled, Done, Failed, JobHandle, Queued, Started, Step, TerminalEvent
 from mmpp.logs import log_event
@@ -165,7 +166,7 @@ async def follow(
     """The job's events to the member's private reply, then the result to the member, then the log."""
     user = interaction.user
     face = HeldFace.hold(services, order, located, user.id)
-    title = services.queue.catalog.get(order.style).definition.title
+    title = title_of(services.queue.catalog.get(order.style).definition, interaction)
     progress = ProgressMessage(interaction, services.settings.progress_edit_interval_s)
     outcome: Outcome = "failed"
     reason: str | None = "ended without a result"

@@ -82,7 +82,7 @@ class CancelledWhilePreparing(UserFacingError):
     code = "cancelled"
 
     def __init__(self) -> None:
-        super().__init__(N_("Cancelled. Run /profile again whenever you like."))
+        super().__init__(N_("Cancelled. Run {profile_command} again whenever you like."))
 
 
 class StillPreparing(UserFacingError):

@@ -18,6 +18,8 @@ from discord import app_commands
 from mmpp.bot.db import ResolvedPreset, StyleHidden
 from mmpp.bot.db.options import MAX_TAKES
 from mmpp.bot.services import Services, services_of
+from mmpp.bot.words.i18n import Where
+from mmpp.bot.words.style_words import title_of
 from mmpp.errors import N_, UserFacingError
 from mmpp.settings import Settings
 
@@ -38,10 +40,10 @@ class StyleNotHere(UserFacingError):
     code = "unknown_style"
 
 
-def style_title(services: Services, style: str) -> str:
-    """The style's display name; its id where the catalogue no longer has it."""
+def style_title(services: Services, style: str, where: Where) -> str:
+    """The style's title in the language of `where`; its id where the catalogue no longer has it."""
     catalog = services.queue.catalog
-    return catalog.get(style).definition.title if style in catalog else style
+    return title_of(catalog.get(style).definition, where) if style in catalog else style
 
 
 async def room_preset(services: Services, interaction: discord.Interaction) -> ResolvedPreset:
@@ -61,7 +63,8 @@ async def shown_styles(services: Services, guild_id: int | None) -> list[str]:
 
 
 async def check_style_allowed(
-    services: Services, guild_id: int | None, preset: ResolvedPreset, style: str, *, reroll: bool = False
+    services: Services, guild_id: int | None, preset: ResolvedPreset, style: str, *, reroll: bool = False,
+    where: Where = None,
 ) -> None:
     """Raise a one-line answer unless `style` may be drawn where `preset` applies. The room's own
     style is already checked by `resolve` (published, shown here)."""
@@ -70,9 +73,9 @@ async def check_style_allowed(
     if not preset.allow_member_choice:
         # Only a Reroll gets here: /profile refuses a pick before it asks (see `choose_style`).
         raise StyleNoLongerHere(
-            N_("This room now gives everyone the same style ({title}). "
-               "Run /profile again to get a portrait in this room's style."),
-            title=style_title(services, preset.style),
+            N_("Everyone here now gets the same style ({title}). "
+               "Run {profile_command} again to get a portrait in the style used here."),
+            title=style_title(services, preset.style, where),
         )
     shown = await shown_styles(services, guild_id)
     if style in shown:
@@ -80,12 +83,12 @@ async def check_style_allowed(
     if reroll:
         raise StyleNoLongerHere(
             N_("The {title} style isn't available here any more. "
-               "Run /profile again to get a portrait in this room's style."),
-            title=style_title(services, style),
+               "Run {profile_command} again to get a portrait in the style used here."),
+            title=style_title(services, style, where),
         )
     if style in services.queue.catalog and guild_id is not None:
-        raise StyleHidden(style)
-    names = ", ".join(f"{style_title(services, name)} (`{name}`)" for name in shown) or "-"
+        raise StyleHidden(style, title=style_title(services, style, where))
+    names = ", ".join(style_title(services, name, where) for name in shown) or "-"
     raise StyleNotHere(
         N_("There is no style called '{style}'. Styles you can pick here: {names}."), style=style, names=names
     )
@@ -99,7 +102,7 @@ async def style_autocomplete(interaction: discord.Interaction, current: str) -> 
     current = current.lower()
     choices = []
     for name in await shown_styles(services, interaction.guild_id):
-        title = services.queue.catalog.get(name).definition.title
+        title = title_of(services.queue.catalog.get(name).definition, interaction)
         if current in name or current in title.lower():
             choices.append(app_commands.Choice(name=title, value=name))
     return choices[:25]

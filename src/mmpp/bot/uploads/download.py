@@ -119,8 +119,10 @@ class Downloader:
                 seconds=f"{self.timeout_s:g}",
             ) from None
         except aiohttp.ClientError as exc:
+            # The exception's name is for the log; the member reads a sentence.
+            log_event(log, logging.WARNING, "download failed", error=exc.__class__.__name__)
             raise DownloadFailed(
-                N_("I couldn't download your picture ({what}). Please try again."), what=exc.__class__.__name__
+                N_("I couldn't download your picture: the connection to Discord failed. Please try again.")
             ) from None
         return bytes(body)
 

@@ -12,6 +12,10 @@ from pathlib import Path
 
 LOCALES_DIR = Path(__file__).with_name("locales")
 SOURCE_LANGUAGE = "en"
+# Commands a sentence may name, each as `{<name>_command}`: filled with the name the member's command
+# menu shows (`/프로필` for a Korean member). Discord draws a `</name:id>` mention with the default
+# name whatever the client's language, so the localized name goes in as plain text.
+NAMED_COMMANDS = ("profile", "styles")
 
 
 @cache
@@ -34,8 +38,17 @@ def languages() -> tuple[str, ...]:
     return (SOURCE_LANGUAGE, *sorted(p.stem for p in LOCALES_DIR.glob("*.po")))
 
 
+def command_name(language: str, name: str) -> str:
+    """`/name` as the member's command menu shows it in `language`."""
+    known = language in languages() and language != SOURCE_LANGUAGE
+    return "/" + (catalogue(language).get(("name", name), name) if known else name)
+
+
 def translate(language: str, msgid: str, /, **params: object) -> str:
-    """`msgid` in `language` (a code we have a catalogue for, else English), fields filled in."""
+    """`msgid` in `language` (a code we have a catalogue for, else English), fields filled in; a
+    `{profile_command}` field is the command's localized name."""
     known = language in languages() and language != SOURCE_LANGUAGE
     text = catalogue(language).get((None, msgid), msgid) if known else msgid
-    return text.format(**params) if params else text
+    commands = {f"{name}_command": command_name(language, name) for name in NAMED_COMMANDS
+                if f"{{{name}_command}}" in text}
+    return text.format(**commands, **params) if params or commands else text

@@ -65,8 +65,8 @@ def _timeout(fields: Fields) -> str:
 
 def _worker_lost(fields: Fields) -> str:
     if fields.get("cause") == "redis":
-        return N_("I lost contact with my GPU workers while drawing your portrait. Please try again.")
-    return N_("The GPU worker drawing your portrait stopped, so it wasn't made. Please try again.")
+        return N_("I lost contact with my GPU servers while drawing your portrait. Please try again.")
+    return N_("The GPU server drawing your portrait stopped, so it wasn't made. Please try again.")
 
 
 # code -> its sentence, or a function of its fields where one code has several causes. A code not
@@ -97,7 +97,7 @@ WORDS: dict[str, str | Callable[[Fields], str]] = {
     "out_of_memory": N_("The GPU ran out of memory while drawing your portrait. Please try again in a minute."),
     "shutdown": N_("I'm restarting, so your portrait wasn't made. Please try again in a minute."),
     "queue_stopped": N_(
-        "I can't make portraits right now because of an internal error; the bot's admin can see why."
+        "I can't make portraits right now because of an internal error; the bot's operator can see why."
     ),
     "timeout": _timeout,
     "worker_lost": _worker_lost,
@@ -127,6 +127,6 @@ def describe(error: object, language: str = SOURCE_LANGUAGE) -> str:
         # A translation naming a field the error lacks must not hide the answer: English then.
         log.warning("catalogue entry does not fit its fields: %r", template)
         try:
-            return template.format(**fields)
+            return translate(SOURCE_LANGUAGE, template, **fields)
         except (KeyError, IndexError):
             return template
