@@ -13,7 +13,8 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "mmpp"
 # The exceptions a start stops on, each raised where a setting, a file or a service is wrong.
 START_ERRORS = {
     "BotStartError", "TokenRejected", "ShardsInvalid", "BadDatabaseUrl", "DatabaseUnavailable", "MigrationError",
-    "ModelUnavailable", "DeviceUnavailable", "ModelsMissing", "QueueSecretError", "RedisUnavailable", "WorkerRefused", "DevicesInvalid", "SettingsError",
+    "ModelUnavailable", "DeviceUnavailable", "ModelsMissing", "QueueSecretError", "RedisUnavailable",
+    "WorkerRefused", "DevicesInvalid", "SettingsError",
 }
 # Where they are raised for a start (training raises some of the same classes for its own runs).
 PLACES = ("bot", "inference", "settings.py", "health_cli.py")
