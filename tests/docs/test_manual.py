@@ -151,3 +151,10 @@ def test_runnable_commands_run_as_written(group: str, tmp_path: Path) -> None:
         assert done.returncode == 0, (line, done.stderr[-3000:])
         if "integrity_check" in line:
             assert done.stdout.strip() == "ok"
+
+
+def test_the_settings_words_name_only_settings() -> None:
+    """A NAME_LIKE_THIS in bot.env.example's prose is a setting, or one of the few variables read outside it."""
+    read_elsewhere = {"MMPP_ENV_FILE", "HF_HOME", "HF_HUB_OFFLINE"}  # the env file's own name; the hub client's
+    named = set(re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", (REPO / "bot.env.example").read_text()))
+    assert sorted(named - {name.upper() for name in Settings.model_fields} - read_elsewhere) == []
