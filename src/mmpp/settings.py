@@ -1,6 +1,8 @@
 """One settings object for the whole bot, read from the environment and an env file.
 
-Every field is documented in `bot.env.example`; the environment variable is the field name in capitals.
+Every field has its words in `settings_notes.py`; `python -m mmpp.settings_doc` writes `bot.env.example` and
+docs/configuration.md from both (a test fails when they are stale). The environment variable is the
+field name in capitals.
 The env file is `--env-file` when given, else `$MMPP_ENV_FILE`, else `bot.env` in the current
 directory (`resolve_env_file`); the settings remember which one they read (`Settings.env_file`).
 """

@@ -1,8 +1,8 @@
-"""What ships, run as shipped: the README's Quick start typed as written, `mmpp worker` with only
+"""What ships, run as shipped: the manual's Quick start (docs/install.md) typed as written, `mmpp worker` with only
 REDIS_URL and QUEUE_SECRET, and every setting either run on its default by one of these starts or named here with the
 reason it cannot be.
 
-The environments below hold what a newcomer writes (the token, in bot.env as the README says) plus
+The environments below hold what a newcomer writes (the token, in bot.env as the manual says) plus
 what a test must redirect: Discord's API, gateway and CDN to the stand-in, the hub's models to the
 tiny model folder, `./run`'s install to this run's environment. `PATH`, `HOME` and the like pass
 through as a shell has them; nothing else does (not even the tests' own `BUILTIN_STYLES=false`).
@@ -39,11 +39,13 @@ from mmpp.settings import Settings, load_settings
 from tests.bot.conftest import bot_settings
 from tests.discord_standin import StandIn
 from tests.discord_standin.harness import bot_subprocess
+from tests.docs.manual import DOCS, command_lines, runnable_blocks
 from tests.redis_server import QUEUE_SECRET, RedisProcess
 from tests.scale.conftest import Cluster
 from tests.setup.conftest import REPO, stamp_for
 
 README = REPO / "README.md"
+GPU_PAGE = DOCS / "gpu.md"
 # What a login shell has whatever the project: passed through, everything else is left behind.
 SHELL_VARIABLES = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TMPDIR")
 # The redirections each start gets, by setting name; the guard below holds these to a reason each.
@@ -109,18 +111,24 @@ def _torch_flavour() -> str:
 
 
 def quick_start_commands() -> list[str]:
-    """The lines of Quick start's code blocks, in order, as a newcomer copies them (comments off)."""
-    section = README.read_text().split("\n## Quick start\n", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
-    lines = [re.sub(r"\s+#\s.*$", "", line).strip() for block in blocks for line in block.splitlines()]
-    return [line for line in lines if line]
+    """The lines of the manual's Quick start blocks, in order, as a newcomer copies them (comments off)."""
+    return [line for _, lines in runnable_blocks("quick-start") for line in lines]
 
 
-def test_the_readme_gpu_figure_is_the_accounted_one() -> None:
+def test_the_readmes_two_commands_are_the_quick_starts() -> None:
+    """The README gives exactly two commands, and they are the manual's, which run below as written."""
+    first = re.search(r"```bash\n(.*?)```", README.read_text(), re.DOTALL)
+    assert first is not None
+    readme = command_lines(first.group(1))
+    assert readme == ["./run bot", "./run tests"]
+    assert set(readme) <= set(quick_start_commands())
+
+
+def test_the_manual_gpu_figure_is_the_accounted_one() -> None:
     """The weights every engine holds (SDXL, VAE, ControlNet, image encoder, IP-Adapter, safety checker),
     two bytes each in bf16: `PARAMETER_COUNTS` is checked against the production configs elsewhere."""
     total = sum(PARAMETER_COUNTS.values())
-    words = " ".join(README.read_text().split())
+    words = " ".join(GPU_PAGE.read_text().split())
     assert (f"the bf16 weights alone take {total * 2 / 1e9:.1f} GB (accounted from the models' "
             f"{total / 1e9:.2f} billion parameters, not measured") in words
 

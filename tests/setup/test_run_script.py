@@ -35,7 +35,7 @@ def test_a_fresh_venv_gets_cpu_torch_then_the_project_and_the_second_run_install
     assert first.returncode == 0, first.stderr
     assert "pytest" in (first.stdout + first.stderr)
     # The wheel folder is tried quietly (nothing to download); the project install shows pip's progress.
-    assert pip_calls(venv) == ["install -q --no-index --no-deps torch==2.13.0", "install -e .[dev,train]"]
+    assert pip_calls(venv) == ["install -q --no-index --no-deps torch==2.13.0", "install -e .[dev,train,docs]"]
     assert (venv / ".mmpp-installed").read_text().strip() == stamp_for(venv)
     # Each stage on a line with the time since the start, and how long it took.
     stages = stage_lines(first.stderr)
@@ -53,7 +53,7 @@ def test_a_changed_pyproject_reinstalls(tmp_path: Path) -> None:
     venv = make_fake_venv(tmp_path / "venv")
     (venv / ".mmpp-installed").write_text("12345 torch==2.13.0 cpu\n")  # written for another pyproject.toml
     assert run(venv, "mmpp", "--version").returncode == 0
-    assert pip_calls(venv)[-1] == "install -e .[dev,train]"
+    assert pip_calls(venv)[-1] == "install -e .[dev,train,docs]"
 
 
 def test_a_gpu_box_gets_the_cuda_build(tmp_path: Path) -> None:
@@ -70,7 +70,7 @@ def test_a_gpu_box_gets_the_cuda_build(tmp_path: Path) -> None:
     done = run(venv, "mmpp", "--version", path_prefix=tools)
     assert done.returncode == 0, done.stderr
     # PyPI's Linux wheel is the CUDA build; no --no-index, no CPU index.
-    assert pip_calls(venv) == ["install torch==2.13.0", "install -e .[dev,train]"]
+    assert pip_calls(venv) == ["install torch==2.13.0", "install -e .[dev,train,docs]"]
     assert (venv / ".mmpp-installed").read_text().strip() == stamp_for(venv, "cuda")
     # Before the multi-GB download: the driver present; once torch is in, the driver its build needs.
     stages = stage_lines(done.stderr)
@@ -102,4 +102,4 @@ def test_a_missing_venv_is_made_and_a_wrong_command_changes_nothing(tmp_path: Pa
     assert stage_lines(done.stderr)[0] == f"virtual environment: making {venv} with python3"
     assert re.fullmatch(rf"virtual environment: {re.escape(str(venv))} made in \d+ s", stage_lines(done.stderr)[1])
     assert (venv / "bin" / "python").exists()
-    assert (tmp_path / "pip-calls").read_text().splitlines()[-1] == "install -e .[dev,train]"
+    assert (tmp_path / "pip-calls").read_text().splitlines()[-1] == "install -e .[dev,train,docs]"
