@@ -12,16 +12,17 @@ from discord import app_commands
 from discord.ext import commands
 
 from mmpp.bot.db import ResolvedPreset
-from mmpp.bot.db.options import Declared, RoomOptions, ServerOptions, declared
+from mmpp.bot.db.options import Declared, RoomOptions, ServerOptions, beyond_ceiling, capped, declared
 from mmpp.bot.db.repository import SeedPolicy
 from mmpp.bot.portrait.follow import make_portrait
 from mmpp.bot.portrait.order import SampleOrder
-from mmpp.bot.portrait.rules import style_autocomplete, style_title, takes_for
+from mmpp.bot.portrait.rules import room_preset, server_options, style_autocomplete, style_title, takes_for
 from mmpp.bot.replies import defer
 from mmpp.bot.services import Services, services_of
 from mmpp.bot.style_cards import send_style_cards
 from mmpp.bot.words import background_labels
 from mmpp.bot.words.i18n import N_, name_str, text_str, tr
+from mmpp.errors import UserFacingError
 from mmpp.inference.preprocess import LocatedFace
 
 SEED_POLICY_WORDS = {
@@ -83,6 +84,27 @@ def declared_parameters(callback: F) -> F:
     renamed = app_commands.rename(**{o.name: name_str(o.how.parameter) for o in DECLARED})
     described = app_commands.describe(**{o.name: text_str(o.how.describe) for o in DECLARED})
     return renamed(described(callback))  # type: ignore[no-any-return]
+
+
+class BeyondCeiling(UserFacingError):
+    code = "beyond_ceiling"
+
+
+def check_ceilings(services: Services, options: dict[str, Any]) -> None:
+    """Refuse, in one line, a choice past a ceiling this bot's operator set (`Option.ceiling`)."""
+    for option in DECLARED:
+        value = options[option.name]
+        if not beyond_ceiling(option, value, services.settings):
+            continue
+        if isinstance(value, bool):
+            raise BeyondCeiling(
+                N_("This bot's operator doesn't let servers set `{option}:{value}`."),
+                option=option.how.parameter, value=str(value).lower(),
+            )
+        raise BeyondCeiling(
+            N_("This bot's operator lets a server choose at most {most} for `{option}`."),
+            option=option.how.parameter, most=getattr(services.settings, option.how.ceiling or ""),
+        )
 
 
 def sample_face() -> bytes:
@@ -162,6 +184,7 @@ class StyleCog(
         services = services_of(interaction)
         guild_id = interaction.guild_id
         assert guild_id is not None  # guild_only
+        check_ceilings(services, options)
         if style is not None:
             style = services.queue.catalog.get(style).name  # an old built-in name gets its new one
         if background is not None:
@@ -201,14 +224,14 @@ class StyleCog(
         server_wide = {option.name: options[option.name] for option in declared(ServerOptions)}
         if any(value is not None for value in server_wide.values()):
             await services.repo.set_server_options(guild_id, set_by=interaction.user.id, **server_wide)
-        embed = describe_preset(interaction, services, preset, where)
+        embed = describe_preset(interaction, services, capped(preset, services.settings), where)
         await add_server_choices(interaction, services, embed)
         await interaction.response.send_message(done, embed=embed, ephemeral=True)
 
     @app_commands.command(name=name_str("show"), description=text_str("Show the style portraits get in this channel"))
     async def show(self, interaction: discord.Interaction) -> None:
         services = services_of(interaction)
-        preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+        preset = capped(await services.repo.resolve(interaction.guild_id, interaction.channel_id), services.settings)
         overrides = await services.repo.list_channel_overrides(interaction.guild_id or 0)
         embed = describe_preset(interaction, services, preset, tr(interaction, "This channel"))
         await add_server_choices(interaction, services, embed)
@@ -238,7 +261,7 @@ class StyleCog(
 
         with services.admissions.admit(interaction.user.id):
             await defer(interaction)
-            preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+            preset = await room_preset(services, interaction)
             # A preview uses the GPU like a portrait, so it counts against the same daily quotas.
             order = SampleOrder(face=face, style=preset.style, preset=preset)
             await make_portrait(interaction, services, order)
@@ -273,7 +296,7 @@ class StyleCog(
 async def add_server_choices(interaction: discord.Interaction, services: Services, embed: discord.Embed) -> None:
     """The server-wide options of `/style set` (`ServerOptions`), each as members meet it."""
     guild_id = interaction.guild_id or 0
-    chosen = await services.repo.server_options(guild_id)
+    chosen = await server_options(services, guild_id)
     for option in declared(ServerOptions):
         value = worded(interaction, option, chosen)
         if option.name == "candidates":
