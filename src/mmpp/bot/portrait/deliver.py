@@ -127,7 +127,7 @@ async def deliver_sample(
 
 async def deliver_set(
     interaction: discord.Interaction, services: Services, order: PortraitOrder, face_token: str,
-    progress: ProgressMessage, finished: Finished, drawn: DrawnUnder,
+    progress: ProgressMessage, finished: Finished, rules: DrawnUnder,
 ) -> Outcome:
     """The finished set in the member's private reply, each picture with its own Post button; in a
     server that chose "public by default", posted in the channel at once as if Post was pressed.
@@ -135,9 +135,9 @@ async def deliver_set(
     user, title, drawn = interaction.user, finished.title, finished.pngs
     # The size Discord takes for an avatar (the engine's own on a production model).
     pngs = await asyncio.to_thread(lambda: [avatar_png(p) for p in drawn])
-    drawn = dataclasses.replace(drawn, linkable=finished.linkable)
-    kept = services.results.put(KeptResult(order.style, pngs, finished.seeds, drawn), user.id)
-    keep = Keep(kept, drawn, face_token)
+    rules = dataclasses.replace(rules, linkable=finished.linkable)
+    kept = services.results.put(KeptResult(order.style, pngs, finished.seeds, rules), user.id)
+    keep = Keep(kept, rules, face_token)
     # A portrait face matching could tie to the selfie is never posted for the member: they decide.
     # So is a set of takes: posting them all would flood the room; the member picks one with Post #n.
     public = not finished.linkable and len(pngs) == 1 and await public_by_default(services, interaction)
