@@ -34,6 +34,11 @@ async def test_style_set_refuses_past_the_operators_ceilings_in_one_line(world: 
         answer = await style_command(world, "set", world.admin, **options)
         assert words in answer and "\n" not in answer, answer
     assert await world.services.repo.server_options(world.guild.id) == ServerOptions(), "nothing was stored"
+    # Discord offers admins no more takes than the ceiling in the first place.
+    [style] = [c for c in world.standin.synced_commands() if c["name"] == "style"]
+    [set_command] = [o for o in style["options"] if o["name"] == "set"]
+    [candidates] = [o for o in set_command["options"] if o["name"] == "candidates"]
+    assert candidates["max_value"] == 2
     assert (await world.services.repo.resolve(world.guild.id, None)).source != "server"
     # Within them, as before.
     assert "Takes per request" in await style_command(world, "set", world.admin, candidates=2)

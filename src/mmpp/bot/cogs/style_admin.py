@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from importlib import resources
@@ -24,6 +25,7 @@ from mmpp.bot.words import background_labels
 from mmpp.bot.words.i18n import N_, name_str, text_str, tr
 from mmpp.errors import UserFacingError
 from mmpp.inference.preprocess import LocatedFace
+from mmpp.settings import Settings
 
 SEED_POLICY_WORDS = {
     "random": N_("a new look every time"),
@@ -86,6 +88,23 @@ def declared_parameters(callback: F) -> F:
     return renamed(described(callback))  # type: ignore[no-any-return]
 
 
+def services_of_bot(bot: commands.Bot) -> Services:
+    return bot.services  # type: ignore[attr-defined,no-any-return]
+
+
+def offer_within_ceilings(group: app_commands.Group | None, settings: Settings) -> None:
+    """What Discord offers admins in `/style set`: a number no higher than its ceiling. This bot's own
+    copy of the command is changed, never the class's (another bot in the process may have others)."""
+    command = group.get_command("set") if group is not None else None
+    assert isinstance(command, app_commands.Command)
+    params = dict(command._params)
+    for option in DECLARED:
+        if option.how.limits is not None and option.how.ceiling is not None:
+            most = min(option.how.limits[1], getattr(settings, option.how.ceiling))
+            params[option.name] = dataclasses.replace(params[option.name], max_value=most)
+    command._params = params
+
+
 class BeyondCeiling(UserFacingError):
     code = "beyond_ceiling"
 
@@ -145,6 +164,7 @@ class StyleCog(
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
         super().__init__()
+        offer_within_ceilings(self.__cog_app_commands_group__, services_of_bot(bot).settings)
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         # default_permissions only hides the command in Discord's menu; this is the real gate.
