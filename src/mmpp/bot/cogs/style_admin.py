@@ -164,7 +164,10 @@ class StyleCog(
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
         super().__init__()
-        offer_within_ceilings(self.__cog_app_commands_group__, services_of_bot(bot).settings)
+
+    async def cog_load(self) -> None:
+        # On the bot that serves it (before its commands are synced), not wherever the cog is built.
+        offer_within_ceilings(self.__cog_app_commands_group__, services_of_bot(self.bot).settings)
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         # default_permissions only hides the command in Discord's menu; this is the real gate.
