@@ -1,8 +1,9 @@
 """The buttons on a finished portrait: Post (one per picture), Reroll (same face and style, a new
 set) and Delete, each for the portrait's owner alone (`OwnedButton` checks that, once).
 
-Their custom ids carry all they need, so buttons keep working after a restart; the id formats
-never change (buttons already posted must keep working).
+Their custom ids carry all they need, so buttons keep working after a restart; an id format only
+ever gains optional endings (buttons already posted must keep working; a Post id without its rules
+posts only while its set is still kept).
 """
 
 from __future__ import annotations
@@ -113,13 +114,12 @@ class PostButton(OwnedButton, discord.ui.DynamicItem[discord.ui.Button], templat
         entry = services.results.get(self.kept, self.owner_id)
         if entry is not None and self.index in entry.posted:
             raise NotYours(N_("You've already posted this one."))
-        kept = entry is not None and self.index < len(entry.pngs)
         drawn = entry.drawn if entry is not None else Rules.read(self.rules, interaction)
         if drawn is None:
             raise PortraitGone(GONE)
         # The room as it is now: an admin may have changed it since, or this is another room (`/last`).
         await check_room(services, interaction, self.style, drawn)
-        if entry is not None and kept:
+        if entry is not None and self.index < len(entry.pngs):
             png = entry.pngs[self.index]
         else:
             # Past the memory limits: the picture is still on the reply the button belongs to.
