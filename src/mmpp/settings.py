@@ -152,6 +152,26 @@ class Settings(BaseSettings):
         description="Takes per request, shown together (1-4); default 2 when the engines run on a GPU, 1 on the CPU.",
     )
 
+    # --- what a server's admins may choose (/style set): ceilings they cannot exceed -------------
+    # Each default leaves admins today's choices; a stored server value past a ceiling set later is
+    # held to it where it is used, and /style set refuses it with one line.
+    server_max_candidates: int = Field(
+        default=4, ge=1, le=4,
+        description="The most takes a server may ask for with `/style set candidates:` (1-4); CANDIDATES stays the "
+        "bot's own number where a server did not choose.",
+    )
+    servers_may_relax_safety: bool = Field(
+        default=True, description="Whether a server may relax the safety check in its age-restricted channels."
+    )
+    servers_may_post_by_default: bool = Field(
+        default=True, description="Whether a server may have portraits posted in the channel at once (`public`)."
+    )
+    servers_may_disable_guard: bool = Field(
+        default=True,
+        description="Whether a server may turn the unlinkable guard off for its rooms (`unlinkable:false`); a member's "
+        "own choice, where a room lets members choose, stays theirs.",
+    )
+
     # --- queue --------------------------------------------------------------------------------
     queue_capacity: int = Field(default=100, ge=1)
     queue_job_deadline_s: float = Field(default=14 * 60, gt=0)

@@ -260,12 +260,34 @@ SECTIONS = (
         Entry(
             'Takes per /profile (1-4), shown together, each with its own Post button: one request, one place in\n'
             'line and one batch (split where MAX_BATCH_SIZE cannot hold it); quotas count each picture. Empty:\n'
-            "2 when the engines draw on a GPU, 1 on the CPU. A server's `/style set candidates:` overrides it.",
+            "2 when the engines draw on a GPU, 1 on the CPU. A server's `/style set candidates:` overrides it,\n"
+            'up to SERVER_MAX_CANDIDATES.',
             (Key('CANDIDATES'),),
         ),
         Entry(
             'Send a preview image every N denoising steps.',
             (Key('PREVIEW_EVERY', '5'),),
+        ),
+    )),
+    Section('What server admins may choose (/style set)', (
+        Entry(
+            "Ceilings admins cannot exceed. /style set refuses past them in one line; a server's stored choice\n"
+            'past a ceiling set later is held to it where it is used (and comes back if the ceiling is raised).\n'
+            'The most takes a server may ask for (1-4); on a CPU bot, 1 keeps every request to one picture.',
+            (Key('SERVER_MAX_CANDIDATES', '4'),),
+        ),
+        Entry(
+            "Whether a server may relax the safety check in its age-restricted channels (relax_safety).",
+            (Key('SERVERS_MAY_RELAX_SAFETY', 'true'),),
+        ),
+        Entry(
+            'Whether a server may have portraits posted in the channel at once (public).',
+            (Key('SERVERS_MAY_POST_BY_DEFAULT', 'true'),),
+        ),
+        Entry(
+            "Whether a server may turn the unlinkable guard off for its channels (unlinkable:false). A member's\n"
+            'own choice for their own portrait, where a channel lets members choose, stays theirs.',
+            (Key('SERVERS_MAY_DISABLE_GUARD', 'true'),),
         ),
     )),
     Section('GPU workers on other machines', (

@@ -7,7 +7,7 @@ import time
 
 from PIL import Image
 
-from mmpp.bot.stores import KeptResult, face_bytes, face_store, result_store
+from mmpp.bot.stores import DrawnUnder, KeptResult, face_bytes, face_store, result_store
 from mmpp.inference.faces import Box
 from mmpp.inference.preprocess import LocatedFace
 
@@ -20,7 +20,7 @@ def crop(side: int, shade: int = 128) -> LocatedFace:
 
 
 def kept(*pngs: bytes) -> KeptResult:
-    return KeptResult("tiny-style", list(pngs), list(range(len(pngs))))
+    return KeptResult("tiny-style", list(pngs), list(range(len(pngs))), DrawnUnder(None, None, "strict", True))
 
 
 # --- the store, shown on face crops ----------------------------------------------------------------

@@ -48,6 +48,10 @@ async def test_a_portrait_that_stays_linkable_is_redrawn_free_and_the_member_is_
     # One request, one log row: the quota counts rows, so the redraws cost the member nothing of it.
     [row] = await closed_log_rows(world, 1)
     assert row.user_id == member.id and row.outcome == "delivered"
+    # The guard ran: told, the member may still post it, here where every portrait must pass the guard.
+    post = await world.standin.send_component(final, custom_id(final, "mmpp:post"))
+    await post.wait_for_message()
+    assert len(world.standin.public_messages()) == 1
 
 
 async def test_an_admin_turns_it_off_and_a_member_may_only_where_members_choose(

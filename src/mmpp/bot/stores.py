@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
+    from mmpp.inference.generation import SafetyLevel
     from mmpp.inference.preprocess import LocatedFace
 
 V = TypeVar("V")
@@ -33,6 +34,21 @@ def face_bytes(face: LocatedFace) -> int:
     return image.width * image.height * len(image.getbands())
 
 
+@dataclass(frozen=True)
+class DrawnUnder:
+    """Where a set was drawn and under which rules: Post publishes it only where these still hold
+    (`mmpp.bot.portrait.rules.check_room`), wherever it is pressed (the reply, `/last` elsewhere)."""
+
+    guild_id: int | None
+    channel_id: int | None
+    # The safety check the pictures passed ("strict" or "relaxed").
+    safety: SafetyLevel
+    # Whether the unlinkable guard ran on them; `linkable`: it ran and could not make them unlinkable
+    # (the member was told, and may still post: the guard protects them, and they decide).
+    guarded: bool
+    linkable: bool = False
+
+
 @dataclass
 class KeptResult:
     """A finished set of portraits, as Post and `/last` need it."""
@@ -40,6 +56,7 @@ class KeptResult:
     style: str
     pngs: list[bytes]
     seeds: list[int]
+    drawn: DrawnUnder
     # Indexes already posted: a second Post of the same picture would only repeat it in the room.
     posted: set[int] = field(default_factory=set)
 

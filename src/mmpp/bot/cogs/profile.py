@@ -14,10 +14,17 @@ from mmpp.bot.portrait.buttons import PortraitView
 from mmpp.bot.portrait.deliver import Keep, portrait_filename
 from mmpp.bot.portrait.follow import make_portrait
 from mmpp.bot.portrait.order import FaceSource, PortraitOrder
-from mmpp.bot.portrait.rules import check_style_allowed, room_preset, style_autocomplete, style_title
+from mmpp.bot.portrait.rules import (
+    NotForThisRoom,
+    check_room,
+    check_style_allowed,
+    room_preset,
+    style_autocomplete,
+    style_title,
+)
 from mmpp.bot.replies import defer
 from mmpp.bot.services import Services, services_of
-from mmpp.bot.words.i18n import N_, Where, name_str, text_str, tr
+from mmpp.bot.words.i18n import N_, Where, name_str, text_str, tr, tr_error
 from mmpp.errors import UserFacingError
 from mmpp.inference.model_files import image_limits
 from mmpp.inference.preprocess import ImageRejected, LocatedFace, check_upload_size
@@ -164,8 +171,18 @@ class ProfileCog(commands.Cog):
         result_token, entry = found
         title = style_title(services, entry.style, interaction)
         files = [discord.File(io.BytesIO(png), portrait_filename(entry.style, i)) for i, png in enumerate(entry.pngs)]
-        # Post only: what /last keeps has no face to reroll from.
-        view = PortraitView(interaction, interaction.user.id, entry.style, Keep(result_token), len(entry.pngs))
+        # Post only: what /last keeps has no face to reroll from. And only where the rules it was drawn
+        # under hold in this room now; elsewhere the member reads why instead.
+        try:
+            await check_room(services, interaction, entry.style, entry.drawn)
+        except NotForThisRoom as refusal:
+            content = tr(interaction, "Your latest **{title}** portrait. Only you can see it.", title=title)
+            await interaction.response.send_message(
+                content + "\n" + tr_error(interaction, refusal), files=files, ephemeral=True
+            )
+            return
+        keep = Keep(result_token, entry.drawn, read_back=False)
+        view = PortraitView(interaction, interaction.user.id, entry.style, keep, len(entry.pngs))
         await interaction.response.send_message(
             tr(interaction, "Your latest **{title}** portrait. Only you can see it: press **Post** to show it "
                "in the channel.", title=title),

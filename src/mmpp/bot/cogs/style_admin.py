@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from importlib import resources
@@ -12,18 +13,20 @@ from discord import app_commands
 from discord.ext import commands
 
 from mmpp.bot.db import ResolvedPreset
-from mmpp.bot.db.options import Declared, RoomOptions, ServerOptions, declared
+from mmpp.bot.db.options import Declared, RoomOptions, ServerOptions, beyond_ceiling, capped, declared
 from mmpp.bot.db.repository import SeedPolicy
 from mmpp.bot.portrait.follow import make_portrait
 from mmpp.bot.portrait.order import SampleOrder
-from mmpp.bot.portrait.rules import style_autocomplete, style_title, takes_for
+from mmpp.bot.portrait.rules import room_preset, server_options, style_autocomplete, style_title, takes_for
 from mmpp.bot.replies import defer
 from mmpp.bot.services import Services, services_of
 from mmpp.bot.style_cards import send_style_cards
 from mmpp.bot.words import background_labels
 from mmpp.bot.words.i18n import N_, name_str, text_str, tr
 from mmpp.bot.words.style_words import title_of
+from mmpp.errors import UserFacingError
 from mmpp.inference.preprocess import LocatedFace
+from mmpp.settings import Settings
 
 SEED_POLICY_WORDS = {
     "random": N_("a new look every time"),
@@ -86,6 +89,44 @@ def declared_parameters(callback: F) -> F:
     return renamed(described(callback))  # type: ignore[no-any-return]
 
 
+def services_of_bot(bot: commands.Bot) -> Services:
+    return bot.services  # type: ignore[attr-defined,no-any-return]
+
+
+def offer_within_ceilings(group: app_commands.Group | None, settings: Settings) -> None:
+    """What Discord offers admins in `/style set`: a number no higher than its ceiling. This bot's own
+    copy of the command is changed, never the class's (another bot in the process may have others)."""
+    command = group.get_command("set") if group is not None else None
+    assert isinstance(command, app_commands.Command)
+    params = dict(command._params)
+    for option in DECLARED:
+        if option.how.limits is not None and option.how.ceiling is not None:
+            most = min(option.how.limits[1], getattr(settings, option.how.ceiling))
+            params[option.name] = dataclasses.replace(params[option.name], max_value=most)
+    command._params = params
+
+
+class BeyondCeiling(UserFacingError):
+    code = "beyond_ceiling"
+
+
+def check_ceilings(services: Services, options: dict[str, Any]) -> None:
+    """Refuse, in one line, a choice past a ceiling this bot's operator set (`Option.ceiling`)."""
+    for option in DECLARED:
+        value = options[option.name]
+        if not beyond_ceiling(option, value, services.settings):
+            continue
+        if isinstance(value, bool):
+            raise BeyondCeiling(
+                N_("This bot's operator doesn't let servers set `{option}:{value}`."),
+                option=option.how.parameter, value=str(value).lower(),
+            )
+        raise BeyondCeiling(
+            N_("This bot's operator lets a server choose at most {most} for `{option}`."),
+            option=option.how.parameter, most=getattr(services.settings, option.how.ceiling or ""),
+        )
+
+
 def sample_face() -> bytes:
     """A public-domain portrait (NASA's astronaut photo) shipped with the bot for previews."""
     return resources.files("mmpp.bot").joinpath("assets/sample_face.jpg").read_bytes()
@@ -125,6 +166,10 @@ class StyleCog(
         self.bot = bot
         super().__init__()
 
+    async def cog_load(self) -> None:
+        # On the bot that serves it (before its commands are synced), not wherever the cog is built.
+        offer_within_ceilings(self.__cog_app_commands_group__, services_of_bot(self.bot).settings)
+
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         # default_permissions only hides the command in Discord's menu; this is the real gate.
         if not interaction.permissions.manage_guild:
@@ -163,6 +208,7 @@ class StyleCog(
         services = services_of(interaction)
         guild_id = interaction.guild_id
         assert guild_id is not None  # guild_only
+        check_ceilings(services, options)
         if style is not None:
             style = services.queue.catalog.get(style).name  # an old built-in name gets its new one
         if background is not None:
@@ -202,14 +248,14 @@ class StyleCog(
         server_wide = {option.name: options[option.name] for option in declared(ServerOptions)}
         if any(value is not None for value in server_wide.values()):
             await services.repo.set_server_options(guild_id, set_by=interaction.user.id, **server_wide)
-        embed = describe_preset(interaction, services, preset, where)
+        embed = describe_preset(interaction, services, capped(preset, services.settings), where)
         await add_server_choices(interaction, services, embed)
         await interaction.response.send_message(done, embed=embed, ephemeral=True)
 
     @app_commands.command(name=name_str("show"), description=text_str("Show the style portraits get in this channel"))
     async def show(self, interaction: discord.Interaction) -> None:
         services = services_of(interaction)
-        preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+        preset = capped(await services.repo.resolve(interaction.guild_id, interaction.channel_id), services.settings)
         overrides = await services.repo.list_channel_overrides(interaction.guild_id or 0)
         embed = describe_preset(interaction, services, preset, tr(interaction, "This channel"))
         await add_server_choices(interaction, services, embed)
@@ -239,7 +285,7 @@ class StyleCog(
 
         with services.admissions.admit(interaction.user.id):
             await defer(interaction)
-            preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+            preset = await room_preset(services, interaction)
             # A preview uses the GPU like a portrait, so it counts against the same daily quotas.
             order = SampleOrder(face=face, style=preset.style, preset=preset)
             await make_portrait(interaction, services, order)
@@ -276,7 +322,7 @@ class StyleCog(
 async def add_server_choices(interaction: discord.Interaction, services: Services, embed: discord.Embed) -> None:
     """The server-wide options of `/style set` (`ServerOptions`), each as members meet it."""
     guild_id = interaction.guild_id or 0
-    chosen = await services.repo.server_options(guild_id)
+    chosen = await server_options(services, guild_id)
     for option in declared(ServerOptions):
         value = worded(interaction, option, chosen)
         if option.name == "candidates":

@@ -21,7 +21,7 @@ import types
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from sqlalchemy import Boolean, Integer
 from sqlalchemy.orm import mapped_column
@@ -29,6 +29,9 @@ from sqlalchemy.sql.expression import false, true
 from sqlalchemy.types import TypeEngine
 
 from mmpp.errors import N_
+
+if TYPE_CHECKING:
+    from mmpp.settings import Settings
 
 # CANDIDATES' and `/style set candidates:`'s limit (the remote protocol refuses more; see MAX_TAKES there).
 MAX_TAKES: Final = 4
@@ -53,6 +56,9 @@ class Option:
     server_default: Any = None
     # For whole numbers: the lowest and highest `/style set` accepts.
     limits: tuple[int, int] | None = None
+    # The operator's ceiling over it (a `Settings` field): for a number, the most a server may choose;
+    # for a switch, whether a server may move it off its default. None: admins choose freely.
+    ceiling: str | None = None
 
 
 def option(default: Any, **how: Any) -> Any:
@@ -74,7 +80,7 @@ class RoomOptions:
     )
     # Portraits here are redrawn until face matching cannot tie them to the selfie (inference/queue/unlinkable.py).
     unlinkable: bool = option(
-        True, column=Boolean, server_default=true(), parameter=NAME_("unlinkable"),
+        True, column=Boolean, server_default=true(), parameter=NAME_("unlinkable"), ceiling="servers_may_disable_guard",
         describe=N_("Redraw portraits that face matching could tie to the member's photo (default: on)"),
         label=N_("Unlinkable portraits"),
         words={
@@ -90,7 +96,7 @@ class ServerOptions:
 
     # Post every finished portrait in the channel at once, as rooms that want it public choose.
     public_by_default: bool = option(
-        False, column=Boolean, server_default=false(), parameter=NAME_("public"),
+        False, column=Boolean, server_default=false(), parameter=NAME_("public"), ceiling="servers_may_post_by_default",
         describe=N_("Whole server: post portraits in the channel at once instead of privately"),
         label=N_("Finished portraits"),
         words={
@@ -100,13 +106,13 @@ class ServerOptions:
     )
     # Takes per request (1-4); None: the bot's CANDIDATES (by default 2 on a GPU, 1 on the CPU).
     candidates: int | None = option(
-        None, column=Integer, parameter=NAME_("candidates"), limits=(1, MAX_TAKES),
+        None, column=Integer, parameter=NAME_("candidates"), limits=(1, MAX_TAKES), ceiling="server_max_candidates",
         describe=N_("Whole server: takes per request, shown together for the member to pick from (1-4)"),
         label=N_("Takes per request"),
     )
     # In channels Discord marks NSFW, let nudity through (the check still refuses the rest).
     relax_in_nsfw_channels: bool = option(
-        False, column=Boolean, parameter=NAME_("relax_safety"),
+        False, column=Boolean, parameter=NAME_("relax_safety"), ceiling="servers_may_relax_safety",
         describe=N_("Whole server: let nudity pass the safety check in age-restricted channels"),
         label=N_("Safety check"),
         words={
@@ -155,3 +161,30 @@ def columns(options: type[RoomOptions] | type[ServerOptions]) -> type:
         for d in declared(options)
     }
     return type(f"_{options.__name__}Columns", (), namespace)
+
+
+def beyond_ceiling(option: Declared, value: Any, settings: Settings) -> bool:
+    """Whether `value` goes past the operator's ceiling over `option` (None, left empty, never does)."""
+    if option.how.ceiling is None or value is None:
+        return False
+    allowed = getattr(settings, option.how.ceiling)
+    if isinstance(allowed, bool):
+        return not allowed and value != option.default
+    return bool(value > allowed)
+
+
+OptionsT = TypeVar("OptionsT", bound=RoomOptions | ServerOptions)
+
+
+def capped(options: OptionsT, settings: Settings) -> OptionsT:
+    """`options` as they hold under the operator's ceilings now: a number above its ceiling lowered
+    to it, a switch the operator does not allow back at its default. Stored values stay as they are,
+    so raising a ceiling later gives a server back what it chose."""
+    of = RoomOptions if isinstance(options, RoomOptions) else ServerOptions
+    changes: dict[str, Any] = {}
+    for option in declared(of):
+        value = getattr(options, option.name)
+        if beyond_ceiling(option, value, settings):
+            allowed = getattr(settings, option.how.ceiling)  # type: ignore[arg-type]
+            changes[option.name] = option.default if isinstance(allowed, bool) else allowed
+    return dataclasses.replace(options, **changes) if changes else options

@@ -1,28 +1,35 @@
 """The buttons on a finished portrait: Post (one per picture), Reroll (same face and style, a new
 set) and Delete, each for the portrait's owner alone (`OwnedButton` checks that, once).
 
-Their custom ids carry all they need, so buttons keep working after a restart; the id formats
-never change (buttons already posted must keep working).
+Their custom ids carry all they need, so buttons keep working after a restart; an id format only
+ever gains optional endings (buttons already posted must keep working; a Post id without its rules
+posts only while its set is still kept).
 """
 
 from __future__ import annotations
 
 import io
 import re
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import discord
 
 from mmpp.bot.portrait.deliver import Keep, portrait_filename, public_line
 from mmpp.bot.portrait.follow import make_portrait
 from mmpp.bot.portrait.order import PortraitOrder, face_in_hand, new_seed
-from mmpp.bot.portrait.rules import check_style_allowed, room_preset
+from mmpp.bot.portrait.rules import check_room, check_style_allowed, room_preset
 from mmpp.bot.replies import answer_error, defer
 from mmpp.bot.services import Services, services_of
+from mmpp.bot.stores import DrawnUnder
 from mmpp.bot.words.i18n import N_, tr
 from mmpp.errors import UserFacingError
 
-POST_ID = r"mmpp:post:(?P<owner>\d+):(?P<style>[a-z0-9-]+):(?P<kept>[\w-]+):(?P<index>\d)"
+if TYPE_CHECKING:
+    from mmpp.inference.generation import SafetyLevel
+
+# A trailing ":" and rules (`Rules`): what a Post past the memory limits checks the room against. A
+# button without them (made before they were) posts only while its set is still kept.
+POST_ID = r"mmpp:post:(?P<owner>\d+):(?P<style>[a-z0-9-]+):(?P<kept>[\w-]+):(?P<index>\d)(?::(?P<rules>[a-z]+))?"
 # A trailing ":l": the member turned the unlinkable guard off for this portrait, and a reroll keeps that.
 REROLL_ID = r"mmpp:reroll:(?P<owner>\d+):(?P<style>[a-z0-9-]+):(?P<token>[\w-]+)(?P<likeness>:l)?"
 DELETE_ID = r"mmpp:delete:(?P<owner>\d+):(?P<token>[\w-]+)(?::(?P<kept>[\w-]+))?"
@@ -56,35 +63,66 @@ class OwnedButton:
         raise NotImplementedError
 
 
+class Rules:
+    """The rules a set was drawn under, as a Post button's custom id spells them: `s` or `r` (the strict
+    or the relaxed safety check), `u` (the unlinkable guard did not run), `k` (a `/last` copy: its picture
+    is never read back from the message, which may be in another room than the one it was drawn in)."""
+
+    @staticmethod
+    def spell(keep: Keep) -> str:
+        drawn = keep.drawn
+        return ("r" if drawn.safety == "relaxed" else "s") + ("" if drawn.guarded else "u") + (
+            "" if keep.read_back else "k"
+        )
+
+    @staticmethod
+    def read(rules: str | None, interaction: discord.Interaction) -> DrawnUnder | None:
+        """What a Post whose set is gone knows: the rules on its button, in the channel its reply was made
+        in (where it is pressed); None where its button says nothing or comes from `/last`."""
+        if rules is None or "k" in rules or ("s" in rules) == ("r" in rules):
+            return None
+        safety: SafetyLevel = "relaxed" if "r" in rules else "strict"
+        return DrawnUnder(interaction.guild_id, interaction.channel_id, safety, guarded="u" not in rules)
+
+
 class PostButton(OwnedButton, discord.ui.DynamicItem[discord.ui.Button], template=POST_ID):
-    """Publishes one picture in the channel, with a short public line: the member's own choice."""
+    """Publishes one picture in the channel, with a short public line: the member's own choice, where
+    the rules it was drawn under hold now (`check_room`)."""
 
     not_yours = N_("Only the member who made this portrait can post it.")
 
-    def __init__(self, owner_id: int, style: str, kept: str, index: int, *, label: str = "Post") -> None:
+    def __init__(
+        self, owner_id: int, style: str, kept: str, index: int, rules: str | None = None, *, label: str = "Post"
+    ) -> None:
+        suffix = f":{rules}" if rules else ""
         super().__init__(
             discord.ui.Button(
                 label=label, emoji="📣", style=discord.ButtonStyle.primary,
-                custom_id=f"mmpp:post:{owner_id}:{style}:{kept}:{index}",
+                custom_id=f"mmpp:post:{owner_id}:{style}:{kept}:{index}{suffix}",
             )
         )
-        self.owner_id, self.style, self.kept, self.index = owner_id, style, kept, index
+        self.owner_id, self.style, self.kept, self.index, self.rules = owner_id, style, kept, index, rules
 
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
     ) -> PostButton:
         groups = match.groupdict()
-        return cls(int(groups["owner"]), groups["style"], groups["kept"], int(groups["index"]))
+        return cls(int(groups["owner"]), groups["style"], groups["kept"], int(groups["index"]), groups["rules"])
 
     async def press(self, interaction: discord.Interaction, services: Services) -> None:
         entry = services.results.get(self.kept, self.owner_id)
         if entry is not None and self.index in entry.posted:
             raise NotYours(N_("You've already posted this one."))
+        drawn = entry.drawn if entry is not None else Rules.read(self.rules, interaction)
+        if drawn is None:
+            raise PortraitGone(GONE)
+        # The room as it is now: an admin may have changed it since, or this is another room (`/last`).
+        await check_room(services, interaction, self.style, drawn)
         if entry is not None and self.index < len(entry.pngs):
             png = entry.pngs[self.index]
         else:
-            # Past the memory limits: the picture is still on the message the button belongs to.
+            # Past the memory limits: the picture is still on the reply the button belongs to.
             png = await png_from_message(services, interaction, portrait_filename(self.style, self.index))
         # A new public message in the channel, answering the click: the room sees it from here on.
         await interaction.response.send_message(
@@ -96,13 +134,16 @@ class PostButton(OwnedButton, discord.ui.DynamicItem[discord.ui.Button], templat
             entry.posted.add(self.index)
 
 
+GONE = N_("I no longer have that portrait. Run {profile_command} again.")
+
+
 async def png_from_message(services: Services, interaction: discord.Interaction, filename: str) -> bytes:
     """The picture from the message's own attachment (Discord's CDN only, size-capped)."""
     for attachment in interaction.message.attachments if interaction.message else []:
         if attachment.filename == filename:
             async with services.downloader.slots:
                 return await services.downloader.fetch(attachment.url)
-    raise PortraitGone(N_("I no longer have that portrait. Run {profile_command} again."))
+    raise PortraitGone(GONE)
 
 
 class RerollButton(OwnedButton, discord.ui.DynamicItem[discord.ui.Button], template=REROLL_ID):
@@ -171,8 +212,11 @@ class DeleteButton(OwnedButton, discord.ui.DynamicItem[discord.ui.Button], templ
         return cls(int(groups["owner"]), groups["token"], groups.get("kept"))
 
     async def press(self, interaction: discord.Interaction, services: Services) -> None:
-        services.faces.forget(self.token)
-        if self.kept:
+        # The stores' own owner check, as Post and Reroll make: a button whose owner part was forged
+        # (another member's tokens, the presser as owner) forgets nothing of anyone else's.
+        if services.faces.get(self.token, self.owner_id) is not None:
+            services.faces.forget(self.token)
+        if self.kept and services.results.get(self.kept, self.owner_id) is not None:
             services.results.forget(self.kept)
         await interaction.response.defer()
         await interaction.delete_original_response()
@@ -192,9 +236,10 @@ class PortraitView(discord.ui.View):
     ) -> None:
         super().__init__(timeout=None)
         if post:
+            rules = Rules.spell(keep)
             for index in range(count):
                 label = post_label(where, index, count)
-                self.add_item(PostButton(owner_id, style, keep.result_token, index, label=label))
+                self.add_item(PostButton(owner_id, style, keep.result_token, index, rules, label=label))
         if keep.face_token is not None:
             self.add_item(RerollButton(owner_id, style, keep.face_token, label=tr(where, "Reroll"), likeness=likeness))
             self.add_item(DeleteButton(owner_id, keep.face_token, keep.result_token, label=tr(where, "Delete")))

@@ -5,6 +5,7 @@ How the message reaches them whatever Discord does is `mmpp.bot.portrait.reach`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import logging
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from mmpp.bot.portrait.reach import Recipient, deliver_portrait, send_elsewhere
 from mmpp.bot.portrait.rules import public_by_default
 from mmpp.bot.portrait.wear import PREVIEW_FILENAME, avatar_png, circle_preview, guide_embed
 from mmpp.bot.replies import ProgressMessage, send_error
-from mmpp.bot.stores import KeptResult
+from mmpp.bot.stores import DrawnUnder, KeptResult
 from mmpp.bot.words.i18n import N_, match, tr
 from mmpp.bot.words.style_words import title_of
 from mmpp.logs import log_event
@@ -42,10 +43,14 @@ STILL_LINKABLE = N_(
 class Keep:
     """What the bot keeps of a delivered set, by token: the finished pictures (`services.results`, for
     Post and /last) and the face they were drawn from (`services.faces`, for Reroll; None where the
-    buttons offer no reroll)."""
+    buttons offer no reroll); the rules they were drawn under, which Post buttons carry too, so a Post
+    past the memory limits can still check the room; and whether Post may read the picture back from its
+    own message once the kept set is gone: only on the reply made where the set was drawn (not `/last`'s)."""
 
     result_token: str
+    drawn: DrawnUnder
     face_token: str | None = None
+    read_back: bool = True
 
 
 class Offer(Protocol):
@@ -125,7 +130,7 @@ async def deliver_sample(
 
 async def deliver_set(
     interaction: discord.Interaction, services: Services, order: PortraitOrder, face_token: str,
-    progress: ProgressMessage, finished: Finished,
+    progress: ProgressMessage, finished: Finished, rules: DrawnUnder,
 ) -> Outcome:
     """The finished set in the member's private reply, each picture with its own Post button; in a
     server that chose "public by default", posted in the channel at once as if Post was pressed.
@@ -133,7 +138,9 @@ async def deliver_set(
     user, title, drawn = interaction.user, finished.title, finished.pngs
     # The size Discord takes for an avatar (the engine's own on a production model).
     pngs = await asyncio.to_thread(lambda: [avatar_png(p) for p in drawn])
-    keep = Keep(services.results.put(KeptResult(order.style, pngs, finished.seeds), user.id), face_token)
+    rules = dataclasses.replace(rules, linkable=finished.linkable)
+    kept = services.results.put(KeptResult(order.style, pngs, finished.seeds, rules), user.id)
+    keep = Keep(kept, rules, face_token)
     # A portrait face matching could tie to the selfie is never posted for the member: they decide.
     # So is a set of takes: posting them all would flood the room; the member picks one with Post #n.
     public = not finished.linkable and len(pngs) == 1 and await public_by_default(services, interaction)

@@ -19,7 +19,7 @@ from mmpp.bot.portrait.order import CancelledWhilePreparing, Order, PortraitOrde
 from mmpp.bot.portrait.reach import TOKEN_LIFETIME
 from mmpp.bot.portrait.rules import safety_level, takes_for
 from mmpp.bot.replies import ProgressMessage, ReplyDeleted
-from mmpp.bot.stores import TimedStore
+from mmpp.bot.stores import DrawnUnder, TimedStore
 from mmpp.bot.words.errors import FILTERED
 from mmpp.bot.words.i18n import language_of, tr, tr_error
 from mmpp.bot.words.markup import discord_time
@@ -61,11 +61,15 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
         face = await services.queue.prepare(located)
         if services.admissions.cancelled(user.id):
             raise CancelledWhilePreparing()
+        # The rules the set is drawn under travel with it, so Post can tell where they still hold.
+        drawn = DrawnUnder(
+            interaction.guild_id, interaction.channel_id, await safety_level(services, interaction),
+            guarded=order.preset.unlinkable if order.unlinkable is None else order.unlinkable,
+        )
         handle = services.queue.submit(
             face, order.style, user_id=user.id, guild_id=interaction.guild_id, seed=seed,
             background=order.preset.background, framing=order.preset.framing,
-            safety=await safety_level(services, interaction),
-            unlinkable=order.preset.unlinkable if order.unlinkable is None else order.unlinkable, count=takes,
+            safety=drawn.safety, unlinkable=drawn.guarded, count=takes,
         )
     except UserFacingError as exc:
         if log_id is not None:
@@ -78,7 +82,7 @@ async def make_portrait(interaction: discord.Interaction, services: Services, or
         raise
     finally:
         services.admissions.release(user.id)
-    await follow(interaction, services, order, handle, log_id, located)
+    await follow(interaction, services, order, handle, log_id, located, drawn)
 
 
 @dataclass
@@ -162,6 +166,7 @@ async def follow(
     handle: JobHandle,
     log_id: int,
     located: LocatedFace,
+    drawn: DrawnUnder,
 ) -> None:
     """The job's events to the member's private reply, then the result to the member, then the log."""
     user = interaction.user
@@ -181,7 +186,9 @@ async def follow(
                 elif isinstance(event, Done) and (finished := finished_set(event, title)) is not None:
                     if isinstance(order, PortraitOrder):
                         assert face.token is not None
-                        outcome = await deliver_set(interaction, services, order, face.token, progress, finished)
+                        outcome = await deliver_set(
+                            interaction, services, order, face.token, progress, finished, drawn
+                        )
                     else:
                         outcome = await deliver_sample(interaction, order, progress, finished)
                     reason = None

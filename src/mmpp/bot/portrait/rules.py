@@ -16,7 +16,7 @@ import discord
 from discord import app_commands
 
 from mmpp.bot.db import ResolvedPreset, StyleHidden
-from mmpp.bot.db.options import MAX_TAKES
+from mmpp.bot.db.options import MAX_TAKES, ServerOptions, capped
 from mmpp.bot.services import Services, services_of
 from mmpp.bot.words.i18n import Where
 from mmpp.bot.words.style_words import title_of
@@ -24,9 +24,9 @@ from mmpp.errors import N_, UserFacingError
 from mmpp.settings import Settings
 
 if TYPE_CHECKING:
+    from mmpp.bot.stores import DrawnUnder
+    from mmpp.inference.generation import SafetyLevel
     from mmpp.inference.queue import QueueFront
-    from mmpp.inference.safety import SafetyLevel
-
 
 
 class StyleNoLongerHere(UserFacingError):
@@ -50,10 +50,15 @@ async def room_preset(services: Services, interaction: discord.Interaction) -> R
     """The look for a portrait made here. Where only the member installed the bot (a server it is not
     in), that server's stored preset if its admins ever chose one, else the default style with any
     published style allowed: nobody there could have chosen one look."""
-    preset = await services.repo.resolve(interaction.guild_id, interaction.channel_id)
+    preset = capped(await services.repo.resolve(interaction.guild_id, interaction.channel_id), services.settings)
     if interaction.guild_id is not None and not interaction.is_guild_integration() and preset.source == "default":
         return dataclasses.replace(preset, allow_member_choice=True)
     return preset
+
+
+async def server_options(services: Services, guild_id: int) -> ServerOptions:
+    """The server's own options as they hold now, under the operator's ceilings."""
+    return capped(await services.repo.server_options(guild_id), services.settings)
 
 
 async def shown_styles(services: Services, guild_id: int | None) -> list[str]:
@@ -120,7 +125,7 @@ def default_takes(settings: Settings, queue: QueueFront) -> int:
 async def takes_for(services: Services, guild_id: int | None) -> int:
     """The takes a member's request draws here (a DM or a server that did not choose: the bot's)."""
     if guild_id is not None:
-        chosen = (await services.repo.server_options(guild_id)).candidates
+        chosen = (await server_options(services, guild_id)).candidates
         if chosen is not None:
             return max(1, min(MAX_TAKES, chosen))
     return default_takes(services.settings, services.queue)
@@ -134,7 +139,7 @@ async def safety_level(services: Services, interaction: discord.Interaction) -> 
     is_nsfw = getattr(interaction.channel, "is_nsfw", None)
     if not callable(is_nsfw) or not is_nsfw():
         return "strict"
-    options = await services.repo.server_options(interaction.guild_id)
+    options = await server_options(services, interaction.guild_id)
     return "relaxed" if options.relax_in_nsfw_channels else "strict"
 
 
@@ -142,4 +147,42 @@ async def public_by_default(services: Services, interaction: discord.Interaction
     """Whether this server chose that portraits go to the channel at once (`/style set public:`)."""
     if interaction.guild_id is None:
         return False
-    return (await services.repo.server_options(interaction.guild_id)).public_by_default
+    return (await server_options(services, interaction.guild_id)).public_by_default
+
+
+def guard_required(preset: ResolvedPreset) -> bool:
+    """Whether every portrait here must pass through the unlinkable guard: the room keeps it on and
+    its members may not turn it off for themselves (`/profile unlinkable:`)."""
+    return preset.unlinkable and not preset.allow_member_choice
+
+
+class NotForThisRoom(UserFacingError):
+    code = "not_for_this_room"
+
+
+async def check_room(services: Services, interaction: discord.Interaction, style: str, drawn: DrawnUnder) -> None:
+    """Raise one line unless a set drawn under `drawn` may be posted where `interaction` is now: its style
+    offered here (not hidden, not another than a one-look room's), the check it passed at least as strict
+    as this channel's, and the unlinkable guard run where this room requires it. A portrait the guard ran
+    on but could not make unlinkable may be posted: the member was told, and it is theirs to decide."""
+    preset = await room_preset(services, interaction)
+    style = services.queue.catalog.canonical(style)
+    title = style_title(services, style)
+    if style != preset.style and not preset.allow_member_choice:
+        raise NotForThisRoom(
+            N_("This channel gives everyone the same style ({room}), so I can't post a {title} portrait here."),
+            room=style_title(services, preset.style), title=title,
+        )
+    if style != preset.style and style not in await shown_styles(services, interaction.guild_id):
+        raise NotForThisRoom(N_("The {title} style isn't offered here, so I can't post that portrait here."),
+                             title=title)
+    if drawn.safety == "relaxed" and await safety_level(services, interaction) == "strict":
+        raise NotForThisRoom(
+            N_("That portrait passed the relaxed safety check of an age-restricted channel, so I can't post it here.")
+        )
+    if not drawn.guarded and guard_required(preset):
+        raise NotForThisRoom(
+            N_("That portrait was drawn with the unlinkable guard off, and this channel requires it, "
+               "so I can't post it here.")
+        )
+
