@@ -79,6 +79,9 @@ ON_DEFAULT = {
     "memory_plan": "all three: auto picks the plan from GPU_MEMORY_GB (the host plan on the CPU)",
     "queue_secret_file": "worker: unset, so QUEUE_SECRET (given) is the key",
     "batch_timeout_s": "worker: arq's limit for a batch, 900 s; the bot's own deadline adds a heartbeat",
+    "server_max_candidates": "bot: 4, so a server's candidates stay its own as before",
+    "servers_may_relax_safety": "bot: allowed, as before", "servers_may_post_by_default": "bot: allowed, as before",
+    "servers_may_disable_guard": "bot: allowed, as before",
 }
 # Every other setting, with why no start here runs its default.
 NOT_HERE = {
