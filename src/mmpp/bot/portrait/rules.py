@@ -167,11 +167,11 @@ async def check_room(services: Services, interaction: discord.Interaction, style
     on but could not make unlinkable may be posted: the member was told, and it is theirs to decide."""
     preset = await room_preset(services, interaction)
     style = services.queue.catalog.canonical(style)
-    title = style_title(services, style)
+    title = style_title(services, style, interaction)
     if style != preset.style and not preset.allow_member_choice:
         raise NotForThisRoom(
             N_("This channel gives everyone the same style ({room}), so I can't post a {title} portrait here."),
-            room=style_title(services, preset.style), title=title,
+            room=style_title(services, preset.style, interaction), title=title,
         )
     if style != preset.style and style not in await shown_styles(services, interaction.guild_id):
         raise NotForThisRoom(N_("The {title} style isn't offered here, so I can't post that portrait here."),
