@@ -71,7 +71,9 @@ def test_a_log_line_that_cannot_be_written_is_reported_scrubbed(
     configure_logging("DEBUG", "text")
     logging.getLogger().handlers[0].setStream(_Unwritable())  # a closed pipe, a full disk
     token = "aW50ZXJhY3Rpb246" + "x" * 40
-    logging.getLogger("discord.http").debug("%s %s has returned %s", "POST", f"/interactions/1/{token}/callback", 200)
+    logging.getLogger("discord.webhook.async_").debug(
+        "%s %s has returned %s", "POST", f"/interactions/1/{token}/callback", 200
+    )
     err = capsys.readouterr().err
     assert "Logging error" in err and "/interactions/1/***/callback" in err and token not in err
 
