@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,26 +21,15 @@ from skimage import data as skdata
 
 from mmpp.logs import configure_logging
 from tests.bot.test_profile import custom_id
+from tests.bot.test_secrets import restore_logging  # noqa: F401 - a fixture
 from tests.conftest import encode
 from tests.discord_standin import InteractionRecord, StandIn
 from tests.discord_standin.harness import mmpp_bot_process
 from tests.redis_server import RedisProcess
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    levels = {name: logger.level for name, logger in logging.root.manager.loggerDict.items()
-              if isinstance(logger, logging.Logger)}
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name, old in levels.items():
-        logging.getLogger(name).setLevel(old)
-
-
-def test_at_debug_the_libraries_that_carry_secrets_stay_quiet_and_mmpp_does_not(restore_logging: None) -> None:
+@pytest.mark.usefixtures("restore_logging")
+def test_at_debug_the_libraries_that_carry_secrets_stay_quiet_and_mmpp_does_not() -> None:
     configure_logging("DEBUG", "text")
     for name in ("aiosqlite", "sqlalchemy.engine.Engine", "asyncpg", "redis", "arq.worker", "aiohttp.client",
                  "discord.gateway", "discord.state", "discord.client", "httpx", "urllib3"):

@@ -45,9 +45,14 @@ def restore_logging() -> Iterator[None]:
     """A test may configure logging as `mmpp` does; pytest's own handlers come back after it."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    # ...and the levels it gives library loggers (mmpp.logs.LIBRARY_FLOORS), which later tests may read.
+    levels = {name: logger.level for name, logger in logging.root.manager.loggerDict.items()
+              if isinstance(logger, logging.Logger)}
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    for name, old in levels.items():
+        logging.getLogger(name).setLevel(old)
 
 
 async def test_debug_logs_carry_no_interaction_tokens(
