@@ -28,6 +28,25 @@ _INTERACTION_TOKEN = re.compile(r"aW50ZXJhY3Rpb246[A-Za-z0-9_-]+")
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s/@]+@", re.IGNORECASE)
 
 
+# Library loggers held at a level however low LOG_LEVEL goes (MMPP's own loggers follow LOG_LEVEL): below
+# it they write what must never reach a log. `scrub` catches the shapes it knows; these carry values of
+# any shape: a statement's parameters (a job's row holds the member's interaction token: aiosqlite
+# writes every statement with them at DEBUG, SQLAlchemy at INFO), connection URLs with their password,
+# raw gateway events (interaction tokens, attachment URLs), request headers.
+LIBRARY_FLOORS: dict[str, int] = {
+    "sqlalchemy": logging.WARNING, "aiosqlite": logging.INFO, "asyncpg": logging.INFO,
+    "redis": logging.INFO, "arq": logging.INFO, "aiohttp": logging.INFO,
+    "discord": logging.INFO, "discord.gateway": logging.WARNING,
+    "httpx": logging.WARNING, "httpcore": logging.INFO, "httpcore2": logging.INFO, "urllib3": logging.WARNING,
+    # Loud at INFO about things a bot operator does not act on.
+    "PIL": logging.WARNING, "diffusers": logging.WARNING, "transformers": logging.WARNING,
+}
+# discord.py's webhook logger (interaction replies and their edits) keeps DEBUG: it writes a method, a
+# path and a status, and the one credential there, the token in the path, `scrub` blanks. Not
+# discord.http: at DEBUG it writes whole response bodies (attachment URLs, members, messages).
+SCRUBBED_AT_DEBUG = ("discord.webhook",)
+
+
 def register_secret(value: str | None) -> None:
     """Make sure `value` never reaches a log line (it is replaced by `***`)."""
     if value and len(value) >= 6:
@@ -110,6 +129,7 @@ def configure_logging(level: str | None = None, fmt: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Libraries that are loud at INFO about things a bot operator does not act on.
-    for noisy in ("httpx", "urllib3", "PIL", "discord.gateway", "diffusers", "transformers"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    for name, floor in LIBRARY_FLOORS.items():
+        logging.getLogger(name).setLevel(max(floor, root.level))
+    for name in SCRUBBED_AT_DEBUG:
+        logging.getLogger(name).setLevel(root.level)

@@ -6,12 +6,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.bot.conftest import World
 from tests.bot.test_profile import profile
+from tests.discord_standin import BotAction
+
+POISON = b"POISON-PILL"
 
 
 def decode_workers(world: World) -> list[int]:
@@ -30,30 +35,69 @@ async def test_after_a_decode_worker_is_killed_profile_still_works(world: World,
     assert not [a for i in interactions for a in i.actions if "went wrong" in (a.content or "")]
 
 
-async def test_a_file_that_kills_every_decode_worker_is_refused_as_damaged(world: World, selfie_bytes: bytes) -> None:
-    stop = threading.Event()
+# Loaded by every decode process the bot starts while a test holds `poison_decoders`: its JPEG decoder
+# crashes (SIGSEGV, as a native decoder would) on a file that carries POISON, and takes a moment on
+# every file, so the uploads sent together are surely decoding together when one of them crashes it.
+CRASHING_DECODER = f"""
+import os, signal, time
+from PIL import JpegImagePlugin
 
-    def killer() -> None:
-        # Each decode worker dies as this member's file reaches it, the new pool's ones too.
-        while not stop.is_set():
-            for pid in decode_workers(world):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            stop.wait(0.02)
+_open = JpegImagePlugin.JpegImageFile._open
 
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
-    try:
-        member = world.members[0]
-        interaction = await profile(world, member, selfie_bytes)
-        answer = await interaction.wait_for_message(lambda a: a.ephemeral, timeout=60)
-    finally:
-        stop.set()
-        thread.join()
+def _crashing_open(self):
+    where = self.fp.tell()
+    body = self.fp.read()
+    self.fp.seek(where)
+    if {POISON!r} in body:
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGSEGV)
+    time.sleep(0.6)
+    _open(self)
+
+JpegImagePlugin.JpegImageFile._open = _crashing_open
+"""
+
+
+@pytest.fixture
+async def poison_decoders(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[bytes]:
+    """A decoder that a file crashes (the file is what this yields), in the bot's decode processes."""
+    hook = tmp_path / "crashing-decoder"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASHING_DECODER)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])))
+    decoder = world.services.decoder
+    decoder.close()
+    await decoder.start()  # spawned now, with the hook
+    yield POISON
+
+
+async def test_a_file_that_kills_every_decode_worker_is_refused_as_damaged(
+    world: World, selfie_bytes: bytes, poison_decoders: bytes
+) -> None:
+    member = world.members[0]
+    interaction = await profile(world, member, selfie_bytes + poison_decoders)
+    answer = await interaction.wait_for_message(lambda a: a.ephemeral, timeout=60)
     assert "looks damaged or incomplete" in (answer.content or "")
     # Nothing else is lost: the next upload is decoded by a fresh pool.
     again = await profile(world, world.members[1], selfie_bytes)
     final = await again.wait_for_final_file(timeout=90)
     assert final.files[0].filename == "portrait-tiny-style.png"
+
+
+def told(action: BotAction) -> bool:
+    """The portrait, or the line that refuses the picture: whichever comes, the member's outcome."""
+    return any(f.filename.startswith("portrait") for f in action.files) or "damaged" in (action.content or "")
+
+
+async def test_a_poison_file_hurts_only_its_sender(world: World, selfie_bytes: bytes, poison_decoders: bytes) -> None:
+    """Honest uploads decoding beside a file that crashes the decoder, in the pool it kills and the one
+    after, are each portrayed; only the sender hears "damaged", and only the sender is counted."""
+    honest = [world.members[1], world.members[2], world.admin]
+    sent = [await profile(world, m, selfie_bytes) for m in honest[:1]]
+    poisoned = await profile(world, world.members[0], selfie_bytes + poison_decoders)
+    sent += [await profile(world, m, selfie_bytes) for m in honest[1:]]
+    answer = await poisoned.wait_for_message(lambda a: a.ephemeral, timeout=90)
+    assert "looks damaged or incomplete" in (answer.content or "")
+    outcomes = [await i.wait_for_message(told, timeout=120) for i in sent]
+    assert [o.files[0].filename if o.files else o.content for o in outcomes] == ["portrait-tiny-style.png"] * 3
+    assert len(world.services.refused_uploads) == 1  # the sender's one refusal, no one else's

@@ -45,9 +45,14 @@ def restore_logging() -> Iterator[None]:
     """A test may configure logging as `mmpp` does; pytest's own handlers come back after it."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    # ...and the levels it gives library loggers (mmpp.logs.LIBRARY_FLOORS), which later tests may read.
+    levels = {name: logger.level for name, logger in logging.root.manager.loggerDict.items()
+              if isinstance(logger, logging.Logger)}
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    for name, old in levels.items():
+        logging.getLogger(name).setLevel(old)
 
 
 async def test_debug_logs_carry_no_interaction_tokens(
@@ -71,7 +76,9 @@ def test_a_log_line_that_cannot_be_written_is_reported_scrubbed(
     configure_logging("DEBUG", "text")
     logging.getLogger().handlers[0].setStream(_Unwritable())  # a closed pipe, a full disk
     token = "aW50ZXJhY3Rpb246" + "x" * 40
-    logging.getLogger("discord.http").debug("%s %s has returned %s", "POST", f"/interactions/1/{token}/callback", 200)
+    logging.getLogger("discord.webhook.async_").debug(
+        "%s %s has returned %s", "POST", f"/interactions/1/{token}/callback", 200
+    )
     err = capsys.readouterr().err
     assert "Logging error" in err and "/interactions/1/***/callback" in err and token not in err
 

@@ -307,7 +307,7 @@ class InteractionFactory:
             "application_id": str(state.application_id),
             "type": type,
             "data": data,
-            "token": "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(48),
+            "token": state.interaction_token_prefix + secrets.token_urlsafe(48),
             "version": 1,
             "locale": locale,
             "entitlements": [],

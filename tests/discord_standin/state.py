@@ -136,6 +136,8 @@ def _placeholder_avatar_png() -> bytes:
 class StandInState:
     def __init__(self, *, token: str, bot_name: str, application_flags: int) -> None:
         self.token = token
+        # Discord's interaction tokens begin so today; Discord documents them as opaque strings.
+        self.interaction_token_prefix = "aW50ZXJhY3Rpb246"
         self.application_id = snowflake()
         self.application_flags = application_flags
         self.bot_user = FakeUser(id=self.application_id, username=bot_name, bot=True)

@@ -59,12 +59,16 @@ class Decoder:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            # spawn, not fork: the bot process runs threads (torch, discord.py) that fork would copy mid-flight.
-            self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_exit_with_parent, initargs=(os.getpid(),),
-            )
+            self._pool = self._new_pool(self.workers)
         return self._pool
+
+    @staticmethod
+    def _new_pool(workers: int) -> ProcessPoolExecutor:
+        # spawn, not fork: the bot process runs threads (torch, discord.py) that fork would copy mid-flight.
+        return ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_exit_with_parent, initargs=(os.getpid(),),
+        )
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -74,20 +78,33 @@ class Decoder:
         """Decode `data` and locate its one face (raises the `ImageRejected` a member can act on).
 
         A worker that dies (the OOM killer, a decoder crashing on a hostile file) breaks the whole
-        pool, and every decode running in it with it: the pool is rebuilt and each of those is
-        tried once more. A file that breaks the new pool too is taken for the cause and refused
-        as damaged; the bot decodes on."""
+        pool, and every decode running in it with it, so a broken pool says nothing about whose file
+        broke it: each of those decodes is tried once more alone, in a process of its own, and only
+        a file that kills that one too is refused as damaged (and counted against its sender). A
+        member whose upload merely shared a pool with a poison file gets their portrait."""
         async with self._slots:
             loop = asyncio.get_running_loop()
-            for attempt in (1, 2):
-                pool = self._executor()
-                try:
-                    return await loop.run_in_executor(pool, locate_face_crop, data, self.limits)
-                except BrokenProcessPool:
-                    self._replace(pool)
-                    log_event(log, logging.WARNING, "decode worker died, pool rebuilt", attempt=attempt,
-                              upload_bytes=len(data))
-            raise damaged()
+            pool = self._executor()
+            try:
+                return await loop.run_in_executor(pool, locate_face_crop, data, self.limits)
+            except BrokenProcessPool:
+                self._replace(pool)
+                log_event(log, logging.WARNING, "decode worker died, pool rebuilt", upload_bytes=len(data))
+            return await self._alone(data)
+
+    async def _alone(self, data: bytes) -> LocatedFace:
+        """`data` decoded in a new one-process pool that nothing else uses: if that dies, `data` did it.
+        Held within the caller's slot, so decodes in memory at once stay bounded."""
+        loop = asyncio.get_running_loop()
+        pool = self._new_pool(1)
+        try:
+            return await loop.run_in_executor(pool, locate_face_crop, data, self.limits)
+        except BrokenProcessPool:
+            log_event(log, logging.WARNING, "upload killed a decode worker on its own, refused as damaged",
+                      upload_bytes=len(data))
+            raise damaged() from None
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         """Drop a broken pool once, however many decodes saw it break; the next call builds anew."""
