@@ -362,7 +362,8 @@ class RemoteSlot:
             # "filtered": the worker's safety check refused the portrait and sent no pixels.
             # A set lists its takes under "t" (seed, linkable, filtered); one picture says it inline.
             takes = fields["t"] if "t" in fields else [
-                {"seed": int(fields["seed"]), "l": fields.get("l") in ("1", 1, True), "f": kind == "filtered"}
+                {"seed": int(fields["seed"]), "l": fields.get("l") in ("1", 1, True), "f": kind == "filtered",
+                 "g": fields.get("g"), "m": fields.get("m")}
             ]
             # A worker that predates sets draws one take of a set: the member still gets a portrait.
             if not isinstance(takes, list) or not 1 <= len(takes) <= job.cost:
@@ -385,7 +386,7 @@ class RemoteSlot:
                         return Failed("result_refused")
                 results.append(GenerationResult(
                     image=image, seed=int(take["seed"]), style=job.style, seconds=seconds, flagged=image is None,
-                    linkable=bool(take.get("l")),
+                    linkable=bool(take.get("l")), **_guard(take),
                 ))
             now = time.monotonic()
             started_at = job.started_at if job.started_at is not None else started
@@ -492,3 +493,11 @@ def _image(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data), formats=["PNG"])
     image.load()
     return image
+
+
+def _guard(take: dict[str, Any]) -> dict[str, Any]:
+    """What the worker's unlinkable guard made of a take; a worker that predates saying so fails closed."""
+    guard = take.get("g")
+    if guard not in ("passed", "linkable", "unmeasured", "off"):
+        guard = "linkable" if take.get("l") else "unmeasured"
+    return {"guard": guard, "may_link": take.get("m") not in (0, "0")}

@@ -125,7 +125,8 @@ class StreamSink:
         job.terminal = event
         if isinstance(event, Done) and len(event.results) > 1:
             # A set: each drawn take under its own key, the list of takes in the event.
-            takes = [{"seed": r.seed, "l": int(r.linkable), "f": int(r.flagged)} for r in event.results]
+            takes = [{"seed": r.seed, "l": int(r.linkable), "f": int(r.flagged), "g": r.guard, "m": int(r.may_link)}
+                     for r in event.results]
             kind = "filtered" if all(r.flagged for r in event.results) else "done"
             pngs = {i: r.png() for i, r in enumerate(event.results) if not r.flagged}
             self._add(job, {"k": kind, "t": takes, "s": event.result.seconds}, takes=pngs)
@@ -134,7 +135,8 @@ class StreamSink:
             self._add(job, {"k": "filtered", "seed": event.result.seed, "s": event.result.seconds})
         elif isinstance(event, Done):
             result = event.result
-            fields = {"k": "done", "seed": result.seed, "s": result.seconds, "l": 1 if result.linkable else None}
+            fields = {"k": "done", "seed": result.seed, "s": result.seconds, "l": 1 if result.linkable else None,
+                      "g": result.guard, "m": int(result.may_link)}
             self._add(job, fields, takes={0: result.png()})
         elif isinstance(event, Failed):
             # A code and its fields (numbers, names), never words: the bot words them.
