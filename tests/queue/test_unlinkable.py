@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-
 from PIL import Image, ImageOps
 from pydantic import SecretStr
 
