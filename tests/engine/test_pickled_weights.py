@@ -10,9 +10,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
+from mmpp.inference.compile import StyleSlot
 from mmpp.inference.engine import Engine
-from mmpp.inference.styles import FastPreset, LoraSource, load_style, write_style
+from mmpp.inference.loader import load_catalog, load_pipeline
+from mmpp.inference.styles import FastPreset, LoraSource, StyleCatalog, load_style, write_style
 from mmpp.inference.testing.tiny_model import add_tiny_style, pickled_copy
 from mmpp.settings import load_settings
 
@@ -46,17 +49,21 @@ def load(model_dir: Path, **settings: object) -> Engine:
     return Engine.from_settings(load_settings(None, model_dir=model_dir, device="cpu", dtype="float32", **settings))
 
 
-def assert_refused(engine: Engine) -> None:
-    assert "tiny-style" in engine.catalog, "the other styles still load"
+def assert_refused(catalog: StyleCatalog) -> None:
+    assert "tiny-style" in catalog, "the other styles still load"
     for style, field in (("pickled-style", "lora.source"), ("fast-pickled", "fast.lora.source")):
-        assert style not in engine.catalog, f"{style}'s pickled LoRA was loaded"
-        [reason] = [e for e in engine.catalog.errors if f"{style}/style.json" in e]
+        assert style not in catalog, f"{style}'s pickled LoRA was loaded"
+        [reason] = [e for e in catalog.errors if f"{style}/style.json" in e]
         assert f"field '{field}'" in reason and "no .safetensors file" in reason and "\n" not in reason
 
 
 def test_a_pickled_only_lora_folder_is_refused_on_the_default_and_fast_paths(pickled_dir: Path) -> None:
-    assert_refused(load(pickled_dir))
+    assert_refused(load(pickled_dir).catalog)
 
 
 def test_a_pickled_only_lora_folder_is_refused_on_the_compiled_path(pickled_dir: Path) -> None:
-    assert_refused(load(pickled_dir, compile="default", max_batch_size=1))
+    """COMPILE's own loading (one hotswap slot, `StyleSlot.load`), without the minutes compiling takes."""
+    settings = load_settings(None, model_dir=pickled_dir, device="cpu", dtype="float32", compile="default")
+    catalog = load_catalog(settings)
+    StyleSlot.load(load_pipeline(settings.sources, torch.device("cpu"), torch.float32), catalog)
+    assert_refused(catalog)
