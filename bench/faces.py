@@ -15,7 +15,10 @@ Small faces in big photos: the astronaut shrunk until her face is about 52, 58 o
 (dlib's box then measures 48 to 82), pasted at three places into scikit-image's coffee photo
 enlarged to 1, 5, 12 and 40 megapixels (the pixel limit); each row counts the photos where the
 bot's own face finding (`find_face`, step by step) returns her face, and the median seconds per
-photo on one core (target: every face found, under 2 s at 12 MP). `--small-only` prints only these.
+photo on one core (target: every face found, under 2 s at 12 MP). The "wall" rows put her before a
+plain, evenly lit wall instead (one flat colour with a little sensor noise), which fills nearly the
+whole frame: a histogram of the whole frame would squeeze her face into a few grey levels.
+`--small-only` prints only these.
 
 Candidates that could not be compared because their weights are not inside a PyPI package, or the
 package cannot install beside numpy 2 and torch 2.13, are listed at the end with the reason.
@@ -142,11 +145,17 @@ ASTRONAUT_FACE = (178, 82, 88)  # her face's box in the 512 px photo: left, top,
 
 
 def small_face_photo(
-    megapixels: int, face_px: int, place: tuple[float, float]
+    megapixels: int, face_px: int, place: tuple[float, float], ground: str = "coffee"
 ) -> tuple[Image.Image, tuple[float, float]]:
-    """A big photo with the astronaut's face about `face_px` wide in it, and that face's centre."""
+    """A big photo with the astronaut's face about `face_px` wide in it, and that face's centre;
+    `ground`: "coffee" (a real scene) or "wall" (plain and evenly lit)."""
     width, height = SMALL_PHOTOS[megapixels]
-    photo = Image.fromarray(skdata.coffee()).resize((width, height), Image.Resampling.BILINEAR)
+    if ground == "wall":
+        noise = np.random.default_rng(3).normal(0, 3, (height, width, 1))
+        flat = np.full((height, width, 3), (205, 200, 190), np.float32) + noise
+        photo = Image.fromarray(np.clip(flat, 0, 255).astype(np.uint8))
+    else:
+        photo = Image.fromarray(skdata.coffee()).resize((width, height), Image.Resampling.BILINEAR)
     side = round(512 * face_px / ASTRONAUT_FACE[2])
     x, y = int(width * place[0]), int(height * place[1])
     photo.paste(Image.fromarray(skdata.astronaut()).resize((side, side), Image.Resampling.LANCZOS), (x, y))
@@ -163,12 +172,12 @@ def small_faces(rounds: int, quick: bool = False) -> None:
     print(f"\nsmall faces ({', '.join(map(str, sizes))} px, {len(places)} places each), "
           "the bot's find_face, one core")
     # CPU seconds too: on a shared machine the wall clock counts other programs' turns.
-    print(f"{'photo':>8s} {'found':>7s} {'widths found (px)':>24s} {'s/photo':>8s} {'cpu s':>6s}")
-    for megapixels in photos:
+    print(f"{'photo':>13s} {'found':>7s} {'widths found (px)':>24s} {'s/photo':>8s} {'cpu s':>6s}")
+    for ground, megapixels in [(g, mp) for g in ("coffee", "wall") for mp in photos]:
         found, widths, times, cpu = 0, [], [], []
         for face_px in sizes:
             for place in places:
-                photo, (cx, cy) = small_face_photo(megapixels, face_px, place)
+                photo, (cx, cy) = small_face_photo(megapixels, face_px, place, ground)
                 for _ in range(rounds):
                     started, used = time.perf_counter(), time.process_time()
                     try:  # `find_face`, step by step, to see which face it picked
@@ -184,7 +193,8 @@ def small_faces(rounds: int, quick: bool = False) -> None:
                     widths.append(face.box.w)
         total = len(sizes) * len(places)
         span = f"{min(widths)}-{max(widths)}" if widths else "-"
-        print(f"{megapixels:>5d} MP {found:>3d}/{total:<3d} {span:>24s} {statistics.median(times):8.2f} "
+        label = f"{megapixels} MP" + (" wall" if ground == "wall" else "")
+        print(f"{label:>13s} {found:>3d}/{total:<3d} {span:>24s} {statistics.median(times):8.2f} "
               f"{statistics.median(cpu):6.2f}")
 
 

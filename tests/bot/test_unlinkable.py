@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 from PIL import Image, ImageOps
 
-from mmpp.bot.portrait.deliver import STILL_LINKABLE
+from mmpp.bot.portrait.deliver import STILL_LINKABLE, UNMEASURED
 from tests.bot.conftest import World, closed_log_rows
 from tests.bot.test_profile import custom_id, profile
 from tests.bot.test_rooms import style_command
@@ -84,3 +84,30 @@ async def test_an_admin_turns_it_off_and_a_member_may_only_where_members_choose(
         timeout=120
     )
     assert STILL_LINKABLE in (third.content or "") and selfie_engine == [1, 1, 1, 1, 1, 1]
+
+
+async def test_a_portrait_the_guard_could_not_measure_is_never_posted_for_the_member_who_is_told(
+    world: World, selfie_bytes: bytes, selfie_engine: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mmpp.inference import likeness
+
+    def broken(image: Image.Image, *, face_crop: bool = False) -> likeness.Descriptor | None:
+        raise RuntimeError("dlib fell over")
+
+    await style_command(world, "set", world.admin, public=True)
+    monkeypatch.setattr(likeness, "descriptor", broken)
+    final = await (await profile(world, world.members[0], selfie_bytes)).wait_for_final_file(timeout=120)
+    assert UNMEASURED in (final.content or "") and "posted in the channel too" not in (final.content or "")
+    assert any(c.startswith("mmpp:post:") for c in final.custom_ids), "the member decides"
+    assert world.standin.public_messages() == [] and selfie_engine == [1]
+
+
+async def test_with_the_guard_off_a_room_that_posts_by_default_posts_no_portrait_that_matches(
+    world: World, selfie_bytes: bytes, selfie_engine: list[int]
+) -> None:
+    await style_command(world, "set", world.admin, style="tiny-style", unlinkable=False)
+    await style_command(world, "set", world.admin, public=True)
+    final = await (await profile(world, world.members[0], selfie_bytes)).wait_for_final_file(timeout=120)
+    assert "posted in the channel too" not in (final.content or "") and selfie_engine == [1]
+    assert any(c.startswith("mmpp:post:") for c in final.custom_ids)
+    assert world.standin.public_messages() == []

@@ -26,6 +26,7 @@ def test_generate_writes_a_png(tiny_model_dir: Path, selfie_bytes: bytes, tmp_pa
                     "--steps", "3", "--model-dir", str(tiny_model_dir), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"wrote {out}" in done.stdout and "seed 4" in done.stdout
+    assert "unlinkable guard: passed" in done.stdout  # the bot's guard measured it
     assert "3/3" in done.stderr  # the progress bar reached the end
     with Image.open(out) as image:
         assert image.format == "PNG" and image.size == (64, 64)
@@ -131,3 +132,36 @@ def test_inspect_says_why_a_photo_cannot_be_used(tmp_path: Path) -> None:
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("mmpp: I couldn't find a face in that picture.")
     assert not (tmp_path / "seen").exists()
+
+
+def test_generate_runs_the_unlinkable_guard_and_an_option_turns_it_off(
+    tiny_model_dir: Path, selfie_bytes: bytes, astronaut: Image.Image, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every portrait comes back as the selfie itself: the guard redraws it twice, then warns."""
+    from dataclasses import replace
+
+    from PIL import ImageOps
+
+    from mmpp.inference.engine import Engine
+
+    real = Engine.generate
+    calls: list[int] = []
+    mirrored = ImageOps.mirror(astronaut)
+
+    def as_the_selfie(self, requests, on_step=None):  # type: ignore[no-untyped-def]
+        calls.append(len(requests))
+        return [replace(r, image=mirrored) for r in real(self, requests, on_step)]
+
+    monkeypatch.setattr(Engine, "generate", as_the_selfie)
+    selfie = tmp_path / "me.jpg"
+    selfie.write_bytes(selfie_bytes)
+    args = ["generate", str(selfie), "--style", "tiny-style", "-o", str(tmp_path / "o.png"), "--steps", "2",
+            "--model-dir", str(tiny_model_dir)]
+    assert main(args) == 0
+    said = capsys.readouterr()
+    assert calls == [1, 1, 1] and "unlinkable guard: linkable" in said.out
+    assert "face matching could still link this portrait" in said.err
+    assert main([*args, "--no-guard"]) == 0
+    said = capsys.readouterr()
+    assert calls == [1, 1, 1, 1] and "guard is off (--no-guard)" in said.err and "guard: off" in said.out

@@ -86,6 +86,25 @@ def test_a_face_from_48_px_is_found_in_a_photo_up_to_12_megapixels(
     assert_upright(located)
 
 
+def photo_on_a_plain_wall(astronaut: Image.Image, size: tuple[int, int], face_px: float) -> bytes:
+    """The same photo with a plain, evenly lit wall instead of the room: one flat colour with a phone's
+    sensor noise, which fills nearly the whole frame."""
+    noise = np.random.default_rng(3).normal(0, 3, (size[1], size[0], 1))
+    wall = np.clip(np.full((size[1], size[0], 3), (205, 200, 190), np.float32) + noise, 0, 255).astype(np.uint8)
+    room = Image.fromarray(wall)
+    side = round(512 * face_px / 88)
+    room.paste(astronaut.resize((side, side), Image.Resampling.LANCZOS), (size[0] * 3 // 5, size[1] // 4))
+    return encode(room, quality=90)
+
+
+@pytest.mark.parametrize(("size", "face_px"), [((1155, 866), 52), ((2582, 1936), 58)], ids=["1 MP", "5 MP"])
+def test_a_small_face_before_a_plain_wall_is_found(astronaut: Image.Image, size: tuple[int, int], face_px: int) -> None:
+    """Found as it is before a real scene: the wall must not drown it (the small pass equalises locally)."""
+    located = locate_face(photo_on_a_plain_wall(astronaut, size, face_px))
+    assert max(48, 0.8 * face_px) <= located.box.w <= max(80, 1.4 * face_px)
+    assert_upright(located)
+
+
 def test_a_face_found_under_48_px_is_refused_saying_how_wide_it_is(astronaut: Image.Image) -> None:
     with raises_worded(FaceTooSmall, r"only 4\d pixels wide in that picture; I need at least 48\."):
         locate_face(photo_with_small_face(astronaut, (1155, 866), 44))

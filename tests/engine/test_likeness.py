@@ -75,4 +75,43 @@ def test_the_guard_judges_from_the_face_crop_the_job_carries(engine: Engine, sel
     [drawn_by_the_tiny_model] = engine.generate([request])
     assert drawn_by_the_tiny_model.image is not None and not judge(request, drawn_by_the_tiny_model).linkable
     off = GenerationRequest(face=request.face, style="tiny-style", seed=1, unlinkable=False)
-    assert not judge(off, as_drawn).linkable and judge(off, as_drawn).selfie is None
+    # Off: never redrawn, but measured all the same, so a room that posts by default will not post it.
+    assert not judge(off, as_drawn).linkable
+    settled = judge(off, as_drawn).settle(as_drawn)
+    assert settled.guard == "off" and settled.may_link and not settled.linkable
+
+
+@pytest.mark.parametrize("turn", ["dark", "sideways", "tilted"])
+def test_a_dark_or_tilted_selfie_crop_the_upright_finder_misses_is_still_measured(
+    engine: Engine, selfie_bytes: bytes, astronaut: Image.Image, turn: str
+) -> None:
+    """The guard looks for the selfie's face with the upload's finder (contrast retry, rotations):
+    a crop the upright detector misses must not let its portrait pass unmeasured."""
+    from dataclasses import replace
+
+    face = engine.prepare(selfie_bytes)
+    crop = face.face
+    if turn == "dark":
+        # Deep shadow, as a selfie in a dim room: little contrast left, the face still there.
+        crop = ImageEnhance.Contrast(ImageEnhance.Brightness(crop).enhance(0.12)).enhance(0.5)
+    else:
+        crop = crop.rotate(90 if turn == "sideways" else 60, expand=True, fillcolor=(128, 128, 128))
+    assert likeness._describe(likeness._sized(crop)) is None, "the upright finder alone misses it"
+    request = GenerationRequest(face=replace(face, face=crop), style="tiny-style", seed=1, steps=2)
+    verdict = judge(request, GenerationResult(image=ImageOps.mirror(astronaut), seed=1, style="tiny-style"))
+    assert not verdict.unmeasured and verdict.linkable, verdict.measured
+
+
+def test_a_crop_with_no_face_leaves_the_portrait_unmeasured_and_possibly_linkable(
+    engine: Engine, selfie_bytes: bytes, astronaut: Image.Image
+) -> None:
+    from dataclasses import replace
+
+    face = engine.prepare(selfie_bytes)
+    blank = Image.new("RGB", face.face.size, (128, 128, 128))
+    request = GenerationRequest(face=replace(face, face=blank), style="tiny-style", seed=1, steps=2)
+    drawn = GenerationResult(image=ImageOps.mirror(astronaut), seed=1, style="tiny-style")
+    verdict = judge(request, drawn)
+    assert verdict.unmeasured
+    settled = verdict.settle(drawn)
+    assert settled.guard == "unmeasured" and settled.may_link and settled.image is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from PIL import Image, ImageOps
 from pydantic import SecretStr
 
@@ -109,11 +110,14 @@ async def test_through_a_remote_worker_the_switch_and_the_verdict_travel(
         events = await collect(remote.queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2))
         done = events[-1]
         assert isinstance(done, Done) and done.result.linkable and len(engine.requests) == 3
+        assert done.result.guard == "linkable" and done.result.may_link
         events = await collect(
             remote.queue.submit(face, "tiny-style", user_id=2, guild_id=1, steps=2, unlinkable=False)
         )
         done = events[-1]
         assert isinstance(done, Done) and not done.result.linkable and len(engine.requests) == 4
+        # Off, it is measured all the same, and the worker says so across Redis.
+        assert done.result.guard == "off" and done.result.may_link
         assert remote.leftovers() == []
 
 
@@ -153,3 +157,46 @@ async def test_each_take_of_a_set_is_judged_and_only_the_matching_one_is_redrawn
     # The first take is kept as drawn; the second is the redraw, and neither is the selfie.
     assert done.results[0].seed == first.seed and done.results[1].seed == redraw.seed
     assert all(r.image is not None and r.image.size == (64, 64) and not r.linkable for r in done.results)
+
+
+async def test_an_error_while_measuring_fails_closed(
+    queue_settings: Settings, real_engine: Engine, face: PreparedFace, astronaut: Image.Image,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A broken measurement never passes as "unlinkable": the portrait is delivered, marked unmeasured."""
+    from mmpp.inference import likeness
+
+    def broken(image: Image.Image, *, face_crop: bool = False) -> likeness.Descriptor | None:
+        raise RuntimeError("dlib fell over")
+
+    monkeypatch.setattr(likeness, "descriptor", broken)
+    queue = local_queue(queue_settings, engine := selfie_engine(real_engine, astronaut, linkable_calls=99))
+    queue.start()
+    try:
+        events = await collect(queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2))
+    finally:
+        await queue.shutdown(grace_s=5)
+    done = events[-1]
+    assert isinstance(done, Done) and done.result.image is not None and len(engine.requests) == 1
+    assert done.result.guard == "unmeasured" and done.result.may_link
+
+
+async def test_with_the_guard_off_a_matching_portrait_is_measured_but_not_redrawn(
+    queue_settings: Settings, real_engine: Engine, face: PreparedFace, astronaut: Image.Image
+) -> None:
+    queue = local_queue(queue_settings, engine := selfie_engine(real_engine, astronaut, linkable_calls=99))
+    queue.start()
+    try:
+        matching = (await collect(queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2,
+                                               unlinkable=False)))[-1]
+    finally:
+        await queue.shutdown(grace_s=5)
+    assert isinstance(matching, Done) and len(engine.requests) == 1
+    assert matching.result.guard == "off" and matching.result.may_link and not matching.result.linkable
+    queue = local_queue(queue_settings, selfie_engine(real_engine, astronaut, linkable_calls=0))
+    queue.start()
+    try:
+        tiny = (await collect(queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2)))[-1]
+    finally:
+        await queue.shutdown(grace_s=5)
+    assert isinstance(tiny, Done) and tiny.result.guard == "passed" and not tiny.result.may_link

@@ -6,8 +6,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmpp.errors import UserFacingError
+
+if TYPE_CHECKING:
+    from mmpp.inference.engine import Engine, GenerationRequest, GenerationResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--output", "-o", type=Path, required=True, help="where to write the PNG")
     gen.add_argument("--seed", type=int, default=None, help="same seed, same picture (default: random)")
     gen.add_argument("--steps", type=int, default=None, help="denoising steps (default: the style's)")
+    gen.add_argument(
+        "--no-guard", action="store_true",
+        help="skip the unlinkable guard (by default a portrait face matching would tie to the selfie is redrawn)",
+    )
     add_model_dir_option(gen)
     gen.set_defaults(func=run_generate)
 
@@ -91,13 +99,45 @@ def run_generate(args: argparse.Namespace) -> int:
         def on_step(progress: StepProgress) -> None:
             bar.update(progress.step - bar.n)
 
-        result = engine.generate(
-            [GenerationRequest(face=face, style=style.name, seed=seed, steps=args.steps)], on_step=on_step
-        )[0]
+        request = GenerationRequest(face=face, style=style.name, seed=seed, steps=args.steps,
+                                    unlinkable=not args.no_guard)
+        result = engine.generate([request], on_step=on_step)[0]
+    if args.no_guard:
+        print("The unlinkable guard is off (--no-guard): the portrait was not checked against the selfie.",
+              file=sys.stderr)
+    elif result.image is not None:
+        result = guarded(engine, request, result, style.definition.ip_adapter_scale)
+        seed = result.seed
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_bytes(result.png())
-    print(f"wrote {args.output} (style {style.name}, seed {seed}, {time.perf_counter() - started:.1f}s)")
+    print(f"wrote {args.output} (style {style.name}, seed {seed}, unlinkable guard: {result.guard}, "
+          f"{time.perf_counter() - started:.1f}s)")
     return 0
+
+
+def guarded(
+    engine: Engine, request: GenerationRequest, result: GenerationResult, style_ip_scale: float
+) -> GenerationResult:
+    """The bot's unlinkable guard on one portrait: redrawn while it matches the selfie; what is left
+    that may still match (or could not be measured) is said on stderr."""
+    from mmpp.inference.queue import unlinkable
+
+    try:
+        verdict = unlinkable.judge(request, result)
+    except Exception as exc:  # fails closed, as in the worker: the portrait is kept, and said to be unmeasured
+        print(f"The likeness check failed ({exc}).", file=sys.stderr)
+        verdict = unlinkable.unmeasured(request)
+    if verdict.linkable:
+        result = unlinkable.redraw(engine.generate, request, result, verdict, style_ip_scale)
+    else:
+        result = verdict.settle(result)
+    if result.guard == "linkable":
+        print("Warning: face matching could still link this portrait to the selfie, even after two redraws.",
+              file=sys.stderr)
+    elif result.guard == "unmeasured":
+        print("Warning: the unlinkable guard could not measure this portrait; treat it as linkable to the selfie.",
+              file=sys.stderr)
+    return result
 
 
 def run_inspect(args: argparse.Namespace) -> int:

@@ -25,7 +25,6 @@ import time
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -154,16 +153,21 @@ class StyleSlot:
         from peft.utils.hotswap import prepare_model_for_compiled_hotswap
 
         from mmpp.inference.loader import ModelUnavailable
+        from mmpp.inference.weights import lora_source
 
         styles: dict[str, _Lora] = {}
         fast: dict[str, _Lora] = {}
         for style in list(catalog.styles.values()):
             try:
                 if style.definition.lora is not None:
-                    styles[style.name] = read_lora(pipe, style.lora_path, style.definition.lora.weight_name)
+                    styles[style.name] = read_lora(
+                        pipe, *lora_source(style, "lora", style.lora_path, style.definition.lora.weight_name)
+                    )
                 if style.definition.fast is not None:
                     path = fast_lora_path(style)
-                    fast.setdefault(path, read_lora(pipe, path, style.definition.fast.lora.weight_name))
+                    fast.setdefault(path, read_lora(
+                        pipe, *lora_source(style, "fast.lora", path, style.definition.fast.lora.weight_name)
+                    ))
             except Exception as exc:  # a corrupt file fails in safetensors, peft or diffusers alike
                 styles.pop(style.name, None)
                 reason = f"{style.folder}: its LoRA could not be loaded: {_first_line(exc)}"
@@ -243,16 +247,15 @@ def fast_lora_path(style: Style) -> str:
     return str(local.resolve()) if local.exists() else source
 
 
-def read_lora(pipe: StableDiffusionXLControlNetPipeline, lora_path: str, weight_name: str | None) -> _Lora:
-    """A LoRA converted to diffusers' keys, with its alphas, in host memory.
+def read_lora(pipe: StableDiffusionXLControlNetPipeline, source: str, weight_name: str | None) -> _Lora:
+    """A LoRA converted to diffusers' keys, with its alphas, in host memory; `source` and `weight_name`
+    as `weights.lora_source` gives them (safetensors only).
 
     Hotswap cannot reach the text encoders (diffusers does not support it there), so a LoRA that
     trained them is refused for the compiled path rather than drawn without half of its look.
     """
-    path = Path(lora_path)
-    source, weight_name = (str(path.parent), path.name) if path.is_file() else (lora_path, weight_name)
     state_dict, network_alphas, metadata = pipe.lora_state_dict(
-        source, weight_name=weight_name, return_lora_metadata=True
+        source, weight_name=weight_name, return_lora_metadata=True, use_safetensors=True
     )
     if any(not key.startswith("unet.") for key in state_dict):
         raise ValueError("it trains the text encoders too, which a compiled pipeline cannot hotswap (COMPILE=off can)")

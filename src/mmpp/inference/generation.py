@@ -68,6 +68,9 @@ class GenerationRequest:
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
+GuardOutcome = Literal["passed", "linkable", "unmeasured", "off"]
+
+
 @dataclass(frozen=True)
 class GenerationResult:
     image: Image.Image | None
@@ -79,6 +82,12 @@ class GenerationResult:
     flagged: bool = False
     # The unlinkable guard was on and even its redraws still match the selfie: the member is told.
     linkable: bool = False
+    # What the unlinkable guard made of it (`mmpp.inference.queue.unlinkable`): "passed" (measured, no
+    # match), "linkable" (still matches after the redraws), "unmeasured" (it could not measure: may
+    # be linkable, the member is told) or "off" (the room or member turned it off; measured anyway).
+    guard: GuardOutcome = "off"
+    # Face matching may tie it to the selfie (measured so, or not measurable): never posted for the member.
+    may_link: bool = False
 
     def png(self) -> bytes:
         if self.flagged:

@@ -6,7 +6,9 @@ of one person lie closer than `SAME_PERSON` (0.6, dlib's own threshold, 99.38% o
 what a stranger with a face-search tool would run, so it is the yardstick for "unlinkable": a
 portrait whose descriptor lies that close to the selfie's could be matched back to the member.
 
-A portrait with no face the detector finds has no descriptor and cannot be matched by it.
+A portrait with no face the detector finds has no descriptor and cannot be matched by it. The
+selfie's crop is searched with the upload's own finder (`mmpp.inference.faces`: contrast retry,
+rotations), so a dark or tilted selfie the upload accepted is measured too.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import dlib
 import numpy as np
 from PIL import Image, ImageOps
+
+from mmpp.inference.faces import detect_faces, leveling_turn
 
 # dlib's threshold: descriptors of one person lie closer than this.
 SAME_PERSON = 0.6
@@ -72,13 +77,15 @@ class Likeness:
 def descriptor(image: Image.Image, *, face_crop: bool = False) -> Descriptor | None:
     """The descriptor of the surest face in `image`, or None when there is none.
 
-    `face_crop`: the image is a crop around one face (what a job carries for the IP-Adapter), so a
-    miss is retried on a padded copy, as a crop cut tight leaves the detector nothing around it."""
+    `face_crop`: the image is the selfie's crop around one face (what a job carries for the
+    IP-Adapter). A miss is retried with the upload's finder on a padded copy (a crop cut tight leaves
+    the detector nothing around it), which also tries a contrast stretch and every rotation: a face
+    the upload found must be found here too, or the guard could not measure it."""
     rgb = _sized(image)
     found = _describe(rgb)
     if found is None and face_crop:
         pad = round(max(rgb.shape[:2]) * CROP_PADDING)
-        found = _describe(np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="edge"))
+        found = _describe_found(np.pad(rgb, ((pad, pad), (pad, pad), (0, 0)), mode="edge"))
     return found
 
 
@@ -111,5 +118,27 @@ def _describe(rgb: np.ndarray) -> Descriptor | None:
             return None
         # The surest face, not the largest: a weak false hit on a collar or a pattern can be bigger.
         rect = rects[max(range(len(rects)), key=lambda i: scores[i])]
+        shape = landmarks(rgb, rect)
+        return np.asarray(recognizer.compute_face_descriptor(rgb, shape), dtype=np.float64)
+
+
+def _describe_found(rgb: np.ndarray) -> Descriptor | None:
+    """The descriptor of the largest face the upload's finder sees, turned upright first: dlib's
+    landmarks and ResNet want an upright face, and a dark one is described as it is (the ResNet
+    was trained on all lights; only its finding needed the stretch)."""
+    faces = detect_faces(Image.fromarray(rgb), min_face_px=24)
+    if not faces:
+        return None
+    face = faces[0]
+    turn = leveling_turn(face)
+    if turn:
+        # About the face's centre, so its upright box stays where it is.
+        matrix = cv2.getRotationMatrix2D(face.center, turn, 1.0)
+        rgb = cv2.warpAffine(rgb, matrix, (rgb.shape[1], rgb.shape[0]), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REPLICATE)
+    box = face.box
+    rect = dlib.rectangle(box.x, box.y, box.x + box.w, box.y + box.h)
+    with _lock:
+        _, landmarks, recognizer = _load()
         shape = landmarks(rgb, rect)
         return np.asarray(recognizer.compute_face_descriptor(rgb, shape), dtype=np.float64)

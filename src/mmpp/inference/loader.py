@@ -9,7 +9,6 @@ import contextlib
 import logging
 import time
 import warnings
-from pathlib import Path
 
 import torch
 from diffusers import (
@@ -193,11 +192,9 @@ def load_style_adapters(pipe: StableDiffusionXLControlNetPipeline, catalog: Styl
 
 def _load_adapter(pipe: StableDiffusionXLControlNetPipeline, style: Style) -> None:
     assert style.definition.lora is not None and style.lora_path is not None
-    path = Path(style.lora_path)
-    weight_name = style.definition.lora.weight_name
-    source: str = style.lora_path
-    if path.is_file():
-        source, weight_name = str(path.parent), path.name
+    from mmpp.inference.weights import lora_source
+
+    source, weight_name = lora_source(style, "lora", style.lora_path, style.definition.lora.weight_name)
     with warnings.catch_warnings():
         # peft warns on every adapter after the first; several named adapters is the point here.
         warnings.filterwarnings("ignore", message="Already found a `peft_config`")

@@ -19,7 +19,6 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -144,17 +143,19 @@ def fast_adapter_name(style: Style) -> str:
 def load_fast_adapters(pipe: StableDiffusionXLControlNetPipeline, catalog: StyleCatalog) -> None:
     """Each fast preset's few-step LoRA as a named adapter, stacked on the style's at switch time."""
     from mmpp.inference.loader import ModelUnavailable
+    from mmpp.inference.weights import lora_source
 
     for style in list(catalog.styles.values()):
         preset = style.definition.fast
         if preset is None or fast_adapter_name(style) in pipe.unet.peft_config:
             continue
-        path = Path(fast_lora_path(style))
-        source, weight_name = (str(path.parent), path.name) if path.is_file() else (str(path), preset.lora.weight_name)
         try:
+            source, weight_name = lora_source(style, "fast.lora", fast_lora_path(style), preset.lora.weight_name)
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-                pipe.load_lora_weights(source, weight_name=weight_name, adapter_name=fast_adapter_name(style))
+                # use_safetensors: no quiet fall-back to a pickled .bin when the safetensors file is missing.
+                pipe.load_lora_weights(source, weight_name=weight_name, adapter_name=fast_adapter_name(style),
+                                       use_safetensors=True)
         except Exception as exc:  # as for a style's own LoRA: only this style goes
             reason = f"{style.folder}: its fast preset's LoRA could not be loaded: {str(exc).strip()[:200]}"
             catalog.reject(style.name, reason)

@@ -87,7 +87,9 @@ def register_lora_hooks(
 
     def load_hook(models: list[torch.nn.Module], input_dir: str) -> None:
         models.clear()
-        state, _ = StableDiffusionXLPipeline.lora_state_dict(input_dir, weight_name=CHECKPOINT_WEIGHTS)
+        state, _ = StableDiffusionXLPipeline.lora_state_dict(
+            input_dir, weight_name=CHECKPOINT_WEIGHTS, use_safetensors=True
+        )
         unet_state = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
         _load_into(unet, convert_unet_state_dict_to_peft(unet_state), input_dir)
         if text_encoders is not None:

@@ -46,13 +46,17 @@ def load_components(base_model: str, vae: str | None = None) -> Components:
             CLIPTokenizer.from_pretrained(base_model, subfolder="tokenizer_2"),
         )
         text_encoders = (
-            CLIPTextModel.from_pretrained(base_model, subfolder="text_encoder"),
-            CLIPTextModelWithProjection.from_pretrained(base_model, subfolder="text_encoder_2"),
+            CLIPTextModel.from_pretrained(base_model, subfolder="text_encoder", use_safetensors=True),
+            CLIPTextModelWithProjection.from_pretrained(
+                base_model, subfolder="text_encoder_2", use_safetensors=True
+            ),
         )
+        # use_safetensors everywhere: a pickled .bin runs code when loaded, so none is read.
         vae_model = (
-            AutoencoderKL.from_pretrained(vae) if vae else AutoencoderKL.from_pretrained(base_model, subfolder="vae")
+            AutoencoderKL.from_pretrained(vae, use_safetensors=True) if vae
+            else AutoencoderKL.from_pretrained(base_model, subfolder="vae", use_safetensors=True)
         )
-        unet = UNet2DConditionModel.from_pretrained(base_model, subfolder="unet")
+        unet = UNet2DConditionModel.from_pretrained(base_model, subfolder="unet", use_safetensors=True)
         scheduler = DDPMScheduler.from_pretrained(base_model, subfolder="scheduler")
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -38,6 +38,11 @@ STILL_LINKABLE = N_(
     "reroll, or think twice before you use it."
 )
 
+# Told with a portrait the guard could not measure (no face it could describe in the selfie, an error):
+# it fails closed, so the portrait may be linkable and is never posted for the member.
+UNMEASURED = N_("⚠️ I couldn't check whether face matching could link this portrait to your photo, so treat it "
+                "as if it could.")
+
 
 @dataclass(frozen=True)
 class Keep:
@@ -71,6 +76,11 @@ class Finished:
     seeds: list[int]
     linkable: bool = False
     held_back: int = 0
+    # The guard could not measure a take: may be linkable, and the member is told.
+    unmeasured: bool = False
+    # Face matching may tie a take to the selfie (measured so, with the guard on or off, or not
+    # measurable): never posted for the member, even where the room posts by default.
+    may_link: bool = False
 
 
 def portrait_filename(style: str, index: int = 0) -> str:
@@ -104,6 +114,8 @@ def _notes(interaction: discord.Interaction, finished: Finished) -> str:
         text += "\n" + tr(interaction, HELD_BACK)
     if finished.linkable:
         text += "\n" + tr(interaction, STILL_LINKABLE)
+    elif finished.unmeasured:
+        text += "\n" + tr(interaction, UNMEASURED)
     return text
 
 
@@ -143,7 +155,9 @@ async def deliver_set(
     keep = Keep(kept, rules, face_token)
     # A portrait face matching could tie to the selfie is never posted for the member: they decide.
     # So is a set of takes: posting them all would flood the room; the member picks one with Post #n.
-    public = not finished.linkable and len(pngs) == 1 and await public_by_default(services, interaction)
+    # With the guard off it was measured all the same: a room that posts by default posts only a portrait
+    # shown not to match, and one the guard could not measure counts as matching (it fails closed).
+    public = not finished.may_link and len(pngs) == 1 and await public_by_default(services, interaction)
     seeds = _seeds(finished)
     if len(pngs) > 1:
         content = tr(interaction, "Here are {n} takes on your **{title}** portrait (seeds {seeds}). Only you can "

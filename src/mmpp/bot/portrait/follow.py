@@ -156,7 +156,9 @@ def finished_set(event: Done, title: str) -> Finished | None:
     if not shown:
         return None
     return Finished(title, [result.png() for result in shown], [result.seed for result in shown],
-                    linkable=any(result.linkable for result in shown), held_back=len(event.results) - len(shown))
+                    linkable=any(result.linkable for result in shown), held_back=len(event.results) - len(shown),
+                    unmeasured=any(result.guard == "unmeasured" for result in shown),
+                    may_link=any(result.may_link or result.linkable for result in shown))
 
 
 async def follow(

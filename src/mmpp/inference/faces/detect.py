@@ -44,6 +44,11 @@ HAAR_MIN_FACE = 24
 HAAR_CASCADE = "haarcascade_frontalface_alt2.xml"
 HAAR_STEP = 1.1
 MAX_PROPOSALS = 24
+# The small pass's local equalisation (CLAHE): tiles of about this many pixels of the shrunk photo (a
+# four of the cascade's smallest windows, so each proposal is stretched by what lies around it), and
+# how far each tile may stretch.
+SMALL_PASS_TILE_PX = 96
+SMALL_PASS_CLIP = 2.0
 # Detections scoring below this are mostly textures and shadows; real faces here score 0.3 to 2.5.
 MIN_SCORE = 0.2
 
@@ -157,7 +162,10 @@ def _small_faces(gray: np.ndarray, min_face_px: int, max_face_px: float) -> list
     (and given landmarks) by the HOG detector on a cut-out enlarged to its window size."""
     height, width = gray.shape
     scale = min(1.0, HAAR_MIN_FACE / min_face_px, math.sqrt(SMALL_PASS_PIXELS / (width * height)))
-    base = cv2.equalizeHist(_resized(gray, scale))
+    # Equalised locally, tile by tile: a histogram of the whole frame is ruled by what fills most of
+    # it, so a small face before a plain, evenly lit wall was squeezed into a few grey levels and no
+    # proposal came; each tile's own stretch keeps the face's contrast whatever surrounds it.
+    base = _equalised_locally(_resized(gray, scale))
     largest = max_face_px * scale * 1.3  # in `base`'s pixels
     cascade = _cascade()
     # OpenCV slides the window two pixels at a time while it is under twice the cascade's own
@@ -189,6 +197,12 @@ def _small_faces(gray: np.ndarray, min_face_px: int, max_face_px: float) -> list
         for face in _detect_rotated(_resized(gray[y0:y1, x0:x1], zoom), 0, zoom):
             faces.append(_shifted(face, x0, y0))
     return _distinct(faces)
+
+
+def _equalised_locally(gray: np.ndarray) -> np.ndarray:
+    height, width = gray.shape
+    grid = (max(1, round(width / SMALL_PASS_TILE_PX)), max(1, round(height / SMALL_PASS_TILE_PX)))
+    return cv2.createCLAHE(clipLimit=SMALL_PASS_CLIP, tileGridSize=grid).apply(gray)
 
 
 def _shifted(face: Face, dx: int, dy: int) -> Face:

@@ -7,6 +7,11 @@ threshold, it is redrawn with a new seed and a weaker IP-Adapter (at most `len(R
 more tries, inside the same job, so the member's quota does not see them). If every try still
 matches, the last (least alike) is delivered marked `linkable`, and the bot tells the member.
 
+It fails closed: a portrait it could not measure (no face in the selfie's crop even for the upload's
+finder, an error while measuring) is `unmeasured`, may be linkable, and the member is told. With the
+guard off the portrait is still measured (never redrawn): a room that posts portraits by default
+posts only one shown not to match (`GenerationResult.may_link`).
+
 Runs on the engine's own thread, on the side that runs the engine, so the local queue and remote
 workers alike apply it. The selfie's descriptor comes from the face crop the job already carries.
 """
@@ -37,30 +42,51 @@ Generate = Callable[[Sequence[GenerationRequest], Callable[[StepProgress], None]
 
 @dataclass(frozen=True)
 class Verdict:
-    """One drawn portrait judged against its selfie; `selfie` is None when nothing was compared."""
+    """One drawn portrait judged against its selfie; `selfie` is None when nothing was compared.
+    `unmeasured`: there was a portrait to measure and it could not be (fails closed: may be linkable)."""
 
     selfie: likeness.Descriptor | None = None
     measured: likeness.Likeness | None = None
+    guard: bool = True
+    unmeasured: bool = False
 
     @property
     def linkable(self) -> bool:
-        return self.measured is not None and self.measured.linkable
+        """A redraw is due: the guard is on and the portrait matches its selfie."""
+        return self.guard and self.measured is not None and self.measured.linkable
+
+    def settle(self, result: GenerationResult) -> GenerationResult:
+        """`result` with what the guard found, for a portrait not redrawn (see `redraw` for the others)."""
+        if result.image is None or result.cancelled:
+            return result
+        may_link = self.unmeasured or (self.measured is not None and self.measured.linkable)
+        if not self.guard:
+            return replace(result, guard="off", may_link=may_link)
+        if self.unmeasured:
+            return replace(result, guard="unmeasured", may_link=True)
+        return replace(result, guard="linkable" if may_link else "passed", linkable=may_link, may_link=may_link)
 
 
 def judge(request: GenerationRequest, result: GenerationResult) -> Verdict:
-    """Whether `result` needs a redraw. Nothing to judge: the guard is off, or there is no image."""
-    if not request.unlinkable or result.image is None or result.cancelled:
-        return Verdict()
+    """Whether `result` needs a redraw, and whether it may be tied to its selfie. With the guard off it
+    is measured all the same (never redrawn): a room that posts by default needs to know."""
+    if result.image is None or result.cancelled:
+        return Verdict(guard=request.unlinkable)
     # The portrait first: most show no face dlib finds, and then the selfie need not be described at all.
     portrait = likeness.descriptor(result.image)
     if portrait is None:
-        return Verdict(measured=likeness.Likeness(None))
+        return Verdict(measured=likeness.Likeness(None), guard=request.unlinkable)
     selfie = likeness.descriptor(request.face.face, face_crop=True)
     if selfie is None:
-        # The crop the engine was given shows no face dlib can describe, so no portrait can be matched to it.
-        log_event(log, logging.INFO, "likeness not measured, no face in the crop", style=request.style)
-        return Verdict()
-    return Verdict(selfie, likeness.Likeness(likeness.distance(selfie, portrait)))
+        # Not even the upload's finder sees a face in the crop: nothing says the portrait cannot be matched.
+        log_event(log, logging.WARNING, "likeness not measured, no face in the crop", style=request.style)
+        return Verdict(guard=request.unlinkable, unmeasured=True)
+    return Verdict(selfie, likeness.Likeness(likeness.distance(selfie, portrait)), guard=request.unlinkable)
+
+
+def unmeasured(request: GenerationRequest) -> Verdict:
+    """The verdict when measuring failed: fails closed."""
+    return Verdict(guard=request.unlinkable, unmeasured=True)
 
 
 def redraw(
@@ -94,10 +120,10 @@ def redraw(
         distances.append(measured.distance)
         if not measured.linkable:
             _logged(request, distances, linkable=False)
-            return replace(drawn, seconds=seconds)
+            return replace(drawn, seconds=seconds, guard="passed")
         best = drawn
     _logged(request, distances, linkable=True)
-    return replace(best, seconds=seconds, linkable=True)
+    return replace(best, seconds=seconds, linkable=True, guard="linkable", may_link=True)
 
 
 def _logged(request: GenerationRequest, distances: list[float | None], *, linkable: bool) -> None:

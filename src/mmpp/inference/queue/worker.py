@@ -159,7 +159,7 @@ class GpuWorker:
         for (job, request), result, verdict in zip(pairs, results, verdicts, strict=True):
             if verdict.linkable:
                 to_redraw.append((job, request, len(by_job[id(job)]), result, verdict))
-            by_job[id(job)].append(result)
+            by_job[id(job)].append(verdict.settle(result))
         waiting = {id(job) for job, *_ in to_redraw}
         for job in live:
             if id(job) not in waiting:  # done before the redraws, which its batch mates need not wait for
@@ -243,12 +243,16 @@ class GpuWorker:
         """The unlinkable guard's verdicts, one per picture (a set's takes are judged each), on the
         engine's thread: one face detection for a faceless portrait, two descriptors (0.2 to 0.5 s
         on a busy 2-core CPU) for one with a face."""
-        try:
-            return [unlinkable.judge(request, result) for (_, request), result in zip(pairs, results, strict=True)]
-        except Exception:
-            # The portraits are drawn; a broken measurement must not cost the members their answer.
-            log.error("likeness check failed", exc_info=True, extra={"fields": {"worker": self.name}})
-            return [unlinkable.Verdict()] * len(pairs)
+        verdicts = []
+        for (_, request), result in zip(pairs, results, strict=True):
+            try:
+                verdicts.append(unlinkable.judge(request, result))
+            except Exception:
+                # The portrait is drawn; a broken measurement must not cost the member their answer,
+                # nor pass as a measurement: it may be linkable, and the member is told so.
+                log.error("likeness check failed", exc_info=True, extra={"fields": {"worker": self.name}})
+                verdicts.append(unlinkable.unmeasured(request))
+        return verdicts
 
     def _fail(self, jobs: list[Job], exc: Exception) -> None:
         if isinstance(exc, UserFacingError):

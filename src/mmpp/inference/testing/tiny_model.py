@@ -272,6 +272,16 @@ def write_random_lora(unet: UNet2DConditionModel, path: Path, *, rank: int = 4, 
     return path
 
 
+def pickled_copy(weights: Path, target: Path) -> Path:
+    """`weights` (a .safetensors file) saved again as a pickled torch `.bin` at `target`: what a
+    stranger's style folder may hold, for the tests that show no such file is ever loaded."""
+    from safetensors.torch import load_file
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(load_file(weights), target)
+    return target
+
+
 def add_tiny_style(
     model_dir: Path, name: str, *, seed: int, unet: UNet2DConditionModel | None = None, **overrides: object
 ) -> Path:

@@ -367,7 +367,7 @@ class RemoteSlot:
                         return Failed("result_refused")
                 results.append(GenerationResult(
                     image=image, seed=take.seed, style=job.style, seconds=seconds, flagged=image is None,
-                    linkable=take.linkable,
+                    linkable=take.linkable, guard=take.guard, may_link=take.may_link,
                 ))
             now = time.monotonic()
             started_at = job.started_at if job.started_at is not None else started

@@ -18,7 +18,7 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from arq.connections import RedisSettings
@@ -30,7 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from mmpp.inference.conditioning import PreparedFace
 from mmpp.inference.faces import Box
-from mmpp.inference.generation import GenerationRequest, to_png
+from mmpp.inference.generation import GenerationRequest, GuardOutcome, to_png
 from mmpp.inference.styles import StyleCatalog
 from mmpp.logs import register_secret
 
@@ -250,6 +250,10 @@ class Take:
     seed: int
     linkable: bool = False
     filtered: bool = False
+    # What the worker's unlinkable guard made of it, and whether face matching may tie it to the selfie.
+    # A take that does not say is unmeasured and may link: the guard fails closed.
+    guard: GuardOutcome = "unmeasured"
+    may_link: bool = True
 
 
 EventKind = Literal["started", "step", "done", "failed", "cancelled"]
@@ -276,7 +280,8 @@ class Event:
             data.update(step=self.step, steps=self.steps, preview=self.preview)
         elif self.kind == "done":
             data.update(seconds=self.seconds, takes=[
-                {"seed": t.seed, "linkable": t.linkable, "filtered": t.filtered} for t in self.takes
+                {"seed": t.seed, "linkable": t.linkable, "filtered": t.filtered, "guard": t.guard,
+                 "may_link": t.may_link} for t in self.takes
             ])
         elif self.kind == "failed":
             data["code"] = self.code
@@ -297,7 +302,9 @@ class Event:
             if not isinstance(takes, list) or not 1 <= len(takes) <= MAX_TAKES:
                 raise BadPayload("a result with no takes, or too many")
             return cls("done", seconds=float(data["seconds"]), takes=tuple(
-                Take(int(t["seed"]), t["linkable"] is True, t["filtered"] is True) for t in takes
+                Take(int(t["seed"]), t["linkable"] is True, t["filtered"] is True, _guard(t.get("guard")),
+                     t.get("may_link") is not False)
+                for t in takes
             ))
         if kind == "failed":
             fields = data.get("fields")
@@ -400,3 +407,8 @@ def decode_bytes(obj: dict[str, Any]) -> Any:
     if set(obj) == {"__b64"}:
         return base64.b64decode(obj["__b64"])
     return obj
+
+
+def _guard(value: Any) -> GuardOutcome:
+    """The guard's outcome as a worker sent it; anything else is `unmeasured` (the guard fails closed)."""
+    return value if value in get_args(GuardOutcome) else "unmeasured"

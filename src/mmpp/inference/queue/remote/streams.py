@@ -108,7 +108,7 @@ class StreamSink:
         job.terminal = event
         if isinstance(event, Done):
             # Each drawn take under its own key; a take the safety check refused sends no pixels.
-            takes = tuple(p.Take(r.seed, r.linkable, r.flagged) for r in event.results)
+            takes = tuple(p.Take(r.seed, r.linkable, r.flagged, r.guard, r.may_link) for r in event.results)
             pngs = {i: r.png() for i, r in enumerate(event.results) if not r.flagged}
             self._add(job, p.Event("done", takes=takes, seconds=event.result.seconds), pngs)
         elif isinstance(event, Failed):

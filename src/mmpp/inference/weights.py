@@ -1,0 +1,40 @@
+"""Where a style's LoRA is read from, safetensors only, on every path that loads one.
+
+A style folder may come from a stranger, and a pickled `.bin` runs code when it is loaded. The style's
+own check (`styles._check_lora`) refuses a named file that is not `.safetensors`; a source that is a
+folder (or a hub id) without `weight_name` names no file, so it is checked here, as it is loaded:
+a folder with no `.safetensors` file is refused with the style's file and field named. Every load
+then passes `use_safetensors=True`, so diffusers never falls back to a pickle (a hub repo with only
+a `.bin` is refused by diffusers itself). The default path (`loader`), the fast preset (`speed`) and
+the compiled path (`compile`) all go through `lora_source`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmpp.inference.styles import DEFINITION_FILE, WEIGHT_SUFFIX, Style, StyleError
+
+
+def lora_source(style: Style, field: str, location: str, weight_name: str | None) -> tuple[str, str | None]:
+    """The (folder or hub id, file name) to hand diffusers for the LoRA at `location` (a file, a
+    folder or a hub id), which `style.json`'s `field` ("lora", "fast.lora") names."""
+    path = Path(location)
+    where = style.folder / DEFINITION_FILE
+    if path.is_file():
+        source, weight = str(path.parent), path.name
+        named = f"{field}.source"
+    else:
+        source, weight = location, weight_name
+        named = f"{field}.weight_name" if weight_name else f"{field}.source"
+        if path.is_dir() and weight is None and not any(path.glob("*" + WEIGHT_SUFFIX)):
+            raise StyleError(
+                f"{where}: field '{named}': the folder {path.name} holds no .safetensors file; other weight "
+                "formats can run code when loaded, so convert it"
+            )
+    if weight is not None and not weight.endswith(WEIGHT_SUFFIX):
+        raise StyleError(
+            f"{where}: field '{named}': '{weight}' is not a .safetensors file; other weight formats can run "
+            "code when loaded, so convert it"
+        )
+    return source, weight
