@@ -39,7 +39,7 @@ import sqlite3
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -90,11 +90,11 @@ def portraits_lost(standin: StandIn, interactions: list[InteractionRecord]) -> i
 
 
 async def outcome(name: str, standin: StandIn, interactions: list[InteractionRecord], fault_at: float,
-                  timeout: float = 120) -> Row:
+                  timeout: float = 120, until: Callable[[BotAction], bool] = is_answer) -> Row:
     told, last = 0, fault_at
     for interaction in interactions:
         try:
-            await interaction.wait_for(is_answer, timeout=max(1.0, fault_at + timeout - time.monotonic()))
+            await interaction.wait_for(until, timeout=max(1.0, fault_at + timeout - time.monotonic()))
             told += 1
             last = max(last, time.monotonic())
         except TimeoutError:
@@ -316,17 +316,9 @@ def is_final(action: BotAction) -> bool:
 async def final_outcome(name: str, standin: StandIn, interactions: list[InteractionRecord], fault_at: float,
                         timeout: float = 120) -> Row:
     """As `outcome`, waiting for each request's end; a member who got no portrait counts as lost."""
-    told, last = 0, fault_at
-    for interaction in interactions:
-        try:
-            await interaction.wait_for(is_final, timeout=max(1.0, fault_at + timeout - time.monotonic()))
-            told += 1
-            last = max(last, time.monotonic())
-        except TimeoutError:
-            pass
-    await asyncio.sleep(1.0)
-    lost = portraits_lost(standin, interactions) + portraits_missing(interactions)
-    return Row(name, len(interactions), told, lost, last - fault_at)
+    row = await outcome(name, standin, interactions, fault_at, timeout, until=is_final)
+    row.lost += portraits_missing(interactions)
+    return row
 
 
 async def intruder_rows(model_dir: Path, root: Path, selfie: bytes, n: int) -> list[Row]:
