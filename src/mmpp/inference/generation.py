@@ -13,7 +13,7 @@ import secrets
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from PIL import Image
 
@@ -24,7 +24,6 @@ from mmpp.inference.styles import Style, StyleCatalog
 if TYPE_CHECKING:
     import torch
 
-    from mmpp.inference.safety import SafetyChecker
 
 # How strictly a finished image is checked (the levels are explained in `mmpp.inference.safety`).
 SafetyLevel = Literal["strict", "relaxed"]
@@ -97,6 +96,13 @@ class GenerationResult:
         return to_png(self.image)
 
 
+class PreviewCheck(Protocol):
+    """What a preview needs of the safety check (`mmpp.inference.safety.SafetyChecker`, which imports this
+    module for the request types)."""
+
+    def check(self, images: Sequence[Image.Image], levels: Sequence[SafetyLevel]) -> Sequence[Any]: ...
+
+
 @dataclass
 class StepProgress:
     """Handed to `on_step` after each denoising step; previews are made only when asked for."""
@@ -106,7 +112,7 @@ class StepProgress:
     active: tuple[bool, ...]
     _latents: torch.Tensor
     # A preview is posted like the portrait, so it passes the same check (None: the check is off).
-    _safety: SafetyChecker | None = None
+    _safety: PreviewCheck | None = None
     _levels: tuple[SafetyLevel, ...] = ()
 
     def preview(self, index: int, size: int = PREVIEW_SIZE) -> Image.Image | None:

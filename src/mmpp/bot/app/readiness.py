@@ -9,14 +9,24 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry
 
 from mmpp.health import Check, HealthServer, on_loop
 
 if TYPE_CHECKING:
-    from mmpp.bot.app.runtime import BotRuntime
+    from mmpp.bot.app.app import MMPPBot
+    from mmpp.bot.services import Services
+    from mmpp.settings import Settings
+
+
+class BotRuntime(Protocol):
+    """What readiness reads of the running bot (`mmpp.bot.app.runtime.BotRuntime`, which serves it)."""
+
+    settings: Settings
+    bot: MMPPBot | None
+    services: Services | None
 
 
 def bot_checks(runtime: BotRuntime, loop: asyncio.AbstractEventLoop) -> dict[str, Check]:

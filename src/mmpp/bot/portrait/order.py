@@ -21,7 +21,8 @@ from mmpp.bot.words.i18n import N_
 from mmpp.errors import UserFacingError
 
 if TYPE_CHECKING:
-    from mmpp.bot.portrait.deliver import Offer
+    import discord
+
     from mmpp.inference.preprocess import LocatedFace
     from mmpp.inference.queue import QueueFront
 
@@ -69,8 +70,9 @@ class PortraitOrder(BaseOrder):
     posted at once where the room chose so."""
 
     job_kind: ClassVar[JobKind] = "portrait"
-    # The buttons the finished set comes with (`mmpp.bot.portrait.buttons.PortraitView`).
-    offer: Offer
+    # The buttons the finished set comes with (`mmpp.bot.portrait.buttons.PortraitView`); its exact
+    # signature is `mmpp.bot.portrait.deliver.Offer`, which imports this module.
+    offer: Callable[..., discord.ui.View]
     # A reroll reuses the face token its portrait already has; a new upload gets a new one.
     face_token: str | None = None
 

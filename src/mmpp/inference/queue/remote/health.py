@@ -4,7 +4,7 @@ engine loaded). The contract is `mmpp.health`'s; without METRICS_PORT nothing li
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import redis
 
@@ -15,9 +15,6 @@ from mmpp.inference.queue.remote import protocol as p
 from mmpp.logs import log_event
 from mmpp.settings import Settings
 
-if TYPE_CHECKING:
-    from mmpp.inference.queue.remote.worker import RemoteWorker
-
 log = logging.getLogger(__name__)
 
 
@@ -25,10 +22,17 @@ class MetricsPortTaken(UserFacingError):
     code = "start_failed"
 
 
+class Stopping(Protocol):
+    """What readiness reads of the worker it serves (`worker.RemoteWorker`, which imports this module)."""
+
+    @property
+    def stopping(self) -> bool: ...
+
+
 class WorkerHealth:
     def __init__(self, settings: Settings) -> None:
         self.metrics = DrawMetrics()
-        self._worker: RemoteWorker | None = None
+        self._worker: Stopping | None = None
         self._client = redis.Redis.from_url(
             settings.redis_url.get_secret_value(), socket_timeout=2, socket_connect_timeout=2
         )
@@ -47,7 +51,7 @@ class WorkerHealth:
             ) from None
         log_event(log, logging.INFO, "metrics served", url=self.server.url)
 
-    def loaded(self, worker: RemoteWorker) -> None:
+    def loaded(self, worker: Stopping) -> None:
         self._worker = worker
 
     def _redis(self) -> str | None:
