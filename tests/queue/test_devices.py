@@ -20,6 +20,7 @@ from mmpp.inference.queue.devices import DevicesInvalid, load_engines, resolve_d
 from mmpp.inference.testing.recording import RecordingEngine
 from mmpp.settings import Settings, SettingsError, load_settings
 from tests.queue.conftest import collect, started
+from tests.redis_server import QUEUE_SECRET
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +154,7 @@ def test_a_worker_on_a_device_this_machine_lacks_says_so_in_one_line(tmp_path: P
     done = subprocess.run(
         # Neither Redis nor a model is reached: the device is checked first.
         [sys.executable, "-m", "mmpp.cli", "worker", "--device", missing, "--redis-url", "redis://127.0.0.1:1/0"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, "QUEUE_SECRET": QUEUE_SECRET},
     )
     assert done.returncode == 1
     assert done.stderr == (
