@@ -27,8 +27,10 @@ def decode_workers(world: World) -> list[int]:
 async def test_after_a_decode_worker_is_killed_profile_still_works(world: World, selfie_bytes: bytes) -> None:
     victims = decode_workers(world)
     assert victims
+    # Held before the kill: a process reaped at once could no longer be looked up afterwards.
+    victim = psutil.Process(victims[0])
     os.kill(victims[0], signal.SIGKILL)
-    await asyncio.to_thread(psutil.wait_procs, [psutil.Process(victims[0])], 10)
+    await asyncio.to_thread(psutil.wait_procs, [victim], 10)
     interactions = [await profile(world, m, selfie_bytes) for m in world.members]
     finals = [await i.wait_for_final_file(timeout=90) for i in interactions]
     assert all(f.files[0].filename == "portrait-tiny-style.png" for f in finals)
