@@ -63,16 +63,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # One answer for every subcommand: they all read `args.env_file`.
     args.env_file = resolve_env_file(args.env_file)
+    return run_command(args, "mmpp")
+
+
+def run_command(args: argparse.Namespace, prog: str) -> int:
+    """Runs the parsed subcommand; a mistake is one line on stderr (shared with `python -m mmpp.training`)."""
     try:
         return int(args.func(args) or 0)
     except UserFacingError as exc:
         # Worded from the bot's catalogue, in English: an engine error reads as a member would read it.
         from mmpp.bot.words.errors import describe
 
-        print(f"mmpp: {describe(exc)}", file=sys.stderr)
+        print(f"{prog}: {describe(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("mmpp: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
-from mmpp.errors import UserFacingError
+from mmpp.cli import run_command
 from mmpp.logs import configure_logging
 from mmpp.settings import resolve_env_file
 from mmpp.training.cli import register
@@ -23,16 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     args.env_file = resolve_env_file(args.env_file)
-    try:
-        return int(args.func(args) or 0)
-    except UserFacingError as exc:
-        from mmpp.bot.words.errors import describe  # an engine error (a code) in English, as `mmpp` words it
-
-        print(f"{parser.prog}: {describe(exc)}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted", file=sys.stderr)
-        return 130
+    return run_command(args, parser.prog)
 
 
 if __name__ == "__main__":
