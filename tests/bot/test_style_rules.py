@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.bot.conftest import EngineGate, World
 from tests.bot.test_profile import custom_id, profile
 from tests.bot.test_rooms import profile_style, style_command
@@ -62,3 +64,18 @@ async def test_members_never_see_hidden_style_names(world: World, selfie_bytes: 
     text = refusal.content or ""
     assert refusal.ephemeral and "There is no style called 'no-such-style'" in text
     assert "Tiny Style" in text and "other" not in text.lower()
+
+
+async def test_a_style_the_bot_no_longer_has_is_named_by_no_id(
+    world: World, selfie_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's stored style is gone from the bot (its operator removed it after the admin chose it):
+    the engine's refusal names ids an operator types; a member reads none, only where to look instead."""
+    await style_command(world, "set", world.admin, style="other-style")
+    monkeypatch.delitem(world.services.queue.catalog.styles, "other-style")
+    for member, locale, command in ((world.members[0], "en-US", "/styles"), (world.members[1], "ko", "/스타일목록")):
+        interaction = await world.standin.send_slash_command(
+            "profile", user=member, attachments={"selfie": ("me.jpg", selfie_bytes)}, locale=locale
+        )
+        refusal = (await interaction.wait_for_message()).content or ""
+        assert command in refusal and "-style" not in refusal, refusal
