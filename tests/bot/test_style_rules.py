@@ -79,3 +79,15 @@ async def test_a_style_the_bot_no_longer_has_is_named_by_no_id(
         )
         refusal = (await interaction.wait_for_message()).content or ""
         assert command in refusal and "-style" not in refusal, refusal
+
+
+async def test_a_reroll_in_a_style_the_bot_no_longer_has_names_no_id(
+    world: World, selfie_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await style_command(world, "set", world.admin, style="tiny-style", allow_member_choice=True)
+    member = world.members[0]
+    first = await (await profile(world, member, selfie_bytes, style="other-style")).wait_for_final_file(timeout=60)
+    monkeypatch.delitem(world.services.queue.catalog.styles, "other-style")
+    pressed = await world.standin.send_component(first, custom_id(first, "mmpp:reroll"), user=member)
+    refusal = (await pressed.wait_for_message()).content or ""
+    assert "isn't available any more" in refusal and "-style" not in refusal, refusal
