@@ -188,6 +188,8 @@ async def test_a_korean_member_reads_every_reply_in_korean_and_an_english_one_in
     reroll = await standin.send_component(final, custom_id(portrait, "mmpp:reroll"), user=member, locale="ko")
     takes = await reroll.wait_for_final_file(timeout=90)
     assert "후보 2장" in (takes.content or ""), takes.content
+    # Each button's label from the catalogue, as the glossary words it (Post = 올리기).
+    assert [b.get("label") for b in takes.buttons] == ["1번 올리기", "2번 올리기", "다시 그리기", "지우기"]
     bad += read(reroll, "ko", titles, "a set of takes")
     delete = await standin.send_component(takes, custom_id(reroll, "mmpp:delete"), user=member, locale="ko")
     await delete.wait_for(lambda a: a.kind == "delete_message", timeout=10)
