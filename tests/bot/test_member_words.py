@@ -10,7 +10,8 @@ Two parts:
   portrait with its progress, Post and its public line, a second Post, a stranger's Post, Reroll
   drawing a set of takes, Delete, /last, /queue, /cancel, /styles, a style pick the server refuses,
   a file that is not a picture) and a few in English (a set of takes, /styles, /queue, /cancel); then
-  `/style available` and `/style reset`, whose answers name a style (by its title).
+  `/style set`, `/style available`, `/style reset` and `/style show`, whose answers name a style (by its
+  title).
 """
 
 from __future__ import annotations
@@ -182,10 +183,13 @@ async def test_a_korean_member_reads_every_reply_in_korean_and_an_english_one_in
     setting = await standin.send_slash_command(
         "style set", {"candidates": 2}, user=world.admin, enforce_permissions=False, locale="ko"
     )
-    await setting.wait_for_message()  # the admin's answer, not a member's: it names the style for /style set
+    await setting.wait_for_message()
+    bad += read(setting, "ko", titles, "/style set")  # an admin reads styles by title too, never by id
     reroll = await standin.send_component(final, custom_id(portrait, "mmpp:reroll"), user=member, locale="ko")
     takes = await reroll.wait_for_final_file(timeout=90)
     assert "후보 2장" in (takes.content or ""), takes.content
+    # Each button's label from the catalogue, as the glossary words it (Post = 올리기).
+    assert [b.get("label") for b in takes.buttons] == ["1번 올리기", "2번 올리기", "다시 그리기", "지우기"]
     bad += read(reroll, "ko", titles, "a set of takes")
     delete = await standin.send_component(takes, custom_id(reroll, "mmpp:delete"), user=member, locale="ko")
     await delete.wait_for(lambda a: a.kind == "delete_message", timeout=10)
@@ -209,4 +213,8 @@ async def test_a_korean_member_reads_every_reply_in_korean_and_an_english_one_in
         said = (await answer.wait_for_message()).content or ""
         assert "-style" not in said and "Style**" in said, said
         bad += read(answer, "ko", titles, f"/{name}")
+    shown = await standin.send_slash_command("style show", user=world.admin, enforce_permissions=False, locale="ko")
+    await shown.wait_for_message()
+    assert not any("-style" in text for text in texts(shown)), texts(shown)
+    bad += read(shown, "ko", titles, "/style show")
     assert bad == [], "\n".join(bad)

@@ -16,4 +16,4 @@ def bot_overrides() -> dict[str, object]:
 async def test_the_old_default_name_means_the_renamed_built_in(world: World) -> None:
     assert world.services.repo.default_style == "sunny-cartoon"
     shown = await style_command(world, "show", world.admin)
-    assert "Sunny Cartoon" in shown and "`sunny-cartoon`" in shown
+    assert "Sunny Cartoon" in shown and "sunny-cartoon" not in shown

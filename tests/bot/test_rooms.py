@@ -47,7 +47,7 @@ async def test_an_admin_sets_the_style_and_members_then_get_it(
     assert touches == [("tiny-style", None, None)] + [("other-style", "teal", "close-up")] * 2
 
     shown = await style_command(world, "show", world.admin)
-    assert "other-style" in shown and "server preset" in shown
+    assert "Other Style" in shown and "other-style" not in shown and "server preset" in shown
     await style_command(world, "reset", world.admin)
     assert await profile_style(world, world.members[2], selfie_bytes) == "tiny-style"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.bot.conftest import EngineGate, World
 from tests.bot.test_profile import custom_id, profile
 from tests.bot.test_rooms import profile_style, style_command
@@ -36,7 +38,8 @@ async def test_hiding_the_default_style_takes_it_away(world: World, selfie_bytes
     # No preset on this server: the default (tiny-style) applies until it is hidden.
     await style_command(world, "available", world.admin, style="tiny-style", shown=False)
     assert await profile_style(world, world.members[0], selfie_bytes) == "other-style"
-    assert "`other-style`" in await style_command(world, "show", world.admin)
+    shown = await style_command(world, "show", world.admin)
+    assert "Other Style" in shown and "-style" not in shown, "named by its title, never its id"
 
     await style_command(world, "available", world.admin, style="other-style", shown=False)
     interaction = await profile(world, world.members[1], selfie_bytes)
@@ -62,3 +65,53 @@ async def test_members_never_see_hidden_style_names(world: World, selfie_bytes: 
     text = refusal.content or ""
     assert refusal.ephemeral and "There is no style called 'no-such-style'" in text
     assert "Tiny Style" in text and "other" not in text.lower()
+
+
+async def test_a_style_the_bot_no_longer_has_is_named_by_no_id(
+    world: World, selfie_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's stored style is gone from the bot (its operator removed it after the admin chose it):
+    the engine's refusal names ids an operator types; a member reads none, only where to look instead."""
+    await style_command(world, "set", world.admin, style="other-style")
+    monkeypatch.delitem(world.services.queue.catalog.styles, "other-style")
+    for member, locale, command in ((world.members[0], "en-US", "/styles"), (world.members[1], "ko", "/스타일목록")):
+        interaction = await world.standin.send_slash_command(
+            "profile", user=member, attachments={"selfie": ("me.jpg", selfie_bytes)}, locale=locale
+        )
+        refusal = (await interaction.wait_for_message()).content or ""
+        assert command in refusal and "-style" not in refusal, refusal
+
+
+async def test_a_reroll_in_a_style_the_bot_no_longer_has_names_no_id(
+    world: World, selfie_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await style_command(world, "set", world.admin, style="tiny-style", allow_member_choice=True)
+    member = world.members[0]
+    first = await (await profile(world, member, selfie_bytes, style="other-style")).wait_for_final_file(timeout=60)
+    monkeypatch.delitem(world.services.queue.catalog.styles, "other-style")
+    pressed = await world.standin.send_component(first, custom_id(first, "mmpp:reroll"), user=member)
+    refusal = (await pressed.wait_for_message()).content or ""
+    assert "isn't available any more" in refusal and "-style" not in refusal, refusal
+
+
+async def test_an_admin_picks_a_style_by_its_title_and_reads_titles_only(world: World) -> None:
+    """/style show names styles by title (the channel's and each override's), since an admin picks a style
+    by its title too: in /style set where members may not pick (the default), and in /style available."""
+    await style_command(world, "available", world.admin, style="tiny-style", shown=False)
+
+    async def offered(command: str, typed: str) -> list[tuple[str, str]]:
+        typing = await world.standin.send_autocomplete(command, {"style": typed}, focused="style", user=world.admin)
+        return [(c["name"], c["value"]) for c in await typing.wait_for_choices()]
+
+    assert await offered("style set", "") == [("Other Style", "other-style")], "a hidden style cannot be set"
+    assert await offered("style available", "tiny s") == [("Tiny Style (hidden)", "tiny-style")]
+
+    await style_command(world, "available", world.admin, style="tiny-style", shown=True)
+    await style_command(world, "set", world.admin, style="tiny-style", channel=world.guild.default_channel)
+    for locale in ("en-US", "ko"):
+        interaction = await world.standin.send_slash_command(
+            "style show", user=world.admin, enforce_permissions=False, locale=locale
+        )
+        [embed] = (await interaction.wait_for_message(timeout=30)).embeds
+        shown = " ".join(f"{f['name']} {f['value']}" for f in embed["fields"])
+        assert "Tiny Style" in shown and "-style" not in shown, shown

@@ -148,7 +148,16 @@ def test_a_member_reads_a_code_in_their_language() -> None:
     # A job's end and the same refusal raised are worded alike.
     style = UnknownStyleError(style="gone", known=["a", "b"])
     assert tr_error("ko", Failed(style.code, style.fields)) == tr_error("ko", style) != describe(style)
-    assert "gone" in tr_error("ko", style) and "a, b" in tr_error("ko", style)
+
+
+def test_an_unknown_style_names_ids_for_the_operator_and_none_for_a_member() -> None:
+    """The CLI's operator types a style's id (`mmpp generate --style`); a member picks by title, so
+    the engine's ids never reach them: they are pointed at the styles command by its menu name."""
+    style = UnknownStyleError(style="gone-style", known=["a-style", "b-style"])
+    assert describe(style) == "There is no style called 'gone-style'. Styles available: a-style, b-style."
+    for language, command in (("en", "/styles"), ("ko", "/스타일목록")):
+        for worded in (tr_error(language, style), tr_error(language, Failed(style.code, style.fields))):
+            assert command in worded and "-style" not in worded, worded
 
 
 def test_a_coded_error_crosses_a_process_boundary_with_its_fields() -> None:

@@ -35,8 +35,11 @@ SEED_POLICY_WORDS = {
 }
 
 
-async def any_style_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-    """Every published style, hidden ones too: an admin must be able to pick one to show it again."""
+async def admin_style_choices(
+    interaction: discord.Interaction, current: str, *, hidden: bool
+) -> list[app_commands.Choice[str]]:
+    """Published styles by title, found by title or id, for an admin to pick (hidden ones too where
+    `hidden`): an admin never needs a style's id, so `/style show` names styles by title alone."""
     if not interaction.permissions.manage_guild:
         # Autocomplete skips the cog's permission check, and what a server hid is its admins' business.
         return await style_autocomplete(interaction, current)
@@ -44,13 +47,25 @@ async def any_style_autocomplete(interaction: discord.Interaction, current: str)
     current = current.lower()
     choices = []
     for listing in await services.repo.list_styles(interaction.guild_id):
-        if listing.name not in services.queue.catalog or current not in listing.name:
+        if listing.name not in services.queue.catalog or not (listing.enabled or hidden):
             continue
         title = title_of(services.queue.catalog.get(listing.name).definition, interaction)
+        if current not in listing.name and current not in title.lower():
+            continue
         if not listing.enabled:
             title = tr(interaction, "{title} (hidden)", title=title)
         choices.append(app_commands.Choice(name=title, value=listing.name))
     return choices[:25]
+
+
+async def any_style_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    """Every published style, hidden ones too: an admin must be able to pick one to show it again."""
+    return await admin_style_choices(interaction, current, hidden=True)
+
+
+async def shown_style_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    """`/style set`: the styles this server shows (a hidden one cannot be set), even where members may not pick."""
+    return await admin_style_choices(interaction, current, hidden=False)
 
 
 async def background_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -137,7 +152,8 @@ def describe_preset(
 ) -> discord.Embed:
     title = style_title(services, preset.style, interaction)
     embed = discord.Embed(title=f"{where}: {title}", colour=discord.Colour.blurple())
-    embed.add_field(name=tr(interaction, "Style"), value=f"`{preset.style}`")
+    # By its title: /style set and /style available pick a style by title too, so no admin types its id.
+    embed.add_field(name=tr(interaction, "Style"), value=title)
     background = background_labels.label(preset.background, interaction) if preset.background else None
     embed.add_field(name=tr(interaction, "Background"), value=background or tr(interaction, "the style's own"))
     embed.add_field(name=tr(interaction, "Framing"), value=preset.framing or tr(interaction, "the style's own"))
@@ -193,7 +209,7 @@ class StyleCog(
         app_commands.Choice(name=text_str("fixed"), value="fixed"),
         app_commands.Choice(name=text_str("per member"), value="per_user"),
     ])
-    @app_commands.autocomplete(style=style_autocomplete, background=background_autocomplete)
+    @app_commands.autocomplete(style=shown_style_autocomplete, background=background_autocomplete)
     @declared_parameters
     async def set_style(
         self,
@@ -260,11 +276,8 @@ class StyleCog(
         embed = describe_preset(interaction, services, preset, tr(interaction, "This channel"))
         await add_server_choices(interaction, services, embed)
         if overrides:
-            embed.add_field(
-                name=tr(interaction, "Channels with their own style"),
-                value="\n".join(f"<#{cid}>: `{p.style}`" for cid, p in list(overrides.items())[:20]),
-                inline=False,
-            )
+            lines = [f"<#{cid}>: {style_title(services, o.style, interaction)}" for cid, o in [*overrides.items()][:20]]
+            embed.add_field(name=tr(interaction, "Channels with their own style"), value="\n".join(lines), inline=False)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(name=name_str("list"), description=text_str("List the styles, with a sample of each"))

@@ -85,6 +85,12 @@ async def check_style_allowed(
     shown = await shown_styles(services, guild_id)
     if style in shown:
         return
+    if reroll and style not in services.queue.catalog:
+        # Removed from the bot since the button was made: no title is left to name it by.
+        raise StyleNoLongerHere(
+            N_("That style isn't available any more. "
+               "Run {profile_command} again to get a portrait in the style used here.")
+        )
     if reroll:
         raise StyleNoLongerHere(
             N_("The {title} style isn't available here any more. "

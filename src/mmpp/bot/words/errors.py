@@ -2,6 +2,10 @@
 words anything that carries a code: in the member's language for the bot (`i18n.tr_error`), in
 English for the CLI. Inference chooses no words (a test holds it to that); its codes are here.
 
+A code's fields are what the operator needs (a style's id, the ids the catalog has: what `mmpp
+generate --style` takes); where a member would read something they cannot use, `FOR_MEMBERS` words the
+code for them instead.
+
 Light on purpose: the CLI imports this module, so it imports no Discord and reads a catalogue only
 for a language other than English.
 """
@@ -106,21 +110,35 @@ WORDS: dict[str, str | Callable[[Fields], str]] = {
 }
 
 
-def wording(error: object) -> tuple[str, dict[str, Any]]:
+# code -> what a member reads instead of `WORDS`' sentence. A member picks a style by its title (from
+# autocomplete or the style cards), never by its id: a style the engine does not know (removed between
+# choosing and drawing, a server's stored style the bot no longer has, a GPU server without it) is named
+# by no id, and the member is pointed at the styles they can pick.
+FOR_MEMBERS: dict[str, str] = {
+    "unknown_style": N_(
+        "I can't find that style; it may have been removed. Use {styles_command} to see the styles you can pick."
+    ),
+}
+
+
+def wording(error: object, *, member: bool = False) -> tuple[str, dict[str, Any]]:
     """The message id and fields to fill it with. A coded thing (it has `fields`: a `CodedError`, a
-    `Failed`) is worded from `WORDS` by its code; an error with its own template (the bot's and the
-    operator's `UserFacingError`s) keeps it; anything else is its own text."""
+    `Failed`) is worded from `WORDS` by its code (from `FOR_MEMBERS` first where a `member` reads it);
+    an error with its own template (the bot's and the operator's `UserFacingError`s) keeps it; anything
+    else is its own text."""
     fields = getattr(error, "fields", None)
     if isinstance(fields, Mapping):
-        entry = WORDS.get(str(getattr(error, "code", "")), ENGINE_ERROR)
+        code = str(getattr(error, "code", ""))
+        entry = (FOR_MEMBERS.get(code) if member else None) or WORDS.get(code, ENGINE_ERROR)
         return (entry(fields) if callable(entry) else entry), shown(fields)
     template = getattr(error, "template", None) or str(error)
     return template, dict(getattr(error, "params", None) or {})
 
 
-def describe(error: object, language: str = SOURCE_LANGUAGE) -> str:
-    """`error` (an exception, or a queue event with a code) as one sentence in `language`."""
-    template, fields = wording(error)
+def describe(error: object, language: str = SOURCE_LANGUAGE, *, member: bool = False) -> str:
+    """`error` (an exception, or a queue event with a code) as one sentence in `language`, for the
+    operator (the CLI, the log) or, with `member`, for a member of a server (the bot)."""
+    template, fields = wording(error, member=member)
     try:
         return translate(language, template, **fields)
     except (KeyError, IndexError):

@@ -56,8 +56,9 @@ def tr(where: Where, msgid: str, /, **params: object) -> str:
 
 def tr_error(where: Where, error: object) -> str:
     """An error, or a queue event that ended a job (`Failed`, `Cancelled`), in the member's language:
-    a coded one worded by its code and fields (`words.errors`), a `UserFacingError` by its template."""
-    return describe(error, where if isinstance(where, str) else language_of(where))
+    a coded one worded by its code and fields for a member (`words.errors`), a `UserFacingError` by its
+    template."""
+    return describe(error, where if isinstance(where, str) else language_of(where), member=True)
 
 
 def name_str(name: str) -> app_commands.locale_str:
