@@ -28,6 +28,7 @@ from mmpp.inference.generation import GenerationResult
 from mmpp.inference.queue.gpu_queue import TIMED_OUT, GenerationQueue
 from mmpp.inference.queue.jobs import Cancelled, Done, Failed, Job, JobState, Step, TerminalEvent, Timings
 from mmpp.inference.queue.remote import protocol as p
+from mmpp.inference.queue.remote import transport as t
 from mmpp.inference.queue.remote.registry import Claim, Heartbeats, redis_now
 from mmpp.inference.queue.remote.sealing import Forged, Seal
 from mmpp.inference.queue.worker import ENGINE_ERROR
@@ -50,7 +51,7 @@ TOO_LONG = Failed("timeout", {"stage": "drawing"})
 # The bot's own deadline for a batch is the worker's BATCH_TIMEOUT_S plus this: the worker stops a
 # batch and says so first; the bot stops waiting when even that word does not come (a hung worker
 # whose heartbeat lives on, a worker that lost its connection).
-FOLLOW_GRACE_S = p.HEARTBEAT_TTL_S
+FOLLOW_GRACE_S = t.HEARTBEAT_TTL_S
 # arq scores a job with the enqueueing machine's clock and a worker picks it once the score is past
 # on *its* clock: a worker an hour behind would wait an hour. Scored at the epoch, a batch is due on
 # any worker at once; its expiry is a Redis TTL and the not-after time is on Redis's clock.
@@ -69,7 +70,7 @@ class RemoteBackend:
 
     def __init__(
         self, queue: GenerationQueue, url: str, fingerprint: dict[str, Any], seal: Seal,
-        *, batch_timeout_s: float = p.DEFAULT_BATCH_TIMEOUT_S,
+        *, batch_timeout_s: float = t.DEFAULT_BATCH_TIMEOUT_S,
     ) -> None:
         self.queue = queue
         self.seal = seal
@@ -77,7 +78,7 @@ class RemoteBackend:
         self.batch_timeout_s = batch_timeout_s
         self.url = url
         self.fingerprint = fingerprint
-        self.redis_settings = p.redis_settings(url)
+        self.redis_settings = t.redis_settings(url)
         self.pool: ArqRedis | None = None
         self.alive: dict[str, p.Heartbeat] = {}
         self.slots: dict[str, RemoteSlot] = {}
@@ -91,18 +92,18 @@ class RemoteBackend:
     async def start(self) -> None:
         try:
             self.pool = await create_pool(
-                self.redis_settings, job_serializer=p.serialize, job_deserializer=p.deserialize
+                self.redis_settings, job_serializer=t.serialize, job_deserializer=t.deserialize
             )
             await self._scan()
-        except p.REDIS_ERRORS as exc:
+        except t.REDIS_ERRORS as exc:
             if self.pool is not None:
                 await self.pool.aclose()
             raise RedisUnavailable(
-                f"Cannot reach Redis at {p.display_url(self.url)} ({exc.__class__.__name__}). "
+                f"Cannot reach Redis at {t.display_url(self.url)} ({exc.__class__.__name__}). "
                 "Start it, or fix REDIS_URL."
             ) from None
         self._task = asyncio.create_task(self._watch(), name="mmpp-remote-watch")
-        log_event(log, logging.INFO, "remote workers", redis=p.display_url(self.url), workers=len(self.alive))
+        log_event(log, logging.INFO, "remote workers", redis=t.display_url(self.url), workers=len(self.alive))
 
     async def close(self) -> None:
         if self._task is not None:
@@ -129,7 +130,7 @@ class RemoteBackend:
                 if self._unreachable:
                     log_event(log, logging.INFO, "redis reachable again")
                 self._unreachable = False
-            except p.REDIS_ERRORS:
+            except t.REDIS_ERRORS:
                 if not self._unreachable:
                     log_event(log, logging.WARNING, "redis unreachable, retrying")
                 self._unreachable = True
@@ -137,14 +138,14 @@ class RemoteBackend:
     async def _scan(self) -> None:
         assert self.pool is not None
         # Published again and again: a Redis that restarted empty gets it back within a scan.
-        await self.pool.set(p.CATALOG_KEY, self.seal.sign("catalog", p.Catalog(self.fingerprint).to_wire()))
+        await self.pool.set(t.CATALOG_KEY, self.seal.sign("catalog", p.Catalog(self.fingerprint).to_wire()))
         # Now, read before the heartbeats: a pause of this process between the two reads (a busy
         # event loop) must not make every heartbeat look stale.
         now = await redis_now(self.pool)
-        keys = [key async for key in self.pool.scan_iter(match=p.WORKER_PREFIX + "*", count=100)]
+        keys = [key async for key in self.pool.scan_iter(match=t.WORKER_PREFIX + "*", count=100)]
         values = await self.pool.mget(keys) if keys else []
         beats = {
-            (k.decode() if isinstance(k, bytes) else k).removeprefix(p.WORKER_PREFIX): v
+            (k.decode() if isinstance(k, bytes) else k).removeprefix(t.WORKER_PREFIX): v
             for k, v in zip(keys, values, strict=True) if v is not None
         }
         alive = self.heartbeats.read(beats, now)
@@ -235,7 +236,7 @@ class RemoteSlot:
         claim = Claim(self.pool, self.backend.seal, self.backend.id, self.worker_id)
         try:
             claimed = await claim.take()
-        except p.REDIS_ERRORS:
+        except t.REDIS_ERRORS:
             claimed = False
         if not claimed:
             # Another bot process (another shard range) is using this worker: the jobs keep their
@@ -250,7 +251,7 @@ class RemoteSlot:
         finally:
             try:
                 await claim.release()
-            except p.REDIS_ERRORS:
+            except t.REDIS_ERRORS:
                 pass  # it expires on its own
 
     async def _dispatch(self, batch: list[Job], claim: Claim) -> None:
@@ -264,15 +265,15 @@ class RemoteSlot:
                 p.RemoteJob(j.id, j.attempt, j.request, j.previews, tuple(r.seed for r in j.more)) for j in batch
             ))
             payload = await asyncio.to_thread(lambda: self.backend.seal.seal_payload(sent.to_wire()))
-            await self.pool.set(p.batch_marker(batch_id), b"1", ex=p.EVENT_TTL_S)
+            await self.pool.set(t.batch_marker(batch_id), b"1", ex=t.EVENT_TTL_S)
             await self.pool.enqueue_job(
-                p.BATCH_FUNCTION, payload, _job_id=batch_id, _queue_name=p.worker_queue(self.worker_id),
+                t.BATCH_FUNCTION, payload, _job_id=batch_id, _queue_name=t.worker_queue(self.worker_id),
                 _expires=max(1.0, left_s), _defer_until=DUE_AT_ONCE,
             )
-        except p.REDIS_ERRORS:
+        except t.REDIS_ERRORS:
             await self._lost(batch, REDIS_LOST)
             return
-        self.backend.bytes_sent += len(p.serialize(payload))
+        self.backend.bytes_sent += len(t.serialize(payload))
         log_event(log, logging.INFO, "batch sent", worker=self.worker_id, batch=batch_id,
                   jobs=",".join(j.id for j in batch), style=batch[0].style)
         await self._follow(batch, batch_id, claim)
@@ -281,7 +282,7 @@ class RemoteSlot:
         return self.backend.seal.tag(job.id, job.attempt)
 
     async def _follow(self, batch: list[Job], batch_id: str, claim: Claim) -> None:
-        pending: dict[bytes, Job] = {p.events_key(self._tag(j)).encode(): j for j in batch}
+        pending: dict[bytes, Job] = {t.events_key(self._tag(j)).encode(): j for j in batch}
         last: dict[bytes, bytes] = dict.fromkeys(pending, b"0-0")
         flagged: set[str] = set()
         started = time.monotonic()
@@ -297,7 +298,7 @@ class RemoteSlot:
                 renewed = time.monotonic()
                 try:
                     await claim.renew()
-                except p.REDIS_ERRORS:
+                except t.REDIS_ERRORS:
                     pass  # handled below, where the stream read fails too
             if not self.backend.is_alive(self.worker_id):
                 await self._lost(list(pending.values()), LOST, batch_id)
@@ -308,7 +309,7 @@ class RemoteSlot:
                         await self._cancel(job)
                         flagged.add(job.id)
                 replies = await self.pool.xread(dict(last), block=READ_BLOCK_MS, count=100)
-            except p.REDIS_ERRORS:
+            except t.REDIS_ERRORS:
                 if not await self._reconnected(batch_id):
                     await self._lost(list(pending.values()), REDIS_LOST, batch_id)
                     return
@@ -354,13 +355,13 @@ class RemoteSlot:
             for index, take in enumerate(event.takes):
                 image = None
                 if not take.filtered:
-                    sealed = await self.pool.getdel(p.result_key(self._tag(job), index))
+                    sealed = await self.pool.getdel(t.result_key(self._tag(job), index))
                     if sealed is None:
                         return Failed("result_lost")
                     self.backend.bytes_received += len(sealed)
                     try:
                         image = await asyncio.to_thread(
-                            self.backend.seal.open_result, p.take_name(job.id, index), job.attempt, sealed
+                            self.backend.seal.open_result, t.take_name(job.id, index), job.attempt, sealed
                         )
                     except Forged as exc:
                         log_event(log, logging.WARNING, "result refused", job=job.id, why=str(exc))
@@ -391,12 +392,12 @@ class RemoteSlot:
     async def _reconnected(self, batch_id: str) -> bool:
         """After a dropped connection: wait for Redis, then say whether it still knows the batch.
         A Redis that restarted empty lost the batch's streams; its jobs must be run again."""
-        deadline = time.monotonic() + p.HEARTBEAT_TTL_S * 2
+        deadline = time.monotonic() + t.HEARTBEAT_TTL_S * 2
         while time.monotonic() < deadline:
             await asyncio.sleep(0.2)
             try:
-                return bool(await self.pool.exists(p.batch_marker(batch_id)))
-            except p.REDIS_ERRORS:
+                return bool(await self.pool.exists(t.batch_marker(batch_id)))
+            except t.REDIS_ERRORS:
                 continue
         return False
 
@@ -407,9 +408,9 @@ class RemoteSlot:
             await self._cleanup(job, stop=True)
             self.backend.queue.finish(job, TOO_LONG)
         try:
-            await self.pool.delete(p.arq_job_key(batch_id), p.batch_marker(batch_id))
-            await self.pool.zrem(p.worker_queue(self.worker_id), batch_id)
-        except p.REDIS_ERRORS:
+            await self.pool.delete(t.arq_job_key(batch_id), t.batch_marker(batch_id))
+            await self.pool.zrem(t.worker_queue(self.worker_id), batch_id)
+        except t.REDIS_ERRORS:
             pass  # they carry TTLs
         log_event(log, logging.WARNING, "batch past the bot's deadline", worker=self.worker_id, batch=batch_id,
                   jobs=",".join(j.id for j in jobs))
@@ -426,17 +427,17 @@ class RemoteSlot:
         if batch_id is not None:
             try:
                 # The payload (the faces) must not wait in Redis for a worker that is gone.
-                await self.pool.delete(p.arq_job_key(batch_id), p.batch_marker(batch_id))
-                await self.pool.zrem(p.worker_queue(self.worker_id), batch_id)
-            except p.REDIS_ERRORS:
+                await self.pool.delete(t.arq_job_key(batch_id), t.batch_marker(batch_id))
+                await self.pool.zrem(t.worker_queue(self.worker_id), batch_id)
+            except t.REDIS_ERRORS:
                 pass  # they carry TTLs
         log_event(log, logging.WARNING, "batch lost", worker=self.worker_id, batch=batch_id,
                   jobs=",".join(j.id for j in jobs), why=failed.fields.get("cause"))
 
     async def _cancel(self, job: Job) -> None:
         """The flag the worker reads after each step, signed for this job and attempt alone."""
-        await self.pool.set(p.cancel_key(self._tag(job)), self.backend.seal.cancel_flag(job.id, job.attempt),
-                            ex=p.EVENT_TTL_S)
+        await self.pool.set(t.cancel_key(self._tag(job)), self.backend.seal.cancel_flag(job.id, job.attempt),
+                            ex=t.EVENT_TTL_S)
 
     async def _cleanup(self, job: Job, batch_id: str | None = None, *, stop: bool = False) -> None:
         """Nothing of a finished job stays in Redis (and nothing of its batch once `batch_id` is
@@ -444,15 +445,15 @@ class RemoteSlot:
         dead) to give up."""
         tag = self._tag(job)
         try:
-            keys = [p.events_key(tag), *(p.result_key(tag, take) for take in range(job.cost))]
+            keys = [t.events_key(tag), *(t.result_key(tag, take) for take in range(job.cost))]
             if stop:
                 await self._cancel(job)
             else:
-                keys.append(p.cancel_key(tag))
+                keys.append(t.cancel_key(tag))
             if batch_id is not None:
-                keys.append(p.batch_marker(batch_id))
+                keys.append(t.batch_marker(batch_id))
             await self.pool.delete(*keys)
-        except p.REDIS_ERRORS:
+        except t.REDIS_ERRORS:
             pass  # all of these carry TTLs
 
 
