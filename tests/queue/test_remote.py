@@ -20,7 +20,8 @@ from mmpp.inference.engine import Engine, GenerationRequest
 from mmpp.inference.queue import Cancelled, Done, Failed, GenerationQueue, NoWorkers, Queued, Started, Step
 from mmpp.inference.queue.remote import protocol as p
 from mmpp.inference.queue.remote import transport as t
-from mmpp.inference.queue.remote.dispatch import FOLLOW_GRACE_S, RemoteBackend
+from mmpp.inference.queue.remote.courier import FOLLOW_GRACE_S
+from mmpp.inference.queue.remote.dispatch import RemoteBackend
 from mmpp.inference.queue.remote.sealing import Seal
 from mmpp.inference.queue.remote.worker import RemoteWorker, WorkerRefused, check_catalog
 from mmpp.inference.styles import UnknownStyleError
