@@ -51,6 +51,7 @@ from mmpp.bot.app.discord_endpoints import reset_endpoints
 from mmpp.bot.app.runtime import BotRuntime
 from mmpp.bot.db.database import SQLITE_BUSY_TIMEOUT_S
 from mmpp.inference.queue.remote import protocol as p
+from mmpp.inference.queue.remote import transport as t
 from mmpp.inference.testing.tiny_model import add_tiny_style, make_tiny_model
 from tests.bot.conftest import bot_settings
 from tests.conftest import encode
@@ -287,8 +288,8 @@ def forge(url: str, runtime: BotRuntime) -> None:
             for job in getattr(slot, "running", []):
                 # The strongest intruder: it found each job's keys (named by a tag it cannot compute).
                 tag = slot.backend.seal.tag(job.id, job.attempt)
-                client.set(p.result_key(tag), png.getvalue())
-                client.xadd(p.events_key(tag), {"kind": "done", "takes": "[]", "seconds": "1"})
+                client.set(t.result_key(tag), png.getvalue())
+                client.xadd(t.events_key(tag), {"kind": "done", "takes": "[]", "seconds": "1"})
     finally:
         client.close()
 
@@ -342,25 +343,25 @@ async def intruder_rows(model_dir: Path, root: Path, selfie: bytes, n: int) -> l
             await wait_workers(runtime, "honest")
 
             # A forged worker: a heartbeat with the styles' fingerprint copied from Redis, kept fresh.
-            fingerprint = Seal.read_unverified(client.get(p.CATALOG_KEY))["fingerprint"]
+            fingerprint = Seal.read_unverified(client.get(t.CATALOG_KEY))["fingerprint"]
             beat = p.Heartbeat("intruder", "cuda", 8, fingerprint, float(client.time()[0])).to_wire()
-            client.set(p.worker_key("intruder"), json.dumps(beat), px=5000)
+            client.set(t.worker_key("intruder"), json.dumps(beat), px=5000)
             fault_at = time.monotonic()
             interactions = await profiles(standin, members[:n], selfie, "tiny-style")
             rows.append(await final_outcome("forged worker (heartbeat with a copied fingerprint)", standin,
                                             interactions, fault_at, timeout=90))
-            client.delete(p.worker_key("intruder"))
+            client.delete(t.worker_key("intruder"))
 
             # A replay: the sealed payload of a batch already drawn, put back into the worker's queue.
             interactions = await profiles(standin, members[:n], selfie, "slow-style")
             async with asyncio.timeout(60):
                 while not (keys := list(client.scan_iter(match="arq:job:*"))):  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
-            stolen = p.deserialize(client.get(keys[0]))["a"][0]
+            stolen = t.deserialize(client.get(keys[0]))["a"][0]
             row = await final_outcome("payload replayed to a worker", standin, interactions, time.monotonic())
             assert runtime.services is not None
             pool = next(iter(runtime.services.queue._workers)).backend.pool  # type: ignore[attr-defined]
-            await pool.enqueue_job(p.BATCH_FUNCTION, stolen, _job_id="replayed", _queue_name=p.worker_queue("honest"))
+            await pool.enqueue_job(t.BATCH_FUNCTION, stolen, _job_id="replayed", _queue_name=t.worker_queue("honest"))
             await asyncio.sleep(3.0)
             drawn_again = 0 if "why=replayed" in (workdir / "honest.log").read_text() else 1
             rows.append(Row(row.fault, row.affected, row.told, row.lost + drawn_again, row.recover_s))

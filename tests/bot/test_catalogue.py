@@ -38,7 +38,7 @@ MEMBER_MODULES = tuple(
         "bot/style_cards.py",
         "bot/app/recovery.py", "bot/cogs/*.py", "bot/db/errors.py", "bot/db/job_log.py", "bot/db/repository.py",
         "inference/preprocess.py", "inference/queue/*.py", "inference/queue/remote/dispatch.py",
-        "inference/safety.py",
+        "inference/queue/remote/courier.py", "inference/queue/remote/events.py", "inference/safety.py",
     )
 )
 CONTENT_CALLS = {"send_message", "send", "edit_original_response", "edit_message", "edit"}

@@ -17,6 +17,7 @@ from mmpp.inference.conditioning import PreparedFace
 from mmpp.inference.engine import Engine
 from mmpp.inference.queue import Cancelled, Done, Step
 from mmpp.inference.queue.remote import protocol as p
+from mmpp.inference.queue.remote import transport as t
 from mmpp.inference.queue.remote.sealing import Seal
 from mmpp.settings import Settings
 from tests.queue.conftest import collect
@@ -34,7 +35,7 @@ async def keep_writing(client: redis.Redis, key: str, value: bytes, seconds: flo
     loop = asyncio.get_running_loop()
     until = loop.time() + seconds
     while loop.time() < until:
-        client.set(key, value, px=int(p.HEARTBEAT_TTL_S * 1000))
+        client.set(key, value, px=int(t.HEARTBEAT_TTL_S * 1000))
         await asyncio.sleep(0.05)
 
 
@@ -51,8 +52,8 @@ async def test_a_forged_heartbeat_with_a_copied_fingerprint_never_receives_a_bat
 ) -> None:
     async for remote in open_remote(redis_url, queue_settings, real_engine):
         # The fingerprint is readable in Redis (signed, not secret), and so is a real heartbeat.
-        fingerprint = Seal.read_unverified(remote.client.get(p.CATALOG_KEY))["fingerprint"]
-        real = remote.client.get(p.worker_key("w1"))
+        fingerprint = Seal.read_unverified(remote.client.get(t.CATALOG_KEY))["fingerprint"]
+        real = remote.client.get(t.worker_key("w1"))
         forged = p.Heartbeat("evil", "cuda", 8, fingerprint, at=float(remote.client.time()[0])).to_wire()
         body = json.dumps(forged, separators=(",", ":"), sort_keys=True)
         forgeries = {
@@ -60,7 +61,7 @@ async def test_a_forged_heartbeat_with_a_copied_fingerprint_never_receives_a_bat
             "evil2": json.dumps({"body": body, "mac": json.loads(real)["mac"]}).encode(),  # a real worker's MAC
             "w1-copy": real,  # a real worker's whole heartbeat, under another name
         }
-        writers = [asyncio.create_task(keep_writing(remote.client, p.worker_key(name), value, 3.0))
+        writers = [asyncio.create_task(keep_writing(remote.client, t.worker_key(name), value, 3.0))
                    for name, value in forgeries.items()]
         handles = [remote.queue.submit(face, "tiny-style", user_id=u, guild_id=u, steps=2) for u in (1, 2, 3)]
         ends = [(await collect(h))[-1] for h in handles]
@@ -69,7 +70,7 @@ async def test_a_forged_heartbeat_with_a_copied_fingerprint_never_receives_a_bat
         assert set(remote.backend.alive) == {"w1"} and remote.queue.workers == 1
         assert sum(len(call) for call in remote.probe.calls) == 3  # all drawn by the real worker
         for name in forgeries:
-            assert not remote.client.exists(p.worker_queue(name))  # nothing was ever handed to it
+            assert not remote.client.exists(t.worker_queue(name))  # nothing was ever handed to it
     assert {f["worker"] for f in warnings(caplog, "heartbeat ignored")} == set(forgeries)
 
 
@@ -83,25 +84,25 @@ async def test_a_replayed_payload_is_refused(
         async with asyncio.timeout(20):
             while not (keys := list(remote.client.scan_iter(match="arq:job:*"))):  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
-        stolen = p.deserialize(remote.client.get(keys[0]))["a"][0]  # the sealed payload, as arq keeps it
+        stolen = t.deserialize(remote.client.get(keys[0]))["a"][0]  # the sealed payload, as arq keeps it
         remote.probe.release()
         assert isinstance((await collect(handle))[-1], Done)
         assert len(remote.probe.calls) == 1
         # The intruder puts the sealed payload back, under a fresh arq job id, before its expiry.
         assert remote.backend.pool is not None
         await remote.backend.pool.enqueue_job(
-            p.BATCH_FUNCTION, stolen, _job_id="replay", _queue_name=p.worker_queue("w1")
+            t.BATCH_FUNCTION, stolen, _job_id="replay", _queue_name=t.worker_queue("w1")
         )
         async with asyncio.timeout(10):
             while not warnings(caplog, "batch refused"):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         assert len(remote.probe.calls) == 1  # not drawn again
-        assert not remote.client.exists(p.events_key(remote.tag(handle.id)))  # nothing written for it
+        assert not remote.client.exists(t.events_key(remote.tag(handle.id)))  # nothing written for it
         # Deleting the nonce's key does not help: the worker remembers what it took, too.
         for key in remote.client.scan_iter(match="mmpp:nonce:*"):
             remote.client.delete(key)
         await remote.backend.pool.enqueue_job(
-            p.BATCH_FUNCTION, stolen, _job_id="replay-2", _queue_name=p.worker_queue("w1")
+            t.BATCH_FUNCTION, stolen, _job_id="replay-2", _queue_name=t.worker_queue("w1")
         )
         async with asyncio.timeout(10):
             while len(warnings(caplog, "batch refused")) < 2:  # noqa: ASYNC110
@@ -121,7 +122,7 @@ async def test_a_forged_cancel_cancels_nothing_and_no_key_names_a_job(
         names = [k.decode() for k in remote.client.scan_iter(match="*")]
         assert not any(handle.id in name for name in names), names  # job ids never appear in key names
         # The strongest intruder: it found the job's stream by its tag and writes the cancel key beside it.
-        key = p.cancel_key(remote.tag(handle.id))
+        key = t.cancel_key(remote.tag(handle.id))
         remote.client.set(key, b"1")
         await asyncio.sleep(0.5)
         remote.client.set(key, Seal(Fernet.generate_key().decode()).cancel_flag(handle.id, 0))  # another key's
@@ -148,13 +149,13 @@ async def test_a_forged_stopping_or_device_idles_and_changes_nobody(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async for remote in open_remote(redis_url, queue_settings, real_engine):
-        real = remote.client.get(p.worker_key("w1"))
+        real = remote.client.get(t.worker_key("w1"))
         body = Seal.read_unverified(real)
         device = remote.backend.slots["w1"].device
         altered = json.dumps({"body": json.dumps({**body, "stopping": True, "device": "cuda"},
                                                  separators=(",", ":"), sort_keys=True),
                               "mac": json.loads(real)["mac"]}).encode()
-        writer = asyncio.create_task(keep_writing(remote.client, p.worker_key("w1"), altered, 3.0))
+        writer = asyncio.create_task(keep_writing(remote.client, t.worker_key("w1"), altered, 3.0))
         await asyncio.sleep(1.0)
         assert remote.backend.takes_work("w1") and remote.queue.workers == 1
         assert remote.backend.slots["w1"].device == device != "cuda"  # "cuda" would double the default takes

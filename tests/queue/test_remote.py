@@ -19,7 +19,9 @@ from mmpp.inference.conditioning import PreparedFace
 from mmpp.inference.engine import Engine, GenerationRequest
 from mmpp.inference.queue import Cancelled, Done, Failed, GenerationQueue, NoWorkers, Queued, Started, Step
 from mmpp.inference.queue.remote import protocol as p
-from mmpp.inference.queue.remote.dispatch import FOLLOW_GRACE_S, RemoteBackend
+from mmpp.inference.queue.remote import transport as t
+from mmpp.inference.queue.remote.courier import FOLLOW_GRACE_S
+from mmpp.inference.queue.remote.dispatch import RemoteBackend
 from mmpp.inference.queue.remote.sealing import Seal
 from mmpp.inference.queue.remote.worker import RemoteWorker, WorkerRefused, check_catalog
 from mmpp.inference.styles import UnknownStyleError
@@ -136,8 +138,8 @@ async def test_a_batch_past_its_discord_deadline_never_starts(
     batch = p.Batch("late", "n" * 32, time.time() - 1, (p.RemoteJob("j-late", 0, request, False),))
     payload = remote.seal.seal_payload(batch.to_wire())
     assert remote.backend.pool is not None
-    await remote.backend.pool.enqueue_job(p.BATCH_FUNCTION, payload, _job_id="late", _queue_name=p.worker_queue("w1"))
-    events = p.events_key(remote.tag("j-late"))
+    await remote.backend.pool.enqueue_job(t.BATCH_FUNCTION, payload, _job_id="late", _queue_name=t.worker_queue("w1"))
+    events = t.events_key(remote.tag("j-late"))
     async with asyncio.timeout(10):
         while not remote.client.exists(events):  # noqa: ASYNC110
             await asyncio.sleep(0.02)
@@ -151,7 +153,7 @@ def test_a_worker_with_other_styles_refuses_in_one_line(redis_url: str, real_eng
     bot = p.catalog_fingerprint(real_engine.catalog, real_engine.resolution)
     seal = Seal(SECRET)
     client = redis.Redis.from_url(redis_url)
-    client.set(p.CATALOG_KEY, seal.sign("catalog", p.Catalog(bot).to_wire()))
+    client.set(t.CATALOG_KEY, seal.sign("catalog", p.Catalog(bot).to_wire()))
     mine = {"styles": {**bot["styles"], "extra": "abc"}, "resolution": 128}
     mine["styles"].pop("other-style")
     with pytest.raises(WorkerRefused) as refused:
@@ -167,7 +169,7 @@ def test_a_catalog_not_signed_with_the_secret_is_not_the_bots(redis_url: str, re
     bot = p.catalog_fingerprint(real_engine.catalog, real_engine.resolution)
     client = redis.Redis.from_url(redis_url)
     # Anyone can copy the fingerprint; only the secret signs it.
-    client.set(p.CATALOG_KEY, json.dumps({"body": json.dumps(p.Catalog(bot).to_wire()), "mac": "0" * 64}))
+    client.set(t.CATALOG_KEY, json.dumps({"body": json.dumps(p.Catalog(bot).to_wire()), "mac": "0" * 64}))
     with pytest.raises(WorkerRefused, match="not signed with this QUEUE_SECRET"):
         check_catalog(client, Seal(SECRET), bot, wait_s=0.6)
     client.close()
@@ -195,11 +197,11 @@ async def test_with_no_worker_left_members_are_told_at_once(remote: Remote, face
     await started(running)
     waiting = remote.queue.submit(face, "tiny-style", user_id=2, guild_id=2, steps=2)
     # The worker vanishes as a kill -9 would leave it: no goodbye, its heartbeat simply lapses.
-    remote.client.delete(p.worker_key("w1"))
+    remote.client.delete(t.worker_key("w1"))
     remote.worker._left = True  # no more heartbeats
     t0 = time.monotonic()
     ends = await asyncio.wait_for(asyncio.gather(running.outcome(), waiting.outcome()), 15)
-    assert time.monotonic() - t0 < p.HEARTBEAT_TTL_S
+    assert time.monotonic() - t0 < t.HEARTBEAT_TTL_S
     assert [(type(e), getattr(e, "code", None)) for e in ends] == [(Failed, "worker_lost"), (Failed, "no_workers")]
     with pytest.raises(NoWorkers):
         remote.queue.submit(face, "tiny-style", user_id=3, guild_id=3)
@@ -263,7 +265,7 @@ async def test_a_malformed_progress_entry_is_skipped_not_fatal(remote: Remote, f
             if isinstance(event, Started):
                 break
     # Anyone who can write to Redis could add this to the job's stream.
-    key = p.events_key(remote.tag(handle.id))
+    key = t.events_key(remote.tag(handle.id))
     bad_step = {"version": p.WIRE_VERSION, "kind": "step", "step": "not a number", "steps": 4}
     remote.client.xadd(key, remote.seal.seal_event(handle.id, 0, bad_step))
     remote.client.xadd(key, {"kind": "step", "step": "2", "steps": "4"})  # nor sealed at all
@@ -307,7 +309,7 @@ async def test_a_set_travels_to_a_remote_worker_and_back_whole_split_by_the_work
 def test_a_payload_asking_more_takes_than_a_bot_sends_is_refused(face: PreparedFace) -> None:
     request = GenerationRequest(face=face, style="tiny-style", seed=1)
     batch = p.Batch("b", "n" * 32, 0.0, (p.RemoteJob("j", 0, request, False, (2, 3, 4)),))
-    payload = p.deserialize(p.serialize(batch.to_wire()))
+    payload = t.deserialize(t.serialize(batch.to_wire()))
     [job] = p.Batch.from_wire(payload).jobs
     assert job.more_seeds == (2, 3, 4)
     # Whoever can write to Redis cannot make a worker draw a thousand pictures for one job.

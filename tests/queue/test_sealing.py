@@ -17,6 +17,7 @@ from mmpp.inference.conditioning import PreparedFace
 from mmpp.inference.engine import Engine, to_png
 from mmpp.inference.queue import Done, NoWorkers, Started
 from mmpp.inference.queue.remote import protocol as p
+from mmpp.inference.queue.remote import transport as t
 from mmpp.inference.queue.remote.sealing import Forged, QueueSecretError, Seal
 from mmpp.inference.queue.remote.worker import run_worker
 from mmpp.inference.queue.setup import open_queue
@@ -36,7 +37,7 @@ async def payload_in_redis(remote: Remote) -> dict[str, Any]:
     async with asyncio.timeout(10):
         while not (keys := list(remote.client.scan_iter(match="arq:job:*"))):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
-    return p.deserialize(remote.client.get(keys[0]))["a"][0]  # arq keeps the function's arguments under "a"
+    return t.deserialize(remote.client.get(keys[0]))["a"][0]  # arq keeps the function's arguments under "a"
 
 
 async def test_with_the_secret_redis_holds_no_readable_face(
@@ -66,15 +67,15 @@ async def test_a_forged_result_is_never_shown(
         # An intruder writes a portrait and its "done", in clear and sealed with a key of its own.
         red = io.BytesIO()
         Image.new("RGB", (64, 64), "red").save(red, format="PNG")
-        events = p.events_key(remote.tag(handle.id))
+        events = t.events_key(remote.tag(handle.id))
         intruder = Seal(Fernet.generate_key().decode())
         done = p.Event("done", takes=(p.Take(666),), seconds=1).to_wire()
-        remote.client.set(p.result_key(remote.tag(handle.id)), red.getvalue())
+        remote.client.set(t.result_key(remote.tag(handle.id)), red.getvalue())
         remote.client.xadd(events, {"kind": "done", "seed": "666", "seconds": "1"})
         remote.client.xadd(events, intruder.seal_event(handle.id, 0, done))
         await asyncio.sleep(0.5)
         assert not handle.done
-        remote.client.delete(p.result_key(remote.tag(handle.id)))
+        remote.client.delete(t.result_key(remote.tag(handle.id)))
         remote.probe.release()
         end = (await collect(handle))[-1]
     assert isinstance(end, Done) and end.result.seed == 5
@@ -94,10 +95,10 @@ async def test_a_tampered_payload_is_not_drawn(
         token[60] = ord("A") if token[60] != ord("A") else ord("B")
         assert remote.backend.pool is not None
         await remote.backend.pool.enqueue_job(
-            p.BATCH_FUNCTION, {"sealed": bytes(token)}, _job_id="t", _queue_name=p.worker_queue("w1")
+            t.BATCH_FUNCTION, {"sealed": bytes(token)}, _job_id="t", _queue_name=t.worker_queue("w1")
         )
         await asyncio.sleep(1.0)
-        assert remote.probe.calls == [] and not remote.client.exists(p.events_key(remote.tag("j-t")))
+        assert remote.probe.calls == [] and not remote.client.exists(t.events_key(remote.tag("j-t")))
 
 
 async def test_a_worker_with_the_wrong_key_gets_nothing_and_members_are_told(
@@ -106,7 +107,7 @@ async def test_a_worker_with_the_wrong_key_gets_nothing_and_members_are_told(
 ) -> None:
     worker = {"queue_secret": SecretStr(Fernet.generate_key().decode())}
     async for remote in open_remote(redis_url, queue_settings, real_engine, worker_settings=worker, wait_alive=False):
-        await asyncio.sleep(2 * p.HEARTBEAT_EVERY_S + 0.5)
+        await asyncio.sleep(2 * t.HEARTBEAT_EVERY_S + 0.5)
         # Its heartbeat does not verify: it is no worker of this bot, and members hear so at once.
         assert not remote.backend.is_alive("w1") and remote.queue.workers == 0
         with pytest.raises(NoWorkers):
@@ -142,8 +143,8 @@ async def test_bot_and_worker_refuse_to_start_without_a_secret_loopback_or_not(
 def test_one_take_of_a_set_cannot_stand_in_for_another(astronaut: Image.Image) -> None:
     # Whoever can write to Redis may move sealed takes between keys; each opens only as itself.
     seal = Seal(SECRET)
-    second = seal.seal_result(p.take_name("j", 1), 0, to_png(astronaut.resize((64, 64))))
-    assert seal.open_result(p.take_name("j", 1), 0, second).size == (64, 64)
+    second = seal.seal_result(t.take_name("j", 1), 0, to_png(astronaut.resize((64, 64))))
+    assert seal.open_result(t.take_name("j", 1), 0, second).size == (64, 64)
     for other in (0, 2):
         with pytest.raises(Forged):
-            seal.open_result(p.take_name("j", other), 0, second)
+            seal.open_result(t.take_name("j", other), 0, second)

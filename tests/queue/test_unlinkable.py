@@ -123,10 +123,11 @@ async def test_through_a_remote_worker_the_switch_and_the_verdict_travel(
 
 def test_the_switch_travels_and_a_bot_that_predates_it_gets_the_guard(face: PreparedFace) -> None:
     from mmpp.inference.queue.remote import protocol as p
+    from mmpp.inference.queue.remote import transport as t
 
     request = GenerationRequest(face=face, style="tiny-style", seed=1, unlinkable=False)
     batch = p.Batch("b", "n" * 32, 0.0, (p.RemoteJob("j", 0, request, False),))
-    payload = p.deserialize(p.serialize(batch.to_wire()))
+    payload = t.deserialize(t.serialize(batch.to_wire()))
     [job] = p.Batch.from_wire(payload).jobs
     assert job.request.unlinkable is False
     del payload["jobs"][0]["unlinkable"]  # missing, whoever wrote it: the guard stays on (fails closed)

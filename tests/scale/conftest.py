@@ -23,7 +23,7 @@ import redis
 from mmpp.bot.app.discord_endpoints import reset_endpoints
 from mmpp.bot.app.runtime import BotRuntime
 from mmpp.bot.services import Services
-from mmpp.inference.queue.remote import protocol as p
+from mmpp.inference.queue.remote import transport as t
 from mmpp.inference.queue.remote.sealing import Seal
 from mmpp.inference.testing.tiny_model import add_tiny_style
 from tests.bot.conftest import bot_settings
@@ -95,8 +95,8 @@ class Cluster:
         client = redis.Redis.from_url(self.redis.url)
         seal = Seal(QUEUE_SECRET)
         try:
-            beats = {k.decode().removeprefix(p.WORKER_PREFIX): client.get(k)
-                     for k in client.scan_iter(match=p.WORKER_PREFIX + "*")}
+            beats = {k.decode().removeprefix(t.WORKER_PREFIX): client.get(k)
+                     for k in client.scan_iter(match=t.WORKER_PREFIX + "*")}
             return {name: seal.verify("heartbeat", raw) for name, raw in beats.items() if raw is not None}
         finally:
             client.close()

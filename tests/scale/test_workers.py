@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from mmpp.inference.queue.remote import protocol as p
+from mmpp.inference.queue.remote import transport as t
 from tests.scale.conftest import Cluster, is_answer, profile
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -22,7 +22,7 @@ async def test_forty_members_across_four_servers_all_get_their_portrait(cluster:
     interactions = await asyncio.gather(*(profile(cluster, m, selfie_bytes) for m in cluster.members))
     finals = await asyncio.gather(*(i.wait_for_final_file(timeout=240) for i in interactions))
     assert all(f.files[0].filename == "portrait-tiny-style.png" for f in finals)
-    await asyncio.sleep(p.HEARTBEAT_EVERY_S * 1.5)
+    await asyncio.sleep(t.HEARTBEAT_EVERY_S * 1.5)
     after = {name: beat.get("batches", 0) for name, beat in cluster.heartbeats().items()}
     # Both workers drew: the load was shared.
     assert all(after[name] > before.get(name, 0) for name in ("wA", "wB")), (before, after)

@@ -11,7 +11,7 @@ import redis
 from mmpp.errors import UserFacingError
 from mmpp.health import HealthServer
 from mmpp.inference.queue.metrics import DrawMetrics
-from mmpp.inference.queue.remote import protocol as p
+from mmpp.inference.queue.remote import transport as t
 from mmpp.logs import log_event
 from mmpp.settings import Settings
 
@@ -57,7 +57,7 @@ class WorkerHealth:
     def _redis(self) -> str | None:
         try:
             self._client.ping()
-        except p.REDIS_ERRORS as exc:
+        except t.REDIS_ERRORS as exc:
             return f"unreachable ({type(exc).__name__})"
         return None
 

@@ -12,6 +12,7 @@ from typing import Any
 from arq.connections import ArqRedis
 
 from mmpp.inference.queue.remote import protocol as p
+from mmpp.inference.queue.remote import transport as t
 from mmpp.inference.queue.remote.sealing import Forged, Seal
 from mmpp.logs import log_event
 
@@ -53,7 +54,7 @@ class Heartbeats:
                 beat = p.Heartbeat.from_wire(self.seal.verify("heartbeat", raw))
                 if beat.worker != worker_id:
                     raise Forged("another worker's heartbeat")
-                if now - beat.at > p.HEARTBEAT_TTL_S:
+                if now - beat.at > t.HEARTBEAT_TTL_S:
                     raise Forged("a stale heartbeat")
             except UNREADABLE as exc:
                 if worker_id not in self._forged:
@@ -61,7 +62,7 @@ class Heartbeats:
                     log_event(log, logging.WARNING, "heartbeat ignored", worker=worker_id,
                               why=str(exc) or type(exc).__name__)
                 last = self.alive.get(worker_id)
-                if last is not None and time.monotonic() - self._seen[worker_id] < p.HEARTBEAT_TTL_S:
+                if last is not None and time.monotonic() - self._seen[worker_id] < t.HEARTBEAT_TTL_S:
                     alive[worker_id] = last
                 continue
             self._forged.discard(worker_id)
@@ -83,7 +84,7 @@ class Claim:
 
     def __init__(self, pool: ArqRedis, seal: Seal, bot_id: str, worker_id: str) -> None:
         self.pool, self.seal, self.bot_id, self.worker_id = pool, seal, bot_id, worker_id
-        self.key = p.claim_key(worker_id)
+        self.key = t.claim_key(worker_id)
         self.value: bytes | None = None
 
     def _signed(self, now: float) -> bytes:

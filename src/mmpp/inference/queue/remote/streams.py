@@ -12,6 +12,7 @@ import redis
 from mmpp.inference.engine import GenerationRequest, GenerationResult, StepProgress, to_png
 from mmpp.inference.queue.jobs import Cancelled, Done, Failed, Job, JobEvent, Step, TerminalEvent
 from mmpp.inference.queue.remote import protocol as p
+from mmpp.inference.queue.remote import transport as t
 from mmpp.inference.queue.remote.sealing import Seal
 from mmpp.inference.queue.worker import EngineLike
 from mmpp.inference.styles import StyleCatalog
@@ -40,8 +41,8 @@ class CancelPolling:
     def _poll(self, requests: Sequence[GenerationRequest]) -> None:
         jobs = [self._jobs[id(r.cancel)] for r in requests]
         try:
-            flags = self._client.mget([p.cancel_key(self._seal.tag(j.id, j.attempt)) for j in jobs])
-        except p.REDIS_ERRORS:
+            flags = self._client.mget([t.cancel_key(self._seal.tag(j.id, j.attempt)) for j in jobs])
+        except t.REDIS_ERRORS:
             return  # Redis is away: keep drawing, the bot decides what a lost connection means
         for request, job, flag in zip(requests, jobs, flags, strict=True):
             if self._seal.is_cancel(job.id, job.attempt, flag):
@@ -80,17 +81,17 @@ class StreamSink:
     def _add(self, job: Job, event: p.Event, pngs: dict[int, bytes] | None = None) -> None:
         attempt = self._attempts[job.id]
         tag = self._seal.tag(job.id, attempt)
-        key = p.events_key(tag)
+        key = t.events_key(tag)
         try:
             with self._client.pipeline(transaction=False) as pipe:
                 for take, png in (pngs or {}).items():
                     # A later take is sealed under its own name, so no take can stand in for another.
-                    pipe.set(p.result_key(tag, take),
-                             self._seal.seal_result(p.take_name(job.id, take), attempt, png), ex=p.EVENT_TTL_S)
+                    pipe.set(t.result_key(tag, take),
+                             self._seal.seal_result(t.take_name(job.id, take), attempt, png), ex=t.EVENT_TTL_S)
                 pipe.xadd(key, self._seal.seal_event(job.id, attempt, event.to_wire()))  # type: ignore[arg-type]
-                pipe.expire(key, p.EVENT_TTL_S)
+                pipe.expire(key, t.EVENT_TTL_S)
                 pipe.execute()
-        except p.REDIS_ERRORS:
+        except t.REDIS_ERRORS:
             # The bot sees the connection drop too and tells the member or runs the job again.
             log_event(log, logging.WARNING, "event lost, redis unreachable", job=job.id, kind=event.kind)
 

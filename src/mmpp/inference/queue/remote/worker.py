@@ -29,6 +29,7 @@ from mmpp.inference.loader import load_catalog
 from mmpp.inference.queue.jobs import Failed, Job
 from mmpp.inference.queue.metrics import DrawMetrics
 from mmpp.inference.queue.remote import protocol as p
+from mmpp.inference.queue.remote import transport as t
 from mmpp.inference.queue.remote.front import model_resolution
 from mmpp.inference.queue.remote.health import WorkerHealth
 from mmpp.inference.queue.remote.sealing import Forged, Seal
@@ -70,7 +71,7 @@ class RemoteWorker:
         self.id = worker_id
         self.fingerprint = fingerprint
         url = settings.redis_url.get_secret_value()
-        self.redis_settings = p.redis_settings(url)
+        self.redis_settings = t.redis_settings(url)
         # For the GPU thread (cancel flags) and the events: short synchronous commands.
         self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self.seal = Seal.from_secret(
@@ -104,9 +105,9 @@ class RemoteWorker:
         self._nonces = {n: until for n, until in self._nonces.items() if until > time.monotonic()}
         try:
             fresh = batch.nonce not in self._nonces and await asyncio.to_thread(
-                self.client.set, p.nonce_key(batch.nonce), self.id, nx=True, px=ttl_ms
+                self.client.set, t.nonce_key(batch.nonce), self.id, nx=True, px=ttl_ms
             )
-        except p.REDIS_ERRORS:
+        except t.REDIS_ERRORS:
             fresh = False  # unknown: drawing it twice would be worse than the bot's own deadline
         self._nonces.setdefault(batch.nonce, time.monotonic() + ttl_ms / 1000)
         if not fresh:
@@ -166,7 +167,7 @@ class RemoteWorker:
         deadline)."""
         try:
             seconds, micros = await asyncio.to_thread(self.client.time)
-        except p.REDIS_ERRORS:
+        except t.REDIS_ERRORS:
             return 0.0
         return seconds + micros / 1e6
 
@@ -193,30 +194,30 @@ class RemoteWorker:
                 if reported:
                     log_event(log, logging.INFO, "redis reachable again", worker=self.id)
                 reported = False
-            except p.REDIS_ERRORS:
+            except t.REDIS_ERRORS:
                 if not reported:
                     log_event(log, logging.WARNING, "redis unreachable, retrying", worker=self.id)
                 reported = True
-            await asyncio.sleep(p.HEARTBEAT_EVERY_S)
+            await asyncio.sleep(t.HEARTBEAT_EVERY_S)
 
     async def _publish_heartbeat(self) -> None:
         def publish() -> None:
             seconds, micros = self.client.time()
             signed = self.seal.sign("heartbeat", self.heartbeat(seconds + micros / 1e6).to_wire())
-            self.client.set(p.worker_key(self.id), signed, px=int(p.HEARTBEAT_TTL_S * 1000))
+            self.client.set(t.worker_key(self.id), signed, px=int(t.HEARTBEAT_TTL_S * 1000))
 
         await asyncio.to_thread(publish)
 
     def arq_worker(self) -> Worker:
         return QuietWorker(
-            functions=[func(self.run_batch, name=p.BATCH_FUNCTION, max_tries=1, timeout=self.settings.batch_timeout_s)],
-            queue_name=p.worker_queue(self.id),
+            functions=[func(self.run_batch, name=t.BATCH_FUNCTION, max_tries=1, timeout=self.settings.batch_timeout_s)],
+            queue_name=t.worker_queue(self.id),
             redis_settings=self.redis_settings,
             max_jobs=1,
             poll_delay=POLL_DELAY_S,
             keep_result=0,
-            job_serializer=p.serialize,
-            job_deserializer=p.deserialize,
+            job_serializer=t.serialize,
+            job_deserializer=t.deserialize,
             handle_signals=False,
             max_tries=1,
         )
@@ -227,7 +228,7 @@ class RemoteWorker:
         beat = asyncio.create_task(self._beat(), name="mmpp-heartbeat")
         log_event(log, logging.INFO, "worker ready", worker=self.id,
                   device=str(getattr(self.engine, "device", "?")),
-                  redis=p.display_url(self.settings.redis_url.get_secret_value()))
+                  redis=t.display_url(self.settings.redis_url.get_secret_value()))
         try:
             while not stop.is_set():
                 main = asyncio.create_task(worker.main())
@@ -236,11 +237,11 @@ class RemoteWorker:
                 stopper.cancel()
                 if not main.done():
                     main.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, *p.REDIS_ERRORS):
+                    with contextlib.suppress(asyncio.CancelledError, *t.REDIS_ERRORS):
                         await main
                     break
                 error = main.exception()
-                if error is not None and not isinstance(error, p.REDIS_ERRORS):
+                if error is not None and not isinstance(error, t.REDIS_ERRORS):
                     raise error
                 log_event(log, logging.WARNING, "redis connection lost, reconnecting", worker=self.id)
                 await asyncio.sleep(0.5)
@@ -250,17 +251,17 @@ class RemoteWorker:
             # is delivered. Without a heartbeat the bot would take this worker for lost and fail or
             # re-run a batch about to arrive.
             self._stopping = True
-            with contextlib.suppress(*p.REDIS_ERRORS):
+            with contextlib.suppress(*t.REDIS_ERRORS):
                 await self._publish_heartbeat()
-            running = [t for t in worker.tasks.values() if not t.done()]
+            running = [task for task in worker.tasks.values() if not task.done()]
             if running:
                 log_event(log, logging.INFO, "stopping after the running batch", worker=self.id)
                 await asyncio.wait(running, timeout=self.settings.batch_timeout_s)
             self._left = True
             beat.cancel()
-            with contextlib.suppress(*p.REDIS_ERRORS):
-                self.client.delete(p.worker_key(self.id))
-            with contextlib.suppress(*p.REDIS_ERRORS):
+            with contextlib.suppress(*t.REDIS_ERRORS):
+                self.client.delete(t.worker_key(self.id))
+            with contextlib.suppress(*t.REDIS_ERRORS):
                 await worker.close()
             self.client.close()
             log_event(log, logging.INFO, "worker stopped", worker=self.id, batches=self.batches)
@@ -274,8 +275,8 @@ def check_catalog(client: redis.Redis, seal: Seal, fingerprint: dict[str, Any], 
     announced = forged = False
     while True:
         try:
-            raw = client.get(p.CATALOG_KEY)
-        except p.REDIS_ERRORS as exc:
+            raw = client.get(t.CATALOG_KEY)
+        except t.REDIS_ERRORS as exc:
             raise WorkerRefused(f"Cannot reach Redis ({exc.__class__.__name__}). Check REDIS_URL.") from None
         if raw is not None:
             try:
@@ -316,7 +317,7 @@ def worker_device(settings: Settings) -> str:
 async def run_worker(settings: Settings, *, catalog_wait_s: float = 60.0) -> int:
     """`mmpp worker`: check the styles against the bot's, load the engine, serve until SIGTERM."""
     url = settings.redis_url.get_secret_value()
-    p.redis_settings(url)  # registers the password before anything can log it
+    t.redis_settings(url)  # registers the password before anything can log it
     seal = Seal.from_secret(settings.queue_secret.get_secret_value() if settings.queue_secret else None, "this worker")
     worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
     device = worker_device(settings)
