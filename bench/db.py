@@ -36,7 +36,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from mmpp.bot.db.database import Database
-from mmpp.bot.db.repository import Repository, StyleInfo
+from mmpp.bot.db.repository import Repository
+from mmpp.bot.db.styles import StyleInfo
 
 SQLITE_BUDGET_MS = 2.0
 GUILDS = 1_000

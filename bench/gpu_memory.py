@@ -30,7 +30,7 @@ from mmpp.inference.memory_plan import GIB, PLANS, MemoryPlan, full_size_account
 from mmpp.inference.safety import load_safety_checker
 from mmpp.inference.speed import synchronize
 from mmpp.inference.styles import StyleCatalog
-from mmpp.settings import ModelSources
+from mmpp.model_sources import ModelSources
 
 CANDIDATE_SETS = (1, 2, 4)
 

@@ -20,7 +20,7 @@ from mmpp.inference.loader import load_pipeline
 from mmpp.inference.safety import load_safety_checker
 from mmpp.inference.speed import SpeedOptions, synchronize
 from mmpp.inference.styles import StyleCatalog
-from mmpp.settings import ModelSources
+from mmpp.model_sources import ModelSources
 
 
 @dataclass

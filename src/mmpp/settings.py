@@ -5,6 +5,8 @@ docs/configuration.md from both (a test fails when they are stale). The environm
 field name in capitals.
 The env file is `--env-file` when given, else `$MMPP_ENV_FILE`, else `bot.env` in the current
 directory (`resolve_env_file`); the settings remember which one they read (`Settings.env_file`).
+A value that does not parse stops `load_settings` with one line (`settings_errors.py`); where each
+model comes from is `ModelSources` (`model_sources.py`), which `Settings.sources` builds.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -20,8 +22,9 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mmpp.errors import UserFacingError
 from mmpp.logs import hide_url_password
+from mmpp.model_sources import ModelSources
+from mmpp.settings_errors import SettingsError, describe_error
 
 # What DEVICE may say; `mmpp.inference.device` checks that this machine has it.
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -33,51 +36,6 @@ ENV_FILE_VARIABLE = "MMPP_ENV_FILE"
 DEFAULT_ENV_FILE = "bot.env"
 # The SQLite file's name inside DATA_DIR when DATABASE_URL is not set.
 SQLITE_FILE = "mmpp.sqlite3"
-
-
-@dataclass(frozen=True)
-class ModelSources:
-    """Where each model comes from: a hub id or a local folder, plus the file names inside it.
-
-    Kept apart from `Settings` so a `--model-dir` can swap every source at once.
-    """
-
-    base_model: str
-    vae: str | None
-    controlnet: str
-    ip_adapter: str
-    ip_adapter_subfolder: str
-    ip_adapter_weight_name: str
-    image_encoder: str
-    image_encoder_subfolder: str
-    styles_dir: Path
-    # None: no image safety check (SAFETY_CHECKER=none).
-    safety_checker: str | None
-
-    @classmethod
-    def from_model_dir(cls, model_dir: Path, *, vae: bool = True) -> ModelSources:
-        """The layout that `mmpp make-tiny-model` writes (and any folder laid out the same way).
-
-        It mirrors the production sources: `vae/` stands for the fp16-fix VAE repo, `ip-adapter/` for
-        h94/IP-Adapter (weights in `sdxl_models/`, the encoder in `models/image_encoder/`). The Plus-face
-        weights are used when present, else the plain ones; `vae=False` is `VAE=none`.
-        """
-        model_dir = Path(model_dir)
-        ip_adapter = model_dir / "ip-adapter"
-        weights = sorted(p.name for p in (ip_adapter / "sdxl_models").glob("ip-adapter*_sdxl_vit-*.safetensors"))
-        plus = [name for name in weights if name.startswith("ip-adapter-plus-face")]
-        return cls(
-            base_model=str(model_dir / "sdxl"),
-            vae=str(model_dir / "vae") if vae else None,
-            controlnet=str(model_dir / "controlnet"),
-            ip_adapter=str(ip_adapter),
-            ip_adapter_subfolder="sdxl_models",
-            ip_adapter_weight_name=(plus or weights or ["ip-adapter-plus-face_sdxl_vit-tiny.safetensors"])[0],
-            image_encoder=str(ip_adapter),
-            image_encoder_subfolder="models/image_encoder",
-            styles_dir=model_dir / "styles",
-            safety_checker=str(model_dir / "safety-checker"),
-        )
 
 
 class Settings(BaseSettings):
@@ -331,42 +289,6 @@ class Settings(BaseSettings):
             # `SAFETY_CHECKER=none` still turns the check off with a model folder.
             return sources if self.safety_checker is not None else replace(sources, safety_checker=None)
         return ModelSources(**{f.name: getattr(self, f.name) for f in fields(ModelSources)})
-
-
-class SettingsError(UserFacingError):
-    code = "bad_setting"
-
-
-# What a value of each kind looks like, in words an operator editing bot.env understands.
-_EXPECTED = {
-    "int_parsing": "a whole number, like 100",
-    "int_from_float": "a whole number, like 100",
-    "float_parsing": "a number, like 1.5",
-    "bool_parsing": "true or false",
-    "path_type": "a folder or file path",
-}
-
-
-def describe_error(error: ValidationError, env_file: Path | str | None) -> str:
-    """One line naming the first bad setting as it is spelled in bot.env, and what it expects."""
-    first = error.errors()[0]
-    name = str(first["loc"][0]).upper() if first["loc"] else "(settings)"
-    kind = first["type"]
-    context = first.get("ctx") or {}
-    if kind in _EXPECTED:
-        expected = _EXPECTED[kind]
-    elif kind == "literal_error":
-        expected = "one of " + str(context.get("expected", "")).replace("'", "")
-    elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        words = {"greater_than_equal": "at least", "greater_than": "more than",
-                 "less_than_equal": "at most", "less_than": "less than"}[kind]
-        expected = f"a number {words} {next(iter(context.values()), '')}"
-    else:
-        expected = str(first["msg"]).removeprefix("Value error, ")
-    where = f"{env_file} or the environment" if env_file else "the environment"
-    value = first.get("input")
-    shown = f" is {str(value)!r}" if isinstance(value, str | int | float) and len(str(value)) <= 60 else " is wrong"
-    return f"Setting {name} ({where}){shown}: expected {expected}."
 
 
 def resolve_env_file(given: Path | str | None) -> Path:

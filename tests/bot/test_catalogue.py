@@ -36,7 +36,8 @@ MEMBER_MODULES = tuple(
     f"src/mmpp/{name}" for name in (
         "bot/portrait/*.py", "bot/uploads/*.py", "bot/words/*.py", "bot/stores.py", "bot/replies.py",
         "bot/style_cards.py",
-        "bot/app/recovery.py", "bot/cogs/*.py", "bot/db/errors.py", "bot/db/job_log.py", "bot/db/repository.py",
+        "bot/app/recovery.py", "bot/cogs/*.py", "bot/db/errors.py", "bot/db/job_log.py", "bot/db/looks.py",
+        "bot/db/presets.py", "bot/db/repository.py", "bot/db/resolution.py", "bot/db/styles.py",
         "inference/preprocess.py", "inference/queue/*.py", "inference/queue/remote/dispatch.py",
         "inference/queue/remote/courier.py", "inference/queue/remote/events.py", "inference/safety.py",
     )

@@ -164,7 +164,7 @@ def bot_overrides_for_hub(model_dir: Path) -> dict[str, object]:
     names the hub cache."""
     from dataclasses import asdict
 
-    from mmpp.settings import ModelSources
+    from mmpp.model_sources import ModelSources
 
     return asdict(ModelSources.from_model_dir(model_dir))
 

@@ -11,8 +11,9 @@ from sqlalchemy.exc import IntegrityError
 
 from mmpp.bot.db.database import Database
 from mmpp.bot.db.errors import InvalidPresetValue, StyleHidden, UnknownStyle
+from mmpp.bot.db.looks import ResolvedPreset
 from mmpp.bot.db.models import ServerPreset
-from mmpp.bot.db.repository import Repository, ResolvedPreset
+from mmpp.bot.db.repository import Repository
 from tests.db.conftest import DEFAULT_STYLE, STYLES, make_repository
 
 GUILD = 111_111_111_111_111_111

@@ -11,8 +11,9 @@ from sqlalchemy import select
 
 from mmpp.bot.db.database import Database
 from mmpp.bot.db.errors import QuotaExceeded
+from mmpp.bot.db.job_log import InteractionRef
 from mmpp.bot.db.models import GenerationLog
-from mmpp.bot.db.repository import InteractionRef, Repository
+from mmpp.bot.db.repository import Repository
 from tests.db.conftest import STYLES, Clock, make_repository
 
 GUILD = 900_000_000_000_000_001

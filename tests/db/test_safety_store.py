@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from mmpp.bot.db.errors import NoStyleShown
+from mmpp.bot.db.looks import ResolvedPreset
 from mmpp.bot.db.options import ServerOptions
-from mmpp.bot.db.repository import Repository, ResolvedPreset
+from mmpp.bot.db.repository import Repository
 from tests.db.conftest import DEFAULT_STYLE, STYLES
 
 GUILD = 111_111_111_111_111_111

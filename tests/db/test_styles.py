@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mmpp.bot.db.repository import Repository, StyleInfo, StyleListing
+from mmpp.bot.db.repository import Repository
+from mmpp.bot.db.styles import StyleInfo, StyleListing
 from tests.db.conftest import STYLES
 
 GUILD = 5_000_000_000_000_000_001

@@ -17,7 +17,7 @@ START_ERRORS = {
     "WorkerRefused", "DevicesInvalid", "SettingsError",
 }
 # Where they are raised for a start (training raises some of the same classes for its own runs).
-PLACES = ("bot", "inference", "settings.py", "health_cli.py")
+PLACES = ("bot", "inference", "settings.py", "settings_errors.py", "health_cli.py")
 
 
 def _pieces(node: ast.expr) -> list[str]:

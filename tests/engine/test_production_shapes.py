@@ -22,7 +22,8 @@ from safetensors import safe_open
 
 from mmpp.cli import main
 from mmpp.inference.engine import Engine, GenerationRequest
-from mmpp.settings import ModelSources, load_settings
+from mmpp.model_sources import ModelSources
+from mmpp.settings import load_settings
 
 # --- production patterns ---------------------------------------------------------------------------
 # h94/IP-Adapter sdxl_models/ip-adapter-plus-face_sdxl_vit-h.safetensors: a Resampler (depth 4, heads of

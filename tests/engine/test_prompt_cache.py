@@ -125,7 +125,7 @@ def test_half_precision_text_encoders_on_a_cpu_without_half_matmuls_encode_in_fl
     import mmpp.inference.prompt_cache as prompt_cache
     from mmpp.inference.loader import load_pipeline
     from mmpp.inference.prompt_cache import PromptCache
-    from mmpp.settings import ModelSources
+    from mmpp.model_sources import ModelSources
 
     pipe = load_pipeline(ModelSources.from_model_dir(tiny_model_dir), torch.device("cpu"), torch.bfloat16)
     seen: list[torch.dtype] = []

@@ -18,7 +18,8 @@ from mmpp.inference.engine import Engine
 from mmpp.inference.queue import Done, GenerationQueue, Queued
 from mmpp.inference.queue.devices import DevicesInvalid, load_engines, resolve_devices
 from mmpp.inference.testing.recording import RecordingEngine
-from mmpp.settings import Settings, SettingsError, load_settings
+from mmpp.settings import Settings, load_settings
+from mmpp.settings_errors import SettingsError
 from tests.queue.conftest import collect, started
 from tests.redis_server import QUEUE_SECRET
 

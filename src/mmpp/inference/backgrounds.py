@@ -2,7 +2,7 @@
 
 SDXL's text encoders read English, so a background always reaches the prompt in English: a named
 one through this table, a free one as the admin typed it (English letters only; see
-`mmpp.bot.db.repository`). What members see of a named background (its label in their language) lives
+`mmpp.bot.db.looks`). What members see of a named background (its label in their language) lives
 with the bot, in `mmpp.bot.words.background_labels`, keyed by the same names.
 """
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from mmpp.errors import UserFacingError
 from mmpp.logs import log_event
-from mmpp.settings import ModelSources
+from mmpp.model_sources import ModelSources
 
 if TYPE_CHECKING:
     from mmpp.inference.styles import StyleCatalog

@@ -34,7 +34,7 @@ from mmpp.inference.model_files import load_catalog as load_catalog
 from mmpp.inference.model_files import local_or_hub as _local_or_hub
 from mmpp.inference.styles import WEIGHT_SUFFIX, Style, StyleCatalog
 from mmpp.logs import log_event
-from mmpp.settings import ModelSources
+from mmpp.model_sources import ModelSources
 
 log = logging.getLogger(__name__)
 

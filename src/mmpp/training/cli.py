@@ -142,7 +142,8 @@ _TRAIN_FIELDS = (
 
 def _model_sources(args: argparse.Namespace) -> tuple[str, str | None]:
     """(base model, vae): --base-model / --model-dir / the settings, in that order."""
-    from mmpp.settings import ModelSources, load_settings
+    from mmpp.model_sources import ModelSources
+    from mmpp.settings import load_settings
 
     if args.base_model:
         return args.base_model, args.vae
@@ -233,7 +234,8 @@ def _register_style(subparsers: Any) -> None:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from mmpp.settings import ModelSources, load_settings
+    from mmpp.model_sources import ModelSources
+    from mmpp.settings import load_settings
     from mmpp.training.importer import import_lora
 
     if args.model_dir:

@@ -17,7 +17,7 @@ from typing import Literal
 import discord
 
 from mmpp.bot.db import Repository
-from mmpp.bot.db.repository import OpenJob
+from mmpp.bot.db.job_log import OpenJob
 from mmpp.bot.portrait.bookkeeping import DATABASE_ERRORS
 from mmpp.bot.portrait.reach import Recipient, notify
 from mmpp.bot.words.i18n import N_, SOURCE_LANGUAGE, match, tr

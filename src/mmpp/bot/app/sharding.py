@@ -16,7 +16,7 @@ from mmpp.errors import UserFacingError
 from mmpp.settings import Settings
 
 if TYPE_CHECKING:
-    from mmpp.bot.db.repository import OpenJob
+    from mmpp.bot.db.job_log import OpenJob
 
 
 class ShardsInvalid(UserFacingError):

@@ -13,8 +13,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from mmpp.bot.db import ResolvedPreset
+from mmpp.bot.db.looks import SeedPolicy
 from mmpp.bot.db.options import Declared, RoomOptions, ServerOptions, beyond_ceiling, capped, declared
-from mmpp.bot.db.repository import SeedPolicy
 from mmpp.bot.portrait.follow import make_portrait
 from mmpp.bot.portrait.order import SampleOrder
 from mmpp.bot.portrait.rules import room_preset, server_options, style_autocomplete, style_title, takes_for

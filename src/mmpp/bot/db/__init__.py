@@ -23,7 +23,10 @@ from mmpp.bot.db.errors import (
 
 if TYPE_CHECKING:
     from mmpp.bot.db.database import Database, open_database
-    from mmpp.bot.db.repository import Repository, ResolvedPreset, StyleInfo, StyleListing, Usage
+    from mmpp.bot.db.job_log import Usage
+    from mmpp.bot.db.looks import ResolvedPreset
+    from mmpp.bot.db.repository import Repository
+    from mmpp.bot.db.styles import StyleInfo, StyleListing
 
 
 class _OnlyMigrationSteps(logging.Filter):
@@ -41,10 +44,10 @@ _LAZY = {
     "Database": "mmpp.bot.db.database",
     "open_database": "mmpp.bot.db.database",
     "Repository": "mmpp.bot.db.repository",
-    "ResolvedPreset": "mmpp.bot.db.repository",
-    "StyleInfo": "mmpp.bot.db.repository",
-    "StyleListing": "mmpp.bot.db.repository",
-    "Usage": "mmpp.bot.db.repository",
+    "ResolvedPreset": "mmpp.bot.db.looks",
+    "StyleInfo": "mmpp.bot.db.styles",
+    "StyleListing": "mmpp.bot.db.styles",
+    "Usage": "mmpp.bot.db.job_log",
 }
 
 __all__ = [

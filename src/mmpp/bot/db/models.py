@@ -1,4 +1,5 @@
 """The tables, as typed declarative models. `migrations/` must create exactly this (a test checks).
+Also `upsert`, the INSERT ... ON CONFLICT every writer of these tables shares.
 
 Column names say `guild` because that is Discord's word in every id the bot handles; messages to
 people say "server".
@@ -7,7 +8,7 @@ people say "server".
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import (
     BigInteger,
@@ -20,6 +21,8 @@ from sqlalchemy import (
     String,
     Text,
 )
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from mmpp.bot.db.options import RoomOptions, ServerOptions, columns
@@ -176,3 +179,9 @@ class ServerOptionsRow(columns(ServerOptions), Base):  # type: ignore[misc]
     guild_id: Mapped[int] = mapped_column(Snowflake, primary_key=True, autoincrement=False)
     set_by: Mapped[int] = mapped_column(Snowflake)
     set_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+def upsert(session: AsyncSession, model: type[Base]) -> Any:
+    """INSERT with the session's dialect's ON CONFLICT support (both spell it the same way)."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)

@@ -9,10 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mmpp.bot.db.models import ServerOptionsRow
+from mmpp.bot.db.models import ServerOptionsRow, upsert
 from mmpp.bot.db.options import ServerOptions, names, values
 
 
@@ -36,9 +35,7 @@ class ServerWide:
         changed |= {"set_by": set_by, "set_at": self._clock()}
         first = {**values(ServerOptions, ServerOptions()), **changed}
         async with self._sessions.begin() as session:
-            dialect = session.get_bind().dialect.name
-            insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(ServerOptionsRow)
-            stmt = insert.values(guild_id=guild_id, **first)
+            stmt = upsert(session, ServerOptionsRow).values(guild_id=guild_id, **first)
             stmt = stmt.on_conflict_do_update(index_elements=[ServerOptionsRow.guild_id], set_=changed)
             await session.execute(stmt)
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from sqlalchemy.exc import SQLAlchemyError
 
 from mmpp.bot.db import Repository
-from mmpp.bot.db.repository import Outcome
+from mmpp.bot.db.job_log import Outcome
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)

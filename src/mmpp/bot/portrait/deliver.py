@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import discord
 
-from mmpp.bot.db.repository import Outcome
+from mmpp.bot.db.job_log import Outcome
 from mmpp.bot.portrait.reach import Recipient, deliver_portrait, send_elsewhere
 from mmpp.bot.portrait.rules import public_by_default
 from mmpp.bot.portrait.wear import PREVIEW_FILENAME, avatar_png, circle_preview, guide_embed

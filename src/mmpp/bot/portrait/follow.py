@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from mmpp.bot.db.repository import InteractionRef, Outcome
+from mmpp.bot.db.job_log import InteractionRef, Outcome
 from mmpp.bot.portrait.deliver import Finished, deliver_sample, deliver_set, tell
 from mmpp.bot.portrait.order import CancelledWhilePreparing, Order, PortraitOrder, new_seed
 from mmpp.bot.portrait.reach import TOKEN_LIFETIME

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from mmpp.bot.db import ResolvedPreset
-from mmpp.bot.db.repository import JobKind
+from mmpp.bot.db.job_log import JobKind
 from mmpp.bot.words.i18n import N_
 from mmpp.errors import UserFacingError
 
