@@ -17,7 +17,16 @@ from mmpp.bot.db.options import Declared, RoomOptions, ServerOptions, beyond_cei
 from mmpp.bot.db.repository import SeedPolicy
 from mmpp.bot.portrait.follow import make_portrait
 from mmpp.bot.portrait.order import SampleOrder
-from mmpp.bot.portrait.rules import room_preset, server_options, style_autocomplete, style_title, takes_for
+from mmpp.bot.portrait.rules import (
+    CHOICE_NAME_LENGTH,
+    choice,
+    room_preset,
+    server_options,
+    shortened,
+    style_autocomplete,
+    style_title,
+    takes_for,
+)
 from mmpp.bot.replies import defer
 from mmpp.bot.services import Services, services_of
 from mmpp.bot.style_cards import send_style_cards
@@ -48,8 +57,10 @@ async def any_style_autocomplete(interaction: discord.Interaction, current: str)
             continue
         title = title_of(services.queue.catalog.get(listing.name).definition, interaction)
         if not listing.enabled:
-            title = tr(interaction, "{title} (hidden)", title=title)
-        choices.append(app_commands.Choice(name=title, value=listing.name))
+            # Shortened before the mark, so a long title still shows it is hidden.
+            room = CHOICE_NAME_LENGTH - len(tr(interaction, "{title} (hidden)", title=""))
+            title = tr(interaction, "{title} (hidden)", title=shortened(title, room))
+        choices.append(choice(title, listing.name))
     return choices[:25]
 
 

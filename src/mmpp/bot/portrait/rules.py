@@ -99,6 +99,21 @@ async def check_style_allowed(
     )
 
 
+# Discord refuses a whole autocomplete answer where one choice's name is over 100 characters, and a
+# style's title has no length limit of its own (style.json is the operator's).
+CHOICE_NAME_LENGTH = 100
+
+
+def shortened(text: str, most: int = CHOICE_NAME_LENGTH) -> str:
+    """`text`, or its start and "…" where it is over `most` characters."""
+    return text if len(text) <= most else text[: most - 1].rstrip() + "…"
+
+
+def choice(title: str, value: str) -> app_commands.Choice[str]:
+    """An autocomplete choice showing `title`, cut short to what Discord accepts."""
+    return app_commands.Choice(name=shortened(title), value=value)
+
+
 async def style_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
     """Only what the member may pick: nothing where the room gives everyone one look."""
     services = services_of(interaction)
@@ -109,7 +124,7 @@ async def style_autocomplete(interaction: discord.Interaction, current: str) -> 
     for name in await shown_styles(services, interaction.guild_id):
         title = title_of(services.queue.catalog.get(name).definition, interaction)
         if current in name or current in title.lower():
-            choices.append(app_commands.Choice(name=title, value=name))
+            choices.append(choice(title, name))
     return choices[:25]
 
 
