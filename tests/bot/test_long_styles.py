@@ -33,13 +33,14 @@ def longest_style_name() -> str:
 
 LONG = longest_style_name()
 LONG_TITLE = "A Very Long Style Title, " * 12  # 300 characters: over an autocomplete choice's 100
+LONG_DESCRIPTION = "A very long description. " * 200  # 5000: over an embed's 4096 and, with the rest, 6000
 
 
 @pytest.fixture(scope="module")
 def bot_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     model_dir = tmp_path_factory.mktemp("long-style-model") / "model"
     shutil.copytree(tiny_model_dir, model_dir)
-    add_tiny_style(model_dir, LONG, seed=7, display_name=LONG_TITLE.strip())
+    add_tiny_style(model_dir, LONG, seed=7, display_name=LONG_TITLE.strip(), description=LONG_DESCRIPTION)
     return model_dir
 
 
@@ -106,3 +107,23 @@ async def test_autocomplete_offers_a_long_title_cut_to_what_discord_takes(world:
     )
     choices = {c["value"]: c["name"] for c in await typing.wait_for_choices()}
     assert len(choices[LONG]) <= 100 and choices[LONG].endswith("… (hidden)"), choices[LONG]
+
+
+async def test_cards_and_the_rooms_look_show_a_long_title_cut_to_an_embeds_title(world: World) -> None:
+    members = await world.standin.send_slash_command("styles", user=world.dm_user)
+    cards = (await members.wait_for_message()).embeds
+    titles = [e["title"] for e in cards]
+    assert "Tiny Style" in titles and any(len(t) == 256 and t.endswith("…") for t in titles), titles
+    [long_card] = [e for e in cards if e["title"] != "Tiny Style"]
+    assert long_card["description"].endswith("…") and LONG_DESCRIPTION.startswith(long_card["description"][:-1])
+
+    await world.services.repo.set_server_preset(world.guild.id, LONG, set_by=world.admin.user.id)
+    shown = await world.standin.send_slash_command("style show", user=world.admin, enforce_permissions=False)
+    [look] = (await shown.wait_for_message()).embeds
+    assert len(look["title"]) == 256 and look["title"].startswith("This channel: A Very Long Style Title")
+
+    await world.services.repo.set_style_enabled(world.guild.id, LONG, False, world.admin.user.id)
+    listing = await world.standin.send_slash_command("style list", user=world.admin, enforce_permissions=False)
+    cards = (await listing.wait_for_message()).embeds
+    [card] = [e for e in cards if e["fields"][0]["value"] == f"`{LONG}`"]
+    assert len(card["title"]) <= 256 and card["title"].endswith("… (hidden on this server)"), card["title"]

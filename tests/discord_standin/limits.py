@@ -1,10 +1,11 @@
-"""Discord's length limits on message components and autocomplete choices, as its API enforces them:
-one field over its limit and the whole request is refused (400, code 50035, Invalid Form Body), so
-a message with one over-long button id never appears at all.
+"""Discord's length limits on message components, embeds and autocomplete choices, as its API enforces
+them: one field over its limit and the whole request is refused (400, code 50035, Invalid Form Body),
+so a message with one over-long button id never appears at all.
 
-Limits from Discord's component reference: a `custom_id` 100 characters, a button's `label` 80, a
+Limits from Discord's reference: a component's `custom_id` 100 characters, a button's `label` 80, a
 select menu's `placeholder` 150 and each option's `label`, `value` and `description` 100; an
-autocomplete choice's `name` 1 to 100 and a string `value` 100.
+autocomplete choice's `name` 1 to 100 and a string `value` 100; an embed's title 256, description
+4096, field name 256 and value 1024, footer 2048, author 256, and a message's embeds 6000 in all.
 """
 
 from __future__ import annotations
@@ -62,4 +63,31 @@ def choice_problem(choices: list[JSON]) -> Problem | None:
         problem = _too_long(choice, _CHOICE_LIMITS, where)
         if problem is not None:
             return problem
+    return None
+
+
+# An embed's texts (Discord's embed limits), and all a message's embeds together.
+_EMBED_LIMITS = {"title": 256, "description": 4096}
+_FIELD_LIMITS = {"name": 256, "value": 1024}
+EMBEDS_TOTAL = 6000
+
+
+def embed_problem(embeds: list[JSON]) -> Problem | None:
+    """The first embed text over its limit, or all of them together over 6000 characters, or None."""
+    total = 0
+    for index, embed in enumerate(embeds):
+        where = f"embeds.{index}"
+        problem = _too_long(embed, _EMBED_LIMITS, where)
+        for position, field in enumerate(embed.get("fields") or []):
+            problem = problem or _too_long(field, _FIELD_LIMITS, f"{where}.fields.{position}")
+        problem = problem or _too_long(embed.get("footer") or {}, {"text": 2048}, f"{where}.footer")
+        problem = problem or _too_long(embed.get("author") or {}, {"name": 256}, f"{where}.author")
+        if problem is not None:
+            return problem
+        texts = [embed.get("title"), embed.get("description"), (embed.get("footer") or {}).get("text"),
+                 (embed.get("author") or {}).get("name")]
+        texts += [t for f in embed.get("fields") or [] for t in (f.get("name"), f.get("value"))]
+        total += sum(len(t) for t in texts if isinstance(t, str))
+    if total > EMBEDS_TOTAL:
+        return "embeds", "MAX_EMBED_SIZE_EXCEEDED", f"Embed size exceeds maximum size of {EMBEDS_TOTAL}"
     return None

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from .faults import Fault, StreamedAsset
-from .limits import choice_problem, component_problem
+from .limits import choice_problem, component_problem, embed_problem
 from .models import snowflake
 from .payloads import (
     ATTACHMENT_SIZE_LIMIT,
@@ -341,7 +341,7 @@ class RestApi:
                 )
         elif len(components) > 5 or any(c.get("type") != 1 for c in components):
             raise invalid_form("components", "BASE_TYPE_MAX_LENGTH", "Up to 5 action rows are allowed")
-        if (problem := component_problem(components)) is not None:
+        if (problem := component_problem(components) or embed_problem(data.get("embeds") or [])) is not None:
             raise invalid_form(*problem)
 
     def _apply(

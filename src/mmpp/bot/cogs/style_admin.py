@@ -22,7 +22,6 @@ from mmpp.bot.portrait.rules import (
     choice,
     room_preset,
     server_options,
-    shortened,
     style_autocomplete,
     style_title,
     takes_for,
@@ -32,6 +31,7 @@ from mmpp.bot.services import Services, services_of
 from mmpp.bot.style_cards import send_style_cards
 from mmpp.bot.words import background_labels
 from mmpp.bot.words.i18n import N_, name_str, text_str, tr
+from mmpp.bot.words.markup import EMBED_TITLE_LENGTH, shortened
 from mmpp.bot.words.style_words import title_of
 from mmpp.errors import UserFacingError
 from mmpp.inference.preprocess import LocatedFace
@@ -147,7 +147,7 @@ def describe_preset(
     interaction: discord.Interaction, services: Services, preset: ResolvedPreset, where: str
 ) -> discord.Embed:
     title = style_title(services, preset.style, interaction)
-    embed = discord.Embed(title=f"{where}: {title}", colour=discord.Colour.blurple())
+    embed = discord.Embed(title=shortened(f"{where}: {title}", EMBED_TITLE_LENGTH), colour=discord.Colour.blurple())
     embed.add_field(name=tr(interaction, "Style"), value=f"`{preset.style}`")
     background = background_labels.label(preset.background, interaction) if preset.background else None
     embed.add_field(name=tr(interaction, "Background"), value=background or tr(interaction, "the style's own"))

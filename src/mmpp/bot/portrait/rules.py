@@ -19,6 +19,7 @@ from mmpp.bot.db import ResolvedPreset, StyleHidden
 from mmpp.bot.db.options import MAX_TAKES, ServerOptions, capped
 from mmpp.bot.services import Services, services_of
 from mmpp.bot.words.i18n import Where
+from mmpp.bot.words.markup import shortened
 from mmpp.bot.words.style_words import title_of
 from mmpp.errors import N_, UserFacingError
 from mmpp.settings import Settings
@@ -104,14 +105,9 @@ async def check_style_allowed(
 CHOICE_NAME_LENGTH = 100
 
 
-def shortened(text: str, most: int = CHOICE_NAME_LENGTH) -> str:
-    """`text`, or its start and "…" where it is over `most` characters."""
-    return text if len(text) <= most else text[: most - 1].rstrip() + "…"
-
-
 def choice(title: str, value: str) -> app_commands.Choice[str]:
     """An autocomplete choice showing `title`, cut short to what Discord accepts."""
-    return app_commands.Choice(name=shortened(title), value=value)
+    return app_commands.Choice(name=shortened(title, CHOICE_NAME_LENGTH), value=value)
 
 
 async def style_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
