@@ -35,7 +35,7 @@ SOURCES = ("src/mmpp",)
 MEMBER_MODULES = tuple(
     f"src/mmpp/{name}" for name in (
         "bot/portrait/*.py", "bot/uploads/*.py", "bot/words/*.py", "bot/stores.py", "bot/replies.py",
-        "bot/style_cards.py",
+        "bot/style_cards.py", "bot/style_looks.py",
         "bot/app/recovery.py", "bot/cogs/*.py", "bot/db/errors.py", "bot/db/job_log.py", "bot/db/looks.py",
         "bot/db/presets.py", "bot/db/repository.py", "bot/db/resolution.py", "bot/db/styles.py",
         "inference/preprocess.py", "inference/queue/*.py", "inference/queue/remote/dispatch.py",

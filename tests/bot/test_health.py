@@ -93,6 +93,30 @@ async def test_a_started_bot_is_alive_ready_and_counts_what_members_saw(world: W
     assert sorted(queried_names() - page_names(page)) == []
 
 
+async def test_a_dropped_gateway_makes_the_bot_unready_until_it_reconnects(world: World, selfie_bytes: bytes) -> None:
+    health = world.runtime.health
+    assert health is not None
+    readyz = f"{health.url}/readyz"
+    assert await until(readyz, 200, timeout=10) == "ready\n"
+
+    # Discord's gateway goes away (close code 4000, which discord.py resumes after) and refuses the
+    # bot's reconnects for as long as the outage lasts: a load balancer must stop counting on this bot.
+    await world.standin.drop_gateway(refuse=True)
+    reasons = await until(readyz, 503, timeout=10)
+    assert reasons.startswith("gateway: "), reasons
+    assert (await fetch(f"{health.url}/healthz")) == (200, "ok\n"), "unready, not dead: a restart fixes nothing"
+    async with asyncio.timeout(20):
+        while world.standin.gateway.refused == 0:  # noqa: ASYNC110 (the bot's backoff decides when)
+            await asyncio.sleep(0.05)
+    assert (await fetch(readyz))[0] == 503, "a refused reconnect is no connection"
+
+    world.standin.allow_gateway()
+    assert await until(readyz, 200, timeout=30) == "ready\n"
+    await world.standin.wait_for_connection()
+    # And the bot serves members again on its new connection.
+    assert await profile(world, world.members[0], selfie_bytes) == "posted"
+
+
 async def test_readiness_waits_for_a_worker_and_the_worker_serves_its_own_metrics(
     bot_model_dir: Path, tmp_path: Path, selfie_bytes: bytes
 ) -> None:

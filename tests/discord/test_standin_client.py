@@ -328,3 +328,26 @@ async def test_auto_sharded_client_gets_each_guild_on_its_shard() -> None:
                 interaction = await standin.send_slash_command("shard", user=member)
                 await interaction.wait_for_callback()
         assert answered == [(g.id, (g.id >> 22) % 2) for g in guilds]
+
+
+async def test_an_over_long_custom_id_refuses_the_whole_message_like_discord(
+    discord_standin: StandIn, world: World
+) -> None:
+    """Discord refuses a message with one component id over 100 characters, and no part of it appears."""
+    client = EchoBot()
+    channel_id = world.guild.text_channels[0].id
+    async with running_client(client, discord_standin):
+        channel = client.get_partial_messageable(channel_id)
+        fits = discord.ui.View()
+        fits.add_item(discord.ui.Button(label="Fits", custom_id="x" * 100))
+        assert (await channel.send("fits", view=fits)).components
+
+        over = discord.ui.View()
+        over.add_item(discord.ui.Button(label="Fits", custom_id="ok"))
+        over.add_item(discord.ui.Button(label="Too long", custom_id="x" * 101))
+        with pytest.raises(discord.HTTPException) as refused:
+            await channel.send("too long", view=over)
+        assert (refused.value.status, refused.value.code) == (400, 50035)
+        errors = refused.value.text
+        assert "components.0.components.1.custom_id" in errors and "Must be 100 or fewer in length." in errors
+        assert [m.content for m in discord_standin.public_messages()] == ["fits"]

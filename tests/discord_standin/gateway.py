@@ -85,6 +85,10 @@ class Gateway:
         self.connections: list[JSON] = []  # the query of every connection, for tests of the client's URL
         self._sockets: set[web.WebSocketResponse] = set()
         self._changed = asyncio.Event()
+        # While set, a connection attempt is answered 503 before the upgrade, as Discord's gateway
+        # does in an outage: the client's reconnect fails and it backs off and tries again.
+        self.refusing = False
+        self.refused = 0
 
     @property
     def resume_gateway_url(self) -> str:
@@ -132,6 +136,16 @@ class Gateway:
         for ws in list(self._sockets):
             await ws.close(code=code, message=b"stand-in dropped the connection")
 
+    async def drop(self, *, refuse: bool) -> None:
+        """An outage: every socket closed with 4000 (a code discord.py resumes after), and with
+        `refuse` every reconnect refused until `refuse_connections(False)`."""
+        self.refuse_connections(refuse)
+        await self.drop_connections(4000)
+
+    def refuse_connections(self, refuse: bool) -> None:
+        self.refusing = refuse
+        self.state.log.add("gateway", "refusing connections" if refuse else "accepting connections")
+
     async def close(self) -> None:
         for ws in list(self._sockets):
             await ws.close(code=1001, message=b"stand-in shutting down")
@@ -155,7 +169,12 @@ class Gateway:
             session.sent.append(frame)
             await self._send(session.ws, frame)
 
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.refusing:
+            self.refused += 1
+            self.state.log.add("gateway", f"refused {request.path_qs} (503)")
+            self._changed.set()
+            return web.Response(status=503, text="stand-in gateway unavailable")
         ws = web.WebSocketResponse(max_msg_size=0, autoping=True)
         await ws.prepare(request)
         self._sockets.add(ws)

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from .faults import Fault, StreamedAsset
+from .limits import choice_problem, component_problem, embed_problem
 from .models import snowflake
 from .payloads import (
     ATTACHMENT_SIZE_LIMIT,
@@ -340,6 +341,8 @@ class RestApi:
                 )
         elif len(components) > 5 or any(c.get("type") != 1 for c in components):
             raise invalid_form("components", "BASE_TYPE_MAX_LENGTH", "Up to 5 action rows are allowed")
+        if (problem := component_problem(components) or embed_problem(data.get("embeds") or [])) is not None:
+            raise invalid_form(*problem)
 
     def _apply(
         self, message: StoredMessage, data: JSON, files: dict[int, UploadedFile], *, creating: bool
@@ -475,6 +478,8 @@ class RestApi:
             choices = data.get("choices") or []
             if len(choices) > 25:
                 raise invalid_form("data.choices", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+            if (problem := choice_problem(choices)) is not None:
+                raise invalid_form(*problem)
         elif callback_type == CallbackType.MODAL:
             if not data.get("custom_id") or not data.get("title") or not data.get("components"):
                 raise invalid_form("data", "MODAL_INVALID", "A modal needs custom_id, title and components")

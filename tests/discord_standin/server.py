@@ -598,6 +598,15 @@ class StandIn:
     async def drop_connections(self, code: int = 4000) -> None:
         await self.gateway.drop_connections(code)
 
+    async def drop_gateway(self, *, refuse: bool = True) -> None:
+        """A gateway outage: the bot's connections closed with 4000 (resumable) and, with `refuse`,
+        its reconnects answered 503 until `allow_gateway()`."""
+        await self.gateway.drop(refuse=refuse)
+
+    def allow_gateway(self) -> None:
+        """The outage is over: the bot's next reconnect (after its backoff) gets through."""
+        self.gateway.refuse_connections(False)
+
     # --- internals --------------------------------------------------------------------------
 
     def _attachment(self, spec: AttachmentSpec) -> JSON:

@@ -12,27 +12,28 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from mmpp.bot.db import ResolvedPreset
 from mmpp.bot.db.looks import SeedPolicy
 from mmpp.bot.db.options import Declared, RoomOptions, ServerOptions, beyond_ceiling, capped, declared
 from mmpp.bot.portrait.follow import make_portrait
 from mmpp.bot.portrait.order import SampleOrder
-from mmpp.bot.portrait.rules import room_preset, server_options, style_autocomplete, style_title, takes_for
+from mmpp.bot.portrait.rules import (
+    CHOICE_NAME_LENGTH,
+    choice,
+    room_preset,
+    style_autocomplete,
+    style_title,
+)
 from mmpp.bot.replies import defer
 from mmpp.bot.services import Services, services_of
 from mmpp.bot.style_cards import send_style_cards
+from mmpp.bot.style_looks import add_channel_overrides, add_server_choices, describe_preset
 from mmpp.bot.words import background_labels
 from mmpp.bot.words.i18n import N_, name_str, text_str, tr
+from mmpp.bot.words.markup import shortened
 from mmpp.bot.words.style_words import title_of
 from mmpp.errors import UserFacingError
 from mmpp.inference.preprocess import LocatedFace
 from mmpp.settings import Settings
-
-SEED_POLICY_WORDS = {
-    "random": N_("a new look every time"),
-    "fixed": N_("the same seed for everyone"),
-    "per_user": N_("each member always gets the same seed"),
-}
 
 
 async def admin_style_choices(
@@ -53,8 +54,10 @@ async def admin_style_choices(
         if current not in listing.name and current not in title.lower():
             continue
         if not listing.enabled:
-            title = tr(interaction, "{title} (hidden)", title=title)
-        choices.append(app_commands.Choice(name=title, value=listing.name))
+            # Shortened before the mark, so a long title still shows it is hidden.
+            room = CHOICE_NAME_LENGTH - len(tr(interaction, "{title} (hidden)", title=""))
+            title = tr(interaction, "{title} (hidden)", title=shortened(title, room))
+        choices.append(choice(title, listing.name))
     return choices[:25]
 
 
@@ -72,13 +75,6 @@ async def background_autocomplete(interaction: discord.Interaction, current: str
     """The named backgrounds in the admin's language; whatever else they type is taken as English."""
     pairs = background_labels.choices(current, interaction)
     return [app_commands.Choice(name=name, value=value) for name, value in pairs]
-
-
-def worded(interaction: discord.Interaction, option: Declared, options: RoomOptions | ServerOptions) -> str:
-    """`/style show`'s words for an option's value (as declared), in the admin's language."""
-    value = getattr(options, option.name)
-    words = option.how.words
-    return tr(interaction, words[value]) if words is not None else str(value)
 
 
 DECLARED: tuple[Declared, ...] = (*declared(RoomOptions), *declared(ServerOptions))
@@ -145,31 +141,6 @@ def check_ceilings(services: Services, options: dict[str, Any]) -> None:
 def sample_face() -> bytes:
     """A public-domain portrait (NASA's astronaut photo) shipped with the bot for previews."""
     return resources.files("mmpp.bot").joinpath("assets/sample_face.jpg").read_bytes()
-
-
-def describe_preset(
-    interaction: discord.Interaction, services: Services, preset: ResolvedPreset, where: str
-) -> discord.Embed:
-    title = style_title(services, preset.style, interaction)
-    embed = discord.Embed(title=f"{where}: {title}", colour=discord.Colour.blurple())
-    # By its title: /style set and /style available pick a style by title too, so no admin types its id.
-    embed.add_field(name=tr(interaction, "Style"), value=title)
-    background = background_labels.label(preset.background, interaction) if preset.background else None
-    embed.add_field(name=tr(interaction, "Background"), value=background or tr(interaction, "the style's own"))
-    embed.add_field(name=tr(interaction, "Framing"), value=preset.framing or tr(interaction, "the style's own"))
-    embed.add_field(name=tr(interaction, "Seeds"), value=tr(interaction, SEED_POLICY_WORDS[preset.seed_policy]))
-    for option in declared(RoomOptions):
-        embed.add_field(name=tr(interaction, option.how.label), value=worded(interaction, option, preset))
-    source = {
-        "channel": N_("From this channel's override"), "server": N_("From the server preset"),
-        "default": N_("From the bot's default"),
-    }
-    if preset.set_by:
-        embed.add_field(name=tr(interaction, "Set by"), value=f"<@{preset.set_by}>")
-    embed.set_footer(text=tr(interaction, source[preset.source]))
-    if preset.set_at:
-        embed.timestamp = preset.set_at
-    return embed
 
 
 @app_commands.guild_only()
@@ -275,9 +246,7 @@ class StyleCog(
         overrides = await services.repo.list_channel_overrides(interaction.guild_id or 0)
         embed = describe_preset(interaction, services, preset, tr(interaction, "This channel"))
         await add_server_choices(interaction, services, embed)
-        if overrides:
-            lines = [f"<#{cid}>: {style_title(services, o.style, interaction)}" for cid, o in [*overrides.items()][:20]]
-            embed.add_field(name=tr(interaction, "Channels with their own style"), value="\n".join(lines), inline=False)
+        add_channel_overrides(interaction, services, embed, overrides)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(name=name_str("list"), description=text_str("List the styles, with a sample of each"))
@@ -330,16 +299,3 @@ class StyleCog(
                title=style_title(services, services.repo.default_style, interaction)),
             ephemeral=True,
         )
-
-
-async def add_server_choices(interaction: discord.Interaction, services: Services, embed: discord.Embed) -> None:
-    """The server-wide options of `/style set` (`ServerOptions`), each as members meet it."""
-    guild_id = interaction.guild_id or 0
-    chosen = await server_options(services, guild_id)
-    for option in declared(ServerOptions):
-        value = worded(interaction, option, chosen)
-        if option.name == "candidates":
-            value = str(await takes_for(services, guild_id))  # left unset: the bot's own number
-        elif option.name == "relax_in_nsfw_channels" and services.settings.sources.safety_checker is None:
-            value += " " + tr(interaction, "(This bot's operator has turned the check off entirely.)")
-        embed.add_field(name=tr(interaction, option.how.label), value=value, inline=False)

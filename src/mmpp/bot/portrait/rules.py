@@ -19,6 +19,7 @@ from mmpp.bot.db import ResolvedPreset, StyleHidden
 from mmpp.bot.db.options import MAX_TAKES, ServerOptions, capped
 from mmpp.bot.services import Services, services_of
 from mmpp.bot.words.i18n import Where
+from mmpp.bot.words.markup import shortened
 from mmpp.bot.words.style_words import title_of
 from mmpp.errors import N_, UserFacingError
 from mmpp.settings import Settings
@@ -105,6 +106,16 @@ async def check_style_allowed(
     )
 
 
+# Discord refuses a whole autocomplete answer where one choice's name is over 100 characters, and a
+# style's title has no length limit of its own (style.json is the operator's).
+CHOICE_NAME_LENGTH = 100
+
+
+def choice(title: str, value: str) -> app_commands.Choice[str]:
+    """An autocomplete choice showing `title`, cut short to what Discord accepts."""
+    return app_commands.Choice(name=shortened(title, CHOICE_NAME_LENGTH), value=value)
+
+
 async def style_autocomplete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
     """Only what the member may pick: nothing where the room gives everyone one look."""
     services = services_of(interaction)
@@ -115,7 +126,7 @@ async def style_autocomplete(interaction: discord.Interaction, current: str) -> 
     for name in await shown_styles(services, interaction.guild_id):
         title = title_of(services.queue.catalog.get(name).definition, interaction)
         if current in name or current in title.lower():
-            choices.append(app_commands.Choice(name=title, value=name))
+            choices.append(choice(title, name))
     return choices[:25]
 
 

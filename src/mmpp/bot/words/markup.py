@@ -7,6 +7,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+# Discord refuses a whole message with an embed title or description longer than these, or with more
+# text in all its embeds together; a style's title and description have no limit of their own.
+EMBED_TITLE_LENGTH = 256
+EMBED_DESCRIPTION_LENGTH = 4096
+EMBEDS_TOTAL_LENGTH = 6000
+EMBED_FIELD_VALUE_LENGTH = 1024
+
 # Fields given in seconds from now, and the `{field}` their sentences show them as.
 MOMENTS = {"estimated_wait_s": "when"}
 
@@ -27,3 +34,18 @@ def shown(fields: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(value, list | tuple):
             out[name] = ", ".join(str(v) for v in value) or "none"
     return out
+
+
+def shortened(text: str, most: int) -> str:
+    """`text`, or its start and "…" where it is over `most` characters (Discord refuses longer ones)."""
+    return text if len(text) <= most else text[: max(most - 1, 0)].rstrip() + "…"
+
+
+def lines_within(lines: list[str], most: int) -> str:
+    """As many whole lines as fit in `most` characters (an embed field's value), "…" for the rest."""
+    kept: list[str] = []
+    for line in lines:
+        if len("\n".join([*kept, line, "…"])) > most:
+            return "\n".join([*kept, "…"])
+        kept.append(line)
+    return "\n".join(kept)
