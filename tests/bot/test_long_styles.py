@@ -92,6 +92,10 @@ async def test_in_a_dm_and_a_user_install_too(world: World, selfie_bytes: bytes)
     )
     mine = await installed.wait_for_final_file(timeout=60)
     assert {cid.split(":")[1] for cid in mine.custom_ids} == {"post", "reroll", "delete"}
+    # Its Reroll is a click on the member's own install too (Discord carries the install that made the
+    # message): the server's one-look rule, which never applied to this reply, does not refuse it.
+    again = await world.standin.send_component(mine, custom_id(mine, "mmpp:reroll"))
+    await again.wait_for_final_file(timeout=60)
 
 
 async def test_autocomplete_offers_a_long_title_cut_to_what_discord_takes(world: World) -> None:

@@ -300,6 +300,7 @@ class InteractionFactory:
         context: int | None = None,
         message: StoredMessage | None = None,
         installed_by: str = "guild",
+        owners: JSON | None = None,
     ) -> InteractionRecord:
         state = self.state
         payload: JSON = {
@@ -341,6 +342,8 @@ class InteractionFactory:
                 authorizing_integration_owners={"0": "0"},
                 context=Context.BOT_DM if context is None else context,
             )
+        if owners is not None:
+            payload["authorizing_integration_owners"] = dict(owners)
         if message is not None:
             payload["message"] = message.payload()
         record = InteractionRecord(

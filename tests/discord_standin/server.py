@@ -511,6 +511,9 @@ class StandIn:
             channel=channel,
             locale=locale,
             message=stored,
+            # Discord gives a click the installs that authorized the interaction that made the message
+            # (a button under a reply to a member's own install is a user-install interaction too).
+            owners=None if stored.interaction is None else stored.interaction.payload["authorizing_integration_owners"],
         )
         return await self._dispatch(record, f"{plain.username} clicks {custom_id!r} on message {stored.id}")
 
