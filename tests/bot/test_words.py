@@ -23,8 +23,9 @@ from mmpp.bot.words.markup import discord_time
 from mmpp.errors import CodedError
 from mmpp.inference.preprocess import FaceTooSmall, ImageTooLarge, NotAnImage
 from mmpp.inference.queue import AlreadyQueued, Cancelled, Failed, QueueFull
-from mmpp.inference.queue.gpu_queue import SHUTDOWN, TIMED_OUT
+from mmpp.inference.queue.line import TIMED_OUT
 from mmpp.inference.queue.remote.dispatch import LOST, REDIS_LOST, TOO_LONG
+from mmpp.inference.queue.shutdown import SHUTDOWN
 from mmpp.inference.styles import UnknownStyleError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -25,8 +25,9 @@ from PIL import Image
 
 from mmpp.errors import UserFacingError
 from mmpp.inference.generation import GenerationResult
-from mmpp.inference.queue.gpu_queue import TIMED_OUT, GenerationQueue
+from mmpp.inference.queue.gpu_queue import GenerationQueue
 from mmpp.inference.queue.jobs import Cancelled, Done, Failed, Job, JobState, Step, TerminalEvent, Timings
+from mmpp.inference.queue.line import TIMED_OUT
 from mmpp.inference.queue.remote import protocol as p
 from mmpp.inference.queue.remote.registry import Claim, Heartbeats, redis_now
 from mmpp.inference.queue.remote.sealing import Forged, Seal
