@@ -34,8 +34,8 @@ INFERENCE = ROOT / "src" / "mmpp" / "inference"
 WORDS_IN_SOURCE = re.compile(r"\bN_\(|<t:")
 # Modules that define inference's coded errors (importing them registers the classes).
 CODED_MODULES = (
-    "mmpp.inference.preprocess", "mmpp.inference.queue.errors", "mmpp.inference.safety", "mmpp.inference.styles",
-    "mmpp.inference.engine",
+    "mmpp.inference.preprocess", "mmpp.inference.queue.errors", "mmpp.inference.safety", "mmpp.inference.style_folder",
+    "mmpp.inference.styles", "mmpp.inference.engine",
 )
 # `Failed` codes that read as the engine error on purpose (nothing a member can do differs), and the
 # remote worker's own codes, which the bot turns into `timeout` before anyone words them.
