@@ -21,6 +21,9 @@ STOPPED = Failed("queue_stopped")
 
 
 class Crew:
+    """Who draws for the queue now, the task serving each, and the queue's two ends of service:
+    `closing` (it shuts down) and `broken` (a runner died)."""
+
     def __init__(self, runners: list[Runner], line: WaitingLine, name: str) -> None:
         """`runners`: the local workers, a list the line reads too (estimates divide among them)."""
         self.runners = runners
