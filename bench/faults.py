@@ -211,7 +211,7 @@ class Workers:
 async def wait_workers(runtime: BotRuntime, *names: str) -> None:
     assert runtime.services is not None
     async with asyncio.timeout(180):
-        while not all(f"remote:{n}" in {r.name for r in runtime.services.queue._workers} for n in names):  # noqa: ASYNC110
+        while not all(f"remote:{n}" in {r.name for r in runtime.services.queue._crew.runners} for n in names):  # noqa: ASYNC110
             await asyncio.sleep(0.1)
 
 
@@ -284,7 +284,7 @@ def forge(url: str, runtime: BotRuntime) -> None:
     Image.new("RGB", (64, 64), "red").save(png, format="PNG")
     client = redis.Redis.from_url(url)
     try:
-        for slot in list(runtime.services.queue._workers):
+        for slot in list(runtime.services.queue._crew.runners):
             for job in getattr(slot, "running", []):
                 # The strongest intruder: it found each job's keys (named by a tag it cannot compute).
                 tag = slot.backend.seal.tag(job.id, job.attempt)
@@ -360,7 +360,7 @@ async def intruder_rows(model_dir: Path, root: Path, selfie: bytes, n: int) -> l
             stolen = t.deserialize(client.get(keys[0]))["a"][0]
             row = await final_outcome("payload replayed to a worker", standin, interactions, time.monotonic())
             assert runtime.services is not None
-            pool = next(iter(runtime.services.queue._workers)).backend.pool  # type: ignore[attr-defined]
+            pool = next(iter(runtime.services.queue._crew.runners)).backend.pool  # type: ignore[attr-defined]
             await pool.enqueue_job(t.BATCH_FUNCTION, stolen, _job_id="replayed", _queue_name=t.worker_queue("honest"))
             await asyncio.sleep(3.0)
             drawn_again = 0 if "why=replayed" in (workdir / "honest.log").read_text() else 1

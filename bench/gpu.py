@@ -173,7 +173,7 @@ def prepare_styles(bench: Bench, folder: Path) -> None:
     """Two LoRA styles (the second narrower, with other adapter scales, so a switch changes them all)."""
     from diffusers import UNet2DConditionModel
 
-    from mmpp.inference.styles import FastPreset, LoraSource
+    from mmpp.inference.style_definition import FastPreset, LoraSource
     from mmpp.inference.testing.random_model import SDXL_UNET, write_lora_file, write_lora_style
 
     # A Lightning-like preset: a few-step LoRA with trailing Euler, 4 steps, no CFG.

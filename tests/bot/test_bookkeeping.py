@@ -161,7 +161,7 @@ async def test_recovery_without_a_reply_to_edit_tells_each_member_by_dm_in_their
 async def test_style_list_is_acknowledged_before_any_sample_is_read(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mmpp.inference.styles import Style
+    from mmpp.inference.style_folder import Style
 
     held = threading.Event()
     real = Style.sample_png

@@ -23,9 +23,10 @@ from mmpp.bot.words.markup import discord_time
 from mmpp.errors import CodedError
 from mmpp.inference.preprocess import FaceTooSmall, ImageTooLarge, NotAnImage
 from mmpp.inference.queue import AlreadyQueued, Cancelled, Failed, QueueFull
-from mmpp.inference.queue.gpu_queue import SHUTDOWN, TIMED_OUT
+from mmpp.inference.queue.line import TIMED_OUT
 from mmpp.inference.queue.remote.courier import LOST, REDIS_LOST
 from mmpp.inference.queue.remote.events import TOO_LONG
+from mmpp.inference.queue.shutdown import SHUTDOWN
 from mmpp.inference.styles import UnknownStyleError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,8 +35,8 @@ INFERENCE = ROOT / "src" / "mmpp" / "inference"
 WORDS_IN_SOURCE = re.compile(r"\bN_\(|<t:")
 # Modules that define inference's coded errors (importing them registers the classes).
 CODED_MODULES = (
-    "mmpp.inference.preprocess", "mmpp.inference.queue.errors", "mmpp.inference.safety", "mmpp.inference.styles",
-    "mmpp.inference.engine",
+    "mmpp.inference.preprocess", "mmpp.inference.queue.errors", "mmpp.inference.safety", "mmpp.inference.style_folder",
+    "mmpp.inference.styles", "mmpp.inference.engine",
 )
 # `Failed` codes that read as the engine error on purpose (nothing a member can do differs), and the
 # remote worker's own codes, which the bot turns into `timeout` before anyone words them.

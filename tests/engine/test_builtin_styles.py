@@ -12,14 +12,9 @@ import pytest
 from PIL import Image
 
 from mmpp.inference.engine import Engine, GenerationRequest
-from mmpp.inference.styles import (
-    StyleCatalog,
-    StyleDefinition,
-    StyleError,
-    builtin_styles_dir,
-    load_style,
-    write_style,
-)
+from mmpp.inference.style_definition import StyleDefinition
+from mmpp.inference.style_folder import StyleError, load_style, write_style
+from mmpp.inference.styles import StyleCatalog, builtin_styles_dir
 from mmpp.settings import Settings, load_settings
 
 BUILTINS = {"sunny-cartoon", "anime", "animated-3d", "watercolor", "comic-ink", "pixel-art"}

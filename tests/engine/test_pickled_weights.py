@@ -15,7 +15,9 @@ import torch
 from mmpp.inference.compile import StyleSlot
 from mmpp.inference.engine import Engine
 from mmpp.inference.loader import load_catalog, load_pipeline
-from mmpp.inference.styles import FastPreset, LoraSource, StyleCatalog, load_style, write_style
+from mmpp.inference.style_definition import FastPreset, LoraSource
+from mmpp.inference.style_folder import load_style, write_style
+from mmpp.inference.styles import StyleCatalog
 from mmpp.inference.testing.tiny_model import add_tiny_style, pickled_copy
 from mmpp.settings import load_settings
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mmpp.inference.styles import SAMPLE_SIDE, StyleCatalog, load_style
+from mmpp.inference.style_folder import SAMPLE_SIDE, load_style
+from mmpp.inference.styles import StyleCatalog
 
 
 @pytest.fixture
@@ -117,7 +118,7 @@ def test_a_sample_of_another_format_is_left_out_and_the_style_still_loads(
     folder = styles / "tiny-style"
     Image.new("RGB", (64, 64), "teal").save(folder / "sample.png", format=fmt)
     style = StyleCatalog.load(styles).get("tiny-style")
-    with caplog.at_level("WARNING", logger="mmpp.inference.styles"):
+    with caplog.at_level("WARNING", logger="mmpp.inference.style_folder"):
         assert style.sample_png() is None
     [record] = [r for r in caplog.records if "sample" in r.getMessage()]
     assert record.fields["file"] == str(folder / "sample.png")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mmpp.inference.styles import StyleCatalog, StyleDefinition, UnknownStyleError
+from mmpp.inference.style_definition import StyleDefinition
+from mmpp.inference.styles import StyleCatalog, UnknownStyleError
 from tests.words import raises_worded
 
 

@@ -181,7 +181,7 @@ async def test_a_dead_worker_is_loud_fails_the_waiting_and_refuses_new_work(
     def broken_pick(max_size: int) -> list[object]:
         raise RuntimeError("scheduler bug")
 
-    monkeypatch.setattr(queue._scheduler, "pick", broken_pick)
+    monkeypatch.setattr(queue._line.scheduler, "pick", broken_pick)
     with caplog.at_level(logging.CRITICAL, logger="mmpp.inference.queue"):
         async with queue:
             handle = queue.submit(face, "tiny-style", user_id=1, guild_id=1)

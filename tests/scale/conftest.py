@@ -83,7 +83,7 @@ class Cluster:
     async def wait_workers(self, *names: str, timeout: float = 180) -> None:
         backend = self.services.queue  # the slots register with the queue as workers join
         async with asyncio.timeout(timeout):
-            while not all(f"remote:{n}" in {r.name for r in backend._workers} for n in names):
+            while not all(f"remote:{n}" in {r.name for r in backend._crew.runners} for n in names):
                 for name in names:
                     process = self.workers.get(name)
                     if process is not None and process.poll() is not None:

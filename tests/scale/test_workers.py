@@ -67,7 +67,7 @@ async def test_a_worker_killed_mid_job_hands_its_job_to_the_other(cluster: Clust
     member_id = cluster.members[12].id
 
     def drawing() -> list[str]:
-        return [slot.worker_id for slot in cluster.services.queue._workers
+        return [slot.worker_id for slot in cluster.services.queue._crew.runners
                 if any(job.user_id == member_id for job in getattr(slot, "running", []))]
 
     async with asyncio.timeout(10):

@@ -31,7 +31,8 @@ import torch
 from diffusers import StableDiffusionXLControlNetPipeline
 from diffusers.models.attention_processor import IPAdapterAttnProcessor, IPAdapterAttnProcessor2_0
 
-from mmpp.inference.styles import Style, StyleCatalog
+from mmpp.inference.style_folder import Style
+from mmpp.inference.styles import StyleCatalog
 from mmpp.logs import log_event
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,8 @@ from mmpp.inference.preprocess import ImageLimits, LocatedFace, locate_face
 from mmpp.inference.prompt_cache import PromptCache, text_encoder_adapters
 from mmpp.inference.safety import SafetyChecker, load_safety_checker
 from mmpp.inference.speed import SpeedOptions, fast_adapter_name, speed_up, warm_up
-from mmpp.inference.styles import Style, StyleCatalog
+from mmpp.inference.style_folder import Style
+from mmpp.inference.styles import StyleCatalog
 from mmpp.logs import log_event
 from mmpp.settings import Settings
 

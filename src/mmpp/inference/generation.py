@@ -19,7 +19,8 @@ from PIL import Image
 
 from mmpp.errors import CodedError
 from mmpp.inference.conditioning import PreparedFace
-from mmpp.inference.styles import Style, StyleCatalog
+from mmpp.inference.style_folder import Style
+from mmpp.inference.styles import StyleCatalog
 
 if TYPE_CHECKING:
     import torch

@@ -32,7 +32,8 @@ from mmpp.inference.model_files import ModelUnavailable as ModelUnavailable
 from mmpp.inference.model_files import image_limits as image_limits
 from mmpp.inference.model_files import load_catalog as load_catalog
 from mmpp.inference.model_files import local_or_hub as _local_or_hub
-from mmpp.inference.styles import WEIGHT_SUFFIX, Style, StyleCatalog
+from mmpp.inference.style_folder import WEIGHT_SUFFIX, Style
+from mmpp.inference.styles import StyleCatalog
 from mmpp.logs import log_event
 from mmpp.model_sources import ModelSources
 

@@ -37,7 +37,8 @@ from mmpp.inference.compile import CompileMode, StyleSlot, compile_pipeline, fas
 from mmpp.inference.conditioning import FACE_SIDE, NEUTRAL_GREY, PreparedFace
 from mmpp.inference.faces import Box
 from mmpp.inference.generation import Drawer, GenerationRequest
-from mmpp.inference.styles import Style, StyleCatalog
+from mmpp.inference.style_folder import Style
+from mmpp.inference.styles import StyleCatalog
 from mmpp.logs import log_event
 from mmpp.settings import Settings
 

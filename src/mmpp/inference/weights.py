@@ -1,7 +1,7 @@
 """Where a style's LoRA is read from, safetensors only, on every path that loads one.
 
 A style folder may come from a stranger, and a pickled `.bin` runs code when it is loaded. The style's
-own check (`styles._check_lora`) refuses a named file that is not `.safetensors`; a source that is a
+own check (`style_folder._check_lora`) refuses a named file that is not `.safetensors`; a source that is a
 folder (or a hub id) without `weight_name` names no file, so it is checked here, as it is loaded:
 a folder with no `.safetensors` file is refused with the style's file and field named. Every load
 then passes `use_safetensors=True`, so diffusers never falls back to a pickle (a hub repo with only
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmpp.inference.styles import DEFINITION_FILE, WEIGHT_SUFFIX, Style, StyleError
+from mmpp.inference.style_folder import DEFINITION_FILE, WEIGHT_SUFFIX, Style, StyleError
 
 
 def lora_source(style: Style, field: str, location: str, weight_name: str | None) -> tuple[str, str | None]:

@@ -2,7 +2,7 @@
 
 The LoRA is written by `StableDiffusionXLPipeline.save_lora_weights` (the diffusers safetensors
 layout, `unet.` / `text_encoder.` / `text_encoder_2.` keys plus the adapter config as metadata, so
-an alpha other than the rank survives), and `style.json` by `mmpp.inference.styles.write_style`.
+an alpha other than the rank survives), and `style.json` by `mmpp.inference.style_folder.write_style`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from diffusers import StableDiffusionXLPipeline
 from diffusers.utils import convert_state_dict_to_diffusers
 from peft.utils import get_peft_model_state_dict
 
-from mmpp.inference.styles import LoraSource, StyleDefinition, write_style
+from mmpp.inference.style_definition import LoraSource, StyleDefinition
+from mmpp.inference.style_folder import write_style
 
 LORA_FILE = "lora.safetensors"
 SAMPLE_FILE = "sample.png"

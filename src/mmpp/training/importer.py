@@ -22,7 +22,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from mmpp.errors import UserFacingError
-from mmpp.inference.styles import DEFINITION_FILE, LoraSource, StyleDefinition, StyleError, write_style
+from mmpp.inference.style_definition import LoraSource, StyleDefinition
+from mmpp.inference.style_folder import DEFINITION_FILE, StyleError, write_style
 from mmpp.logs import log_event
 from mmpp.training.export import LORA_FILE
 

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from mmpp.bot.words.catalogue import SOURCE_LANGUAGE
 from mmpp.bot.words.i18n import Where, language_of
-from mmpp.inference.styles import Localized, StyleDefinition
+from mmpp.inference.style_definition import Localized, StyleDefinition
 
 
 class HasStyles(Protocol):

@@ -1,5 +1,10 @@
 """The in-process GPU queue: bounded, fair across servers, one job per member, batched by style.
 
+This module is the queue's front and its conductor: who may join (`admit`, `submit`), what a member
+may ask, and when a batch is taken (the idle window). The jobs' own state (places, deadlines, ends)
+is `line.py`'s, the runners that draw and what their end means `crew.py`'s, and stopping the whole
+queue `shutdown.py`'s.
+
 All bookkeeping runs on the event loop thread, so nothing here needs a lock; the GPU thread only
 sees requests and cancel flags (see `worker.py`). `submit` is synchronous and cheap so the bot can
 answer the interaction immediately with the member's place in line.
@@ -18,26 +23,15 @@ from mmpp.errors import UserFacingError
 from mmpp.inference.conditioning import PreparedFace
 from mmpp.inference.generation import GenerationRequest, SafetyLevel, random_seed
 from mmpp.inference.preprocess import LocatedFace
+from mmpp.inference.queue.crew import Crew
 from mmpp.inference.queue.errors import AlreadyQueued, NoWorkers, QueueClosed, QueueFull
 from mmpp.inference.queue.estimates import DEFAULT_JOB_S, WaitEstimate
 from mmpp.inference.queue.front import FacePreparer
 from mmpp.inference.queue.handle import JobHandle, Runner
-from mmpp.inference.queue.jobs import (
-    Cancelled,
-    Done,
-    DroppedJob,
-    Failed,
-    Job,
-    JobEvent,
-    JobState,
-    Queued,
-    ShutdownReport,
-    Started,
-    TerminalEvent,
-    set_requests,
-)
+from mmpp.inference.queue.jobs import Job, JobEvent, JobState, ShutdownReport, TerminalEvent, set_requests
+from mmpp.inference.queue.line import WaitingLine
 from mmpp.inference.queue.metrics import QueueMetrics
-from mmpp.inference.queue.scheduler import FairScheduler
+from mmpp.inference.queue.shutdown import shut_down
 from mmpp.inference.queue.worker import EngineLike, GpuWorker
 from mmpp.inference.styles import StyleCatalog
 from mmpp.logs import log_event
@@ -45,10 +39,6 @@ from mmpp.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN = Failed("shutdown")
-STOPPED = Failed("queue_stopped")
-# A `timeout` while the job waited in line; a remote worker's run that went on too long is `drawing`.
-TIMED_OUT = Failed("timeout", {"stage": "waiting"})
 # The metric label of each refusal `submit` counts.
 REJECTED = {QueueClosed: "closed", NoWorkers: "no_workers", AlreadyQueued: "already_queued", QueueFull: "full"}
 
@@ -101,20 +91,14 @@ class GenerationQueue:
         self.name = name
         self._estimate = WaitEstimate(initial_job_s)
         self._stop_timeout_s = stop_timeout_s
-        self._scheduler: FairScheduler[Job] = FairScheduler()
-        self._by_user: dict[int, Job] = {}
-        self._workers: list[Runner] = [
+        workers: list[Runner] = [
             GpuWorker(e, self, preview_every=settings.preview_every, name=f"{name}{i}", metrics=self.metrics.draw)
             for i, e in enumerate(engines)
         ]
-        self._tasks: dict[Runner, asyncio.Task[None]] = {}
-        self._started = False
+        self._line = WaitingLine(self.metrics, self._estimate, workers)
+        self._crew = Crew(workers, self._line, name)
         self._work = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._refresh_pending = False
         self._idle = True
-        self._closing = False
-        self._broken = False
         self._stopping: asyncio.Future[ShutdownReport] | None = None
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
@@ -122,42 +106,29 @@ class GenerationQueue:
 
     def start(self) -> None:
         """Start the workers on the running loop. Jobs submitted earlier wait until then."""
-        if self._started:
+        if self._crew.started:
             return
-        self._started = True
-        self._loop = asyncio.get_running_loop()
-        for runner in self._workers:
-            self._serve(runner)
+        self._line.loop = asyncio.get_running_loop()
+        self._crew.start(self._line.loop)
 
     def attach(self, runner: Runner) -> None:
         """Add a worker while running (a remote worker that registered). When its `serve` returns
         without error it is detached again; its jobs are its own business to finish or hand back."""
-        if self._closing:
-            runner.close(wait=False)
-            return
-        self._workers.append(runner)
-        if self._started:
-            self._serve(runner)
+        self._crew.attach(runner)
 
     def on_shutdown(self, close: Callable[[], Awaitable[None]]) -> None:
         """Run `close` once the workers have stopped (the Redis connection of remote workers)."""
         self._closers.append(close)
 
-    def _serve(self, runner: Runner) -> None:
-        assert self._loop is not None
-        task = self._loop.create_task(runner.serve(), name=f"mmpp-queue-{runner.name}")
-        self._tasks[runner] = task
-        task.add_done_callback(lambda t: self._worker_stopped(runner, t))
-
     @property
     def servers_waiting(self) -> int:
         """Servers (and DM members) with a job waiting: the fair rotation's length."""
-        return self._scheduler.buckets
+        return self._line.scheduler.buckets
 
     @property
     def workers(self) -> int:
         """How many workers serve the queue now (estimates divide the work among them)."""
-        return len(self._workers)
+        return len(self._crew)
 
     async def __aenter__(self) -> GenerationQueue:
         self.start()
@@ -178,72 +149,11 @@ class GenerationQueue:
         return await asyncio.shield(self._stopping)
 
     async def _shutdown(self, grace_s: float) -> ShutdownReport:
-        self._closing = True
-        dropped: list[DroppedJob] = []
-        for job in self._scheduler.drain():
-            dropped.append(_dropped(job, was_running=False))
-            self.finish(job, SHUTDOWN)
-        self.metrics.depth.set(0)
-        running = [job for runner in self._workers for job in runner.running]
-        self._work.set()
-        clean = True
-        tasks = {t for t in self._tasks.values() if not t.done()}
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace_s)
-            if pending:
-                for job in running:
-                    if job.state is JobState.RUNNING:
-                        job.drop_reason = SHUTDOWN
-                        job.request.cancel.set()
-                # The engine checks the flag after every step; this only runs out on a hung GPU.
-                _, pending = await asyncio.wait(pending, timeout=self._stop_timeout_s)
-                if pending:
-                    clean = False
-                    for task in pending:
-                        task.cancel()
-                    for job in running:
-                        self.finish(job, SHUTDOWN)
-        dropped += [_dropped(j, was_running=True) for j in running if j.terminal is SHUTDOWN]
-        finished = sum(isinstance(j.terminal, Done) for j in running)
-        for runner in self._workers:
-            runner.close(wait=False)
-        for close in self._closers:
-            try:
-                await close()
-            except Exception:
-                log.exception("closing a queue backend failed")
-        report = ShutdownReport(finished=finished, dropped=tuple(dropped), clean=clean)
-        log_event(
-            log, logging.WARNING if dropped or not clean else logging.INFO, "queue stopped",
-            queue=self.name, summary=report.summary(), dropped=",".join(d.job_id for d in dropped),
+        self._crew.closing = True
+        return await shut_down(
+            self._line, self._crew.runners, self._crew.tasks.values(), self._closers, self._work,
+            grace_s=grace_s, stop_timeout_s=self._stop_timeout_s, name=self.name,
         )
-        return report
-
-    def _worker_stopped(self, runner: Runner, task: asyncio.Task[None]) -> None:
-        error = None if task.cancelled() else task.exception()
-        if self._closing and error is None:
-            return
-        if error is None and not task.cancelled() and not isinstance(runner, GpuWorker):
-            # A remote worker went away; it has handed its jobs back already.
-            self._tasks.pop(runner, None)
-            if runner in self._workers:
-                self._workers.remove(runner)
-            if not self._workers:
-                # Nobody left to draw: waiting out the deadline would be silence.
-                for job in self._scheduler.drain():
-                    self.finish(job, Failed(NoWorkers.code))
-                self.metrics.depth.set(0)
-            return
-        # Never silently: say so, fail everyone still waiting, and refuse new work.
-        self._broken = True
-        if error is None:  # cancelled from outside, e.g. the loop ended without `shutdown()`
-            log_event(log, logging.WARNING, "GPU worker cancelled without shutdown", queue=self.name,
-                      worker=runner.name)
-        else:
-            log.critical("GPU worker stopped", exc_info=error, extra={"fields": {"queue": self.name,
-                                                                                 "worker": runner.name}})
-        for job in [*self._scheduler.drain(), *(j for r in self._workers for j in r.running)]:
-            self.finish(job, STOPPED)
 
     # --- submitting ---------------------------------------------------------------------------
 
@@ -276,8 +186,8 @@ class GenerationQueue:
             raise
         self.catalog.get(style)  # an unknown style fails now, not minutes later
 
-        loop = self._loop or asyncio.get_running_loop()
-        self._loop = loop
+        if self._line.loop is None:
+            self._line.loop = asyncio.get_running_loop()
         now = time.monotonic()
         request = GenerationRequest(
             face=face,
@@ -300,16 +210,11 @@ class GenerationQueue:
             previews=previews,
             more=set_requests(request, count),
         )
-        job.expiry = loop.call_later(max(0.0, job.deadline - now), self._expire, job)
-        self._scheduler.add(job)
-        self._by_user[user_id] = job
-        self.metrics.depth.set(len(self._scheduler))
-        # Positions before waking the worker, so every job hears `Queued` before `Started`.
-        self._schedule_refresh()
+        self._line.add(job)  # its places first, so every job hears `Queued` before `Started`
         self._work.set()
         log_event(
             log, logging.INFO, "job queued",
-            job=job.id, user=user_id, guild=guild_id, style=style, depth=len(self._scheduler), pictures=count,
+            job=job.id, user=user_id, guild=guild_id, style=style, depth=len(self._line), pictures=count,
         )
         return JobHandle(job, self.cancel)
 
@@ -319,20 +224,20 @@ class GenerationQueue:
         running (`AlreadyQueued`), a full line (`QueueFull`). `preparing`: places the caller has
         promised to requests it is still preparing (download, face), counted as taken, so a burst
         admitted before any of it is queued still fits the line."""
-        if self._closing or self._broken:
+        if not self.accepting:
             raise QueueClosed()
-        if self._started and not self._workers:
+        if self._crew.started and not self._crew:
             raise NoWorkers()
-        existing = self._by_user.get(user_id)
+        existing = self._line.of(user_id)
         if existing is not None:
-            self._flush_positions()
+            place = self._line.place(existing)
             waiting = existing.state is JobState.WAITING
             raise AlreadyQueued(
                 existing.id,
-                existing.position if waiting else None,
-                self.estimated_wait(existing.position) if waiting else 0.0,
+                place if waiting else None,
+                self.estimated_wait(place) if waiting else 0.0,
             )
-        taken = len(self._scheduler) + preparing
+        taken = len(self._line) + preparing
         if taken >= self.capacity:
             raise QueueFull(taken, self.estimated_wait(taken + 1))
 
@@ -351,21 +256,21 @@ class GenerationQueue:
     @property
     def depth(self) -> int:
         """Jobs waiting (not counting the batch on the GPU)."""
-        return len(self._scheduler)
+        return len(self._line)
 
     @property
     def running(self) -> int:
-        return sum(j.state is JobState.RUNNING for r in self._workers for j in r.running)
+        return self._crew.running
 
     @property
     def on_gpu(self) -> bool:
         """Whether a worker draws on a GPU (a local engine's device, or a remote worker's as it
         registered): what CANDIDATES' default follows."""
-        return any(_is_gpu(getattr(runner, "device", "cpu")) for runner in self._workers)
+        return self._crew.on_gpu
 
     @property
     def accepting(self) -> bool:
-        return not (self._closing or self._broken)
+        return not (self._crew.closing or self._crew.broken)
 
     @property
     def seconds_per_job(self) -> float:
@@ -374,43 +279,35 @@ class GenerationQueue:
 
     def position(self, user_id: int) -> int | None:
         """The member's place in line (1 = next), 0 while their job runs, None if they have none."""
-        job = self._by_user.get(user_id)
+        job = self._line.of(user_id)
         if job is None:
             return None
         if job.state is JobState.RUNNING:
             return 0
-        self._flush_positions()
-        return job.position
+        return self._line.place(job)
 
     def job_for(self, user_id: int) -> JobHandle | None:
-        job = self._by_user.get(user_id)
+        job = self._line.of(user_id)
         return None if job is None else JobHandle(job, self.cancel)
 
     def cancel_user(self, user_id: int) -> bool:
-        job = self._by_user.get(user_id)
+        job = self._line.of(user_id)
         return False if job is None else self.cancel(job)
 
     def cancel(self, job: Job) -> bool:
-        if job.state is JobState.WAITING:
-            self.finish(job, Cancelled())
-            return True
-        if job.state is JobState.RUNNING:
-            # The worker reports `Cancelled` when the engine next looks at the flag (within one step).
-            job.request.cancel.set()
-            log_event(log, logging.INFO, "job cancelling", job=job.id, user=job.user_id)
-            return True
-        return False
+        """A waiting job leaves at once; a running one stops within one step. False if already over."""
+        return self._line.cancel(job)
 
     def estimated_wait(self, position: int) -> float:
         """Seconds until the job at `position` starts: until the first worker frees up, plus the jobs
         ahead at the measured seconds per job, shared among the workers."""
-        return self._estimate.wait(position, self._workers)
+        return self._line.estimated_wait(position)
 
     # --- the worker's side (JobSink) ----------------------------------------------------------
 
     async def next_batch(self) -> list[Job] | None:
-        while not self._closing:
-            if not self._scheduler:
+        while not self._crew.closing:
+            if not self._line:
                 self._idle = True
                 self._work.clear()
                 await self._work.wait()
@@ -422,29 +319,9 @@ class GenerationQueue:
                 await asyncio.sleep(self.batch_wait_s)
                 continue
             self._idle = False
-            self._flush_positions()
-            now = time.monotonic()
-            batch = []
-            for job in self._scheduler.pick(self.max_batch_size):
-                if job.deadline <= now:
-                    self.finish(job, self._timed_out(job, now))
-                else:
-                    batch.append(job)
-            self.metrics.depth.set(len(self._scheduler))
-            self._schedule_refresh()
-            if not batch:
-                continue
-            for job in batch:
-                job.state = JobState.RUNNING
-                job.started_at = now
-                job.batch_size = len(batch)
-                if job.expiry is not None:
-                    job.expiry.cancel()
-                self.metrics.wait_seconds.observe(now - job.submitted_at)
-                job.events.push(Started(len(batch), now - job.submitted_at))
-            self.metrics.running.inc(len(batch))
-            self.metrics.batch_size.observe(sum(job.cost for job in batch))
-            return batch
+            batch = self._line.take(self.max_batch_size)
+            if batch:
+                return batch
         return None
 
     def emit(self, job: Job, event: JobEvent) -> None:
@@ -452,56 +329,14 @@ class GenerationQueue:
             job.events.push(event)
 
     def finish(self, job: Job, event: TerminalEvent) -> None:
-        if job.state is JobState.FINISHED:
-            return  # e.g. a cancel announced mid-batch, then the batch's own result
-        if isinstance(event, Cancelled) and job.drop_reason is not None:
-            event = job.drop_reason
-        was = job.state
-        if was is JobState.WAITING and self._scheduler.remove(job):
-            self.metrics.depth.set(len(self._scheduler))
-            self._schedule_refresh()
-        job.state = JobState.FINISHED
-        job.terminal = event
-        if job.expiry is not None:
-            job.expiry.cancel()
-            job.expiry = None
-        if self._by_user.get(job.user_id) is job:
-            del self._by_user[job.user_id]
-        job.events.push(event)
-        job.finished.set()
-
-        now = time.monotonic()
-        if was is JobState.RUNNING:
-            self.metrics.running.dec()
-            if job.started_at is not None:
-                self.metrics.run_seconds.observe(now - job.started_at)
-        outcome = _outcome(event)
-        self.metrics.jobs.labels(outcome).inc()
-        fields: dict[str, object] = {
-            "job": job.id, "user": job.user_id, "guild": job.guild_id, "style": job.style,
-            "outcome": outcome, "seconds": round(now - job.submitted_at, 3),
-        }
-        if isinstance(event, Failed):
-            fields["code"] = event.code
-        if isinstance(event, Done):
-            fields["batch"] = event.timings.batch_size
-        log_event(log, logging.WARNING if outcome == "failed" else logging.INFO, "job finished", **fields)
+        self._line.finish(job, event)
 
     def hand_back(self, job: Job, *, lost: bool = True) -> bool:
         """A running job whose run was lost (its remote worker died, Redis lost it) goes back to the
         head of its server's line to run again; `lost=False`: it never reached a worker (another bot
         process had it). False, and nothing changes, if it cannot wait any more."""
-        now = time.monotonic()
-        if job.state is not JobState.RUNNING or self._closing or job.deadline <= now or self._loop is None:
+        if self._crew.closing or not self._line.hand_back(job, lost=lost):
             return False
-        job.state = JobState.WAITING
-        job.attempt += 1 if lost else 0
-        job.position = 0
-        self.metrics.running.dec()
-        self._scheduler.add_front(job)
-        job.expiry = self._loop.call_later(job.deadline - now, self._expire, job)
-        self.metrics.depth.set(len(self._scheduler))
-        self._schedule_refresh()
         self._work.set()
         if lost:
             log_event(log, logging.WARNING, "job handed back", job=job.id, user=job.user_id, attempt=job.attempt)
@@ -509,47 +344,3 @@ class GenerationQueue:
 
     def batch_measured(self, jobs: Sequence[Job], seconds: float) -> None:
         self._estimate.measured(len(jobs), seconds)
-
-    # --- positions and deadlines --------------------------------------------------------------
-
-    def _schedule_refresh(self) -> None:
-        # Debounced: a burst of submits or cancels costs one O(n) pass, not one per change.
-        if not self._refresh_pending and self._loop is not None:
-            self._refresh_pending = True
-            self._loop.call_soon(self._flush_positions)
-
-    def _flush_positions(self) -> None:
-        if not self._refresh_pending:
-            return
-        self._refresh_pending = False
-        base = self.estimated_wait(1)
-        per_place = self._estimate.per_place(self._workers)
-        for position, job in enumerate(self._scheduler.order(), start=1):
-            if job.position != position:
-                job.position = position
-                job.events.push(Queued(position, base + (position - 1) * per_place))
-
-    def _expire(self, job: Job) -> None:
-        if job.state is JobState.WAITING:
-            self.finish(job, self._timed_out(job, time.monotonic()))
-
-    def _timed_out(self, job: Job, now: float) -> Failed:
-        return TIMED_OUT
-
-
-def _is_gpu(device: object) -> bool:
-    return str(device).split(":")[0] not in ("cpu", "?", "")
-
-
-def _outcome(event: TerminalEvent) -> str:
-    if isinstance(event, Done):
-        return "filtered" if event.result.flagged else "done"
-    if isinstance(event, Cancelled):
-        return "cancelled"
-    if event.code in ("timeout", "shutdown"):
-        return event.code
-    return "failed"
-
-
-def _dropped(job: Job, *, was_running: bool) -> DroppedJob:
-    return DroppedJob(job.id, job.user_id, job.guild_id, job.style, was_running)

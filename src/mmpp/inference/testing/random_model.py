@@ -526,7 +526,8 @@ def write_lora_style(
     **overrides: Any,
 ) -> Path:
     """One style folder (`style.json` + a random LoRA of `rank`) under `model_dir/styles/`."""
-    from mmpp.inference.styles import LoraSource, StyleDefinition, write_style
+    from mmpp.inference.style_definition import LoraSource, StyleDefinition
+    from mmpp.inference.style_folder import write_style
 
     folder = Path(model_dir) / "styles" / name
     write_lora_file(folder / "lora.safetensors", unet, rank=rank, seed=seed)

@@ -45,7 +45,8 @@ from transformers import (
     CLIPVisionModelWithProjection,
 )
 
-from mmpp.inference.styles import LoraSource, StyleDefinition, write_style
+from mmpp.inference.style_definition import LoraSource, StyleDefinition
+from mmpp.inference.style_folder import write_style
 from mmpp.inference.testing.ip_adapter_layout import resampler_to_original
 from mmpp.inference.testing.tiny_safety import write_tiny_safety_checker
 

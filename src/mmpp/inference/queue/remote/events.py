@@ -15,8 +15,8 @@ from typing import Any
 from PIL import Image
 
 from mmpp.inference.generation import GenerationResult
-from mmpp.inference.queue.gpu_queue import TIMED_OUT
 from mmpp.inference.queue.jobs import Cancelled, Done, Failed, Job, Step, TerminalEvent, Timings
+from mmpp.inference.queue.line import TIMED_OUT
 from mmpp.inference.queue.remote import protocol as p
 from mmpp.inference.queue.worker import ENGINE_ERROR
 
