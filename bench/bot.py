@@ -6,8 +6,9 @@
 Runs the real bot (discord.py client, SQLite file, tiny model) against the stand-in on 127.0.0.1,
 plays one member at a time sending /profile with a selfie, and times INTERACTION_CREATE to the
 final edit. The engine's time (face location + crop + diffusion) is measured around the same
-calls in the same run; the bot's overhead is the rest: Discord round trips, attachment download,
-database rows, queue hand-offs, progress edits and the PNG upload.
+calls in the same run (the crop and diffusion by the recorder the bot's runtime puts around its
+engine, `mmpp.inference.testing.recording`); the bot's overhead is the rest: Discord round trips,
+attachment download, database rows, queue hand-offs, progress edits and the PNG upload.
 """
 
 from __future__ import annotations
@@ -24,28 +25,17 @@ import asyncio
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from typing import Any
 
 from skimage import data as skdata
 
 from mmpp.bot.app.discord_endpoints import reset_endpoints
 from mmpp.bot.app.runtime import BotRuntime
+from mmpp.inference.testing.recording import RecordingEngine
 from mmpp.inference.testing.tiny_model import make_tiny_model
-from tests.bot.conftest import bot_settings
+from tests.bot.conftest import bot_settings, recorded
 from tests.conftest import encode
 from tests.discord_standin import StandIn
-
-
-def timed(fn: Callable[..., Any], into: list[float]) -> Callable[..., Any]:
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            into.append(time.perf_counter() - start)
-
-    return wrapper
 
 
 def pct(values: list[float], q: float) -> float:
@@ -63,17 +53,16 @@ async def run(jobs: int, interval: float, model_dir: Path | None) -> None:
             settings = bot_settings(
                 standin, model_dir, Path(tmp), progress_edit_interval_s=interval, user_daily_quota=0
             )
-            runtime = BotRuntime(settings, client_options={"guild_ready_timeout": 0.05})
+            runtime = BotRuntime(settings, client_options={"guild_ready_timeout": 0.05}, wrap_engine=recorded)
             await runtime.start()
             try:
                 await runtime.wait_ready()
                 services = runtime.services
                 assert services is not None
-                engine_s: list[float] = []
+                recorder = services.queue.preparer  # type: ignore[attr-defined]
+                assert isinstance(recorder, RecordingEngine)
+                engine: list[float] = []  # per job: prepare (crop, edges) + generate
                 locate_s: list[float] = []
-                engine = services.queue.preparer  # type: ignore[attr-defined]
-                engine.generate = timed(engine.generate, engine_s)
-                engine.prepare = timed(engine.prepare, engine_s)
                 locate = services.decoder.locate
 
                 async def timed_locate(data: bytes) -> Any:
@@ -87,7 +76,9 @@ async def run(jobs: int, interval: float, model_dir: Path | None) -> None:
                 e2e: list[float] = []
                 edits: list[int] = []
                 for i in range(jobs + 2):
-                    engine_before, locate_before = len(engine_s), len(locate_s)
+                    prepared, generated, locate_before = (
+                        len(recorder.prepare_s), len(recorder.generate_s), len(locate_s)
+                    )
                     start = time.perf_counter()
                     interaction = await standin.send_slash_command(
                         "profile", user=member, attachments={"selfie": ("me.jpg", selfie)}
@@ -98,15 +89,14 @@ async def run(jobs: int, interval: float, model_dir: Path | None) -> None:
                     while services.queue.job_for(member.user.id) is not None or services.writes.busy:  # noqa: ASYNC110
                         await asyncio.sleep(0.001)
                     if i < 2:  # warm-up
-                        del engine_s[engine_before:], locate_s[locate_before:]
+                        del locate_s[locate_before:]
                         continue
+                    engine.append(sum(recorder.prepare_s[prepared:]) + sum(recorder.generate_s[generated:]))
                     e2e.append(elapsed)
                     edits.append(sum(a.kind == "edit_original" for a in interaction.actions))
             finally:
                 await runtime.stop()
                 reset_endpoints()
-    # prepare and generate alternate per job; pair them up.
-    engine = [engine_s[i] + engine_s[i + 1] for i in range(0, len(engine_s), 2)]
     overhead = [total - eng - loc for total, eng, loc in zip(e2e, engine, locate_s, strict=True)]
     print(f"\nBot end-to-end through the Discord stand-in: tiny model on CPU, {jobs} jobs one after another, "
           f"progress edits at most every {interval}s ({statistics.median(edits):.0f} edits per job)\n")

@@ -174,7 +174,8 @@ def prepare_styles(bench: Bench, folder: Path) -> None:
     from diffusers import UNet2DConditionModel
 
     from mmpp.inference.style_definition import FastPreset, LoraSource
-    from mmpp.inference.testing.random_model import SDXL_UNET, write_lora_file, write_lora_style
+    from mmpp.inference.testing.random_configs import SDXL_UNET
+    from mmpp.inference.testing.random_lora import write_lora_file, write_lora_style
 
     # A Lightning-like preset: a few-step LoRA with trailing Euler, 4 steps, no CFG.
     fast = FastPreset(lora=LoraSource(source="fast.safetensors"), scheduler="euler_trailing", steps=4, guidance=0.0)

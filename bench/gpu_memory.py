@@ -63,7 +63,9 @@ class Models:
             return (load_pipeline(sources, torch.device("cpu"), bench.dtype),
                     load_safety_checker(sources.safety_checker, torch.device("cpu"), bench.dtype))
         if self._pipe is None:
-            from mmpp.inference.testing.random_model import FULL, build_random_pipeline, build_random_safety_checker
+            from mmpp.inference.testing.random_model import build_random_pipeline
+            from mmpp.inference.testing.random_safety import build_random_safety_checker
+            from mmpp.inference.testing.random_spec import FULL
 
             self._pipe = build_random_pipeline(FULL, device="cpu", dtype=bench.dtype)
             self._safety = build_random_safety_checker(device="cpu", dtype=bench.dtype)

@@ -55,7 +55,8 @@ class Bench:
     def pipeline(self) -> object:
         if self.model_dir is not None:
             return load_pipeline(ModelSources.from_model_dir(self.model_dir), self.device, self.dtype)
-        from mmpp.inference.testing.random_model import FULL, build_random_pipeline
+        from mmpp.inference.testing.random_model import build_random_pipeline
+        from mmpp.inference.testing.random_spec import FULL
 
         return build_random_pipeline(FULL, device=self.device, dtype=self.dtype)
 
@@ -64,7 +65,7 @@ class Bench:
         if self.model_dir is not None:
             return load_safety_checker(ModelSources.from_model_dir(self.model_dir).safety_checker, self.device,
                                        self.dtype)
-        from mmpp.inference.testing.random_model import build_random_safety_checker
+        from mmpp.inference.testing.random_safety import build_random_safety_checker
 
         return build_random_safety_checker(device=self.device, dtype=self.dtype)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,9 @@ from mmpp.bot.app.discord_endpoints import reset_endpoints
 from mmpp.bot.app.runtime import BotRuntime
 from mmpp.bot.db.models import GenerationLog
 from mmpp.bot.services import Services
-from mmpp.inference.engine import Engine, GenerationRequest
+from mmpp.inference.engine import Engine
 from mmpp.inference.queue import GenerationQueue
+from mmpp.inference.testing.recording import RecordingEngine
 from mmpp.inference.testing.tiny_model import add_tiny_style
 from mmpp.settings import Settings, load_settings
 from tests.discord_standin import MANAGE_GUILD, FakeGuild, FakeMember, FakeUser, StandIn
@@ -42,11 +42,16 @@ class World:
         return self.runtime.services
 
     @property
+    def recorder(self) -> RecordingEngine:
+        """The recorder around the bot's own engine (QUEUE_BACKEND=local): every call still draws."""
+        queue = self.services.queue
+        assert isinstance(queue, GenerationQueue) and isinstance(queue.preparer, RecordingEngine)
+        return queue.preparer
+
+    @property
     def engine(self) -> Engine:
         """The bot's own engine (QUEUE_BACKEND=local): the one that draws and prepares faces."""
-        queue = self.services.queue
-        assert isinstance(queue, GenerationQueue) and isinstance(queue.preparer, Engine)
-        return queue.preparer
+        return self.recorder.engine
 
 
 async def closed_log_rows(world: World, n: int, timeout: float = 20.0) -> list[GenerationLog]:
@@ -94,36 +99,20 @@ def bot_overrides() -> dict[str, object]:
     return {}
 
 
-class EngineGate:
-    """Holds the real engine's next calls until released, so tests can line jobs up deterministically."""
-
-    def __init__(self, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.release = threading.Event()
-        self.calls: list[list[str]] = []
-        self.requests: list[GenerationRequest] = []
-        engine = world.engine
-        real = engine.generate
-
-        def held(requests, on_step=None):  # type: ignore[no-untyped-def]
-            self.calls.append([r.style for r in requests])
-            self.requests.extend(requests)
-            self.release.wait(60)
-            return real(requests, on_step)
-
-        monkeypatch.setattr(engine, "generate", held)
-
-    async def wait_for_calls(self, n: int, timeout: float = 30) -> None:
-        async with asyncio.timeout(timeout):
-            # Polled: the calls arrive on the GPU worker thread, where no asyncio primitive may be set.
-            while len(self.calls) < n:  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
+def recorded(engine: Engine) -> RecordingEngine:
+    """What the bot's runtime puts around each engine it loads (the tests' and `bench/bot.py`'s). The
+    device passes through, so the queue and its workers see the same device as without the recorder."""
+    return RecordingEngine(engine, device=str(engine.device))
 
 
 @pytest.fixture
-def engine_gate(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[EngineGate]:
-    gate = EngineGate(world, monkeypatch)
-    yield gate
-    gate.release.set()
+def engine_gate(world: World) -> Iterator[RecordingEngine]:
+    """The bot's engine recorder with its gate held: the engine's next calls wait (a job stays
+    "drawing") until `release()`, so tests can line jobs up deterministically."""
+    recorder = world.recorder
+    recorder.hold(timeout_s=60)
+    yield recorder
+    recorder.release()
 
 
 @pytest.fixture
@@ -173,7 +162,8 @@ async def world(
         members = [standin.add_member(guild, standin.add_user(f"member{i}")) for i in range(3)]
         dm_user = standin.add_user("cy")
         settings = bot_settings(standin, bot_model_dir, tmp_path, **bot_overrides)
-        runtime = BotRuntime(settings, shutdown_grace_s=5.0, client_options={"guild_ready_timeout": 0.05})
+        runtime = BotRuntime(settings, shutdown_grace_s=5.0, client_options={"guild_ready_timeout": 0.05},
+                             wrap_engine=recorded)
         try:
             await runtime.start()
             async with remote_worker(request, runtime.settings):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from mmpp.bot.words import background_labels
 from mmpp.inference.backgrounds import BACKGROUNDS
-from tests.bot.conftest import EngineGate, World
+from mmpp.inference.testing.recording import RecordingEngine
+from tests.bot.conftest import World
 from tests.bot.test_profile import profile
 from tests.bot.test_rooms import style_command
 
@@ -22,9 +23,9 @@ def test_every_named_background_has_an_english_and_a_korean_label() -> None:
 
 
 async def test_an_admin_picks_one_in_korean_and_the_prompt_gets_english(
-    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+    world: World, selfie_bytes: bytes, engine_gate: RecordingEngine
 ) -> None:
-    engine_gate.release.set()
+    engine_gate.release()
     typing = await world.standin.send_autocomplete(
         "style set", {"style": "tiny-style", "background": "밤"}, focused="background", user=world.admin,
         locale="ko",

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.bot.conftest import EngineGate, World, closed_log_rows
+from mmpp.inference.testing.recording import RecordingEngine
+from tests.bot.conftest import World, closed_log_rows
 from tests.discord_standin import FakeMember, StreamedAsset
 
 MB = 1024 * 1024
@@ -62,7 +63,7 @@ async def test_thirty_members_at_once_get_exactly_the_servers_daily_ten(world: W
 
 @pytest.mark.parametrize("bot_overrides", [{"queue_capacity": 100}], indirect=True)
 async def test_two_hundred_at_once_are_all_acknowledged_in_time_under_a_busy_engine_and_cpu(
-    world: World, selfie_bytes: bytes, engine_gate: EngineGate, busy_cpu: None
+    world: World, selfie_bytes: bytes, engine_gate: RecordingEngine, busy_cpu: None
 ) -> None:
     members = crowd(world, 200)
     # The engine is busy: a first job holds it (the gate), so everyone else waits in line.
@@ -84,7 +85,7 @@ async def test_two_hundred_at_once_are_all_acknowledged_in_time_under_a_busy_eng
     assert len(full) == 200 - 100 and all(i.callback is not None and i.callback.ephemeral for i in full)
     downloaded = {e.text.split("/")[-1].split(" ")[0] for e in world.standin.log.of_kind("rest") if "/cdn/" in e.text}
     assert not {f"crowd{interactions.index(i)}.jpg" for i in full} & downloaded
-    engine_gate.release.set()
+    engine_gate.release()
     await first.wait_for_final_file(timeout=60)
     admitted = [i for i in interactions if i not in full]
     await asyncio.gather(*(i.wait_for_final_file(timeout=120) for i in admitted))

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from mmpp.bot.db.options import ServerOptions
+from mmpp.inference.testing.recording import RecordingEngine
 from mmpp.settings import load_settings
-from tests.bot.conftest import EngineGate, World
+from tests.bot.conftest import World
 from tests.bot.test_rooms import style_command
 
 CEILINGS = {
@@ -47,9 +48,9 @@ async def test_style_set_refuses_past_the_operators_ceilings_in_one_line(world: 
 
 @pytest.mark.parametrize("bot_overrides", [CEILINGS])
 async def test_a_stored_choice_past_a_ceiling_set_later_is_held_to_it(
-    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+    world: World, selfie_bytes: bytes, engine_gate: RecordingEngine
 ) -> None:
-    engine_gate.release.set()
+    engine_gate.release()
     repo, admin = world.services.repo, world.admin.user.id
     # What the server chose before the operator set the ceilings.
     await repo.set_server_options(

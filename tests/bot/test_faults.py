@@ -7,7 +7,8 @@ import asyncio
 
 import pytest
 
-from tests.bot.conftest import EngineGate, World, closed_log_rows
+from mmpp.inference.testing.recording import RecordingEngine
+from tests.bot.conftest import World, closed_log_rows
 from tests.discord_standin import FakeUser, InteractionRecord, StoredMessage, StreamedAsset
 
 MB = 1024 * 1024
@@ -19,7 +20,7 @@ def bot_overrides() -> dict[str, object]:
     return {"progress_edit_interval_s": 60.0, "max_upload_bytes": 2 * MB, "download_timeout_s": 2.0}
 
 
-async def drawing(world: World, member: object, selfie: bytes, gate: EngineGate) -> InteractionRecord:
+async def drawing(world: World, member: object, selfie: bytes, gate: RecordingEngine) -> InteractionRecord:
     """A /profile whose job is on the (held) engine, its reply showing "Drawing…"."""
     interaction = await world.standin.send_slash_command(
         "profile", user=member, attachments={"selfie": ("me.jpg", selfie)}  # type: ignore[arg-type]
@@ -40,12 +41,12 @@ async def dm_post(world: World, user: FakeUser, timeout: float = 40.0) -> Stored
 
 
 async def test_a_final_edit_failing_with_5xx_for_good_sends_the_portrait_by_dm_never_the_channel(
-    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+    world: World, selfie_bytes: bytes, engine_gate: RecordingEngine
 ) -> None:
     member = world.members[0]
     interaction = await drawing(world, member, selfie_bytes, engine_gate)
     fault = world.standin.inject_fault("PATCH", world.standin.original_reply_path(interaction), 502)
-    engine_gate.release.set()
+    engine_gate.release()
 
     post = await dm_post(world, member.user)
     assert [a["filename"] for a in post.attachments] == ["portrait-tiny-style.png", "avatar-preview.png"]
@@ -58,14 +59,14 @@ async def test_a_final_edit_failing_with_5xx_for_good_sends_the_portrait_by_dm_n
 
 
 async def test_expired_token_and_closed_dms_keep_the_portrait_for_last_in_both_languages(
-    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+    world: World, selfie_bytes: bytes, engine_gate: RecordingEngine
 ) -> None:
     member = world.members[1]
     interaction = await drawing(world, member, selfie_bytes, engine_gate)
     world.standin.inject_fault("PATCH", world.standin.original_reply_path(interaction), 404, code=10015)
     dm = world.standin.dm_channel(member.user).id
     world.standin.inject_fault("POST", rf"/channels/{dm}/messages$", 403, code=50007)
-    engine_gate.release.set()
+    engine_gate.release()
 
     [row] = await closed_log_rows(world, 1)
     assert row.outcome == "undelivered"
@@ -85,12 +86,12 @@ async def test_expired_token_and_closed_dms_keep_the_portrait_for_last_in_both_l
 
 
 async def test_a_sustained_429_on_the_final_edit_falls_back_too(
-    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+    world: World, selfie_bytes: bytes, engine_gate: RecordingEngine
 ) -> None:
     member = world.members[2]
     interaction = await drawing(world, member, selfie_bytes, engine_gate)
     fault = world.standin.inject_fault("PATCH", world.standin.original_reply_path(interaction), 429, retry_after=0.2)
-    engine_gate.release.set()
+    engine_gate.release()
     post = await dm_post(world, member.user)
     assert [a["filename"] for a in post.attachments] == ["portrait-tiny-style.png", "avatar-preview.png"]
     assert fault.hits == 5
@@ -99,14 +100,14 @@ async def test_a_sustained_429_on_the_final_edit_falls_back_too(
 
 
 async def test_a_429_without_via_from_the_proxy_is_waited_out_not_taken_for_a_ban(
-    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+    world: World, selfie_bytes: bytes, engine_gate: RecordingEngine
 ) -> None:
     member = world.members[0]
     interaction = await drawing(world, member, selfie_bytes, engine_gate)
     fault = world.standin.inject_fault(
         "PATCH", world.standin.original_reply_path(interaction), 429, times=2, retry_after=0.2, via=False
     )
-    engine_gate.release.set()
+    engine_gate.release()
     final = await interaction.wait_for_final_file(timeout=60)
     assert final.kind == "edit_original" and fault.hits == 2
     assert not world.standin.channel_messages
@@ -156,13 +157,13 @@ async def test_pictures_are_fetched_only_from_the_cdn(world: World, selfie_bytes
 
 
 async def test_a_job_cancelled_after_the_gpu_started_counts(
-    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+    world: World, selfie_bytes: bytes, engine_gate: RecordingEngine
 ) -> None:
     member = world.members[1]
     interaction = await drawing(world, member, selfie_bytes, engine_gate)
     cancel = await world.standin.send_slash_command("cancel", user=member)
     assert "Cancelled" in ((await cancel.wait_for_message()).content or "")
-    engine_gate.release.set()
+    engine_gate.release()
     await interaction.wait_for_content("cancelled", timeout=30)
     [row] = await closed_log_rows(world, 1)
     assert row.outcome == "cancelled" and row.started_at is not None
@@ -187,13 +188,13 @@ async def test_cancel_while_the_selfie_is_still_downloading_stops_it_before_the_
 
 
 async def test_a_reply_deleted_while_drawing_cancels_the_job_and_it_counts(
-    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+    world: World, selfie_bytes: bytes, engine_gate: RecordingEngine
 ) -> None:
     member = world.members[2]
     interaction = await drawing(world, member, selfie_bytes, engine_gate)
     assert interaction.original_message_id is not None
     world.standin.message(interaction.original_message_id).deleted = True  # a moderator removed it
-    engine_gate.release.set()
+    engine_gate.release()
     [row] = await closed_log_rows(world, 1, timeout=60)
     assert (row.outcome, row.reason) == ("cancelled", "reply deleted") and row.started_at is not None
     assert not world.standin.channel_messages  # nobody was waiting for it
@@ -202,14 +203,14 @@ async def test_a_reply_deleted_while_drawing_cancels_the_job_and_it_counts(
 
 @pytest.mark.parametrize("lost", [502, 0], ids=["5xx for good after each edit", "connection dropped after the edit"])
 async def test_a_final_edit_discord_applied_is_not_delivered_twice_nor_taken_back(
-    world: World, selfie_bytes: bytes, engine_gate: EngineGate, lost: int
+    world: World, selfie_bytes: bytes, engine_gate: RecordingEngine, lost: int
 ) -> None:
     """Discord did the final edit and only its answer was lost: the member already sees the portrait
     (and may have pressed Post). No copy by DM, no error written over it."""
     member = world.members[0]
     interaction = await drawing(world, member, selfie_bytes, engine_gate)
     fault = world.standin.inject_fault("PATCH", world.standin.original_reply_path(interaction), lost, applied=True)
-    engine_gate.release.set()
+    engine_gate.release()
 
     [row] = await closed_log_rows(world, 1, timeout=60)
     assert fault.hits == (5 if lost else 1)  # discord.py retries a 5xx itself, never a dropped answer
@@ -224,7 +225,7 @@ async def test_a_final_edit_discord_applied_is_not_delivered_twice_nor_taken_bac
 
 
 async def test_a_reply_deleted_while_the_final_edits_answer_was_lost_is_not_resent_by_dm(
-    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+    world: World, selfie_bytes: bytes, engine_gate: RecordingEngine
 ) -> None:
     """The member saw the portrait and pressed Delete before the bot learned the edit had landed:
     what they deleted does not come back in their DMs."""
@@ -233,7 +234,7 @@ async def test_a_reply_deleted_while_the_final_edits_answer_was_lost_is_not_rese
     path = world.standin.original_reply_path(interaction)
     world.standin.inject_fault("PATCH", path, 502, applied=True)
     world.standin.inject_fault("GET", path, 404, code=10008)  # what Discord answers for a deleted message
-    engine_gate.release.set()
+    engine_gate.release()
 
     [row] = await closed_log_rows(world, 1, timeout=60)
     assert (row.outcome, row.reason) == ("cancelled", "reply deleted")

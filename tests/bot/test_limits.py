@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bot.conftest import EngineGate, World, closed_log_rows
+from mmpp.inference.testing.recording import RecordingEngine
+from tests.bot.conftest import World, closed_log_rows
 
 
 @pytest.fixture
@@ -13,7 +14,7 @@ def bot_overrides() -> dict[str, object]:
 
 
 async def test_a_full_queue_says_how_long_the_wait_is(
-    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+    world: World, selfie_bytes: bytes, engine_gate: RecordingEngine
 ) -> None:
     standin = world.standin
     running = await standin.send_slash_command("profile", user=world.members[0],
@@ -31,7 +32,7 @@ async def test_a_full_queue_says_how_long_the_wait_is(
     # Answered at once, in the acknowledgement itself, and before anything was downloaded.
     assert message.kind == "callback" and message.at - refused.created_at < 1.0
     assert not [e for e in standin.log.of_kind("rest") if "late.jpg" in e.text]
-    engine_gate.release.set()
+    engine_gate.release()
     for interaction in (running, waiting):
         await interaction.wait_for_final_file(timeout=60)
 

@@ -12,7 +12,7 @@ import pytest
 
 from mmpp.bot.portrait.buttons import DeleteButton, PostButton, RerollButton
 from mmpp.bot.stores import TimedStore
-from mmpp.inference.styles import StyleDefinition
+from mmpp.inference.style_definition import StyleDefinition
 from mmpp.inference.testing.tiny_model import add_tiny_style
 from tests.bot.conftest import World
 from tests.bot.test_profile import custom_id, profile

@@ -9,7 +9,8 @@ import numpy as np
 from PIL import Image
 
 from mmpp.bot.portrait.wear import avatar_png
-from tests.bot.conftest import EngineGate, World, closed_log_rows
+from mmpp.inference.testing.recording import RecordingEngine
+from tests.bot.conftest import World, closed_log_rows
 from tests.discord_standin import BotAction, InteractionRecord
 
 
@@ -144,7 +145,7 @@ async def test_queue_and_cancel(world: World, selfie_bytes: bytes) -> None:
 
 
 async def test_a_second_job_while_one_runs_is_refused(
-    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+    world: World, selfie_bytes: bytes, engine_gate: RecordingEngine
 ) -> None:
     member = world.members[0]
     first = await profile(world, member, selfie_bytes)
@@ -155,11 +156,11 @@ async def test_a_second_job_while_one_runs_is_refused(
 
     status = await world.standin.send_slash_command("queue", user=member)
     assert "being drawn right now" in ((await status.wait_for_message()).content or "")
-    engine_gate.release.set()
+    engine_gate.release()
     await first.wait_for_final_file(timeout=60)
 
 
-async def test_cancel_stops_a_waiting_portrait(world: World, selfie_bytes: bytes, engine_gate: EngineGate) -> None:
+async def test_cancel_stops_a_waiting_portrait(world: World, selfie_bytes: bytes, engine_gate: RecordingEngine) -> None:
     running = await profile(world, world.members[0], selfie_bytes)
     await engine_gate.wait_for_calls(1)
     waiting = await profile(world, world.members[1], selfie_bytes)
@@ -171,7 +172,7 @@ async def test_cancel_stops_a_waiting_portrait(world: World, selfie_bytes: bytes
     assert "Cancelled" in ((await cancel.wait_for_message()).content or "")
     await waiting.wait_for_content("cancelled", timeout=10)
 
-    engine_gate.release.set()
+    engine_gate.release()
     await running.wait_for_final_file(timeout=60)
     assert not any(a.has_files and a.components for a in waiting.actions)
 

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from tests.bot.conftest import EngineGate, World, closed_log_rows
+from mmpp.inference.testing.recording import RecordingEngine
+from tests.bot.conftest import World, closed_log_rows
 from tests.conftest import encode
 from tests.discord_standin import MANAGE_GUILD, FakeMember
 from tests.engine.test_preprocess import huge_png, two_faces
@@ -35,9 +36,9 @@ async def profile_style(world: World, member: FakeMember, selfie: bytes, **optio
 
 
 async def test_an_admin_sets_the_style_and_members_then_get_it(
-    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+    world: World, selfie_bytes: bytes, engine_gate: RecordingEngine
 ) -> None:
-    engine_gate.release.set()  # only watching what reaches the engine
+    engine_gate.release()  # only watching what reaches the engine
     assert await profile_style(world, world.members[0], selfie_bytes) == "tiny-style"
     answer = await style_command(world, "set", world.admin, style="other-style", background="teal",
                                  framing="close-up")
@@ -144,7 +145,7 @@ def bot_overrides() -> dict[str, object]:
 
 
 async def test_twenty_members_at_once_all_get_an_answer_in_fair_order(
-    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+    world: World, selfie_bytes: bytes, engine_gate: RecordingEngine
 ) -> None:
     standin = world.standin
     busy = standin.add_guild("Busy Server")
@@ -161,7 +162,7 @@ async def test_twenty_members_at_once_all_get_an_answer_in_fair_order(
         if len(interactions) == 1:
             await engine_gate.wait_for_calls(1)
     await asyncio.gather(*(i.wait_for(lambda a: a.kind == "edit_original", timeout=30) for i in interactions))
-    engine_gate.release.set()
+    engine_gate.release()
     finals = await asyncio.gather(*(i.wait_for_final_file(timeout=120) for i in interactions))
 
     assert len(finals) == 20 and all(len(f.files) == 2 for f in finals)

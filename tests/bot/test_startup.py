@@ -17,9 +17,10 @@ import pytest
 from mmpp.bot.app.discord_endpoints import reset_endpoints
 from mmpp.bot.app.invite import needed_permissions, user_install_url
 from mmpp.bot.app.runtime import BotRuntime, BotStartError
+from mmpp.inference.testing.recording import RecordingEngine
 from mmpp.logs import _Formatter
 from mmpp.settings import load_settings
-from tests.bot.conftest import EngineGate, World, bot_settings
+from tests.bot.conftest import World, bot_settings
 from tests.discord_standin import StandIn
 
 
@@ -247,7 +248,7 @@ async def test_the_token_never_appears_in_logs(log_lines: io.StringIO, world: Wo
 
 
 async def test_stopping_drains_the_queue_and_tells_who_waited(
-    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+    world: World, selfie_bytes: bytes, engine_gate: RecordingEngine
 ) -> None:
     running = await world.standin.send_slash_command(
         "profile", user=world.members[0], attachments={"selfie": ("me.jpg", selfie_bytes)}
@@ -261,7 +262,7 @@ async def test_stopping_drains_the_queue_and_tells_who_waited(
     stopping = asyncio.create_task(world.runtime.stop())
     told = await waiting.wait_for_content("restarting", timeout=30)
     assert told.ephemeral
-    engine_gate.release.set()
+    engine_gate.release()
     await running.wait_for_final_file(timeout=60)  # the running job finishes within the grace time
     await stopping
     assert world.runtime.services is None

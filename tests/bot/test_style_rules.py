@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bot.conftest import EngineGate, World
+from mmpp.inference.testing.recording import RecordingEngine
+from tests.bot.conftest import World
 from tests.bot.test_profile import custom_id, profile
 from tests.bot.test_rooms import profile_style, style_command
 
 
 async def test_an_old_reroll_button_follows_the_rooms_new_rules(
-    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+    world: World, selfie_bytes: bytes, engine_gate: RecordingEngine
 ) -> None:
-    engine_gate.release.set()
+    engine_gate.release()
     member = world.members[0]
     first = await (await profile(world, member, selfie_bytes)).wait_for_final_file(timeout=60)
     assert first.files[0].filename == "portrait-tiny-style.png"
@@ -31,7 +32,7 @@ async def test_an_old_reroll_button_follows_the_rooms_new_rules(
     pressed = await world.standin.send_component(first, reroll, user=member)
     refusal = await pressed.wait_for_message()
     assert refusal.ephemeral and "same style (Other Style)" in (refusal.content or "")
-    assert engine_gate.calls == [["tiny-style"]], "neither refused reroll reached the GPU"
+    assert engine_gate.styles() == [["tiny-style"]], "neither refused reroll reached the GPU"
 
 
 async def test_hiding_the_default_style_takes_it_away(world: World, selfie_bytes: bytes) -> None:

@@ -11,7 +11,7 @@ import pytest
 from mmpp.bot.portrait.rules import default_takes
 from mmpp.inference.queue import GenerationQueue
 from mmpp.inference.testing.recording import RecordingEngine
-from tests.bot.conftest import EngineGate, World, closed_log_rows
+from tests.bot.conftest import World, closed_log_rows
 from tests.bot.test_profile import custom_id, profile
 from tests.discord_standin import BotAction
 
@@ -53,10 +53,10 @@ async def test_candidates_set_for_the_bot_draws_that_many(world: World, selfie_b
 
 
 async def test_a_set_of_two_is_one_reply_one_queue_place_one_engine_call_and_post_2_posts_the_second(
-    world: World, selfie_bytes: bytes, engine_gate: EngineGate
+    world: World, selfie_bytes: bytes, engine_gate: RecordingEngine
 ) -> None:
     await choose_takes(world, 2)
-    engine_gate.release.set()
+    engine_gate.release()
     member = world.members[1]
     interaction = await profile(world, member, selfie_bytes)
     final = await interaction.wait_for_final_file(timeout=60)
@@ -82,11 +82,11 @@ async def test_a_set_of_two_is_one_reply_one_queue_place_one_engine_call_and_pos
 
 
 async def test_a_set_the_batch_cannot_hold_is_drawn_in_two_calls_and_seen_as_one_set(
-    world: World, selfie_bytes: bytes, engine_gate: EngineGate, monkeypatch: pytest.MonkeyPatch
+    world: World, selfie_bytes: bytes, engine_gate: RecordingEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(world.services.queue, "max_batch_size", 1)  # MAX_BATCH_SIZE=1
     await choose_takes(world, 2)
-    engine_gate.release.set()
+    engine_gate.release()
     interaction = await profile(world, world.members[0], selfie_bytes)
     final = await interaction.wait_for_final_file(timeout=60)
     assert [len(call) for call in engine_gate.calls] == [1, 1]

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from mmpp.bot.portrait.deliver import STILL_LINKABLE, UNMEASURED
+from mmpp.inference.engine import GenerationResult
 from tests.bot.conftest import World, closed_log_rows
 from tests.bot.test_profile import custom_id, profile
 from tests.bot.test_rooms import style_command
@@ -23,18 +24,17 @@ def bot_overrides() -> dict[str, object]:
 
 
 @pytest.fixture
-def selfie_engine(world: World, monkeypatch: pytest.MonkeyPatch, astronaut: Image.Image) -> list[int]:
-    """Every portrait comes back as the member's own photo; returns the engine calls' batch sizes."""
-    engine = world.engine
-    real = engine.generate
+def selfie_engine(world: World, astronaut: Image.Image) -> list[int]:
+    """Every portrait comes back as the member's own photo (swapped in by the bot's engine recorder);
+    returns the engine calls' batch sizes."""
     calls: list[int] = []
     mirrored = ImageOps.mirror(astronaut)
 
-    def linkable(requests, on_step=None):  # type: ignore[no-untyped-def]
-        calls.append(len(requests))
-        return [r if r.image is None else replace(r, image=mirrored) for r in real(requests, on_step)]
+    def linkable(index: int, results: list[GenerationResult]) -> list[GenerationResult]:
+        calls.append(len(results))
+        return [r if r.image is None else replace(r, image=mirrored) for r in results]
 
-    monkeypatch.setattr(engine, "generate", linkable)
+    world.recorder.swap = linkable
     return calls
 
 

@@ -17,7 +17,7 @@ from torch._dynamo.utils import counters
 
 from mmpp.inference.engine import Engine, GenerationRequest
 from mmpp.inference.queue import GenerationQueue
-from mmpp.inference.testing.random_model import write_lora_style
+from mmpp.inference.testing.random_lora import write_lora_style
 from mmpp.settings import load_settings
 from tests.engine.test_fast_preset import add_fast_preset
 

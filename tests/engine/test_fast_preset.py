@@ -13,7 +13,7 @@ from diffusers import LCMScheduler, UNet2DConditionModel
 from mmpp.inference.engine import Engine, GenerationRequest, StepProgress
 from mmpp.inference.style_definition import FastPreset, LoraSource
 from mmpp.inference.style_folder import StyleError, load_style, write_style
-from mmpp.inference.testing.random_model import write_lora_file
+from mmpp.inference.testing.random_lora import write_lora_file
 from mmpp.settings import load_settings
 
 FAST_STEPS = 2

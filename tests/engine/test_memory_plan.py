@@ -20,7 +20,7 @@ from mmpp.inference.memory_plan import (
     full_size_accounting,
 )
 from mmpp.inference.offload import STORAGE_DTYPE, Offloaded
-from mmpp.inference.testing.random_model import PARAMETER_COUNTS
+from mmpp.inference.testing.random_configs import PARAMETER_COUNTS
 from mmpp.settings import load_settings
 
 # --- accounting at full size, no GPU --------------------------------------------------------------
@@ -212,10 +212,11 @@ TRACE_MARGIN = 1.5
 def test_the_activation_allowance_clears_a_meta_device_trace_of_the_full_size_models() -> None:
     from mmpp.inference.memory_plan import activation_gib
     from mmpp.inference.memory_trace import denoise_step_gib, vae_decode_gib
-    from mmpp.inference.testing.random_model import FULL, _default_dtype, component_builders
+    from mmpp.inference.testing.random_model import component_builders
+    from mmpp.inference.testing.random_spec import FULL, default_dtype
 
     builders = component_builders(FULL)
-    with torch.device("meta"), _default_dtype(torch.bfloat16):
+    with torch.device("meta"), default_dtype(torch.bfloat16):
         unet, controlnet, vae = builders["unet"](), builders["controlnet"](), builders["vae"]()
     one = denoise_step_gib(unet, controlnet, 1)
     assert 0.2 < one < 2  # a real trace of 1024² with CFG, not an empty one

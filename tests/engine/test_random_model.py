@@ -18,18 +18,12 @@ from safetensors import safe_open
 from mmpp.cli import main
 from mmpp.inference.engine import Engine, GenerationRequest
 from mmpp.inference.loader import load_catalog, load_style_adapters
-from mmpp.inference.testing.random_model import (
-    FULL,
-    PARAMETER_COUNTS,
-    RandomModelSpec,
-    build_random_pipeline,
-    build_random_safety_checker,
-    clip_tokenizer,
-    count_parameters,
-    make_random_model,
-    random_lora_state_dict,
-    write_lora_style,
-)
+from mmpp.inference.testing.random_configs import PARAMETER_COUNTS
+from mmpp.inference.testing.random_lora import random_lora_state_dict, write_lora_style
+from mmpp.inference.testing.random_model import build_random_pipeline, count_parameters, make_random_model
+from mmpp.inference.testing.random_safety import build_random_safety_checker
+from mmpp.inference.testing.random_sdxl import clip_tokenizer
+from mmpp.inference.testing.random_spec import FULL, RandomModelSpec
 from mmpp.settings import load_settings
 
 

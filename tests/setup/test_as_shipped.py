@@ -34,7 +34,7 @@ from mmpp.inference.download import hub_needs
 from mmpp.inference.loader import load_catalog
 from mmpp.inference.queue.devices import resolve_devices
 from mmpp.inference.queue.remote.transport import redis_settings
-from mmpp.inference.testing.random_model import PARAMETER_COUNTS
+from mmpp.inference.testing.random_configs import PARAMETER_COUNTS
 from mmpp.settings import Settings, load_settings
 from tests.bot.conftest import bot_settings
 from tests.discord_standin import StandIn

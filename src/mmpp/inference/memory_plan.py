@@ -1,6 +1,6 @@
 """Memory plans: where each model lives, so the bot fits the GPU its operator owns.
 
-Everything resident in bf16 is about 12.2 GB of weights (`random_model.PARAMETER_COUNTS`) before a
+Everything resident in bf16 is about 12.2 GB of weights (`random_configs.PARAMETER_COUNTS`) before a
 single activation: more than a 12 GB card holds. A plan says, per component:
 
     resident   on the GPU for good (the UNet and ControlNet run 30 times a portrait)
@@ -271,24 +271,20 @@ def apply_plan(
 def full_size_accounting(plan: MemoryPlan) -> Accounting:
     """`plan` over production's models built on the meta device (no weight allocated, seconds), with
     fp8 storage applied by the same call the engine makes and room for `LORA_STYLES_ALLOWED` LoRAs."""
-    from mmpp.inference.testing.random_model import (
-        FULL,
-        LORA_RANK,
-        LORA_TARGETS,
-        _cross_attention_hidden_sizes,
-        _default_dtype,
-        component_builders,
-    )
+    from mmpp.inference.testing.random_configs import LORA_RANK, LORA_TARGETS
+    from mmpp.inference.testing.random_ip_adapter import cross_attention_hidden_sizes
+    from mmpp.inference.testing.random_model import component_builders
+    from mmpp.inference.testing.random_spec import FULL, default_dtype
 
     builders = component_builders(FULL)
-    with torch.device("meta"), _default_dtype(torch.bfloat16):
+    with torch.device("meta"), default_dtype(torch.bfloat16):
         built = {name: build() for name, build in builders.items()}
         unet = built["unet"]
         cross_dim = FULL.resampler["output_dims"]
         # The IP-Adapter's image key/value projections, which load_ip_adapter adds to every cross-attention.
         ip_layers = torch.nn.ModuleList(
             torch.nn.Linear(cross_dim, hidden, bias=False)
-            for hidden in _cross_attention_hidden_sizes(unet) for _ in range(2)
+            for hidden in cross_attention_hidden_sizes(unet) for _ in range(2)
         )
     lora_bytes = 2 * sum(
         LORA_RANK * (m.in_features + m.out_features) for name, m in unet.named_modules()

@@ -12,8 +12,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from mmpp.training.data import ImageDataset, Size
+from mmpp.training.data import Size
 from mmpp.training.models import tokenize
+from mmpp.training.pixels import ImageDataset
 
 Sample = dict[str, Any]
 

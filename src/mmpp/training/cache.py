@@ -14,8 +14,8 @@ from diffusers import AutoencoderKL
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from torch.utils.data import DataLoader, Subset
 
-from mmpp.training.data import ImageDataset
 from mmpp.training.models import encode_prompt, tokenize
+from mmpp.training.pixels import ImageDataset
 
 
 @torch.no_grad()

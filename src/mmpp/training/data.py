@@ -1,4 +1,5 @@
-"""Training data: find images and captions, check them before any model loads, and turn them into tensors.
+"""Training data: find images and captions and check them before any model loads (`pixels` turns them
+into tensors, `sampler` orders them).
 
 Two sources: a local folder in the Hugging Face imagefolder layout (images + `metadata.jsonl` with
 `file_name` and a caption field) or a hub dataset with an image and a text column. Every problem
@@ -9,16 +10,12 @@ from __future__ import annotations
 
 import io
 import json
-import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch.utils.data import Dataset, Sampler
 
 from mmpp.errors import UserFacingError
 
@@ -261,129 +258,3 @@ def load_prior_folder(folder: Path, class_prompt: str, limit: int | None = None)
         raise DataError(f"--prior-data: {folder} has no images")
     _check_decodes(images)
     return [Example(class_prompt, str(p), _FileImage(p)) for p in images]
-
-
-# --- tensors -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Transform:
-    """Scale to cover the target size, crop it, maybe mirror: decided once per image by its seed.
-
-    Fixing the crop and flip per image keeps cached latents and time ids true to the pixels. The
-    target is a square of `resolution` unless a size (an aspect-ratio bucket) is given.
-    """
-
-    resolution: int
-    center_crop: bool = False
-    random_flip: bool = False
-    seed: int = 0
-
-    def __call__(
-        self, image: Image.Image, index: int, size: Size | None = None
-    ) -> tuple[torch.Tensor, Size, Size]:
-        rng = random.Random(self.seed * 1_000_003 + index)
-        height, width = size or (self.resolution, self.resolution)
-        original = (image.height, image.width)
-        scale = max(width / image.width, height / image.height)
-        scaled = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
-        image = image.resize(scaled, Image.Resampling.LANCZOS)
-        if self.random_flip and rng.random() < 0.5:
-            image = ImageOps.mirror(image)
-        if self.center_crop:
-            top = round((image.height - height) / 2)
-            left = round((image.width - width) / 2)
-        else:
-            top = rng.randint(0, image.height - height)
-            left = rng.randint(0, image.width - width)
-        image = image.crop((left, top, left + width, top + height))
-        pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
-        return pixels.contiguous(), original, (top, left)
-
-
-def time_ids(original: Size, crop_top_left: Size, target: Size) -> torch.Tensor:
-    """SDXL's micro-conditioning: original size, crop corner, target size, each (height, width)."""
-    return torch.tensor([*original, *crop_top_left, *target], dtype=torch.float32)
-
-
-class ImageDataset(Dataset):
-    """Examples as pixels + time ids, for encoding once (cache) or every step.
-
-    `sizes` gives each image its own target size (aspect-ratio buckets); by default all are square.
-    """
-
-    def __init__(self, examples: Sequence[Example], transform: Transform, sizes: Sequence[Size] | None = None) -> None:
-        self.examples = list(examples)
-        self.transform = transform
-        square = (transform.resolution, transform.resolution)
-        self.sizes = list(sizes) if sizes is not None else [square] * len(self.examples)
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def image(self, index: int) -> Image.Image:
-        example = self.examples[index]
-        try:
-            return example.load()
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-            raise DataError(f"{example.label}: could not read the image ({exc})") from exc
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.item(index, self.sizes[index])
-
-    def item(self, index: int, size: Size) -> dict[str, Any]:
-        pixels, original, crop = self.transform(self.image(index), index, size)
-        caption = self.examples[index].caption
-        return {"pixel_values": pixels, "time_ids": time_ids(original, crop, size), "caption": caption}
-
-    def resized(self, size: Size) -> ImageDataset:
-        """The same images, all at one size: class images following an instance batch's bucket."""
-        return ImageDataset(self.examples, self.transform, [size] * len(self.examples))
-
-
-class EpochSampler(Sampler[int]):
-    """A shuffle fixed by (seed, epoch), so a resumed run sees the same order as an uninterrupted one.
-
-    With `buckets` (one bucket id per index) every run of `batch_size` indices comes from one
-    bucket: each bucket is shuffled and cut into batches, a short last batch is filled up with
-    images of its own bucket, and the batches are shuffled. `skip` drops the first samples of the
-    next pass only: resuming mid-epoch without reading images that were already trained on.
-    """
-
-    def __init__(self, size: int, seed: int, *, buckets: Sequence[int] | None = None, batch_size: int = 1) -> None:
-        self.size = size
-        self.seed = seed
-        self.buckets = list(buckets) if buckets is not None else None
-        self.batch_size = batch_size
-        self.epoch = 0
-        self.skip = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _members(self) -> list[list[int]]:
-        assert self.buckets is not None
-        groups: dict[int, list[int]] = {}
-        for index, bucket in enumerate(self.buckets):
-            groups.setdefault(bucket, []).append(index)
-        return [groups[b] for b in sorted(groups)]
-
-    def __len__(self) -> int:
-        if self.buckets is None:
-            return self.size
-        return sum(-(-len(m) // self.batch_size) * self.batch_size for m in self._members())
-
-    def order(self) -> list[int]:
-        generator = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
-        if self.buckets is None:
-            return torch.randperm(self.size, generator=generator).tolist()
-        batches: list[list[int]] = []
-        for members in self._members():
-            shuffled = [members[i] for i in torch.randperm(len(members), generator=generator).tolist()]
-            shuffled += [shuffled[i % len(shuffled)] for i in range(-len(shuffled) % self.batch_size)]
-            batches += [shuffled[i : i + self.batch_size] for i in range(0, len(shuffled), self.batch_size)]
-        return [i for b in torch.randperm(len(batches), generator=generator).tolist() for i in batches[b]]
-
-    def __iter__(self) -> Iterator[int]:
-        skip, self.skip = self.skip, 0
-        return iter(self.order()[skip:])

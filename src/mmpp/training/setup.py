@@ -21,10 +21,11 @@ from mmpp.training.batches import collate
 from mmpp.training.checkpoints import register_lora_hooks
 from mmpp.training.class_images import draw_class_images
 from mmpp.training.config import DEFAULT_MAX_STEPS, ConfigError, TrainConfig
-from mmpp.training.data import EpochSampler, Example, image_files, load_examples, load_prior_folder
+from mmpp.training.data import Example, image_files, load_examples, load_prior_folder
 from mmpp.training.models import load_components, text_lora_config, unet_lora_config
 from mmpp.training.optimizers import build_optimizer
 from mmpp.training.preflight import check_all, has_package
+from mmpp.training.sampler import EpochSampler
 from mmpp.training.train_data import build_train_data
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,9 @@ from mmpp.training.batches import TrainDataset
 from mmpp.training.buckets import bucket_sizes, bucket_step, nearest_bucket
 from mmpp.training.cache import cache_latents, cache_text
 from mmpp.training.config import TrainConfig
-from mmpp.training.data import Example, ImageDataset, Size, Transform
+from mmpp.training.data import Example, Size
 from mmpp.training.models import Components
+from mmpp.training.pixels import ImageDataset, Transform
 
 log = logging.getLogger(__name__)
 

@@ -27,6 +27,7 @@ from mmpp.settings import Settings
 if TYPE_CHECKING:
     from mmpp.bot.app.app import MMPPBot
     from mmpp.bot.services import Services
+    from mmpp.inference.queue.setup import EngineWrapper
 
 # Only what the token check needs is imported above: the bot, its cogs, the database and the queue come
 # in `start()` after Discord accepted the token, so a wrong token is answered within a second or two,
@@ -47,12 +48,15 @@ class BotRuntime:
     """One running bot. `start()` returns once the client is connecting; `stop()` is graceful."""
 
     def __init__(
-        self, settings: Settings, *, shutdown_grace_s: float | None = None, client_options: dict[str, Any] | None = None
+        self, settings: Settings, *, shutdown_grace_s: float | None = None,
+        client_options: dict[str, Any] | None = None, wrap_engine: EngineWrapper | None = None,
     ) -> None:
         self.settings = settings
         self.shutdown_grace_s = settings.shutdown_grace_s if shutdown_grace_s is None else shutdown_grace_s
         # Passed to discord.py's client, e.g. a short `guild_ready_timeout` in tests.
         self.client_options = client_options or {}
+        # Around each engine this bot loads: the recorder tests and benchmarks watch and hold calls with.
+        self.wrap_engine = wrap_engine
         self.bot: MMPPBot | None = None
         self.services: Services | None = None
         self._client_task: asyncio.Task[None] | None = None
@@ -114,7 +118,7 @@ class BotRuntime:
                     raise BotStartError(f"Cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: "
                                         f"{exc.strerror or exc}. Pick another METRICS_PORT.") from None
                 log_event(log, logging.INFO, "metrics served", url=self.health.url)
-            queue = await open_queue(settings)
+            queue = await open_queue(settings, wrap_engine=self.wrap_engine)
             catalog = queue.catalog
             # A bot.env written before a built-in was renamed may still name it the old way.
             settings = settings.model_copy(update={"default_style": catalog.canonical(settings.default_style)})

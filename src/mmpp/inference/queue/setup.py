@@ -5,17 +5,31 @@ itself, its faces are prepared and its styles read by `EngineFront`, which loads
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from mmpp.inference.queue.devices import load_engines
 from mmpp.inference.queue.gpu_queue import GenerationQueue
 from mmpp.settings import Settings
 
+if TYPE_CHECKING:
+    from mmpp.inference.engine import Engine
+    from mmpp.inference.queue.worker import EngineLike
 
-async def open_queue(settings: Settings) -> GenerationQueue:
+# Around each engine loaded here, before the queue sees it: tests and benchmarks put a recorder there
+# (`mmpp.inference.testing.recording`). What it returns also prepares faces, as the engine did.
+EngineWrapper = Callable[["Engine"], "EngineLike"]
+
+
+async def open_queue(settings: Settings, *, wrap_engine: EngineWrapper | None = None) -> GenerationQueue:
     """With `QUEUE_BACKEND=redis` the bot loads engines only if DEVICES says so."""
+
+    def load() -> list[EngineLike]:
+        engines = load_engines(settings)
+        return [wrap_engine(e) for e in engines] if wrap_engine is not None else list(engines)
+
     if settings.queue_backend == "local":
-        engines = await asyncio.to_thread(load_engines, settings)
-        return GenerationQueue(engines, settings)
+        return GenerationQueue(await asyncio.to_thread(load), settings)
 
     from mmpp.inference.queue.remote.dispatch import RemoteBackend
     from mmpp.inference.queue.remote.front import EngineFront
@@ -27,7 +41,7 @@ async def open_queue(settings: Settings) -> GenerationQueue:
                             "QUEUE_BACKEND=redis")
 
     front = await asyncio.to_thread(EngineFront.from_settings, settings)
-    engines = await asyncio.to_thread(load_engines, settings) if settings.devices else []
+    engines = await asyncio.to_thread(load) if settings.devices else []
     # Faces are prepared where they were before: on the first local engine, else by the front.
     queue = GenerationQueue(engines or None, settings, catalog=front.catalog, preparer=None if engines else front)
     backend = RemoteBackend(

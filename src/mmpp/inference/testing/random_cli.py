@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def full_size_bytes() -> int:
-    from mmpp.inference.testing.random_model import PARAMETER_COUNTS
+    from mmpp.inference.testing.random_configs import PARAMETER_COUNTS
 
     return sum(PARAMETER_COUNTS.values()) * _BYTES_PER_PARAMETER + _SLACK_BYTES
 

@@ -1,20 +1,25 @@
 """The real engine behind a recorder, for tests and benchmarks: one wrapper instead of one per test file.
 
 It never replaces the engine: every call still draws. It notes each call (which styles and seeds,
-the requests, when it entered and returned, the steps as the engine reported them) and, where a
-test asks, holds calls at a gate (so jobs line up without races), raises a fault instead of one
-call, pauses after each step, swaps a call's results, or claims a device the queue then sees.
+the requests, when it entered and returned and how long it took, the steps as the engine reported
+them) and, where a test asks, holds calls at a gate (so jobs line up without races: a held job
+stays "drawing"), raises a fault instead of one call, pauses after each step, swaps a call's
+results, or claims a device the queue then sees. It prepares faces too, timed, so it can stand
+wherever the engine stood: in a queue, or around each engine the bot loads (`BotRuntime(wrap_engine=)`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from mmpp.inference.conditioning import PreparedFace
     from mmpp.inference.engine import Engine, GenerationRequest, GenerationResult, StepProgress
+    from mmpp.inference.preprocess import LocatedFace
     from mmpp.inference.styles import StyleCatalog
 
 # (call index, its requests) -> the exception to raise instead of drawing, or None to draw.
@@ -36,6 +41,9 @@ class RecordingEngine:
         self.requests: list[GenerationRequest] = []  # every request, in order
         self.entered_at: list[float] = []
         self.returned_at: list[float] = []
+        # Seconds per call, in the order calls returned; the benchmarks' engine time.
+        self.generate_s: list[float] = []
+        self.prepare_s: list[float] = []
         self.steps: list[list[tuple[int, tuple[bool, ...]]]] = []  # per call: (step, active) as the engine saw it
         self.last_step = 0
         self.fault: Fault | None = None
@@ -43,6 +51,7 @@ class RecordingEngine:
         self.step_s = 0.0
         self._gate = threading.Event()
         self._gate.set()
+        self._hold_s = 30.0
 
     @property
     def catalog(self) -> StyleCatalog:
@@ -52,8 +61,10 @@ class RecordingEngine:
     def resolution(self) -> int:
         return self.engine.resolution
 
-    def hold(self) -> None:
-        """Engine calls from now on wait (on the GPU thread) until `release`."""
+    def hold(self, timeout_s: float = 30.0) -> None:
+        """Engine calls from now on wait (on the GPU thread) until `release`, or `timeout_s` at most
+        (a failed test must not park the thread for good)."""
+        self._hold_s = timeout_s
         self._gate = threading.Event()
 
     def release(self) -> None:
@@ -65,11 +76,12 @@ class RecordingEngine:
         index = len(self.calls)
         self.calls.append([(r.style, r.seed) for r in requests])
         self.requests.extend(requests)
-        self.entered_at.append(time.perf_counter())
+        entered = time.perf_counter()
+        self.entered_at.append(entered)
         seen: list[tuple[int, tuple[bool, ...]]] = []
         self.steps.append(seen)
         try:
-            self._gate.wait(timeout=30)
+            self._gate.wait(timeout=self._hold_s)
             fault = self.fault(index, requests) if self.fault else None
             if fault is not None:
                 raise fault
@@ -85,7 +97,26 @@ class RecordingEngine:
             results = self.engine.generate(requests, record)
             return self.swap(index, results) if self.swap is not None else results
         finally:
-            self.returned_at.append(time.perf_counter())
+            returned = time.perf_counter()
+            self.returned_at.append(returned)
+            self.generate_s.append(returned - entered)
+
+    def prepare(self, data: bytes | LocatedFace) -> PreparedFace:
+        start = time.perf_counter()
+        try:
+            return self.engine.prepare(data)
+        finally:
+            self.prepare_s.append(time.perf_counter() - start)
 
     def seeds(self) -> list[list[int]]:
         return [[seed for _, seed in call] for call in self.calls]
+
+    def styles(self) -> list[list[str]]:
+        return [[style for style, _ in call] for call in self.calls]
+
+    async def wait_for_calls(self, n: int, timeout: float = 30) -> None:
+        """Until `n` calls have reached the engine (a held one counts: it is parked at the gate)."""
+        async with asyncio.timeout(timeout):
+            # Polled: the calls arrive on the GPU worker thread, where no asyncio primitive may be set.
+            while len(self.calls) < n:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
