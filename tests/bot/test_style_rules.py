@@ -64,7 +64,7 @@ async def test_members_never_see_hidden_style_names(world: World, selfie_bytes: 
     interaction = await profile(world, world.members[0], selfie_bytes, style="no-such-style")
     refusal = await interaction.wait_for_message()
     text = refusal.content or ""
-    assert refusal.ephemeral and "There is no style called 'no-such-style'" in text
+    assert refusal.ephemeral and "I can't find that style here" in text and "no-such-style" not in text
     assert "Tiny Style" in text and "other" not in text.lower()
 
 
@@ -116,3 +116,10 @@ async def test_an_admin_picks_a_style_by_its_title_and_reads_titles_only(world: 
         [embed] = (await interaction.wait_for_message(timeout=30)).embeds
         shown = " ".join(f"{f['name']} {f['value']}" for f in embed["fields"])
         assert "Tiny Style" in shown and "-style" not in shown, shown
+
+
+async def test_an_admin_who_types_a_style_without_picking_it_reads_what_they_typed(world: World) -> None:
+    """A typo is the admin's own words back and where to pick from, not a member's "it may have been removed"."""
+    answer = await style_command(world, "set", world.admin, style="Tiny Styel")
+    assert "There's no style called 'Tiny Styel'. Pick one from the list that opens as you type." in answer
+    assert "removed" not in answer

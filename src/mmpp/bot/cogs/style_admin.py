@@ -33,6 +33,7 @@ from mmpp.bot.words.markup import shortened
 from mmpp.bot.words.style_words import title_of
 from mmpp.errors import UserFacingError
 from mmpp.inference.preprocess import LocatedFace
+from mmpp.inference.styles import UnknownStyleError
 from mmpp.settings import Settings
 
 
@@ -121,6 +122,10 @@ class BeyondCeiling(UserFacingError):
     code = "beyond_ceiling"
 
 
+class StyleTyped(UserFacingError):
+    code = "unknown_style"
+
+
 def check_ceilings(services: Services, options: dict[str, Any]) -> None:
     """Refuse, in one line, a choice past a ceiling this bot's operator set (`Option.ceiling`)."""
     for option in DECLARED:
@@ -197,7 +202,15 @@ class StyleCog(
         assert guild_id is not None  # guild_only
         check_ceilings(services, options)
         if style is not None:
-            style = services.queue.catalog.get(style).name  # an old built-in name gets its new one
+            try:
+                style = services.queue.catalog.get(style).name  # an old built-in name gets its new one
+            except UnknownStyleError:
+                # Typed, not picked from the list: the admin's own words back (a member's "it may have
+                # been removed" would mislead about a typo), and where to pick from.
+                raise StyleTyped(
+                    N_("There's no style called '{style}'. Pick one from the list that opens as you type."),
+                    style=style,
+                ) from None
         if background is not None:
             # A label typed in any language, not picked from the list, still means its named background.
             background = background_labels.named(background) or background

@@ -101,9 +101,8 @@ async def check_style_allowed(
     if style in services.queue.catalog and guild_id is not None:
         raise StyleHidden(style, title=style_title(services, style, where))
     names = ", ".join(style_title(services, name, where) for name in shown) or "-"
-    raise StyleNotHere(
-        N_("There is no style called '{style}'. Styles you can pick here: {names}."), style=style, names=names
-    )
+    # Not echoed: what autocomplete sent is a style's id (one removed since the member picked it).
+    raise StyleNotHere(N_("I can't find that style here. Styles you can pick here: {names}."), names=names)
 
 
 # Discord refuses a whole autocomplete answer where one choice's name is over 100 characters, and a

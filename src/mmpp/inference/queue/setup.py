@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from mmpp.inference.queue.devices import load_engines
 from mmpp.inference.queue.gpu_queue import GenerationQueue
@@ -14,11 +14,16 @@ from mmpp.settings import Settings
 
 if TYPE_CHECKING:
     from mmpp.inference.engine import Engine
+    from mmpp.inference.queue.front import FacePreparer
     from mmpp.inference.queue.worker import EngineLike
 
+    class DrawingEngine(EngineLike, FacePreparer, Protocol):
+        """What stands in for a loaded engine: it draws, and it prepares faces as the engine did."""
+
+
 # Around each engine loaded here, before the queue sees it: tests and benchmarks put a recorder there
-# (`mmpp.inference.testing.recording`). What it returns also prepares faces, as the engine did.
-EngineWrapper = Callable[["Engine"], "EngineLike"]
+# (`mmpp.inference.testing.recording`).
+EngineWrapper = Callable[["Engine"], "DrawingEngine"]
 
 
 async def open_queue(settings: Settings, *, wrap_engine: EngineWrapper | None = None) -> GenerationQueue:

@@ -61,6 +61,11 @@ class RecordingEngine:
     def resolution(self) -> int:
         return self.engine.resolution
 
+    @property
+    def preferred_batch_size(self) -> int | None:
+        # The queue caps its batches by what the engine's warm-up measured: recorded, it batches as in production.
+        return self.engine.preferred_batch_size
+
     def hold(self, timeout_s: float = 30.0) -> None:
         """Engine calls from now on wait (on the GPU thread) until `release`, or `timeout_s` at most
         (a failed test must not park the thread for good)."""

@@ -1,9 +1,9 @@
 """What a remote worker's events mean on the bot's side: the queue's step, finished set, failure or
-cancel for each event a job's stream carries, once the slot (`slot`) has opened it.
+cancel for each event a job's stream carries, once the courier (`courier.Courier`) has opened it.
 
 A worker sends a code and fields, never words: the bot words them as it words its own (an unknown
 code reads as the engine error), and keeps only the fields a sentence can show. Fetching and opening
-a finished set's pictures is the slot's; it hands them here with the event that announced them.
+a finished set's pictures is the courier's; it hands them here with the event that announced them.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def step(event: p.Event) -> Step:
 
 def done(job: Job, event: p.Event, images: list[Image.Image | None], started: float) -> Done:
     """The finished set: one picture per take, None where the worker's safety check refused it (it
-    comes without pixels). `started`: when the slot began following, for a job the queue saw no start of."""
+    comes without pixels). `started`: when the courier began following, for a job the queue saw no start of."""
     results = [
         GenerationResult(
             image=image, seed=take.seed, style=job.style, seconds=event.seconds, flagged=image is None,
