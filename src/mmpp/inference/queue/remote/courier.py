@@ -243,11 +243,7 @@ class Courier:
         for job in jobs:
             await self._cleanup(job, stop=True)
             self.backend.queue.finish(job, events.TOO_LONG)
-        try:
-            await self.pool.delete(t.arq_job_key(batch_id), t.batch_marker(batch_id))
-            await self.pool.zrem(t.worker_queue(self.worker_id), batch_id)
-        except t.REDIS_ERRORS:
-            pass  # they carry TTLs
+        await self._forget_batch(batch_id)
         log_event(log, logging.WARNING, "batch past the bot's deadline", worker=self.worker_id, batch=batch_id,
                   jobs=",".join(j.id for j in jobs))
 
@@ -261,14 +257,17 @@ class Courier:
             if not (again and queue.hand_back(job)):
                 queue.finish(job, failed)
         if batch_id is not None:
-            try:
-                # The payload (the faces) must not wait in Redis for a worker that is gone.
-                await self.pool.delete(t.arq_job_key(batch_id), t.batch_marker(batch_id))
-                await self.pool.zrem(t.worker_queue(self.worker_id), batch_id)
-            except t.REDIS_ERRORS:
-                pass  # they carry TTLs
+            await self._forget_batch(batch_id)
         log_event(log, logging.WARNING, "batch lost", worker=self.worker_id, batch=batch_id,
                   jobs=",".join(j.id for j in jobs), why=failed.fields.get("cause"))
+
+    async def _forget_batch(self, batch_id: str) -> None:
+        """The payload (the faces) must not wait in Redis for a worker that is gone or past its time."""
+        try:
+            await self.pool.delete(t.arq_job_key(batch_id), t.batch_marker(batch_id))
+            await self.pool.zrem(t.worker_queue(self.worker_id), batch_id)
+        except t.REDIS_ERRORS:
+            pass  # they carry TTLs
 
     async def _cancel(self, job: Job) -> None:
         """The flag the worker reads after each step, signed for this job and attempt alone."""
