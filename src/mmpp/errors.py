@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 
@@ -12,13 +12,22 @@ def N_(msgid: str) -> str:
     return msgid
 
 
-class _Fields(dict[str, object]):
-    """A template's fields; a `{profile_command}` is the command's English name here (the log's and the
-    CLI's reading), the member's own menu name where the bot words the template (`bot/words`)."""
+def english_command(name: str) -> str:
+    return "/" + name
+
+
+class Fields(dict[str, object]):
+    """A template's fields. Any `{<name>_command}` is filled by `command`: the command's English name
+    by default (the log's and the CLI's reading), the member's own menu name where the bot words the
+    template (`bot/words/catalogue.py`)."""
+
+    def __init__(self, params: Mapping[str, object], command: Callable[[str], str] = english_command) -> None:
+        super().__init__(params)
+        self.command = command
 
     def __missing__(self, key: str) -> str:
         if key.endswith("_command"):
-            return "/" + key.removesuffix("_command")
+            return self.command(key.removesuffix("_command"))
         raise KeyError(key)
 
 
@@ -35,7 +44,7 @@ class UserFacingError(Exception):
     exit_code: int = 1
 
     def __init__(self, message: str, *, code: str | None = None, **params: object) -> None:
-        formatted = message.format_map(_Fields(params)) if params or "_command}" in message else message
+        formatted = message.format_map(Fields(params)) if params or "_command}" in message else message
         super().__init__(formatted)
         self.message = formatted
         self.template: str | None = message

@@ -16,10 +16,11 @@ Two parts:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
-from mmpp.bot.words.catalogue import NAMED_COMMANDS, catalogue, command_name, translate
+from mmpp.bot.words.catalogue import catalogue, command_name, translate
 from mmpp.bot.words.i18n import NAME_CONTEXT
 from tests.bot.conftest import World
 from tests.bot.test_catalogue import FIELD, message_ids
@@ -44,13 +45,20 @@ PARTICLE = re.compile(r"[가-힣]{1,3}")
 SLASH = re.compile(r"(?:^|[\s(\"'])/([^\W\d_][\w-]*)")
 
 
+@functools.cache
+def named_commands() -> frozenset[str]:
+    """The commands sentences name, as `{<name>_command}` fields."""
+    return frozenset(field.removesuffix("_command") for found in message_ids() for field in FIELD.findall(found.msgid)
+                     if field.endswith("_command"))
+
+
 def problems(text: str, language: str, allowed_titles: Iterable[str] = ()) -> list[str]:
     """What a member of `language` would stumble on in `text`."""
     found = []
     plain = MARKUP.sub(" ", text)
     for title in allowed_titles:
         plain = plain.replace(title, " ")
-    localized = {command_name(language, name)[1:] for name in NAMED_COMMANDS}
+    localized = {command_name(language, name)[1:] for name in named_commands()}
     found += [f"/{name} is not the member's command name" for name in SLASH.findall(plain)
               if not any(name == own or (PARTICLE.fullmatch(name.removeprefix(own)) and name.startswith(own))
                          for own in localized)]

@@ -10,12 +10,10 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
+from mmpp.errors import Fields
+
 LOCALES_DIR = Path(__file__).with_name("locales")
 SOURCE_LANGUAGE = "en"
-# Commands a sentence may name, each as `{<name>_command}`: filled with the name the member's command
-# menu shows (`/프로필` for a Korean member). Discord draws a `</name:id>` mention with the default
-# name whatever the client's language, so the localized name goes in as plain text.
-NAMED_COMMANDS = ("profile", "styles")
 
 
 @cache
@@ -45,10 +43,12 @@ def command_name(language: str, name: str) -> str:
 
 
 def translate(language: str, msgid: str, /, **params: object) -> str:
-    """`msgid` in `language` (a code we have a catalogue for, else English), fields filled in; a
-    `{profile_command}` field is the command's localized name."""
+    """`msgid` in `language` (a code we have a catalogue for, else English), fields filled in. Any
+    `{<name>_command}` field is the name the member's command menu shows (`/프로필` for a Korean
+    member): Discord draws a `</name:id>` mention with the default name whatever the client's
+    language, so the localized name goes in as plain text."""
     known = language in languages() and language != SOURCE_LANGUAGE
     text = catalogue(language).get((None, msgid), msgid) if known else msgid
-    commands = {f"{name}_command": command_name(language, name) for name in NAMED_COMMANDS
-                if f"{{{name}_command}}" in text}
-    return text.format(**commands, **params) if params or commands else text
+    if not params and "_command}" not in text:
+        return text
+    return text.format_map(Fields(params, lambda name: command_name(language, name)))
