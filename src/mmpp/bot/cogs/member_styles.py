@@ -7,11 +7,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from mmpp.bot.contexts import EVERYWHERE_KW, INSTALLS_KW
-from mmpp.bot.portrait.rules import room_preset, shown_styles
+from mmpp.bot.portrait.rules import room_preset, shown_styles, style_title
 from mmpp.bot.services import services_of
 from mmpp.bot.style_cards import send_style_cards
 from mmpp.bot.words.i18n import name_str, text_str, tr
-from mmpp.bot.words.style_words import title_of
 
 
 class MemberStylesCog(commands.Cog):
@@ -27,7 +26,7 @@ class MemberStylesCog(commands.Cog):
         services = services_of(interaction)
         preset = await room_preset(services, interaction)
         if not preset.allow_member_choice:
-            title = title_of(services.queue.catalog.get(preset.style).definition, interaction)
+            title = style_title(services, preset.style, interaction)
             note = tr(interaction, "Everyone here gets the same style, **{title}**, so portraits match.", title=title)
             await send_style_cards(interaction, services, [(preset.style, True)], admin=False, note=note)
             return

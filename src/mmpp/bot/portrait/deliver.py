@@ -15,12 +15,11 @@ import discord
 
 from mmpp.bot.db.job_log import Outcome
 from mmpp.bot.portrait.reach import Recipient, deliver_portrait, send_elsewhere
-from mmpp.bot.portrait.rules import public_by_default
+from mmpp.bot.portrait.rules import public_by_default, style_title
 from mmpp.bot.portrait.wear import PREVIEW_FILENAME, avatar_png, circle_preview, guide_embed
 from mmpp.bot.replies import ProgressMessage, send_error
 from mmpp.bot.stores import DrawnUnder, KeptResult
 from mmpp.bot.words.i18n import N_, match, tr
-from mmpp.bot.words.style_words import title_of
 from mmpp.logs import log_event
 
 if TYPE_CHECKING:
@@ -92,8 +91,7 @@ def public_line(interaction: discord.Interaction, services: Services, style: str
     where: str | None = None
     if interaction.guild_locale is not None:
         where = match(interaction.guild_locale)
-    catalog = services.queue.catalog
-    title = title_of(catalog.get(style).definition, where or interaction) if style in catalog else style
+    title = style_title(services, style, where or interaction)
     return tr(where or interaction, "{member} posted a new **{title}** profile photo.",
               member=interaction.user.mention, title=title)
 

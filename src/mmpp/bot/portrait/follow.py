@@ -17,13 +17,12 @@ from mmpp.bot.db.job_log import InteractionRef, Outcome
 from mmpp.bot.portrait.deliver import Finished, deliver_sample, deliver_set, tell
 from mmpp.bot.portrait.order import CancelledWhilePreparing, Order, PortraitOrder, new_seed
 from mmpp.bot.portrait.reach import TOKEN_LIFETIME
-from mmpp.bot.portrait.rules import safety_level, takes_for
+from mmpp.bot.portrait.rules import safety_level, style_title, takes_for
 from mmpp.bot.replies import ProgressMessage, ReplyDeleted
 from mmpp.bot.stores import DrawnUnder, TimedStore
 from mmpp.bot.words.errors import FILTERED
 from mmpp.bot.words.i18n import language_of, tr, tr_error
 from mmpp.bot.words.markup import discord_time
-from mmpp.bot.words.style_words import title_of
 from mmpp.errors import UserFacingError
 from mmpp.inference.queue import Cancelled, Done, Failed, JobHandle, Queued, Started, Step, TerminalEvent
 from mmpp.logs import log_event
@@ -173,7 +172,7 @@ async def follow(
     """The job's events to the member's private reply, then the result to the member, then the log."""
     user = interaction.user
     face = HeldFace.hold(services, order, located, user.id)
-    title = title_of(services.queue.catalog.get(order.style).definition, interaction)
+    title = style_title(services, order.style, interaction)
     progress = ProgressMessage(interaction, services.settings.progress_edit_interval_s)
     outcome: Outcome = "failed"
     reason: str | None = "ended without a result"

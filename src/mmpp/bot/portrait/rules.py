@@ -42,9 +42,10 @@ class StyleNotHere(UserFacingError):
 
 
 def style_title(services: Services, style: str, where: Where) -> str:
-    """The style's title in the language of `where`; its id where the catalogue no longer has it."""
+    """The style's title in the language of `where` (an old built-in name's too); its id where the
+    catalogue no longer has it."""
     catalog = services.queue.catalog
-    return title_of(catalog.get(style).definition, where) if style in catalog else style
+    return title_of(catalog.get(style).definition, where) if catalog.canonical(style) in catalog else style
 
 
 async def room_preset(services: Services, interaction: discord.Interaction) -> ResolvedPreset:
