@@ -7,7 +7,7 @@ import discord
 
 from mmpp.bot.db import ResolvedPreset
 from mmpp.bot.db.options import Declared, RoomOptions, ServerOptions, declared
-from mmpp.bot.portrait.rules import server_options, style_title, takes_for
+from mmpp.bot.portrait.rules import server_options, style_title, takes_under
 from mmpp.bot.services import Services
 from mmpp.bot.words import background_labels
 from mmpp.bot.words.i18n import N_, tr
@@ -60,7 +60,7 @@ async def add_server_choices(interaction: discord.Interaction, services: Service
     for option in declared(ServerOptions):
         value = worded(interaction, option, chosen)
         if option.name == "candidates":
-            value = str(await takes_for(services, guild_id))  # left unset: the bot's own number
+            value = str(takes_under(services, chosen))  # left unset: the bot's own number
         elif option.name == "relax_in_nsfw_channels" and services.settings.sources.safety_checker is None:
             value += " " + tr(interaction, "(This bot's operator has turned the check off entirely.)")
         embed.add_field(name=tr(interaction, option.how.label), value=value, inline=False)

@@ -255,7 +255,7 @@ class StyleCog(
     @app_commands.command(name=name_str("show"), description=text_str("Show the style portraits get in this channel"))
     async def show(self, interaction: discord.Interaction) -> None:
         services = services_of(interaction)
-        preset = capped(await services.repo.resolve(interaction.guild_id, interaction.channel_id), services.settings)
+        preset = await room_preset(services, interaction)
         overrides = await services.repo.list_channel_overrides(interaction.guild_id or 0)
         embed = describe_preset(interaction, services, preset, tr(interaction, "This channel"))
         await add_server_choices(interaction, services, embed)

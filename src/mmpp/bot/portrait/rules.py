@@ -139,13 +139,18 @@ def default_takes(settings: Settings, queue: QueueFront) -> int:
     return 2 if queue.on_gpu else 1
 
 
+def takes_under(services: Services, options: ServerOptions) -> int:
+    """The takes a request draws under a server's options (left unset: the bot's)."""
+    if options.candidates is not None:
+        return max(1, min(MAX_TAKES, options.candidates))
+    return default_takes(services.settings, services.queue)
+
+
 async def takes_for(services: Services, guild_id: int | None) -> int:
     """The takes a member's request draws here (a DM or a server that did not choose: the bot's)."""
-    if guild_id is not None:
-        chosen = (await server_options(services, guild_id)).candidates
-        if chosen is not None:
-            return max(1, min(MAX_TAKES, chosen))
-    return default_takes(services.settings, services.queue)
+    if guild_id is None:
+        return default_takes(services.settings, services.queue)
+    return takes_under(services, await server_options(services, guild_id))
 
 
 async def safety_level(services: Services, interaction: discord.Interaction) -> SafetyLevel:
