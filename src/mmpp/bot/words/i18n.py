@@ -39,26 +39,28 @@ def match(locale: discord.Locale | str | None) -> str | None:
     return None
 
 
-def language_of(interaction: discord.Interaction | None) -> str:
-    """The member's own Discord language, else the server's, else English."""
-    if interaction is None:
-        return SOURCE_LANGUAGE
-    return match(interaction.locale) or match(interaction.guild_locale) or SOURCE_LANGUAGE
-
-
 Where = discord.Interaction | str | None
+
+
+def language_of(where: Where) -> str:
+    """The member's own Discord language, else the server's, else English; a language code as given."""
+    if isinstance(where, str):
+        return where
+    if where is None:
+        return SOURCE_LANGUAGE
+    return match(where.locale) or match(where.guild_locale) or SOURCE_LANGUAGE
 
 
 def tr(where: Where, msgid: str, /, **params: object) -> str:
     """`msgid` in the language of `where` (an interaction, or a language code), fields filled in."""
-    return translate(where if isinstance(where, str) else language_of(where), msgid, **params)
+    return translate(language_of(where), msgid, **params)
 
 
 def tr_error(where: Where, error: object) -> str:
     """An error, or a queue event that ended a job (`Failed`, `Cancelled`), in the member's language:
     a coded one worded by its code and fields for a member (`words.errors`), a `UserFacingError` by its
     template."""
-    return describe(error, where if isinstance(where, str) else language_of(where), member=True)
+    return describe(error, language_of(where), member=True)
 
 
 def name_str(name: str) -> app_commands.locale_str:

@@ -1,24 +1,12 @@
 """A style's title and description in the member's language. Inference keeps a style's texts as it
-read them (one text, or a table by Discord locale, see `inference/styles.py`); the bot picks the one
+read them (one text, or a table by Discord locale, see `inference/style_definition.py`); the bot picks the one
 for the member here, falling back to English, and an operator's style with one title shows that title."""
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from mmpp.bot.words.catalogue import SOURCE_LANGUAGE
 from mmpp.bot.words.i18n import Where, language_of
 from mmpp.inference.style_definition import Localized, StyleDefinition
-
-
-class HasStyles(Protocol):
-    def get(self, name: str) -> object: ...
-
-    def __contains__(self, name: object) -> bool: ...
-
-
-def _language(where: Where) -> str:
-    return where if isinstance(where, str) else language_of(where)
 
 
 def pick(value: Localized, language: str) -> str:
@@ -30,8 +18,8 @@ def pick(value: Localized, language: str) -> str:
 
 def title_of(definition: StyleDefinition, where: Where) -> str:
     """The style's title as the member reads it; its English title (or its name, worded) where it has none."""
-    return pick(definition.display_name, _language(where)) or definition.title
+    return pick(definition.display_name, language_of(where)) or definition.title
 
 
 def description_of(definition: StyleDefinition, where: Where) -> str:
-    return pick(definition.description, _language(where))
+    return pick(definition.description, language_of(where))
