@@ -129,13 +129,3 @@ def on_loop(loop: asyncio.AbstractEventLoop, make: Callable[[], Coroutine[Any, A
         return result if isinstance(result, str) else None
 
     return check
-
-
-def serve(
-    registry: CollectorRegistry, checks: dict[str, Check] | None, *, host: str, port: int, what: str
-) -> HealthServer:
-    """Start the server, or raise `OSError` with the address in its message (port taken, unknown host)."""
-    try:
-        return HealthServer(registry, checks, host=host, port=port)
-    except OSError as exc:
-        raise OSError(exc.errno, f"cannot serve {what} metrics on {host}:{port}: {exc.strerror or exc}") from None
