@@ -27,6 +27,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from mmpp.health_cli import endpoint
+
 # None: passing; a string: why not.
 Check = Callable[[], str | None]
 CHECK_TIMEOUT_S = 3.0
@@ -54,8 +56,8 @@ class HealthServer:
 
     @property
     def url(self) -> str:
-        host = self._server.server_address[0]
-        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.port}"
+        # Where a wildcard address is served, its loopback, as `mmpp health` asks (IPv6 in brackets).
+        return endpoint(str(self._server.server_address[0]), self.port, "")
 
     def failing(self) -> list[str]:
         """`NAME: why` for each failing check, in order; empty when ready."""
