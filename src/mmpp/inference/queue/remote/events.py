@@ -8,7 +8,6 @@ a finished set's pictures is the courier's; it hands them here with the event th
 
 from __future__ import annotations
 
-import io
 import time
 from typing import Any
 
@@ -28,7 +27,7 @@ FIELD_MAX_CHARS = 200
 
 def step(event: p.Event) -> Step:
     """A denoising step, with its preview where the job asked for previews."""
-    return Step(event.step, event.steps, _image(event.preview) if event.preview else None)
+    return Step(event.step, event.steps, p.png_image(event.preview) if event.preview else None)
 
 
 def done(job: Job, event: p.Event, images: list[Image.Image | None], started: float) -> Done:
@@ -74,9 +73,3 @@ def _plain(fields: object) -> dict[str, Any]:
         if isinstance(value, int | float | bool) or (isinstance(value, str) and len(value) <= FIELD_MAX_CHARS)
         or (isinstance(value, list) and all(isinstance(v, str) and len(v) <= FIELD_MAX_CHARS for v in value))
     }
-
-
-def _image(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data), formats=["PNG"])
-    image.load()
-    return image

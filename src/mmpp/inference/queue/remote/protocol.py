@@ -104,7 +104,7 @@ class RemoteJob:
         if not isinstance(more, list) or len(more) >= MAX_TAKES:
             raise BadPayload(f"a job asks for {len(more) + 1 if isinstance(more, list) else '?'} takes")
         face = PreparedFace(
-            face=_image(item["face"]), control=_image(item["control"]),
+            face=png_image(item["face"]), control=png_image(item["control"]),
             box=Box(*(int(v) for v in item["box"])),
             source_size=tuple(int(v) for v in item["source_size"]),  # type: ignore[arg-type]
         )
@@ -285,7 +285,8 @@ class Claim:
         return cls(str(data["bot"]), str(data["worker"]), float(data["at"]))
 
 
-def _image(data: bytes) -> Image.Image:
+def png_image(data: bytes) -> Image.Image:
+    """A PNG off the wire, read whole (no other decoder is offered bytes from Redis)."""
     image = Image.open(io.BytesIO(data), formats=["PNG"])
     image.load()
     return image

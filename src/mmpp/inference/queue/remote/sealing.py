@@ -29,6 +29,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from PIL import Image
 
 from mmpp.errors import UserFacingError
+from mmpp.inference.queue.remote import transport as t
 from mmpp.logs import register_secret
 
 # A portrait PNG is a few MB at 1024 px; anything far larger is not one of ours.
@@ -135,14 +136,14 @@ class Seal:
     # --- batch payloads (bot → worker) ---------------------------------------------------------
 
     def seal_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return {"sealed": self.seal(json.dumps(payload, default=_b64, separators=(",", ":")).encode())}
+        return {"sealed": self.seal(json.dumps(payload, default=t.encode_bytes, separators=(",", ":")).encode())}
 
     def open_payload(self, wrapped: dict[str, Any]) -> dict[str, Any]:
         sealed = wrapped.get("sealed") if isinstance(wrapped, dict) else None
         if not isinstance(sealed, bytes):
             raise Forged("not a sealed payload")
         try:
-            return json.loads(self.open(sealed, MAX_RESULT_BYTES), object_hook=_unb64)  # type: ignore[no-any-return]
+            return json.loads(self.open(sealed, MAX_RESULT_BYTES), object_hook=t.decode_bytes)  # type: ignore[no-any-return]
         except ValueError:
             raise Forged("not a payload") from None
 
@@ -150,14 +151,14 @@ class Seal:
 
     def seal_event(self, job_id: str, attempt: int, record: dict[str, Any]) -> dict[str, bytes]:
         body = {"job": job_id, "attempt": attempt, "event": record}
-        return {"x": self.seal(json.dumps(body, default=_b64, separators=(",", ":")).encode())}
+        return {"x": self.seal(json.dumps(body, default=t.encode_bytes, separators=(",", ":")).encode())}
 
     def open_event(self, job_id: str, attempt: int, entry: dict[bytes, bytes]) -> dict[str, Any]:
         sealed = entry.get(b"x")
         if sealed is None:
             raise Forged("not a sealed event")
         try:
-            body = json.loads(self.open(sealed, MAX_EVENT_BYTES), object_hook=_unb64)
+            body = json.loads(self.open(sealed, MAX_EVENT_BYTES), object_hook=t.decode_bytes)
         except ValueError:
             raise Forged("not an event") from None
         if not isinstance(body, dict) or body.get("job") != job_id or body.get("attempt") != attempt:
@@ -187,15 +188,3 @@ class Seal:
 
 def _result_header(job_id: str, attempt: int) -> bytes:
     return f"mmpp-result:{job_id}:{attempt}\n".encode()
-
-
-def _b64(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return {"__b64": base64.b64encode(value).decode()}
-    raise TypeError(f"cannot send {type(value).__name__} through Redis")
-
-
-def _unb64(obj: dict[str, Any]) -> Any:
-    if set(obj) == {"__b64"}:
-        return base64.b64decode(obj["__b64"])
-    return obj
