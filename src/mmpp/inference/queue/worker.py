@@ -84,7 +84,7 @@ def free_memory() -> None:
 class GpuWorker:
     def __init__(
         self, engine: EngineLike, sink: JobSink, *, preview_every: int, name: str = "gpu0",
-        metrics: DrawMetrics | None = None,
+        metrics: DrawMetrics,
     ) -> None:
         self.engine = engine
         self._metrics = metrics
@@ -149,8 +149,7 @@ class GpuWorker:
             return
         seconds = time.perf_counter() - started
         self._sink.batch_measured(jobs, seconds)
-        if self._metrics is not None:
-            self._metrics.batch_drawn(len(drawn), seconds, self.device)
+        self._metrics.batch_drawn(len(drawn), seconds, self.device)
         pairs = [(job, r) for job, r in pairs if id(job) not in over]
         results = [drawn[id(r)] for _, r in pairs]
         verdicts = await loop.run_in_executor(self._executor, self._judge, pairs, results)
@@ -166,8 +165,7 @@ class GpuWorker:
                 self._done(job, by_job[id(job)], len(jobs))
         for index, (job, request, k, result, verdict) in enumerate(to_redraw):
             base_scale = self.engine.catalog.get(job.style).definition.ip_adapter_scale
-            if self._metrics is not None:
-                self._metrics.redraws.inc()
+            self._metrics.redraws.inc()
             by_job[id(job)][k] = await loop.run_in_executor(
                 self._executor, unlinkable.redraw, self.engine.generate, request, result, verdict, base_scale,
                 self._step_callback([(job, request)], loop),
@@ -227,8 +225,7 @@ class GpuWorker:
         if any(result.cancelled for result in results):
             self._sink.finish(job, Cancelled())
             return
-        if self._metrics is not None:
-            self._metrics.refusals.inc(sum(1 for result in results if result.flagged))
+        self._metrics.refusals.inc(sum(1 for result in results if result.flagged))
         now = time.monotonic()
         started_at = job.started_at if job.started_at is not None else now
         timings = Timings(
