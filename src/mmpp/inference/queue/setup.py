@@ -42,8 +42,7 @@ async def open_queue(settings: Settings, *, wrap_engine: EngineWrapper | None = 
     from mmpp.inference.queue.remote.sealing import Seal
 
     # Before any model loads: without the secret, anyone who reaches Redis could pose as a worker.
-    seal = Seal.from_secret(settings.queue_secret.get_secret_value() if settings.queue_secret else None,
-                            "QUEUE_BACKEND=redis")
+    seal = Seal.from_settings(settings, "QUEUE_BACKEND=redis")
 
     front = await asyncio.to_thread(EngineFront.from_settings, settings)
     engines = await asyncio.to_thread(load) if settings.devices else []

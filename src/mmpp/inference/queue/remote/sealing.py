@@ -23,7 +23,7 @@ import hashlib
 import hmac
 import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.fernet import Fernet, InvalidToken
 from PIL import Image
@@ -31,6 +31,9 @@ from PIL import Image
 from mmpp.errors import UserFacingError
 from mmpp.inference.queue.remote import transport as t
 from mmpp.logs import register_secret
+
+if TYPE_CHECKING:
+    from mmpp.settings import Settings
 
 # A portrait PNG is a few MB at 1024 px; anything far larger is not one of ours.
 MAX_RESULT_BYTES = 32 * 1024 * 1024
@@ -76,6 +79,11 @@ class Seal:
         if not secret or not secret.strip():
             raise missing_secret(who)
         return cls(secret)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, who: str) -> Seal:
+        """The seal of QUEUE_SECRET; `who` (a bot, this worker) is named where it is missing."""
+        return cls.from_secret(settings.queue_secret.get_secret_value() if settings.queue_secret else None, who)
 
     # --- Fernet --------------------------------------------------------------------------------
 

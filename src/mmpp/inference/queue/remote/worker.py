@@ -62,7 +62,7 @@ class QuietWorker(Worker):
 class RemoteWorker:
     def __init__(
         self, engine: EngineLike, settings: Settings, worker_id: str, fingerprint: dict[str, Any],
-        metrics: DrawMetrics | None = None,
+        metrics: DrawMetrics | None = None, seal: Seal | None = None,
     ) -> None:
         self.engine = engine
         # What `mmpp worker` serves on METRICS_PORT (see `mmpp.inference.queue.remote.health`).
@@ -74,9 +74,7 @@ class RemoteWorker:
         self.redis_settings = t.redis_settings(url)
         # For the GPU thread (cancel flags) and the events: short synchronous commands.
         self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        self.seal = Seal.from_secret(
-            settings.queue_secret.get_secret_value() if settings.queue_secret else None, "this worker"
-        )
+        self.seal = seal or Seal.from_settings(settings, "this worker")
         self.busy = False
         self.batches = 0
         # A worker runs for weeks: freed heap goes back to the system between batches, as on the bot.
@@ -318,7 +316,7 @@ async def run_worker(settings: Settings, *, catalog_wait_s: float = 60.0) -> int
     """`mmpp worker`: check the styles against the bot's, load the engine, serve until SIGTERM."""
     url = settings.redis_url.get_secret_value()
     t.redis_settings(url)  # registers the password before anything can log it
-    seal = Seal.from_secret(settings.queue_secret.get_secret_value() if settings.queue_secret else None, "this worker")
+    seal = Seal.from_settings(settings, "this worker")
     worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
     device = worker_device(settings)
     log_event(log, logging.INFO, "worker starting", worker=worker_id, env_file=settings.env_file_words(),
@@ -334,7 +332,7 @@ async def run_worker(settings: Settings, *, catalog_wait_s: float = 60.0) -> int
         finally:
             client.close()
         engine = await asyncio.to_thread(Engine.from_settings, settings.model_copy(update={"device": device}))
-        worker = RemoteWorker(engine, settings, worker_id, fingerprint, metrics=health.metrics)
+        worker = RemoteWorker(engine, settings, worker_id, fingerprint, metrics=health.metrics, seal=seal)
         health.loaded(worker)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
