@@ -59,15 +59,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     configure_logging(args.log_level)
-    from mmpp.settings import resolve_env_file
-
-    # One answer for every subcommand: they all read `args.env_file`.
-    args.env_file = resolve_env_file(args.env_file)
     return run_command(args, "mmpp")
 
 
 def run_command(args: argparse.Namespace, prog: str) -> int:
     """Runs the parsed subcommand; a mistake is one line on stderr (shared with `python -m mmpp.training`)."""
+    from mmpp.settings import resolve_env_file
+
+    # One answer for every subcommand and entry point: they all read `args.env_file`.
+    args.env_file = resolve_env_file(args.env_file)
     try:
         return int(args.func(args) or 0)
     except UserFacingError as exc:

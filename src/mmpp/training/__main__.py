@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 from mmpp.cli import run_command
 from mmpp.logs import configure_logging
-from mmpp.settings import resolve_env_file
 from mmpp.training.cli import register
 
 
@@ -21,7 +20,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
-    args.env_file = resolve_env_file(args.env_file)
     return run_command(args, parser.prog)
 
 
