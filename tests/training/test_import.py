@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +130,13 @@ def test_cli_errors_are_one_line(model_copy: Path, tmp_path: Path, capsys: pytes
     assert lines[0] == f"mmpp: {tmp_path / 'x.ckpt'} does not exist"
     assert "already holds a style; pass --force" in lines[1]
     assert lines[2].startswith("mmpp: --name: must be 1-32 lowercase letters")
+
+
+def test_python_m_mmpp_training_names_itself_as_the_manual_writes_it() -> None:
+    """docs/styles.md runs training as `accelerate launch -m mmpp.training train ...`: the module is there
+    and its help says how it was called."""
+    command = [sys.executable, "-m", "mmpp.training", "--help"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: python -m mmpp.training"), done.stdout
+    assert "train a style LoRA" in done.stdout and "prepare-data" in done.stdout

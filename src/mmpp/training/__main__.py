@@ -1,4 +1,4 @@
-"""`python -m training ...` (and `accelerate launch -m training ...`): the training subcommands alone."""
+"""`python -m mmpp.training ...` (and `accelerate launch -m mmpp.training ...`): the training subcommands alone."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from mmpp.training.cli import register
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training", description="MMPP style training.")
+    parser = argparse.ArgumentParser(prog="python -m mmpp.training", description="MMPP style training.")
     parser.add_argument(
         "--env-file", default=None,
         help="settings file (default: $MMPP_ENV_FILE, else bot.env in the current directory)",
