@@ -17,9 +17,10 @@ admin reads them. Nothing here imports discord: the CLI and the migrations read 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -136,13 +137,17 @@ class Declared:
     how: Option
 
 
-def declared(options: type[RoomOptions] | type[ServerOptions]) -> Iterator[Declared]:
+@functools.cache
+def declared(options: type[RoomOptions] | type[ServerOptions]) -> tuple[Declared, ...]:
+    # Read once per class: `capped` asks on every job and autocomplete keystroke, and type hints are reflection.
     hints = typing.get_type_hints(options)
+    out = []
     for f in dataclasses.fields(options):
         hint = hints[f.name]
         args = typing.get_args(hint) if isinstance(hint, types.UnionType) else ()
         base = next((a for a in args if a is not type(None)), hint)
-        yield Declared(f.name, base, type(None) in args, f.default, f.metadata["option"])
+        out.append(Declared(f.name, base, type(None) in args, f.default, f.metadata["option"]))
+    return tuple(out)
 
 
 def names(options: type[RoomOptions] | type[ServerOptions]) -> tuple[str, ...]:
