@@ -136,9 +136,13 @@ class TimedStore(Generic[V]):
         return len(self._entries)
 
     def sweep(self) -> None:
-        """Drop every expired entry."""
+        """Drop every expired entry. One TTL and entries kept in the order they came make the oldest
+        the first to expire: the sweep stops at the first entry still alive instead of reading all."""
         now = time.monotonic()
-        for token in [t for t, e in self._entries.items() if e.expires_at <= now]:
+        while self._entries:
+            token, entry = next(iter(self._entries.items()))
+            if entry.expires_at > now:
+                return
             self._drop(token)
 
     def _drop(self, token: str) -> None:
