@@ -59,8 +59,13 @@ class BotMetrics:
     def received(self, interaction_id: int) -> None:
         """An interaction arrived (called synchronously from the gateway's dispatch)."""
         now = time.monotonic()
-        if len(self._received) >= _MOST_PENDING:
-            self._received = {k: t for k, t in self._received.items() if now - t < _FORGET_AFTER_S}
+        # Kept in arrival order: the ones to forget are at the front, and a crowd of fresh ones
+        # costs nothing to look past (the dict is not rebuilt on every interaction).
+        while len(self._received) >= _MOST_PENDING:
+            oldest, at = next(iter(self._received.items()))
+            if now - at < _FORGET_AFTER_S:
+                break
+            del self._received[oldest]
         self._received[interaction_id] = now
 
     def trace(self, base: aiohttp.TraceConfig | None = None) -> aiohttp.TraceConfig:
