@@ -67,16 +67,24 @@ class Verdict:
         return replace(result, guard="linkable" if may_link else "passed", linkable=may_link, may_link=may_link)
 
 
-def judge(request: GenerationRequest, result: GenerationResult) -> Verdict:
+def describe_selfie(request: GenerationRequest) -> likeness.Descriptor | None:
+    return likeness.descriptor(request.face.face, face_crop=True)
+
+
+def judge(
+    request: GenerationRequest, result: GenerationResult,
+    selfie_of: Callable[[GenerationRequest], likeness.Descriptor | None] = describe_selfie,
+) -> Verdict:
     """Whether `result` needs a redraw, and whether it may be tied to its selfie. With the guard off it
-    is measured all the same (never redrawn): a room that posts by default needs to know."""
+    is measured all the same (never redrawn): a room that posts by default needs to know. `selfie_of`
+    describes the request's selfie (the takes of a set share one: the worker describes it once)."""
     if result.image is None or result.cancelled:
         return Verdict(guard=request.unlinkable)
     # The portrait first: most show no face dlib finds, and then the selfie need not be described at all.
     portrait = likeness.descriptor(result.image)
     if portrait is None:
         return Verdict(measured=likeness.Likeness(None), guard=request.unlinkable)
-    selfie = likeness.descriptor(request.face.face, face_crop=True)
+    selfie = selfie_of(request)
     if selfie is None:
         # Not even the upload's finder sees a face in the crop: nothing says the portrait cannot be matched.
         log_event(log, logging.WARNING, "likeness not measured, no face in the crop", style=request.style)

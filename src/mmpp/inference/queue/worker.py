@@ -19,6 +19,7 @@ from typing import Protocol
 from PIL import Image
 
 from mmpp.errors import CodedError, UserFacingError
+from mmpp.inference import likeness
 from mmpp.inference.generation import GenerationCancelled, GenerationRequest, GenerationResult, StepProgress
 from mmpp.inference.queue import unlinkable
 from mmpp.inference.queue.jobs import Cancelled, Done, Failed, Job, JobEvent, Step, TerminalEvent, Timings
@@ -241,9 +242,17 @@ class GpuWorker:
         engine's thread: one face detection for a faceless portrait, two descriptors (0.2 to 0.5 s
         on a busy 2-core CPU) for one with a face."""
         verdicts = []
+        # The takes of a set share one selfie (one PreparedFace): described once, not once per take.
+        selfies: dict[int, likeness.Descriptor | None] = {}
+
+        def selfie_of(request: GenerationRequest) -> likeness.Descriptor | None:
+            if id(request.face) not in selfies:
+                selfies[id(request.face)] = unlinkable.describe_selfie(request)
+            return selfies[id(request.face)]
+
         for (_, request), result in zip(pairs, results, strict=True):
             try:
-                verdicts.append(unlinkable.judge(request, result))
+                verdicts.append(unlinkable.judge(request, result, selfie_of))
             except Exception:
                 # The portrait is drawn; a broken measurement must not cost the member their answer,
                 # nor pass as a measurement: it may be linkable, and the member is told so.
