@@ -16,6 +16,8 @@ import pytest
 import redis
 from cryptography.fernet import Fernet
 
+from tests.need import need
+
 SHARED = os.environ.get("MMPP_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 # QUEUE_SECRET for the tests' bots and workers: the Redis backend needs one wherever Redis runs.
 QUEUE_SECRET = Fernet.generate_key().decode()
@@ -34,9 +36,13 @@ def _reachable(url: str) -> bool:
 
 def need_redis(url: str = SHARED) -> None:
     if not _reachable(url):
-        if os.environ.get("MMPP_REQUIRE_REDIS") == "1":
-            pytest.fail(f"no Redis answers at {url} and MMPP_REQUIRE_REDIS=1")
-        pytest.skip(f"no Redis at {url}")
+        need(f"no Redis answers at {url}", "MMPP_REQUIRE_REDIS")
+
+
+def need_redis_server() -> None:
+    """`redis-server` on PATH, for the tests that start (and kill) a private one."""
+    if shutil.which("redis-server") is None:
+        need("redis-server is not installed", "MMPP_REQUIRE_REDIS")
 
 
 def flush(url: str) -> None:
@@ -126,10 +132,7 @@ class RedisProcess:
 
 @pytest.fixture
 def private_redis() -> Iterator[RedisProcess]:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("MMPP_REQUIRE_REDIS") == "1":
-            pytest.fail("redis-server is not installed and MMPP_REQUIRE_REDIS=1")
-        pytest.skip("redis-server is not installed")
+    need_redis_server()
     server = RedisProcess(password="s3cret-redis-pw")
     server.start()
     yield server

@@ -7,7 +7,6 @@ bot in this process, and two worker processes each limited to one CPU thread.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
 import subprocess
@@ -27,7 +26,7 @@ from mmpp.inference.queue.remote.sealing import Seal
 from mmpp.inference.testing.tiny_model import add_tiny_style
 from tests.bot.conftest import bot_settings
 from tests.discord_standin import BotAction, FakeGuild, FakeMember, FakeUser, InteractionRecord, StandIn
-from tests.redis_server import QUEUE_SECRET, RedisProcess, worker_process
+from tests.redis_server import QUEUE_SECRET, RedisProcess, need_redis_server, worker_process
 
 SLOW_STEPS = 60
 
@@ -139,10 +138,7 @@ def scale_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def cluster(scale_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("MMPP_REQUIRE_REDIS") == "1":
-            pytest.fail("redis-server is not installed and MMPP_REQUIRE_REDIS=1")
-        pytest.skip("redis-server is not installed")
+    need_redis_server()
     workdir = tmp_path_factory.mktemp("cluster")
     server = RedisProcess(password="cluster-pw-42")
     server.start()
