@@ -56,7 +56,7 @@ from mmpp.inference.testing.tiny_model import add_tiny_style, make_tiny_model
 from tests.bot.conftest import bot_settings
 from tests.conftest import encode
 from tests.discord_standin import MANAGE_GUILD, BotAction, FakeMember, InteractionRecord, StandIn
-from tests.redis_server import RedisProcess
+from tests.redis_server import RedisProcess, worker_process
 
 SLOW_STEPS = 40
 
@@ -182,16 +182,10 @@ class Workers:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, clock_offset_s: float = 0.0) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "DEVICE": "cpu", "DTYPE": "float32", "OMP_NUM_THREADS": "1", "PREVIEW_EVERY": "1000",
-               "QUEUE_SECRET": self.secret, "LOG_LEVEL": "WARNING"}
-        args = ["worker", "--model-dir", str(self.model_dir), "--redis-url", self.redis_url, "--worker-id", name]
-        skewed = ("import sys, time; real = time.time; time.time = lambda: real() + float(sys.argv[1]); "
-                  "from mmpp.cli import main; raise SystemExit(main(sys.argv[2:]))")
-        command = [sys.executable, "-c", skewed, str(clock_offset_s), *args] if clock_offset_s else \
-            [sys.executable, "-m", "mmpp.cli", *args]
-        log = open(self.workdir / f"{name}.log", "ab")
-        self.processes[name] = subprocess.Popen(command, cwd=self.workdir, env=env, stdout=log,
-                                                stderr=subprocess.STDOUT)
+        self.processes[name] = worker_process(
+            self.model_dir, self.workdir, name, redis_url=self.redis_url, log=self.workdir / f"{name}.log",
+            clock_offset_s=clock_offset_s, PREVIEW_EVERY="1000", QUEUE_SECRET=self.secret, LOG_LEVEL="WARNING",
+        )
         return self.processes[name]
 
     def stop_all(self) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import statistics
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,12 +22,11 @@ from typing import Any
 
 import torch
 
-from bench.gpu_setup import Bench
+from bench.gpu_setup import Bench, release, timed
 from mmpp.inference.engine import Engine, GenerationRequest
 from mmpp.inference.loader import load_pipeline, load_style_adapters
 from mmpp.inference.memory_plan import GIB, PLANS, MemoryPlan, full_size_accounting
 from mmpp.inference.safety import load_safety_checker
-from mmpp.inference.speed import synchronize
 from mmpp.inference.styles import StyleCatalog
 from mmpp.model_sources import ModelSources
 
@@ -72,14 +70,6 @@ class Models:
         return copy.deepcopy(self._pipe), copy.deepcopy(self._safety)
 
 
-def release() -> None:
-    import gc
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 def measured(bench: Bench, run: Callable[[int], object], images: int) -> tuple[float, float | None, float | None]:
     """Seconds per image (median of the bench's reps) and peak allocated/reserved GiB over them."""
     cuda = bench.device.type == "cuda"
@@ -88,13 +78,7 @@ def measured(bench: Bench, run: Callable[[int], object], images: int) -> tuple[f
     release()
     if cuda:
         torch.cuda.reset_peak_memory_stats(bench.device)
-    times = []
-    for _ in range(bench.reps):
-        synchronize()
-        started = time.perf_counter()
-        run(bench.steps)
-        synchronize()
-        times.append(time.perf_counter() - started)
+    times = [timed(lambda: run(bench.steps)) for _ in range(bench.reps)]
     if not cuda:
         return statistics.median(times) / images, None, None
     return (statistics.median(times) / images, torch.cuda.max_memory_allocated(bench.device) / GIB,

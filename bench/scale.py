@@ -16,8 +16,10 @@ import sys
 from pathlib import Path
 
 # `python bench/scale.py` puts this folder first on sys.path, where bench/queue.py would shadow the standard
-# library's `queue` (asyncio imports it): the folder leaves sys.path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+# library's `queue` (asyncio imports it): the folder leaves sys.path, and the repository root takes its
+# place, for the worker launcher under tests/.
+sys.path[:] = [str(Path(__file__).resolve().parents[1])] + [
+    p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
 import asyncio
@@ -46,6 +48,7 @@ from mmpp.inference.queue.remote.dispatch import RemoteBackend
 from mmpp.inference.queue.remote.sealing import Seal
 from mmpp.inference.testing.tiny_model import make_tiny_model
 from mmpp.settings import Settings, load_settings
+from tests.redis_server import worker_process
 
 # The Redis backend needs QUEUE_SECRET (the bot and its workers share it): payloads travel sealed.
 QUEUE_SECRET = Fernet.generate_key().decode()
@@ -107,14 +110,8 @@ class Workers:
     """`mmpp worker` processes, one thread each, registered with the bot side's backend."""
 
     def __init__(self, url: str, model_dir: Path, names: list[str], workdir: Path) -> None:
-        env = {**os.environ, "DEVICE": "cpu", "DTYPE": "float32", "OMP_NUM_THREADS": "1", "LOG_LEVEL": "WARNING",
-               "QUEUE_SECRET": QUEUE_SECRET}
         self.processes = [
-            subprocess.Popen(
-                [sys.executable, "-m", "mmpp.cli", "worker", "--model-dir", str(model_dir), "--redis-url", url,
-                 "--worker-id", name],
-                cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
+            worker_process(model_dir, workdir, name, redis_url=url, LOG_LEVEL="WARNING", QUEUE_SECRET=QUEUE_SECRET)
             for name in names
         ]
 

@@ -7,12 +7,16 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 from cryptography.fernet import Fernet
+
+from tests.need import need
 
 SHARED = os.environ.get("MMPP_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 # QUEUE_SECRET for the tests' bots and workers: the Redis backend needs one wherever Redis runs.
@@ -32,9 +36,13 @@ def _reachable(url: str) -> bool:
 
 def need_redis(url: str = SHARED) -> None:
     if not _reachable(url):
-        if os.environ.get("MMPP_REQUIRE_REDIS") == "1":
-            pytest.fail(f"no Redis answers at {url} and MMPP_REQUIRE_REDIS=1")
-        pytest.skip(f"no Redis at {url}")
+        need(f"no Redis answers at {url}", "MMPP_REQUIRE_REDIS")
+
+
+def need_redis_server() -> None:
+    """`redis-server` on PATH, for the tests that start (and kill) a private one."""
+    if shutil.which("redis-server") is None:
+        need("redis-server is not installed", "MMPP_REQUIRE_REDIS")
 
 
 def flush(url: str) -> None:
@@ -52,6 +60,37 @@ def redis_url() -> Iterator[str]:
     flush(SHARED)
     yield SHARED
     flush(SHARED)
+
+
+# `mmpp.cli` with `time.time` moved by argv[1] seconds: the wall clock that arq and the worker read is off,
+# as on a machine whose clock is wrong; the monotonic clock is untouched, as there.
+_SKEWED = (
+    "import sys, time; real = time.time; time.time = lambda: real() + float(sys.argv[1]); "
+    "from mmpp.cli import main; raise SystemExit(main(sys.argv[2:]))"
+)
+
+
+def worker_process(model_dir: Path, workdir: Path, worker_id: str, *, redis_url: str | None = None,
+                   log: Path | None = None, strip: tuple[str, ...] = (), clock_offset_s: float = 0.0,
+                   **env_lines: str) -> subprocess.Popen[bytes]:
+    """`mmpp worker` in its own process, on the CPU with one thread, in `workdir`.
+
+    `redis_url`: passed as --redis-url (None: the worker reads REDIS_URL from its environment).
+    `log`: the file its output is appended to (None: discarded). `strip`: prefixes of this process's
+    environment variables it does not inherit. `env_lines`: added to its environment (QUEUE_SECRET
+    defaults to the tests' own). `clock_offset_s`: its wall clock is that far off (see _SKEWED)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(strip)}
+    env.update({"DEVICE": "cpu", "DTYPE": "float32", "OMP_NUM_THREADS": "1", "QUEUE_SECRET": QUEUE_SECRET,
+                **env_lines})
+    args = ["worker", "--model-dir", str(model_dir)]
+    args += ["--redis-url", redis_url] if redis_url is not None else []
+    args += ["--worker-id", worker_id]
+    command = [sys.executable, "-c", _SKEWED, str(clock_offset_s), *args] if clock_offset_s else \
+        [sys.executable, "-m", "mmpp.cli", *args]
+    if log is None:
+        return subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with log.open("ab") as out:  # the child holds its own copy of the file
+        return subprocess.Popen(command, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def free_port() -> int:
@@ -93,10 +132,7 @@ class RedisProcess:
 
 @pytest.fixture
 def private_redis() -> Iterator[RedisProcess]:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("MMPP_REQUIRE_REDIS") == "1":
-            pytest.fail("redis-server is not installed and MMPP_REQUIRE_REDIS=1")
-        pytest.skip("redis-server is not installed")
+    need_redis_server()
     server = RedisProcess(password="s3cret-redis-pw")
     server.start()
     yield server

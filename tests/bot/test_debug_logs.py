@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,7 +23,7 @@ from tests.bot.test_secrets import restore_logging  # noqa: F401 - a fixture
 from tests.conftest import encode
 from tests.discord_standin import InteractionRecord, StandIn
 from tests.discord_standin.harness import mmpp_bot_process
-from tests.redis_server import RedisProcess
+from tests.redis_server import RedisProcess, worker_process
 
 
 @pytest.mark.usefixtures("restore_logging")
@@ -43,13 +41,8 @@ def test_at_debug_the_libraries_that_carry_secrets_stay_quiet_and_mmpp_does_not(
 
 
 def start_worker(folder: Path, model_dir: Path, **env_lines: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("QUEUE_", "REDIS_", "LOG_"))}
-    env.update({"DEVICE": "cpu", "DTYPE": "float32", "OMP_NUM_THREADS": "1", **env_lines})
-    with (folder / "worker.log").open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "mmpp.cli", "worker", "--model-dir", str(model_dir), "--worker-id", "w1"],
-            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
+    return worker_process(model_dir, folder, "w1", log=folder / "worker.log", strip=("QUEUE_", "REDIS_", "LOG_"),
+                          **env_lines)
 
 
 async def log_says(log: Path, words: str, timeout: float) -> None:

@@ -5,12 +5,10 @@ with what the bot and a `mmpp worker` did, on a real started bot and a real work
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,7 +20,7 @@ from mmpp.bot.app.runtime import BotRuntime, BotStartError
 from tests.bot.conftest import World, bot_settings, closed_log_rows
 from tests.bot.test_safety import profile
 from tests.discord_standin import StandIn
-from tests.redis_server import QUEUE_SECRET, SHARED, RedisProcess, flush, free_port, need_redis
+from tests.redis_server import QUEUE_SECRET, SHARED, RedisProcess, flush, free_port, need_redis, worker_process
 from tests.setup.test_deploy_files import page_names, queried_names
 
 
@@ -229,17 +227,8 @@ def test_a_taken_metrics_port_stops_the_worker_with_one_line(bot_model_dir: Path
 
 
 def start_worker(model_dir: Path, workdir: Path, port: int, redis_url: str = SHARED) -> subprocess.Popen[bytes]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "MMPP_ENV_FILE"))},
-        "DEVICE": "cpu", "DTYPE": "float32", "OMP_NUM_THREADS": "1", "METRICS_PORT": str(port),
-        "LOG_LEVEL": "INFO", "QUEUE_SECRET": QUEUE_SECRET,
-    }
-    log = open(workdir / "worker.log", "ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "mmpp.cli", "worker", "--model-dir", str(model_dir), "--redis-url", redis_url,
-         "--worker-id", "health-test"],
-        cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+    return worker_process(model_dir, workdir, "health-test", redis_url=redis_url, log=workdir / "worker.log",
+                          strip=("DISCORD_", "MMPP_ENV_FILE"), METRICS_PORT=str(port), LOG_LEVEL="INFO")
 
 
 def worker_log(workdir: Path) -> str:

@@ -6,8 +6,6 @@ photo itself (mirrored): the real worker then measures, redraws and finally tell
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from PIL import Image, ImageOps
 
@@ -16,6 +14,7 @@ from mmpp.inference.engine import GenerationResult
 from tests.bot.conftest import World, closed_log_rows
 from tests.bot.test_profile import custom_id, profile
 from tests.bot.test_rooms import style_command
+from tests.queue.test_unlinkable import as_the_selfie
 
 
 @pytest.fixture
@@ -32,7 +31,7 @@ def selfie_engine(world: World, astronaut: Image.Image) -> list[int]:
 
     def linkable(index: int, results: list[GenerationResult]) -> list[GenerationResult]:
         calls.append(len(results))
-        return [r if r.image is None else replace(r, image=mirrored) for r in results]
+        return as_the_selfie(results, mirrored)
 
     world.recorder.swap = linkable
     return calls

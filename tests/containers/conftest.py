@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.need import need as need_or_fail
+
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 BASE_IMAGE = "mmpp-ci/debian:bookworm"
@@ -46,11 +48,8 @@ def docker_works() -> str | None:
 
 
 def need(what: str, problem: str | None) -> None:
-    if problem is None:
-        return
-    if os.environ.get("MMPP_REQUIRE_DOCKER") == "1":
-        pytest.fail(f"{problem} and MMPP_REQUIRE_DOCKER=1")
-    pytest.skip(f"{what}: {problem}")
+    if problem is not None:
+        need_or_fail(f"{what}: {problem}", "MMPP_REQUIRE_DOCKER")
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -22,6 +21,7 @@ from cryptography.fernet import Fernet
 
 from tests.containers.conftest import ROOT, docker, docker_works, need
 from tests.discord_standin import StandIn
+from tests.redis_server import free_port
 
 FILES = (["compose.yaml"], ["compose.yaml", "compose.gpu.yaml"])
 PROFILES = ([], ["--profile", "scale-out"])
@@ -68,12 +68,6 @@ def test_every_compose_file_and_profile_validates(project: Path, files: list[str
         assert services["redis"]["image"].startswith("redis:7.")
         assert services["worker-0"]["environment"]["QUEUE_SECRET_FILE"] == "/run/secrets/queue_secret"
         assert services["worker-0"]["secrets"][0]["source"] == "queue_secret"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def compose(project: Path, name: str, env: dict[str, str], *args: str, profile: bool = True,

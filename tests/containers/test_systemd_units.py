@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.need import need
 
 UNITS = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
 HARDENING = ("NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", "ProtectHome=yes",
@@ -17,9 +18,7 @@ HARDENING = ("NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", "P
 def analyze() -> str:
     found = shutil.which("systemd-analyze")
     if found is None:
-        if os.environ.get("MMPP_REQUIRE_DOCKER") == "1":
-            pytest.fail("systemd-analyze is not installed (the systemd package) and MMPP_REQUIRE_DOCKER=1")
-        pytest.skip("systemd-analyze is not installed (Debian's systemd package)")
+        need("systemd-analyze is not installed (Debian's systemd package)", "MMPP_REQUIRE_DOCKER")
     return found
 
 

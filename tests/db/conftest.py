@@ -24,11 +24,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from mmpp.bot.db.database import Database
 from mmpp.bot.db.repository import Repository
 from mmpp.bot.db.styles import StyleInfo
+from tests.need import need
 
 T = TypeVar("T")
 
 POSTGRES_ADMIN_URL = os.environ.get("MMPP_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
-REQUIRE_POSTGRES = os.environ.get("MMPP_REQUIRE_POSTGRES") == "1"
 
 STYLES = (
     StyleInfo("simpsons", "Yellow skin, overbite, Springfield."),
@@ -63,10 +63,7 @@ def postgres_admin_url() -> str:
         run(_postgres_admin("SELECT 1"))
     except Exception as exc:
         where = make_url(POSTGRES_ADMIN_URL).render_as_string(hide_password=True)
-        message = f"PostgreSQL at {where} is unreachable: {exc}"
-        if REQUIRE_POSTGRES:
-            pytest.fail(f"{message} (MMPP_REQUIRE_POSTGRES=1)")
-        pytest.skip(message)
+        need(f"PostgreSQL at {where} is unreachable: {exc}", "MMPP_REQUIRE_POSTGRES")
     return POSTGRES_ADMIN_URL
 
 

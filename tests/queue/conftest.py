@@ -13,7 +13,7 @@ import pytest
 from mmpp.inference.conditioning import PreparedFace
 from mmpp.inference.engine import Engine
 from mmpp.inference.queue import GenerationQueue, JobEvent, JobHandle, Started
-from mmpp.inference.testing.recording import RecordingEngine
+from mmpp.inference.testing.recording import RecordingEngine, Swap
 from mmpp.inference.testing.tiny_model import add_tiny_style, make_tiny_model
 from mmpp.settings import Settings, load_settings
 
@@ -50,8 +50,9 @@ QueueFactory = Callable[..., tuple[GenerationQueue, RecordingEngine]]
 def make_queue(queue_settings: Settings, real_engine: Engine) -> Iterator[QueueFactory]:
     probes: list[RecordingEngine] = []
 
-    def make(*, initial_job_s: float = 1.0, **overrides: object) -> tuple[GenerationQueue, RecordingEngine]:
-        probe = RecordingEngine(real_engine)
+    def make(*, initial_job_s: float = 1.0, swap: Swap | None = None,
+             **overrides: object) -> tuple[GenerationQueue, RecordingEngine]:
+        probe = RecordingEngine(real_engine, swap=swap)
         probes.append(probe)
         settings = queue_settings.model_copy(update=overrides)
         return GenerationQueue(probe, settings, initial_job_s=initial_job_s, stop_timeout_s=5), probe

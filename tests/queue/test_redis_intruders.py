@@ -22,6 +22,7 @@ from mmpp.inference.queue.remote.sealing import Seal
 from mmpp.settings import Settings
 from tests.queue.conftest import collect
 from tests.queue.test_remote import open_remote
+from tests.queue.test_sealing import payload_in_redis
 
 
 def warnings(caplog: pytest.LogCaptureFixture, event: str) -> list[dict[str, Any]]:
@@ -81,10 +82,7 @@ async def test_a_replayed_payload_is_refused(
     async for remote in open_remote(redis_url, queue_settings, real_engine):
         remote.probe.hold()
         handle = remote.queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2)
-        async with asyncio.timeout(20):
-            while not (keys := list(remote.client.scan_iter(match="arq:job:*"))):  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
-        stolen = t.deserialize(remote.client.get(keys[0]))["a"][0]  # the sealed payload, as arq keeps it
+        stolen = await payload_in_redis(remote, timeout=20)
         remote.probe.release()
         assert isinstance((await collect(handle))[-1], Done)
         assert len(remote.probe.calls) == 1

@@ -33,8 +33,9 @@ async def running(remote: Remote, handle: Any) -> None:
                 return
 
 
-async def payload_in_redis(remote: Remote) -> dict[str, Any]:
-    async with asyncio.timeout(10):
+async def payload_in_redis(remote: Remote, timeout: float = 10) -> dict[str, Any]:
+    """The first arq job's sealed payload, once one is in Redis: what an intruder there can take."""
+    async with asyncio.timeout(timeout):
         while not (keys := list(remote.client.scan_iter(match="arq:job:*"))):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
     return t.deserialize(remote.client.get(keys[0]))["a"][0]  # arq keeps the function's arguments under "a"

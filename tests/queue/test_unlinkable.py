@@ -15,35 +15,34 @@ from pydantic import SecretStr
 
 from mmpp.inference.conditioning import PreparedFace
 from mmpp.inference.engine import Engine, GenerationRequest, GenerationResult
-from mmpp.inference.queue import Done, GenerationQueue
+from mmpp.inference.queue import Done
 from mmpp.inference.queue.unlinkable import REDRAW_IP_FACTORS
-from mmpp.inference.testing.recording import RecordingEngine
+from mmpp.inference.testing.recording import RecordingEngine, Swap
 from mmpp.settings import Settings
-from tests.queue.conftest import collect
+from tests.queue.conftest import QueueFactory, collect
 from tests.queue.test_remote import open_remote
 
 
-def selfie_engine(engine: Engine, selfie: Image.Image, linkable_calls: int) -> RecordingEngine:
-    """The real engine whose first `linkable_calls` calls' results are swapped for the selfie, mirrored."""
+def as_the_selfie(results: list[GenerationResult], mirrored: Image.Image) -> list[GenerationResult]:
+    """The engine's results with every drawn picture swapped for `mirrored`, the member's own photo
+    mirrored: a portrait that face matching links to the selfie."""
+    return [r if r.image is None else replace(r, image=mirrored) for r in results]
+
+
+def selfie_swap(selfie: Image.Image, linkable_calls: int) -> Swap:
+    """A RecordingEngine swap: the first `linkable_calls` calls' results become the selfie, mirrored."""
     mirrored = ImageOps.mirror(selfie)
 
     def swap(call: int, results: list[GenerationResult]) -> list[GenerationResult]:
-        if call < linkable_calls:
-            return [r if r.image is None else replace(r, image=mirrored) for r in results]
-        return results
+        return as_the_selfie(results, mirrored) if call < linkable_calls else results
 
-    return RecordingEngine(engine, swap=swap)
-
-
-def local_queue(settings: Settings, engine: RecordingEngine) -> GenerationQueue:
-    return GenerationQueue(engine, settings, initial_job_s=1.0, stop_timeout_s=5)  # type: ignore[arg-type]
+    return swap
 
 
 async def test_a_linkable_portrait_is_redrawn_until_it_is_not(
-    queue_settings: Settings, real_engine: Engine, face: PreparedFace, astronaut: Image.Image
+    make_queue: QueueFactory, real_engine: Engine, face: PreparedFace, astronaut: Image.Image
 ) -> None:
-    engine = selfie_engine(real_engine, astronaut, linkable_calls=1)
-    queue = local_queue(queue_settings, engine)
+    queue, engine = make_queue(swap=selfie_swap(astronaut, linkable_calls=1))
     queue.start()
     try:
         events = await collect(queue.submit(face, "tiny-style", user_id=1, guild_id=1, seed=5, steps=2))
@@ -64,10 +63,9 @@ async def test_a_linkable_portrait_is_redrawn_until_it_is_not(
 
 
 async def test_still_linkable_after_two_more_tries_says_so(
-    queue_settings: Settings, real_engine: Engine, face: PreparedFace, astronaut: Image.Image
+    make_queue: QueueFactory, real_engine: Engine, face: PreparedFace, astronaut: Image.Image
 ) -> None:
-    engine = selfie_engine(real_engine, astronaut, linkable_calls=99)
-    queue = local_queue(queue_settings, engine)
+    queue, engine = make_queue(swap=selfie_swap(astronaut, linkable_calls=99))
     queue.start()
     try:
         events = await collect(queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2))
@@ -81,9 +79,9 @@ async def test_still_linkable_after_two_more_tries_says_so(
 
 
 async def test_turned_off_nothing_is_redrawn_and_noise_never_fires_it(
-    queue_settings: Settings, real_engine: Engine, face: PreparedFace, astronaut: Image.Image
+    make_queue: QueueFactory, face: PreparedFace, astronaut: Image.Image
 ) -> None:
-    queue = local_queue(queue_settings, off := selfie_engine(real_engine, astronaut, linkable_calls=99))
+    queue, off = make_queue(swap=selfie_swap(astronaut, linkable_calls=99))
     queue.start()
     try:
         events = await collect(queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2, unlinkable=False))
@@ -91,7 +89,7 @@ async def test_turned_off_nothing_is_redrawn_and_noise_never_fires_it(
         assert isinstance(done, Done) and not done.result.linkable and len(off.requests) == 1
     finally:
         await queue.shutdown(grace_s=5)
-    queue = local_queue(queue_settings, tiny := selfie_engine(real_engine, astronaut, linkable_calls=0))
+    queue, tiny = make_queue(swap=selfie_swap(astronaut, linkable_calls=0))
     queue.start()
     try:
         events = await collect(queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2))
@@ -104,7 +102,7 @@ async def test_turned_off_nothing_is_redrawn_and_noise_never_fires_it(
 async def test_through_a_remote_worker_the_switch_and_the_verdict_travel(
     redis_url: str, queue_settings: Settings, real_engine: Engine, face: PreparedFace, astronaut: Image.Image
 ) -> None:
-    engine = selfie_engine(real_engine, astronaut, linkable_calls=99)
+    engine = RecordingEngine(real_engine, swap=selfie_swap(astronaut, linkable_calls=99))
     settings = queue_settings.model_copy(update={"redis_url": SecretStr(redis_url)})
     async for remote in open_remote(redis_url, settings, engine):  # type: ignore[arg-type]
         events = await collect(remote.queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2))
@@ -136,7 +134,7 @@ def test_the_switch_travels_and_a_bot_that_predates_it_gets_the_guard(face: Prep
 
 
 async def test_each_take_of_a_set_is_judged_and_only_the_matching_one_is_redrawn(
-    queue_settings: Settings, real_engine: Engine, face: PreparedFace, astronaut: Image.Image
+    make_queue: QueueFactory, face: PreparedFace, astronaut: Image.Image
 ) -> None:
     selfie = ImageOps.mirror(astronaut)
 
@@ -144,8 +142,7 @@ async def test_each_take_of_a_set_is_judged_and_only_the_matching_one_is_redrawn
         # In the set's one call, only its second take comes back as the selfie.
         return [replace(r, image=selfie) if call == 0 and i == 1 else r for i, r in enumerate(results)]
 
-    engine = RecordingEngine(real_engine, swap=second_take_matches)
-    queue = local_queue(queue_settings, engine)
+    queue, engine = make_queue(swap=second_take_matches)
     queue.start()
     try:
         events = await collect(queue.submit(face, "tiny-style", user_id=1, guild_id=1, seed=5, steps=2, count=2))
@@ -161,7 +158,7 @@ async def test_each_take_of_a_set_is_judged_and_only_the_matching_one_is_redrawn
 
 
 async def test_an_error_while_measuring_fails_closed(
-    queue_settings: Settings, real_engine: Engine, face: PreparedFace, astronaut: Image.Image,
+    make_queue: QueueFactory, face: PreparedFace, astronaut: Image.Image,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A broken measurement never passes as "unlinkable": the portrait is delivered, marked unmeasured."""
@@ -171,7 +168,7 @@ async def test_an_error_while_measuring_fails_closed(
         raise RuntimeError("dlib fell over")
 
     monkeypatch.setattr(likeness, "descriptor", broken)
-    queue = local_queue(queue_settings, engine := selfie_engine(real_engine, astronaut, linkable_calls=99))
+    queue, engine = make_queue(swap=selfie_swap(astronaut, linkable_calls=99))
     queue.start()
     try:
         events = await collect(queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2))
@@ -183,9 +180,9 @@ async def test_an_error_while_measuring_fails_closed(
 
 
 async def test_with_the_guard_off_a_matching_portrait_is_measured_but_not_redrawn(
-    queue_settings: Settings, real_engine: Engine, face: PreparedFace, astronaut: Image.Image
+    make_queue: QueueFactory, face: PreparedFace, astronaut: Image.Image
 ) -> None:
-    queue = local_queue(queue_settings, engine := selfie_engine(real_engine, astronaut, linkable_calls=99))
+    queue, engine = make_queue(swap=selfie_swap(astronaut, linkable_calls=99))
     queue.start()
     try:
         matching = (await collect(queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2,
@@ -194,7 +191,7 @@ async def test_with_the_guard_off_a_matching_portrait_is_measured_but_not_redraw
         await queue.shutdown(grace_s=5)
     assert isinstance(matching, Done) and len(engine.requests) == 1
     assert matching.result.guard == "off" and matching.result.may_link and not matching.result.linkable
-    queue = local_queue(queue_settings, selfie_engine(real_engine, astronaut, linkable_calls=0))
+    queue, _ = make_queue(swap=selfie_swap(astronaut, linkable_calls=0))
     queue.start()
     try:
         tiny = (await collect(queue.submit(face, "tiny-style", user_id=1, guild_id=1, steps=2)))[-1]

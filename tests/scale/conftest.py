@@ -7,11 +7,9 @@ bot in this process, and two worker processes each limited to one CPU thread.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +26,7 @@ from mmpp.inference.queue.remote.sealing import Seal
 from mmpp.inference.testing.tiny_model import add_tiny_style
 from tests.bot.conftest import bot_settings
 from tests.discord_standin import BotAction, FakeGuild, FakeMember, FakeUser, InteractionRecord, StandIn
-from tests.redis_server import QUEUE_SECRET, RedisProcess
+from tests.redis_server import QUEUE_SECRET, RedisProcess, need_redis_server, worker_process
 
 SLOW_STEPS = 60
 
@@ -54,19 +52,11 @@ class Cluster:
         """`mmpp worker` in its own process. `clock_offset_s`: the process's wall clock
         (`time.time`, which arq and the worker read) is that far off, as on a machine whose clock
         is wrong; its monotonic clock is untouched, as there."""
-        env = {
-            **os.environ, "DEVICE": "cpu", "DTYPE": "float32", "OMP_NUM_THREADS": "1", "PREVIEW_EVERY": "2",
-            "MAX_BATCH_SIZE": "4", "LOG_LEVEL": "INFO", "QUEUE_SECRET": QUEUE_SECRET, **env_lines,
-        }
-        log = open(self.workdir / f"{name}.log", "ab")
-        args = ["worker", "--model-dir", str(self.model_dir), "--redis-url", self.redis.url, "--worker-id", name]
-        skewed = (
-            "import sys, time; real = time.time; time.time = lambda: real() + float(sys.argv[1]); "
-            "from mmpp.cli import main; raise SystemExit(main(sys.argv[2:]))"
+        self.workers[name] = worker_process(
+            self.model_dir, self.workdir, name, redis_url=self.redis.url, log=self.workdir / f"{name}.log",
+            clock_offset_s=clock_offset_s,
+            **{"PREVIEW_EVERY": "2", "MAX_BATCH_SIZE": "4", "LOG_LEVEL": "INFO", **env_lines},
         )
-        command = [sys.executable, "-c", skewed, str(clock_offset_s), *args] if clock_offset_s else \
-            [sys.executable, "-m", "mmpp.cli", *args]
-        self.workers[name] = subprocess.Popen(command, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def stop_worker(self, name: str) -> None:
         process = self.workers.pop(name)
@@ -148,10 +138,7 @@ def scale_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFacto
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def cluster(scale_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("MMPP_REQUIRE_REDIS") == "1":
-            pytest.fail("redis-server is not installed and MMPP_REQUIRE_REDIS=1")
-        pytest.skip("redis-server is not installed")
+    need_redis_server()
     workdir = tmp_path_factory.mktemp("cluster")
     server = RedisProcess(password="cluster-pw-42")
     server.start()

@@ -40,7 +40,7 @@ from tests.bot.conftest import bot_settings
 from tests.discord_standin import StandIn
 from tests.discord_standin.harness import bot_subprocess
 from tests.docs.manual import DOCS, command_lines, runnable_blocks
-from tests.redis_server import QUEUE_SECRET, RedisProcess
+from tests.redis_server import QUEUE_SECRET, RedisProcess, need_redis_server
 from tests.scale.conftest import Cluster
 from tests.setup.conftest import REPO, stamp_for
 
@@ -293,10 +293,7 @@ def test_mmpp_worker_with_only_redis_url_refuses_in_one_line_saying_how_to_make_
 async def test_mmpp_worker_with_redis_url_and_queue_secret_draws_for_the_bot(
     tmp_path: Path, tiny_model_dir: Path, selfie_bytes: bytes
 ) -> None:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("MMPP_REQUIRE_REDIS") == "1":
-            pytest.fail("redis-server is not installed and MMPP_REQUIRE_REDIS=1")
-        pytest.skip("redis-server is not installed")
+    need_redis_server()
     server = RedisProcess()
     server.start()
     workdir = tmp_path / "worker"

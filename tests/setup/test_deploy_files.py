@@ -9,16 +9,16 @@ started bot and a real `mmpp worker` serve.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from prometheus_client import CollectorRegistry
+
+from tests.need import need
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "mmpp.json"
@@ -120,9 +120,7 @@ def test_promtool_accepts_the_rules_and_every_panel_query(tmp_path: Path) -> Non
     if shutil.which("promtool") is None:
         # CI installs Debian's prometheus package and sets MMPP_REQUIRE_PROMTOOL=1: there a missing
         # promtool is a failure, not a quiet skip of the only check Prometheus itself makes.
-        if os.environ.get("MMPP_REQUIRE_PROMTOOL") == "1":
-            pytest.fail("promtool is not installed (Debian's prometheus package) and MMPP_REQUIRE_PROMTOOL=1")
-        pytest.skip("promtool (Prometheus) not installed")
+        need("promtool is not installed (Debian's prometheus package)", "MMPP_REQUIRE_PROMTOOL")
     done = subprocess.run(["promtool", "check", "rules", str(ALERTS)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     panels = tmp_path / "panels.yml"

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mmpp.settings import load_settings
+from tests.redis_server import free_port
 
 
 class Answers(http.server.BaseHTTPRequestHandler):
@@ -65,11 +66,7 @@ def test_not_ready_is_exit_1_with_the_failing_checks_on_one_line(tmp_path: Path,
 
 
 def test_nothing_listening_or_no_port_is_one_line(tmp_path: Path, server: int) -> None:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = sock.getsockname()[1]
+    closed = free_port()  # bound and let go: nothing listens there
     answer = health(tmp_path, closed)
     assert answer.returncode == 1 and answer.stderr.count("\n") == 1
     assert answer.stderr.startswith(f"mmpp health: nothing answers at http://127.0.0.1:{closed}/readyz")
