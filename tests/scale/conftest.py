@@ -22,6 +22,7 @@ from mmpp.bot.app.discord_endpoints import reset_endpoints
 from mmpp.bot.app.runtime import BotRuntime
 from mmpp.bot.services import Services
 from mmpp.inference.queue.remote import transport as t
+from mmpp.inference.queue.remote.dispatch import RemoteSlot
 from mmpp.inference.queue.remote.sealing import Seal
 from mmpp.inference.testing.tiny_model import add_tiny_style
 from tests.bot.conftest import bot_settings
@@ -70,10 +71,16 @@ class Cluster:
     def worker_log(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
 
+    def ready_workers(self) -> set[str]:
+        """Workers that take work now: a slot in the queue *and* a live heartbeat. A slot alone is
+        not enough: after a Redis restart a busy slot of a worker the bot has lost stays in the
+        queue until its batch is settled, then leaves."""
+        return {r.worker_id for r in self.services.queue._crew.runners
+                if isinstance(r, RemoteSlot) and r.backend.takes_work(r.worker_id)}
+
     async def wait_workers(self, *names: str, timeout: float = 180) -> None:
-        backend = self.services.queue  # the slots register with the queue as workers join
         async with asyncio.timeout(timeout):
-            while not all(f"remote:{n}" in {r.name for r in backend._crew.runners} for n in names):
+            while not set(names) <= self.ready_workers():
                 for name in names:
                     process = self.workers.get(name)
                     if process is not None and process.poll() is not None:

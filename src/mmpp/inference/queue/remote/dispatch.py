@@ -129,7 +129,12 @@ class RemoteBackend:
                 slot.worker_gone()
         self.alive = alive
         for worker_id in alive:
-            if worker_id not in self.slots and not alive[worker_id].stopping:
+            if (slot := self.slots.get(worker_id)) is not None and not alive[worker_id].stopping:
+                # Back before its slot left (a Redis restart while the slot settled its batch): the
+                # slot stays. Leaving and joining again would leave the queue with nobody to draw
+                # for a scan, and with one worker that refuses members and fails those waiting.
+                slot.worker_back()
+            elif worker_id not in self.slots and not alive[worker_id].stopping:
                 log_event(log, logging.INFO, "worker joined", worker=worker_id, device=alive[worker_id].device)
                 slot = RemoteSlot(self, worker_id)
                 self.slots[worker_id] = slot
@@ -156,6 +161,9 @@ class RemoteSlot:
 
     def worker_gone(self) -> None:
         self._gone.set()
+
+    def worker_back(self) -> None:
+        self._gone.clear()
 
     def worker_stopping(self) -> None:
         # An idle slot leaves at once; a busy one follows its batch to the end first (`serve`).
