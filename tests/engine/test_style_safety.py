@@ -79,6 +79,22 @@ def test_pickled_lora_files_are_refused_in_one_line(styles: Path, lora: dict, fi
     assert error.startswith(f"{path}: field '{field}': ") and "is not a .safetensors file" in error
 
 
+def test_a_lora_folder_without_safetensors_is_refused_at_load(styles: Path) -> None:
+    """Named without a file, the folder would let diffusers pick whatever it holds. Refused when the
+    style loads, so a bot whose workers draw (it loads no weights) never offers it either."""
+    weights = styles / "tiny-style" / "weights"
+    weights.mkdir()
+    (styles / "tiny-style" / "lora.safetensors").rename(weights / "pytorch_lora_weights.bin")
+    path = edit(styles, lora={"source": "weights"})
+    catalog = StyleCatalog.load(styles)
+    assert "tiny-style" not in catalog
+    [error] = catalog.errors
+    assert error.startswith(f"{path}: field 'lora.source': ") and "holds no .safetensors file" in error
+    # The same folder with a safetensors file in it is a good style.
+    (weights / "pytorch_lora_weights.bin").rename(weights / "pytorch_lora_weights.safetensors")
+    assert "tiny-style" in StyleCatalog.load(styles)
+
+
 def test_a_hub_lora_and_a_safetensors_file_still_load(styles: Path) -> None:
     edit(styles, lora={"source": "someone/sdxl-lora", "weight_name": "style.safetensors"})
     style = load_style(styles / "tiny-style")

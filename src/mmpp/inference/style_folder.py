@@ -160,6 +160,20 @@ def _check_lora(path: Path, folder: Path, lora: LoraSource, field: str) -> None:
         )
     if lora.weight_name is not None and local.is_dir() and not _inside(local, lora.weight_name):
         raise StyleError(f"{path}: field '{field}.weight_name': '{lora.weight_name}' must be a file inside the folder")
+    if lora.weight_name is None and local.is_dir():
+        # Checked here too, not only as the LoRA loads: a bot whose workers draw loads no weights,
+        # and would otherwise offer a style that no worker can draw.
+        check_holds_weights(path, f"{field}.source", local)
+
+
+def check_holds_weights(where: Path, named: str, folder: Path) -> None:
+    """A LoRA folder named without a file must hold a `.safetensors` one; diffusers would otherwise
+    pick what is there, and a pickled `.bin` runs code when it is loaded."""
+    if not any(folder.glob("*" + WEIGHT_SUFFIX)):
+        raise StyleError(
+            f"{where}: field '{named}': the folder {folder.name} holds no .safetensors file; other weight "
+            "formats can run code when loaded, so convert it"
+        )
 
 
 def write_style(folder: Path, definition: StyleDefinition) -> Path:
