@@ -120,22 +120,23 @@ class RemoteBackend:
             for k, v in zip(keys, values, strict=True) if v is not None
         }
         alive = self.heartbeats.read(beats, now)
-        for worker_id, beat in alive.items():
-            if beat.stopping and (slot := self.slots.get(worker_id)) is not None:
-                slot.worker_stopping()
         for worker_id in set(self.alive) - set(alive):
             log_event(log, logging.WARNING, "worker gone", worker=worker_id)
             if (slot := self.slots.get(worker_id)) is not None:
                 slot.worker_gone()
         self.alive = alive
-        for worker_id in alive:
-            if (slot := self.slots.get(worker_id)) is not None and not alive[worker_id].stopping:
+        for worker_id, beat in alive.items():
+            slot = self.slots.get(worker_id)
+            if beat.stopping:
+                if slot is not None:
+                    slot.worker_stopping()
+            elif slot is not None:
                 # Back before its slot left (a Redis restart while the slot settled its batch): the
                 # slot stays. Leaving and joining again would leave the queue with nobody to draw
                 # for a scan, and with one worker that refuses members and fails those waiting.
                 slot.worker_back()
-            elif worker_id not in self.slots and not alive[worker_id].stopping:
-                log_event(log, logging.INFO, "worker joined", worker=worker_id, device=alive[worker_id].device)
+            else:
+                log_event(log, logging.INFO, "worker joined", worker=worker_id, device=beat.device)
                 slot = RemoteSlot(self, worker_id)
                 self.slots[worker_id] = slot
                 self.queue.attach(slot)
